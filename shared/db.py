@@ -1,0 +1,145 @@
+"""The MongoDB access layer: one client, the collections, and every index their queries need."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorCollection, AsyncIOMotorDatabase
+from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.errors import ConnectionFailure, ExecutionTimeout, NetworkTimeout, PyMongoError
+
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Errors that mean "the database is unreachable right now", not "the request is wrong".
+UNAVAILABLE_ERRORS: tuple[type[PyMongoError], ...] = (ConnectionFailure, NetworkTimeout, ExecutionTimeout)
+
+SORT_FIELDS = ("startTime", "title", "attendeeCount", "liveViews", "recordingViews", "avgAttendedDuration")
+
+INDEXES: dict[str, list[IndexModel]] = {
+    "users": [IndexModel([("email", ASCENDING)], unique=True)],
+    "tokens": [IndexModel([("expiresAt", ASCENDING)])],
+    "ingest_keys": [],
+    "login_attempts": [IndexModel([("expiresAt", ASCENDING)])],
+    "events": [IndexModel([("organizerId", ASCENDING)])],
+    "sessions": [
+        # One index per sort key of the session list, each led by eventId, _id as the tie-break.
+        *[
+            IndexModel([("eventId", ASCENDING), (key, ASCENDING), ("_id", ASCENDING)])
+            for key in SORT_FIELDS
+        ],
+        IndexModel([("eventId", ASCENDING), ("format", ASCENDING), ("startTime", ASCENDING)]),
+        IndexModel([("rollupPending", ASCENDING)]),
+        IndexModel([("durationProvider", ASCENDING), ("durationCheckAt", ASCENDING)]),
+    ],
+    "watch_segments": [
+        IndexModel([("eventId", ASCENDING), ("segmentId", ASCENDING)], unique=True),
+        IndexModel([("eventId", ASCENDING), ("sessionId", ASCENDING)]),
+    ],
+    "registrations": [
+        IndexModel(
+            [("eventId", ASCENDING), ("sessionId", ASCENDING), ("userId", ASCENDING)], unique=True
+        ),
+    ],
+    "session_attendees": [IndexModel([("sessionId", ASCENDING), ("chunk", ASCENDING)])],
+    "tasks": [IndexModel([("eventId", ASCENDING), ("createdAt", DESCENDING)])],
+    "recompute_locks": [],
+    "provider_state": [],
+}
+
+
+@dataclass
+class Database:
+    """The collections of one database, created on the running event loop."""
+
+    client: Any
+    db: AsyncIOMotorDatabase
+
+    def __getitem__(self, name: str) -> AsyncIOMotorCollection:
+        return self.db[name]
+
+    @property
+    def users(self) -> AsyncIOMotorCollection:
+        return self.db.users
+
+    @property
+    def tokens(self) -> AsyncIOMotorCollection:
+        return self.db.tokens
+
+    @property
+    def ingest_keys(self) -> AsyncIOMotorCollection:
+        return self.db.ingest_keys
+
+    @property
+    def login_attempts(self) -> AsyncIOMotorCollection:
+        return self.db.login_attempts
+
+    @property
+    def events(self) -> AsyncIOMotorCollection:
+        return self.db.events
+
+    @property
+    def sessions(self) -> AsyncIOMotorCollection:
+        return self.db.sessions
+
+    @property
+    def watch_segments(self) -> AsyncIOMotorCollection:
+        return self.db.watch_segments
+
+    @property
+    def registrations(self) -> AsyncIOMotorCollection:
+        return self.db.registrations
+
+    @property
+    def session_attendees(self) -> AsyncIOMotorCollection:
+        return self.db.session_attendees
+
+    @property
+    def tasks(self) -> AsyncIOMotorCollection:
+        return self.db.tasks
+
+    @property
+    def recompute_locks(self) -> AsyncIOMotorCollection:
+        return self.db.recompute_locks
+
+    @property
+    def provider_state(self) -> AsyncIOMotorCollection:
+        return self.db.provider_state
+
+    async def ping(self) -> None:
+        await self.db.command("ping")
+
+    async def ensure_indexes(self) -> None:
+        """Create missing indexes one per command: FerretDB 1.24 fails a createIndexes that
+        names two or more indexes which already exist."""
+        for name, models in INDEXES.items():
+            if not models:
+                continue
+            existing = set(await self.db[name].index_information())
+            for model in models:
+                if model.document["name"] not in existing:
+                    await self.db[name].create_indexes([model])
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def connect(settings: Settings) -> Database:
+    """A Motor client for settings.mongodb_url, or the embedded in-process store for `mem://`."""
+    if settings.mongodb_url.startswith("mem://"):
+        from mongomock_motor import AsyncMongoMockClient
+
+        client: Any = AsyncMongoMockClient(tz_aware=True)
+        return Database(client, client[settings.mongodb_database_name])
+    client = AsyncIOMotorClient(
+        settings.mongodb_url,
+        tz_aware=True,
+        serverSelectionTimeoutMS=settings.mongodb_timeout_ms,
+        connectTimeoutMS=settings.mongodb_timeout_ms,
+        socketTimeoutMS=max(settings.mongodb_timeout_ms * 5, 10_000),
+        retryWrites=False,
+    )
+    return Database(client, client[settings.mongodb_database_name])

@@ -1,0 +1,87 @@
+"""One settings class: every knob is an environment variable with a sane default, except secrets."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    # Stores. Empty MONGODB_URL / REDIS_URL means the embedded defaults of `demo`.
+    mongodb_url: str = "mongodb://127.0.0.1:27017/session_analytics"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    mongodb_timeout_ms: int = Field(2000, ge=100, description="server selection / socket timeout")
+
+    # HTTP server.
+    host: str = "127.0.0.1"
+    port: int = 8080
+    request_timeout_s: float = Field(5.0, gt=0)
+    max_body_bytes: int = 1_048_576
+    log_json: bool = True
+    log_level: str = "INFO"
+    list_cache_ttl_s: float = Field(
+        1.0, ge=0, description="how long one web process reuses a list answer (bounded by rollup)"
+    )
+
+    # Authentication.
+    token_ttl_s: int = 12 * 3600
+    lockout_failures: int = 5
+    lockout_s: int = 30 * 60
+    login_throttle_per_minute: int = 20
+
+    # Worker.
+    rollup_interval_s: float = 60.0
+    rollup_batch_sessions: int = 50
+    duration_sync_interval_s: float = 15 * 60.0
+    duration_refresh_s: int = 24 * 3600
+    duration_missing_retry_s: int = 24 * 3600
+    duration_live_retry_s: int = 15 * 60
+    duration_sync_batch: int = 500
+    token_cleanup_interval_s: float = 3600.0
+    recompute_stale_s: int = 600
+    visibility_timeout_s: int = 3600
+    task_soft_time_limit_s: int = 1800
+    task_max_retries: int = 5
+    segment_read_batch: int = 5000
+    attendee_chunk_rows: int = 1000
+
+    # Provider access (base URLs default to the real APIs; credentials have no default).
+    provider_timeout_s: float = 10.0
+    provider_concurrency: int = 8
+    provider_max_retries: int = 4
+    provider_backoff_base_s: float = 0.5
+    provider_backoff_cap_s: float = 30.0
+    youtube_api_url: str = "https://www.googleapis.com/youtube/v3"
+    youtube_api_key: SecretStr | None = None
+    vimeo_api_url: str = "https://api.vimeo.com"
+    vimeo_access_token: SecretStr | None = None
+    vonage_video_api_url: str = "https://video.api.vonage.com"
+    vonage_application_id: str | None = None
+    vonage_private_key: SecretStr | None = None
+    dolby_auth_url: str = "https://api.dolby.io"
+    dolby_comms_api_url: str = "https://comms.api.dolby.io"
+    dolby_app_key: str | None = None
+    dolby_app_secret: SecretStr | None = None
+    wistia_api_url: str = "https://api.wistia.com"
+    wistia_api_token: SecretStr | None = None
+
+    @property
+    def mongodb_database_name(self) -> str:
+        """The database named in MONGODB_URL's path, else `session_analytics`."""
+        path = self.mongodb_url.split("://", 1)[-1].split("?", 1)[0]
+        name = path.split("/", 1)[1] if "/" in path else ""
+        return name or "session_analytics"
+
+    @property
+    def embedded(self) -> bool:
+        """The in-process store and task runner of `demo` (MONGODB_URL=mem://)."""
+        return self.mongodb_url.startswith("mem://")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,103 @@
+"""Writes that both web and worker make to session and event documents."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from shared.db import Database
+from shared.errors import BadRequest
+from shared.models import SessionIn
+from shared.rules import SessionNumbers, has_provider_duration, session_numbers
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def numbers_fields(numbers: SessionNumbers) -> dict[str, object]:
+    """The `$set` a rollup makes: computed values, never increments."""
+    return {
+        "registeredUserCount": numbers.registered_user_count,
+        "attendeeCount": numbers.attendee_count,
+        "avgAttendedDuration": numbers.avg_attended_duration,
+        "liveViews": numbers.live_views,
+        "recordingViews": numbers.recording_views,
+        "watchTime": {
+            "total": numbers.watch_total,
+            "live": numbers.watch_live,
+            "recording": numbers.watch_recording,
+        },
+        "avgLiveWatch": numbers.avg_live_watch,
+        "avgRecordingWatch": numbers.avg_recording_watch,
+        "engagementLive": numbers.engagement_live,
+        "engagementRecording": numbers.engagement_recording,
+        "attendeeRows": len(numbers.attendee_rows),
+    }
+
+
+def duration_source(stream_provider: str | None, session_format: str | None) -> str | None:
+    """The provider to ask for this session's duration, or None when it has none by rule."""
+    return stream_provider if has_provider_duration(stream_provider, session_format) else None
+
+
+async def bump_analytics_version(db: Database, event_ids: Iterable[str]) -> None:
+    """Tell readers (and their caches) that numbers of these events changed. Call after writing."""
+    ids = sorted(set(event_ids))
+    if ids:
+        await db.events.update_many(
+            {"_id": {"$in": ids}}, {"$inc": {"analyticsVersion": 1}, "$set": {"analyticsChangedAt": now()}}
+        )
+
+
+async def mark_for_rollup(db: Database, event_id: str, session_ids: Iterable[str]) -> None:
+    """Flag sessions whose inputs changed; the version lets a running rollup notice late input."""
+    ids = sorted(set(session_ids))
+    if ids:
+        await db.sessions.update_many(
+            {"_id": {"$in": ids}, "eventId": event_id},
+            {"$inc": {"rollupVersion": 1}, "$set": {"rollupPending": True}},
+        )
+
+
+async def upsert_session(db: Database, session_id: str, body: SessionIn) -> tuple[dict[str, Any], bool]:
+    """Create or update a session; a changed video resets its duration and schedules a rollup."""
+    existing = await db.sessions.find_one({"_id": session_id})
+    if existing is not None and existing["eventId"] != body.eventId:
+        raise BadRequest(f"session {session_id} belongs to another event; eventId cannot change")
+    fields: dict[str, Any] = body.model_dump(mode="python")
+    update: dict[str, Any] = {"$set": fields}
+    video = (body.streamProvider, body.videoId, body.format)
+    if existing is None or (
+        existing.get("streamProvider"), existing.get("videoId"), existing.get("format")
+    ) != video:
+        source = duration_source(body.streamProvider, body.format) if body.videoId else None
+        fields.update(
+            duration=None,
+            durationProvider=source,
+            durationCheckAt=now(),
+            durationStatus="PENDING" if source else "NONE",
+            rollupPending=True,
+        )
+        update["$inc"] = {"rollupVersion": 1}
+    if existing is None:
+        fields["createdAt"] = now()
+        update["$setOnInsert"] = {
+            **numbers_fields(session_numbers([], {}, None, body.streamProvider)),
+            "analyticsUpdatedAt": None,
+        }
+    try:
+        doc = await db.sessions.find_one_and_update(
+            {"_id": session_id, "eventId": body.eventId},
+            update,
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+    except DuplicateKeyError as err:
+        raise BadRequest(f"session {session_id} belongs to another event") from err
+    await bump_analytics_version(db, [body.eventId])
+    return doc, existing is None

@@ -1,0 +1,114 @@
+"""Fixtures: real FerretDB and Redis for the whole run, a fresh database per test, the real app."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from mongomock_motor import AsyncMongoMockClient
+
+from shared.db import Database, connect
+from shared.settings import Settings
+from tests.servers import FerretDB, Redis
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def ferretdb() -> Iterator[FerretDB]:
+    """The MongoDB-wire test server; a missing binary is an error, never a skip."""
+    server = FerretDB()
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Redis]:
+    server = Redis()
+    server.start()
+    yield server
+    server.close()
+
+
+def _db_name() -> str:
+    return f"t{os.getpid()}_{next(_counter)}"
+
+
+@pytest.fixture(params=["mock", "real"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def mongodb_url(store_kind: str, request: pytest.FixtureRequest) -> str:
+    if store_kind == "mock":
+        return f"mem:///{_db_name()}"
+    server: FerretDB = request.getfixturevalue("ferretdb")
+    return server.url(_db_name())
+
+
+@pytest.fixture
+def settings(mongodb_url: str) -> Settings:
+    return Settings(
+        mongodb_url=mongodb_url,
+        redis_url="redis://127.0.0.1:1/0",
+        log_json=False,
+        request_timeout_s=5.0,
+        mongodb_timeout_ms=1500,
+    )
+
+
+@pytest.fixture
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    if settings.embedded:
+        client: Any = AsyncMongoMockClient(tz_aware=True)
+        db = Database(client, client[settings.mongodb_database_name])
+    else:
+        db = connect(settings)
+    await db.ensure_indexes()
+    yield db
+    if not settings.embedded:
+        await db.client.drop_database(settings.mongodb_database_name)
+    db.close()
+
+
+class RecordingTaskQueue:
+    """Stands in for the broker where a test checks only what was enqueued."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, dict[str, Any]]] = []
+        self.down = False
+
+    async def enqueue(self, name: Any, *, task_id: str, kwargs: dict[str, Any]) -> None:
+        from shared.errors import Unavailable
+
+        if self.down:
+            raise Unavailable("broker down (test)")
+        self.sent.append((str(name), task_id, kwargs))
+
+    async def ping(self) -> None:
+        from shared.errors import Unavailable
+
+        if self.down:
+            raise Unavailable("broker down (test)")
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.fixture
+def task_queue() -> RecordingTaskQueue:
+    return RecordingTaskQueue()
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, settings: Settings, database: Database,
+                 task_queue: RecordingTaskQueue) -> Any:
+    from web.app import create_app
+
+    app = create_app(settings, database=database, task_queue=task_queue)
+    return await aiohttp_client(app)

@@ -1,0 +1,229 @@
+"""The `session-analytics` command: serve, administer, and the embedded demo.
+
+This is the composition root: the one module that may put web and worker together (for `demo`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from pydantic import ValidationError
+
+from shared.db import Database, connect
+from shared.errors import ServiceError
+from shared.logs import configure_logging
+from shared.models import ID_PATTERN, SessionIn, describe_validation_error
+from shared.settings import Settings, get_settings
+
+T = TypeVar("T")
+
+
+def _run_with_db(body: Callable[[Database, Settings], Awaitable[T]]) -> T:
+    settings = get_settings()
+
+    async def main() -> T:
+        db = connect(settings)
+        try:
+            await db.ensure_indexes()
+            return await body(db, settings)
+        finally:
+            db.close()
+
+    try:
+        return asyncio.run(main())
+    except ServiceError as err:
+        raise click.ClickException(err.developer_message) from err
+
+
+@click.group()
+def main() -> None:
+    """Session analytics: the host API, its administration, and a self-contained demo."""
+
+
+@main.command()
+@click.option("--host", default=None, help="address to listen on (default: HOST setting)")
+@click.option("--port", type=int, default=None, help="port (default: PORT setting)")
+def serve(host: str | None, port: int | None) -> None:
+    """Serve the HTTP API on MONGODB_URL and REDIS_URL."""
+    from aiohttp import web
+
+    from web.app import create_app
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    web.run_app(
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        access_log=None,
+        print=None,
+    )
+
+
+@main.command("create-user")
+@click.option("--email", required=True)
+@click.option("--password", required=True, help="at least 8 characters")
+@click.option("--role", required=True,
+              type=click.Choice(["SUPER_ADMIN", "ORGANIZER_ADMIN", "EVENT_ADMIN", "ATTENDEE"]))
+@click.option("--event", "events", multiple=True, help="event id (EVENT_ADMIN); repeatable")
+@click.option("--organizer", "organizers", multiple=True, help="organizer id (ORGANIZER_ADMIN); repeatable")
+def create_user_cmd(email: str, password: str, role: str, events: tuple[str, ...],
+                    organizers: tuple[str, ...]) -> None:
+    """Create a user, or reset the password and grants of an existing one."""
+    from shared.admin import create_user
+
+    user = _run_with_db(lambda db, _: create_user(db, email, password, role, events, organizers))
+    click.echo(f"user {user['_id']} {user['email']} {user['role']}")
+
+
+@main.command("create-event")
+@click.option("--id", "event_id", required=True)
+@click.option("--organizer", required=True)
+@click.option("--name", required=True)
+@click.option("--timezone", default="UTC", show_default=True)
+def create_event_cmd(event_id: str, organizer: str, name: str, timezone: str) -> None:
+    """Create or rename an event."""
+    from shared.admin import create_event
+
+    event = _run_with_db(lambda db, _: create_event(db, event_id, organizer, name, timezone))
+    click.echo(f"event {event['_id']} organizer {event['organizerId']}")
+
+
+@main.command("create-ingest-key")
+@click.option("--event", "events", multiple=True, help="event id; repeatable; none: every event")
+def create_ingest_key_cmd(events: tuple[str, ...]) -> None:
+    """Print a new ingest key (alone on stdout). It is stored only as a digest: keep it."""
+    from shared.admin import create_ingest_key
+
+    click.echo(_run_with_db(lambda db, _: create_ingest_key(db, list(events) or None)))
+
+
+def read_session_rows(path: Path) -> list[dict[str, Any]]:
+    text = path.read_text(encoding="utf-8-sig")
+    if path.suffix.lower() == ".csv" or not text.lstrip().startswith("["):
+        rows: list[dict[str, Any]] = []
+        for row in csv.DictReader(io.StringIO(text)):
+            rows.append({k.strip(): (v.strip() or None if isinstance(v, str) else v)
+                         for k, v in row.items() if k is not None})
+        return rows
+    data = json.loads(text)
+    if not isinstance(data, list):
+        raise click.ClickException("a JSON file must hold a list of sessions")
+    return data
+
+
+@main.command("import-sessions")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def import_sessions_cmd(file: Path) -> None:
+    """Create or update sessions from a JSON list or a CSV with a header; all rows or none."""
+    import re
+
+    from shared.errors import EventNotFound
+    from shared.store import upsert_session
+
+    try:
+        rows = read_session_rows(file)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise click.ClickException(f"cannot read {file}: {err}") from err
+    parsed: list[tuple[str, SessionIn]] = []
+    problems: list[str] = []
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            problems.append(f"row {number}: not an object")
+            continue
+        fields = dict(row)
+        session_id = fields.pop("sessionId", None)
+        if not isinstance(session_id, str) or not re.match(ID_PATTERN, session_id):
+            problems.append(f"row {number}: sessionId must be 1-64 letters, digits, '-' or '_'")
+            continue
+        try:
+            parsed.append((session_id, SessionIn.model_validate(fields)))
+        except ValidationError as err:
+            problems.append(f"row {number}: {describe_validation_error(err)}")
+    if problems:
+        raise click.ClickException("nothing imported:\n" + "\n".join(problems))
+
+    async def body(db: Database, _: Settings) -> int:
+        events = {s.eventId for _, s in parsed}
+        found = {e["_id"] for e in await db.events.find({"_id": {"$in": sorted(events)}}).to_list(None)}
+        if missing := events - found:
+            raise EventNotFound(f"nothing imported: unknown events {', '.join(sorted(missing))}")
+        for session_id, session in parsed:
+            await upsert_session(db, session_id, session)
+        return len(parsed)
+
+    click.echo(f"imported {_run_with_db(body)} sessions")
+
+
+@main.command()
+@click.option("--event", "event_id", required=True)
+@click.option("--wait", is_flag=True, help="follow progress until the recompute ends")
+def recompute(event_id: str, wait: bool) -> None:
+    """Recompute durations and every number of one event (one at a time per event)."""
+    from shared.errors import EventNotFound, Unavailable
+    from shared.jobs import FAILURE, TERMINAL, claim_recompute, release_recompute, update_task
+    from shared.tasks import CeleryTaskQueue, TaskName
+
+    async def body(db: Database, settings: Settings) -> str:
+        if await db.events.find_one({"_id": event_id}) is None:
+            raise EventNotFound(f"no event {event_id}")
+        task, created = await claim_recompute(db, event_id, settings.recompute_stale_s)
+        if created:
+            queue = CeleryTaskQueue(settings.redis_url)
+            try:
+                await queue.enqueue(TaskName.RECOMPUTE_EVENT, task_id=task["_id"], kwargs={"event_id": event_id})
+            except Unavailable:
+                await update_task(db, task["_id"], state=FAILURE, error="task broker unreachable")
+                await release_recompute(db, event_id, task["_id"])
+                raise
+            finally:
+                await queue.close()
+        click.echo(f"task {task['_id']} ({'started' if created else 'already running'})", err=True)
+        if not wait:
+            return task["_id"]
+        with click.progressbar(length=1, label="recompute", file=sys.stderr) as bar:
+            shown = 0
+            while True:
+                current = await db.tasks.find_one({"_id": task["_id"]})
+                assert current is not None
+                done, total = current["progress"]["done"], current["progress"]["total"]
+                if total:
+                    bar.length = total
+                    bar.update(done - shown)
+                    shown = done
+                if current["state"] in TERMINAL:
+                    break
+                await asyncio.sleep(0.5)
+        if current["state"] == FAILURE:
+            raise click.ClickException(f"recompute failed: {current.get('error')}")
+        click.echo(json.dumps(current.get("result"), default=str), err=True)
+        return task["_id"]
+
+    click.echo(_run_with_db(body))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--check", is_flag=True, help="seed, run the jobs, query the API once, and exit")
+def demo(host: str, port: int, check: bool) -> None:
+    """Run everything in one process on embedded defaults: no MongoDB, no Redis needed."""
+    from web.demo import run_demo
+
+    started = time.monotonic()
+    asyncio.run(run_demo(host, port, check=check))
+    if check:
+        click.echo(f"demo check passed in {time.monotonic() - started:.1f}s", err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

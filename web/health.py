@@ -1,0 +1,48 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from shared.errors import Unavailable
+from web.jsonio import json_response
+from web.keys import DB, REGISTRY, SETTINGS, TASKS
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    timeout = min(request.app[SETTINGS].request_timeout_s, request.app[SETTINGS].mongodb_timeout_ms / 1000 + 0.5)
+    checks = {"mongodb": _check(request.app[DB].ping(), timeout),
+              "redis": _check(request.app[TASKS].ping(), timeout)}
+    results = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
+    down = [name for name, ok in results.items() if not ok]
+    if down:
+        raise Unavailable(f"not ready: {', '.join(down)} unreachable")
+    return json_response({"status": "ready", "checks": {name: "ok" for name in results}})
+
+
+async def _check(probe: object, timeout: float) -> bool:
+    try:
+        async with asyncio.timeout(timeout):
+            await probe  # type: ignore[misc]
+        return True
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        return False
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

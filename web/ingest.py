@@ -1,0 +1,148 @@
+"""Attendance ingestion: watch segments and registrations, validated item by item."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+from pymongo.errors import BulkWriteError
+
+from shared.errors import BadRequest, EventNotFound
+from shared.models import RegistrationIn, WatchSegmentIn, describe_validation_error
+from shared.rules import MAX_FUTURE_S, MAX_SEGMENT_S
+from shared.store import mark_for_rollup, now
+from web.auth import authenticate_ingest
+from web.jsonio import json_response, read_json
+from web.keys import DB
+from web.params import valid_id
+
+routes = web.RouteTableDef()
+MAX_ITEMS = 1000
+DUPLICATE_KEY = 11000
+
+
+def _validate(model: type[BaseModel], index: int, item: Any) -> tuple[Any, dict[str, Any] | None]:
+    if not isinstance(item, dict):
+        return None, {"index": index, "reason": "item must be a JSON object"}
+    try:
+        return model.model_validate(item), None
+    except ValidationError as err:
+        return None, {"index": index, "reason": describe_validation_error(err)}
+
+
+def _segment_problem(segment: WatchSegmentIn) -> str | None:
+    length = (segment.end - segment.start).total_seconds()
+    if length <= 0:
+        return "end must be after start"
+    if length > MAX_SEGMENT_S:
+        return "a segment may last at most 24 hours"
+    if segment.end > now() + timedelta(seconds=MAX_FUTURE_S):
+        return "end is more than 5 minutes in the future"
+    return None
+
+
+async def _items(request: web.Request) -> tuple[str, list[Any]]:
+    event_id = valid_id(request.match_info["eventId"], "eventId")
+    await authenticate_ingest(request, event_id)
+    body = await read_json(request)
+    if isinstance(body, dict) and set(body) == {"items"}:
+        body = body["items"]
+    if not isinstance(body, list):
+        raise BadRequest("body must be a JSON list of items (or {\"items\": [...]})")
+    if len(body) > MAX_ITEMS:
+        raise BadRequest(f"at most {MAX_ITEMS} items a request; got {len(body)}")
+    if await request.app[DB].events.find_one({"_id": event_id}, {"_id": 1}) is None:
+        raise EventNotFound(f"no event {event_id}")
+    return event_id, body
+
+
+async def _known_sessions(request: web.Request, event_id: str, session_ids: set[str]) -> set[str]:
+    if not session_ids:
+        return set()
+    docs = await request.app[DB].sessions.find(
+        {"_id": {"$in": sorted(session_ids)}, "eventId": event_id}, {"_id": 1}
+    ).to_list(length=None)
+    return {doc["_id"] for doc in docs}
+
+
+async def _store(collection: Any, documents: list[dict[str, Any]]) -> tuple[int, int]:
+    """Insert, counting items already stored (same unique key) as duplicates."""
+    if not documents:
+        return 0, 0
+    try:
+        result = await collection.insert_many(documents, ordered=False)
+        return len(result.inserted_ids), 0
+    except BulkWriteError as err:
+        errors = err.details.get("writeErrors", [])
+        if any(e.get("code") != DUPLICATE_KEY for e in errors):
+            raise
+        return err.details.get("nInserted", 0), len(errors)
+
+
+async def _ingest(request: web.Request, model: type[BaseModel], to_document: Any,
+                  check: Any, collection_name: str) -> web.Response:
+    event_id, items = await _items(request)
+    valid: list[tuple[int, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        parsed, problem = _validate(model, index, item)
+        if problem is None and (reason := check(parsed)) is not None:
+            problem = {"index": index, "reason": reason}
+        if problem is not None:
+            rejected.append(problem)
+        else:
+            valid.append((index, parsed))
+    known = await _known_sessions(request, event_id, {p.sessionId for _, p in valid})
+    documents = []
+    for index, parsed in valid:
+        if parsed.sessionId not in known:
+            rejected.append({"index": index, "reason": f"unknown session {parsed.sessionId}"})
+        else:
+            documents.append(to_document(event_id, parsed))
+    db = request.app[DB]
+    accepted, duplicates = await _store(db[collection_name], documents)
+    # Duplicates mark too: a retry after a crash between insert and mark must still roll up.
+    await mark_for_rollup(db, event_id, {d["sessionId"] for d in documents})
+    rejected.sort(key=lambda r: r["index"])
+    return json_response({"accepted": accepted, "duplicates": duplicates, "rejected": rejected})
+
+
+def _segment_document(event_id: str, segment: WatchSegmentIn) -> dict[str, Any]:
+    return {
+        "eventId": event_id,
+        "segmentId": segment.segmentId,
+        "sessionId": segment.sessionId,
+        "userId": segment.userId,
+        "mode": segment.mode,
+        "start": segment.start,
+        "end": segment.end,
+    }
+
+
+def _registration_document(event_id: str, registration: RegistrationIn) -> dict[str, Any]:
+    return {
+        "eventId": event_id,
+        "sessionId": registration.sessionId,
+        "userId": registration.userId,
+        "registeredAt": registration.registeredAt,
+    }
+
+
+def _registration_problem(registration: RegistrationIn) -> str | None:
+    if registration.registeredAt > now() + timedelta(seconds=MAX_FUTURE_S):
+        return "registeredAt is more than 5 minutes in the future"
+    return None
+
+
+@routes.post("/rest/events/{eventId}/watch-segments")
+async def post_watch_segments(request: web.Request) -> web.Response:
+    return await _ingest(request, WatchSegmentIn, _segment_document, _segment_problem, "watch_segments")
+
+
+@routes.post("/rest/events/{eventId}/registrations")
+async def post_registrations(request: web.Request) -> web.Response:
+    return await _ingest(
+        request, RegistrationIn, _registration_document, _registration_problem, "registrations"
+    )

@@ -1,0 +1,19 @@
+"""Typed keys for what the application shares between handlers."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from shared.db import Database
+from shared.settings import Settings
+from shared.tasks import TaskQueue
+from web.cache import ListCache
+from web.metrics import HttpMetrics
+
+SETTINGS = web.AppKey("settings", Settings)
+DB = web.AppKey("db", Database)
+TASKS = web.AppKey("tasks", TaskQueue)
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+HTTP_METRICS = web.AppKey("http_metrics", HttpMetrics)
+LIST_CACHE = web.AppKey("list_cache", ListCache)

@@ -1,0 +1,249 @@
+"""Host session routes: the analytics list, one session, its attendees, the CSV, and PUT."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from typing import Any
+
+from aiohttp import web
+from pymongo import ASCENDING, DESCENDING
+
+from shared.errors import SessionNotFound
+from shared.models import SessionIn, format_utc
+from shared.rules import analytics_available
+from shared.store import duration_source, upsert_session
+from web.auth import authenticate_host, hosted_event
+from web.cache import CachedAnswer
+from web.jsonio import conditional_json, dumps, etag_of, json_response, parse_model, read_json
+from web.keys import DB, HTTP_METRICS, LIST_CACHE
+from web.params import event_id_param, paging, session_list_query, valid_id
+
+routes = web.RouteTableDef()
+
+_LIST_FIELDS = {
+    "_id": 1, "title": 1, "startTime": 1, "endTime": 1, "format": 1, "streamProvider": 1,
+    "registeredUserCount": 1, "attendeeCount": 1, "avgAttendedDuration": 1, "recordingViews": 1,
+    "liveViews": 1, "analyticsUpdatedAt": 1, "duration": 1, "watchTime": 1,
+}
+
+
+def session_item(doc: dict[str, Any], expand: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """A session as the list shows it; DESIGN §4 rules 7–8 applied on the way out."""
+    provider = doc.get("streamProvider")
+    available = analytics_available(provider)
+    item: dict[str, Any] = {
+        "sessionId": doc["_id"],
+        "title": doc["title"],
+        "startTime": format_utc(doc.get("startTime")),
+        "endTime": format_utc(doc.get("endTime")),
+        "format": doc["format"],
+        "streamProvider": provider,
+        "registeredUserCount": doc.get("registeredUserCount", 0),
+        "attendeeCount": doc.get("attendeeCount", 0),
+        "avgAttendedDuration": doc.get("avgAttendedDuration", 0.0) if available else None,
+        "recordingViews": doc.get("recordingViews", 0) if available else None,
+        "liveViews": doc.get("liveViews", 0) if available else None,
+        "analyticsAvailable": available,
+        "analyticsUpdatedAt": format_utc(doc.get("analyticsUpdatedAt")),
+    }
+    if "duration" in expand:
+        item["duration"] = session_duration(doc)
+    if "watchTime" in expand:
+        watch = doc.get("watchTime") or {}
+        item["watchTime"] = {
+            "total": watch.get("total", 0.0),
+            "live": watch.get("live", 0.0),
+            "recording": watch.get("recording", 0.0),
+        }
+    return item
+
+
+def session_duration(doc: dict[str, Any]) -> float | None:
+    if duration_source(doc.get("streamProvider"), doc.get("format")) is None:
+        return None
+    return doc.get("duration")
+
+
+@routes.get("/rest/host/session/analytics")
+async def list_sessions(request: web.Request) -> web.Response:
+    principal = await authenticate_host(request)
+    query = session_list_query(request)
+    event = await hosted_event(request, principal, query.event_id)
+    cache, metrics = request.app[LIST_CACHE], request.app[HTTP_METRICS]
+    key = (query.event_id, event.get("analyticsVersion", 0), *query.cache_key())
+    cached = cache.get(key)
+    if cached is None:
+        metrics.list_cache.labels("miss").inc()
+        body = dumps(await _session_page(request, query))
+        cached = CachedAnswer(body, etag_of(body))
+        cache.put(key, cached)
+    else:
+        metrics.list_cache.labels("hit").inc()
+    return conditional_json(request, cached.body, cached.etag)
+
+
+async def _session_page(request: web.Request, query: Any) -> dict[str, Any]:
+    sessions = request.app[DB].sessions
+    base = {"eventId": query.event_id}
+    filtered: dict[str, Any] = dict(base)
+    if query.session_format:
+        filtered["format"] = query.session_format
+    if query.search:
+        filtered["title"] = {"$regex": re.escape(query.search), "$options": "i"}
+    direction = DESCENDING if query.descending else ASCENDING
+    cursor = (
+        sessions.find(filtered, _LIST_FIELDS)
+        .sort([(query.sort_field, direction), ("_id", direction)])
+        .skip(query.paging.skip)
+        .limit(query.paging.size)
+    )
+    docs = await cursor.to_list(length=query.paging.size)
+    total = await sessions.count_documents(base)
+    matching = total if filtered == base else await sessions.count_documents(filtered)
+    return {
+        "recordsTotal": total,
+        "recordsFiltered": matching,
+        "page": query.paging.page,
+        "size": query.paging.size,
+        "data": [session_item(doc, query.expand) for doc in docs],
+    }
+
+
+async def _hosted_session(request: web.Request) -> dict[str, Any]:
+    principal = await authenticate_host(request)
+    session_id = valid_id(request.match_info["sessionId"], "sessionId")
+    doc = await request.app[DB].sessions.find_one({"_id": session_id})
+    if doc is None:
+        raise SessionNotFound(f"no session {session_id}")
+    await hosted_event(request, principal, doc["eventId"])
+    return doc
+
+
+@routes.get("/rest/host/session/{sessionId}/analytics")
+async def session_detail(request: web.Request) -> web.Response:
+    doc = await _hosted_session(request)
+    available = analytics_available(doc.get("streamProvider"))
+    detail = session_item(doc, frozenset({"duration", "watchTime"}))
+    detail.update(
+        eventId=doc["eventId"],
+        videoId=doc.get("videoId"),
+        avgLiveWatchDuration=doc.get("avgLiveWatch", 0.0) if available else None,
+        avgRecordingWatchDuration=doc.get("avgRecordingWatch", 0.0) if available else None,
+        liveEngagement=doc.get("engagementLive") if available else None,
+        recordingEngagement=doc.get("engagementRecording") if available else None,
+    )
+    body = dumps(detail)
+    return conditional_json(request, body, etag_of(body))
+
+
+@routes.get("/rest/host/session/{sessionId}/attendee")
+async def session_attendees(request: web.Request) -> web.Response:
+    doc = await _hosted_session(request)
+    page = paging(request)
+    total = int(doc.get("attendeeRows", 0))
+    chunk_rows = int(doc.get("attendeeChunkRows") or 1000)
+    first, last = page.skip, min(page.skip + page.size, total)
+    rows: list[dict[str, Any]] = []
+    if first < last:
+        chunks = await (
+            request.app[DB]
+            .session_attendees.find(
+                {"sessionId": doc["_id"], "chunk": {"$gte": first // chunk_rows, "$lte": (last - 1) // chunk_rows}}
+            )
+            .sort("chunk", ASCENDING)
+            .to_list(length=None)
+        )
+        for chunk in chunks:
+            offset = chunk["chunk"] * chunk_rows
+            for i, row in enumerate(chunk["rows"]):
+                if first <= offset + i < last:
+                    rows.append(_attendee(row))
+    return json_response({"recordsTotal": total, "page": page.page, "size": page.size, "data": rows})
+
+
+def _attendee(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "userId": row["userId"],
+        "attended": row["attended"],
+        "attendedSeconds": row["attendedSeconds"],
+        "liveSeconds": row["liveSeconds"],
+        "recordingSeconds": row["recordingSeconds"],
+        "engagement": row["engagement"],
+        "registeredAt": format_utc(row.get("registeredAt")),
+    }
+
+
+CSV_COLUMNS = (
+    "Session Name", "Session Date", "Session Length", "Number of Attendees Registered",
+    "Number of Views (Live)", "Average Watch Time (Live)", "Engagement (Live)",
+    "Number of Views (Recorded)", "Average Watch Time (Recorded)", "Engagement (Recorded)",
+)
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return value
+
+
+def _csv_safe(text: str) -> str:
+    # A title starting with = + - @ would run as a formula in a spreadsheet.
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def csv_row(doc: dict[str, Any]) -> list[Any]:
+    available = analytics_available(doc.get("streamProvider"))
+    pick = (lambda key: doc.get(key)) if available else (lambda key: None)
+    return [
+        _csv_safe(doc["title"]), format_utc(doc.get("startTime")), session_duration(doc),
+        doc.get("registeredUserCount", 0), pick("liveViews"), pick("avgLiveWatch"),
+        pick("engagementLive"), pick("recordingViews"), pick("avgRecordingWatch"),
+        pick("engagementRecording"),
+    ]
+
+
+@routes.get("/rest/host/session/analytics/csv")
+async def session_csv(request: web.Request) -> web.StreamResponse:
+    principal = await authenticate_host(request)
+    event_id = event_id_param(request)
+    event = await hosted_event(request, principal, event_id)
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="session-overview-{event["_id"]}.csv"',
+        }
+    )
+    cursor = request.app[DB].sessions.find({"eventId": event_id}).sort(
+        [("startTime", ASCENDING), ("_id", ASCENDING)]
+    ).batch_size(500)
+    first = await cursor.to_list(length=500)  # errors here still get the envelope
+    await response.prepare(request)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    batch = first
+    while batch:
+        for doc in batch:
+            writer.writerow([_cell(v) for v in csv_row(doc)])
+        await response.write(buffer.getvalue().encode())
+        buffer.seek(0)
+        buffer.truncate()
+        batch = await cursor.to_list(length=500)
+    if buffer.tell():
+        await response.write(buffer.getvalue().encode())
+    await response.write_eof()
+    return response
+
+
+@routes.put("/rest/host/session/{sessionId}")
+async def put_session(request: web.Request) -> web.Response:
+    principal = await authenticate_host(request)
+    session_id = valid_id(request.match_info["sessionId"], "sessionId")
+    body = parse_model(SessionIn, await read_json(request))
+    await hosted_event(request, principal, body.eventId)
+    doc, created = await upsert_session(request.app[DB], session_id, body)
+    return json_response(session_item(doc), status=201 if created else 200)

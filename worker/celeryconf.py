@@ -1,0 +1,41 @@
+"""The Celery application: Redis broker, late acks, redbeat scheduler, queues and routes."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from shared.settings import Settings
+from shared.tasks import Queue, TaskName
+from worker.schedule import beat_schedule
+
+
+def create_celery(settings: Settings) -> Celery:
+    app = Celery("worker", broker=settings.redis_url, backend=settings.redis_url, include=["worker.tasks"])
+    transport = {"visibility_timeout": settings.visibility_timeout_s}
+    app.conf.update(
+        # A task is acknowledged only after it finished; a worker killed mid-task gives it back.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options=transport,
+        result_backend_transport_options=transport,
+        result_expires=24 * 3600,
+        task_default_queue=Queue.DEFAULT.value,
+        task_routes={TaskName.SYNC_DURATIONS.value: {"queue": Queue.PROVIDERS.value}},
+        task_soft_time_limit=settings.task_soft_time_limit_s,
+        task_time_limit=settings.task_soft_time_limit_s + 60,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        worker_hijack_root_logger=False,
+        beat_scheduler="redbeat.RedBeatScheduler",
+        redbeat_redis_url=settings.redis_url,
+        redbeat_key_prefix="session-analytics:redbeat",
+        redbeat_lock_timeout=max(int(settings.rollup_interval_s) * 5, 30),
+        beat_max_loop_interval=min(5.0, settings.rollup_interval_s),
+        beat_schedule=beat_schedule(settings),
+        timezone="UTC",
+    )
+    return app

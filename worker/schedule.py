@@ -1,0 +1,32 @@
+"""The beat schedule: every periodic job, with why it runs as often as it does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.settings import Settings
+from shared.tasks import TaskName
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    return {
+        # New attendance should show within a minute or so; the pending flag makes a
+        # missed tick harmless, so each entry expires rather than piling up while workers are busy.
+        "rollup-pending": {
+            "task": TaskName.ROLLUP_PENDING.value,
+            "schedule": settings.rollup_interval_s,
+            "options": {"expires": settings.rollup_interval_s},
+        },
+        # Durations change rarely; providers meter calls, so sync only due sessions every 15 min.
+        "sync-durations": {
+            "task": TaskName.SYNC_DURATIONS.value,
+            "schedule": settings.duration_sync_interval_s,
+            "options": {"expires": settings.duration_sync_interval_s},
+        },
+        # Expired tokens, login-throttle windows: there are no TTL indexes (DESIGN §6).
+        "cleanup-expired": {
+            "task": TaskName.CLEANUP_EXPIRED.value,
+            "schedule": settings.token_cleanup_interval_s,
+            "options": {"expires": settings.token_cleanup_interval_s},
+        },
+    }
