@@ -35,16 +35,17 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("rollupPending", ASCENDING)]),
         IndexModel([("durationProvider", ASCENDING), ("durationCheckAt", ASCENDING)]),
     ],
-    "watch_segments": [
-        IndexModel([("eventId", ASCENDING), ("segmentId", ASCENDING)], unique=True),
-        IndexModel([("eventId", ASCENDING), ("sessionId", ASCENDING)]),
+    # Attendance is deduplicated by `_id` (eventId:segmentId, eventId:sessionId:userId);
+    # a full recompute reads one event's attendance at a time.
+    "watch_segments": [IndexModel([("eventId", ASCENDING), ("sessionId", ASCENDING)])],
+    "registrations": [IndexModel([("eventId", ASCENDING), ("sessionId", ASCENDING)])],
+    "segment_inbox": [
+        IndexModel([("sessionId", ASCENDING)]),
+        IndexModel([("eventId", ASCENDING)]),
     ],
-    "registrations": [
-        IndexModel(
-            [("eventId", ASCENDING), ("sessionId", ASCENDING), ("userId", ASCENDING)], unique=True
-        ),
-    ],
-    "session_attendees": [IndexModel([("sessionId", ASCENDING), ("chunk", ASCENDING)])],
+    # Per-session unions and attendee pages are read and written by `_id` only.
+    "session_watch": [],
+    "session_attendees": [],
     "tasks": [IndexModel([("eventId", ASCENDING), ("createdAt", DESCENDING)])],
     "recompute_locks": [],
     "provider_state": [],
@@ -92,6 +93,14 @@ class Database:
     @property
     def registrations(self) -> AsyncIOMotorCollection:
         return self.db.registrations
+
+    @property
+    def segment_inbox(self) -> AsyncIOMotorCollection:
+        return self.db.segment_inbox
+
+    @property
+    def session_watch(self) -> AsyncIOMotorCollection:
+        return self.db.session_watch
 
     @property
     def session_attendees(self) -> AsyncIOMotorCollection:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -20,6 +22,24 @@ PROVIDERS_WITHOUT_ANALYTICS = frozenset({"ZOOM", "FACEBOOK", "WISTIA"})
 PROVIDERS_WITH_DURATION = frozenset({"YOUTUBE", "VIMEO", "VOXEET", "TOKBOX", "WISTIA"})
 
 Interval = tuple[float, float]
+
+
+def merge_intervals(intervals: Iterable[Interval]) -> list[Interval]:
+    """The union of half-open intervals as sorted, disjoint, non-touching intervals.
+
+    Merging is idempotent (merging an interval already inside the union changes nothing), which
+    is what lets a rollup fold new segments into a stored union, and run again after a crash.
+    """
+    merged: list[Interval] = []
+    for start, end in sorted(intervals):
+        if end <= start:
+            continue
+        if merged and start <= merged[-1][1]:
+            if end > merged[-1][1]:
+                merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return merged
 
 
 def union_length(intervals: Iterable[Interval]) -> float:
@@ -73,15 +93,20 @@ class UserWatch:
     attended: float
 
 
-def user_watch(user_id: str, segments: Iterable[tuple[str, float, float]]) -> UserWatch:
-    """Fold one user's (mode, start, end) segments into union lengths."""
+def user_watch(user_id: str, segments: Iterable[tuple[str, int, int]]) -> UserWatch:
+    """Fold one user's (mode, start, end) segments, times in epoch milliseconds, into seconds.
+
+    Stored times are whole milliseconds. Differences of float seconds since 1970 lose the last
+    bits (a 12.345 s watch can come out as 12.344999…) and would miss a threshold it meets;
+    integer milliseconds keep every union exact until the one division at the end.
+    """
     by_mode: dict[str, list[Interval]] = {LIVE: [], RECORDING: []}
     for mode, start, end in segments:
         by_mode[mode].append((start, end))
     live = union_length(by_mode[LIVE])
     recording = union_length(by_mode[RECORDING])
     attended = union_length(by_mode[LIVE] + by_mode[RECORDING])
-    return UserWatch(user_id, live, recording, attended)
+    return UserWatch(user_id, live / 1000, recording / 1000, attended / 1000)
 
 
 @dataclass(slots=True)
@@ -104,7 +129,7 @@ class SessionNumbers:
 
 
 def _mean(values: list[float]) -> float:
-    return sum(values) / len(values) if values else 0.0
+    return math.fsum(values) / len(values) if values else 0.0
 
 
 def mode_engagement(watched: list[float], threshold: float, duration: float | None) -> float | None:
@@ -126,7 +151,8 @@ def session_numbers(
     threshold = view_threshold(duration)
     live_watched = [w.live for w in attendees if w.live > 0]
     recording_watched = [w.recording for w in attendees if w.recording > 0]
-    total = sum(w.attended for w in attendees)
+    # fsum: exactly rounded, so the numbers do not depend on the order users are read in.
+    total = math.fsum(w.attended for w in attendees)
     available = analytics_available(stream_provider)
     count = len(attendees)
 
@@ -147,8 +173,8 @@ def session_numbers(
             sum(1 for w in recording_watched if w >= threshold) if available else None
         ),
         watch_total=total,
-        watch_live=sum(live_watched),
-        watch_recording=sum(recording_watched),
+        watch_live=math.fsum(live_watched),
+        watch_recording=math.fsum(recording_watched),
         avg_live_watch=_mean(live_watched) if available else None,
         avg_recording_watch=_mean(recording_watched) if available else None,
         engagement_live=mode_engagement(live_watched, threshold, duration) if available else None,

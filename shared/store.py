@@ -40,6 +40,11 @@ def numbers_fields(numbers: SessionNumbers) -> dict[str, object]:
     }
 
 
+def attendee_chunk_id(session_id: str, chunk: int) -> str:
+    """`_id` of one page-chunk of a session's attendee rows (written by rollups, read by web)."""
+    return f"{session_id}:{chunk:06d}"
+
+
 def duration_source(stream_provider: str | None, session_format: str | None) -> str | None:
     """The provider to ask for this session's duration, or None when it has none by rule."""
     return stream_provider if has_provider_duration(stream_provider, session_format) else None

@@ -67,18 +67,37 @@ async def _known_sessions(request: web.Request, event_id: str, session_ids: set[
     return {doc["_id"] for doc in docs}
 
 
-async def _store(collection: Any, documents: list[dict[str, Any]]) -> tuple[int, int]:
-    """Insert, counting items already stored (same unique key) as duplicates."""
+async def _insert_new(collection: Any, documents: list[dict[str, Any]]) -> set[int]:
+    """Insert what is not stored yet; the positions of items already there (duplicates)."""
     if not documents:
-        return 0, 0
+        return set()
     try:
-        result = await collection.insert_many(documents, ordered=False)
-        return len(result.inserted_ids), 0
+        await collection.insert_many(documents, ordered=False)
+        return set()
     except BulkWriteError as err:
         errors = err.details.get("writeErrors", [])
         if any(e.get("code") != DUPLICATE_KEY for e in errors):
             raise
-        return err.details.get("nInserted", 0), len(errors)
+        return {e["index"] for e in errors}
+
+
+async def _store(db: Any, collection_name: str, kind: str,
+                 documents: list[dict[str, Any]]) -> tuple[int, int]:
+    """Store items once (by `_id`) and queue them for the next rollup.
+
+    The rollup inbox is written first, then the permanent collection: a failure between the
+    two leaves the client with an error to retry, and the retry completes both. An item that
+    turns out to be a duplicate is taken back out of the inbox if this request queued it, so a
+    reused id never adds its second version; queuing the same item twice is harmless (merging
+    is idempotent).
+    """
+    queued = [{**d, "_id": f"{kind}|{d['_id']}", "kind": kind} for d in documents]
+    already_queued = await _insert_new(db.segment_inbox, queued)
+    duplicates = await _insert_new(db[collection_name], documents)
+    redundant = [queued[i]["_id"] for i in sorted(duplicates) if i not in already_queued]
+    if redundant:
+        await db.segment_inbox.delete_many({"_id": {"$in": redundant}})
+    return len(documents) - len(duplicates), len(duplicates)
 
 
 async def _ingest(request: web.Request, model: type[BaseModel], to_document: Any,
@@ -102,7 +121,8 @@ async def _ingest(request: web.Request, model: type[BaseModel], to_document: Any
         else:
             documents.append(to_document(event_id, parsed))
     db = request.app[DB]
-    accepted, duplicates = await _store(db[collection_name], documents)
+    kind = "S" if collection_name == "watch_segments" else "R"
+    accepted, duplicates = await _store(db, collection_name, kind, documents)
     # Duplicates mark too: a retry after a crash between insert and mark must still roll up.
     await mark_for_rollup(db, event_id, {d["sessionId"] for d in documents})
     rejected.sort(key=lambda r: r["index"])
@@ -111,6 +131,7 @@ async def _ingest(request: web.Request, model: type[BaseModel], to_document: Any
 
 def _segment_document(event_id: str, segment: WatchSegmentIn) -> dict[str, Any]:
     return {
+        "_id": f"{event_id}:{segment.segmentId}",
         "eventId": event_id,
         "segmentId": segment.segmentId,
         "sessionId": segment.sessionId,
@@ -123,6 +144,7 @@ def _segment_document(event_id: str, segment: WatchSegmentIn) -> dict[str, Any]:
 
 def _registration_document(event_id: str, registration: RegistrationIn) -> dict[str, Any]:
     return {
+        "_id": f"{event_id}:{registration.sessionId}:{registration.userId}",
         "eventId": event_id,
         "sessionId": registration.sessionId,
         "userId": registration.userId,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import re
@@ -11,9 +12,10 @@ from aiohttp import web
 from pymongo import ASCENDING, DESCENDING
 
 from shared.errors import SessionNotFound
+from shared.logs import request_id_var
 from shared.models import SessionIn, format_utc
 from shared.rules import analytics_available
-from shared.store import duration_source, upsert_session
+from shared.store import attendee_chunk_id, duration_source, upsert_session
 from web.auth import authenticate_host, hosted_event
 from web.cache import CachedAnswer
 from web.jsonio import conditional_json, dumps, etag_of, json_response, parse_model, read_json
@@ -147,17 +149,15 @@ async def session_attendees(request: web.Request) -> web.Response:
     first, last = page.skip, min(page.skip + page.size, total)
     rows: list[dict[str, Any]] = []
     if first < last:
-        chunks = await (
-            request.app[DB]
-            .session_attendees.find(
-                {"sessionId": doc["_id"], "chunk": {"$gte": first // chunk_rows, "$lte": (last - 1) // chunk_rows}}
-            )
-            .sort("chunk", ASCENDING)
-            .to_list(length=None)
-        )
-        for chunk in chunks:
-            offset = chunk["chunk"] * chunk_rows
-            for i, row in enumerate(chunk["rows"]):
+        # Pages are read by `_id`, one per chunk the page overlaps.
+        numbers = range(first // chunk_rows, (last - 1) // chunk_rows + 1)
+        chunks = await asyncio.gather(*(
+            request.app[DB].session_attendees.find_one({"_id": attendee_chunk_id(doc["_id"], n)})
+            for n in numbers
+        ))
+        for n, chunk in zip(numbers, chunks, strict=True):
+            offset = n * chunk_rows
+            for i, row in enumerate(chunk["rows"] if chunk else ()):
                 if first <= offset + i < last:
                     rows.append(_attendee(row))
     return json_response({"recordsTotal": total, "page": page.page, "size": page.size, "data": rows})
@@ -215,6 +215,8 @@ async def session_csv(request: web.Request) -> web.StreamResponse:
         headers={
             "Content-Type": "text/csv; charset=utf-8",
             "Content-Disposition": f'attachment; filename="session-overview-{event["_id"]}.csv"',
+            # Sent with the first byte: the middleware's own header would come too late here.
+            "X-Request-Id": request_id_var.get() or "",
         }
     )
     cursor = request.app[DB].sessions.find({"eventId": event_id}).sort(

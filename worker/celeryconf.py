@@ -11,7 +11,13 @@ from worker.schedule import beat_schedule
 
 def create_celery(settings: Settings) -> Celery:
     app = Celery("worker", broker=settings.redis_url, backend=settings.redis_url, include=["worker.tasks"])
-    transport = {"visibility_timeout": settings.visibility_timeout_s}
+    transport = {
+        "visibility_timeout": settings.visibility_timeout_s,
+        # A message whose worker died is handed out again once the visibility timeout passed;
+        # kombu looks for such messages every interval × throttle seconds (100 s by default).
+        "unacked_restore_interval": min(10, settings.visibility_timeout_s),
+        "unacked_restore_throttle": 1,
+    }
     app.conf.update(
         # A task is acknowledged only after it finished; a worker killed mid-task gives it back.
         task_acks_late=True,
@@ -30,8 +36,9 @@ def create_celery(settings: Settings) -> Celery:
         result_serializer="json",
         accept_content=["json"],
         worker_hijack_root_logger=False,
-        beat_scheduler="redbeat.RedBeatScheduler",
+        beat_scheduler="worker.beat:ResilientRedBeatScheduler",
         redbeat_redis_url=settings.redis_url,
+        redbeat_redis_options={"socket_timeout": 5, "socket_connect_timeout": 5},
         redbeat_key_prefix="session-analytics:redbeat",
         redbeat_lock_timeout=max(int(settings.rollup_interval_s) * 5, 30),
         beat_max_loop_interval=min(5.0, settings.rollup_interval_s),

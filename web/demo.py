@@ -1,0 +1,233 @@
+"""`session-analytics demo`: the whole service in one process, on the embedded store and runner.
+
+Part of the command-line composition root (with web/cli.py): it is where web meets worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from shared.admin import create_event, create_ingest_key, create_user
+from shared.db import connect
+from shared.logs import configure_logging
+from shared.models import SessionIn, format_utc
+from shared.settings import Settings
+from shared.store import upsert_session
+from shared.tasks import InProcessTaskQueue, TaskName
+from web.app import create_app
+from worker.durations import sync_durations
+from worker.providers.fakes import FakeVideo, run_fake_providers
+from worker.rollup import recompute_event, rollup_pending
+
+ADMIN_EMAIL = "host@demo.example"
+ADMIN_PASSWORD = "demo-password"
+EVENT_ID = "demo-event"
+
+# (sessionId, title, format, provider, videoId, video seconds at the provider)
+SESSIONS: list[tuple[str, str, str, str | None, str | None, float | None]] = [
+    ("keynote", "Opening Keynote", "MAINSTAGE_SESSION", "YOUTUBE", "dQw4w9WgXcQ", 3725.0),
+    ("product-deep-dive", "Product Deep Dive", "BREAKOUT_SESSION", "VIMEO", "76979871", 1820.0),
+    ("live-qa", "Live Q&A", "BREAKOUT_SESSION", "VOXEET", "conf-4f1c2a", 2400.5),
+    ("partner-panel", "Partner Panel", "BREAKOUT_SESSION", "TOKBOX", "archive-9b2e", 1500.0),
+    ("customer-stories", "Customer Stories", "BREAKOUT_SESSION", "WISTIA", "h4sh3d1d", 900.25),
+    ("town-hall", "Town Hall", "MAINSTAGE_SESSION", "ZOOM", "8123456789", None),
+    ("social-stream", "Social Stream", "BREAKOUT_SESSION", "FACEBOOK", "10155", None),
+    ("teaser", "Ten-Second Teaser", "MAINSTAGE_SESSION", "YOUTUBE", "teaser00001", 12.0),
+    ("hands-on-lab", "Hands-on Lab", "WORKSHOP_SESSION", None, None, None),
+    ("speed-networking", "Speed Networking", "NETWORKING_SESSION", None, None, None),
+]
+
+
+def demo_settings() -> Settings:
+    return Settings(
+        mongodb_url="mem:///session_analytics_demo",
+        redis_url="redis://embedded.invalid:0/0",
+        log_json=False,
+        rollup_interval_s=10,
+        duration_sync_interval_s=60,
+    )
+
+
+def _videos() -> list[FakeVideo]:
+    return [
+        FakeVideo(provider=provider, video_id=video_id, duration=seconds)
+        for _, _, _, provider, video_id, seconds in SESSIONS
+        if provider in ("YOUTUBE", "VIMEO", "VOXEET", "TOKBOX", "WISTIA") and video_id and seconds
+    ]
+
+
+def _attendance(start: datetime) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Registrations and watch segments of 240 demo users, reproducible run to run."""
+    rng = random.Random(2024)
+    registrations, segments = [], []
+    for n, (session_id, *_rest) in enumerate(SESSIONS):
+        begins = start + timedelta(hours=n)
+        for u in range(240):
+            user_id = f"user-{u:03d}"
+            if rng.random() < 0.6:
+                registrations.append({"sessionId": session_id, "userId": user_id,
+                                      "registeredAt": format_utc(begins - timedelta(days=2, minutes=u))})
+            if rng.random() < 0.45:
+                mode = "LIVE" if rng.random() < 0.65 else "RECORDING"
+                offset = timedelta(seconds=rng.randint(0, 1800)) + (
+                    timedelta(days=1) if mode == "RECORDING" else timedelta()
+                )
+                for part in range(rng.randint(1, 3)):
+                    seg_start = begins + offset + timedelta(seconds=part * rng.randint(20, 400))
+                    segments.append({
+                        "segmentId": f"{session_id}-{user_id}-{part}",
+                        "sessionId": session_id,
+                        "userId": user_id,
+                        "mode": mode,
+                        "start": format_utc(seg_start),
+                        "end": format_utc(seg_start + timedelta(seconds=rng.randint(5, 900))),
+                    })
+    return registrations, segments
+
+
+async def _post_batches(http: aiohttp.ClientSession, url: str, key: str, items: list[dict[str, Any]]) -> int:
+    accepted = 0
+    for i in range(0, len(items), 1000):
+        async with http.post(url, json=items[i : i + 1000], headers={"Authorization": f"Bearer {key}"}) as r:
+            body = await r.json()
+            if r.status != 200:
+                raise RuntimeError(f"ingestion failed: {r.status} {body}")
+            accepted += body["accepted"]
+    return accepted
+
+
+async def run_demo(host: str, port: int, *, check: bool = False) -> None:
+    settings = demo_settings()
+    configure_logging("WARNING", json_lines=False)
+    async with run_fake_providers(videos=_videos()) as fake:
+        settings = settings.model_copy(update=fake.settings_overrides())
+        db = connect(settings)
+        await db.ensure_indexes()
+
+        async def sync(db_: Any, settings_: Settings, event_id: str | None = None) -> dict[str, Any]:
+            return await sync_durations(db_, settings_, event_id, force=event_id is not None)
+
+        async def run_recompute(task_id: str, event_id: str) -> dict[str, Any]:
+            return await recompute_event(db, settings, task_id, event_id, sync)
+
+        async def run_rollup(task_id: str) -> dict[str, int]:
+            return await rollup_pending(db, settings)
+
+        async def run_sync(task_id: str) -> dict[str, Any]:
+            return await sync(db, settings)
+
+        queue = InProcessTaskQueue({
+            TaskName.RECOMPUTE_EVENT: run_recompute,
+            TaskName.ROLLUP_PENDING: run_rollup,
+            TaskName.SYNC_DURATIONS: run_sync,
+        })
+        runner = web.AppRunner(create_app(settings, database=db, task_queue=queue), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        base = f"http://{host}:{port}"
+        try:
+            await _seed(db, settings, base)
+            jobs = asyncio.create_task(_periodic_jobs(db, settings, sync))
+            report = await _walkthrough(base)
+            _print_intro(base, report)
+            if not check:
+                await asyncio.Event().wait()
+            jobs.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await jobs
+        finally:
+            await queue.close()
+            await runner.cleanup()
+
+
+async def _seed(db: Any, settings: Settings, base: str) -> None:
+    await create_event(db, EVENT_ID, "demo-organizer", "Demo Conference 2024")
+    await create_user(db, ADMIN_EMAIL, ADMIN_PASSWORD, "ORGANIZER_ADMIN", organizer_ids=["demo-organizer"])
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=3)
+    for n, (session_id, title, session_format, provider, video_id, _) in enumerate(SESSIONS):
+        begins = start + timedelta(hours=n)
+        await upsert_session(db, session_id, SessionIn(
+            eventId=EVENT_ID, title=title, startTime=begins, endTime=begins + timedelta(hours=1),
+            format=session_format, streamProvider=provider, videoId=video_id,
+        ))
+    key = await create_ingest_key(db, [EVENT_ID])
+    registrations, segments = _attendance(start)
+    async with aiohttp.ClientSession() as http:
+        await _post_batches(http, f"{base}/rest/events/{EVENT_ID}/registrations", key, registrations)
+        await _post_batches(http, f"{base}/rest/events/{EVENT_ID}/watch-segments", key, segments)
+
+
+async def _periodic_jobs(db: Any, settings: Settings, sync: Any) -> None:
+    """The beat schedule, in process: rollups and duration sync on their intervals."""
+    last_sync = 0.0
+    loop = asyncio.get_running_loop()
+    while True:
+        if loop.time() - last_sync >= settings.duration_sync_interval_s:
+            await sync(db, settings)
+            last_sync = loop.time()
+        await rollup_pending(db, settings)
+        await asyncio.sleep(settings.rollup_interval_s)
+
+
+async def _walkthrough(base: str) -> dict[str, Any]:
+    """Log in, recompute the event, and read the list back, as a host would."""
+    async with aiohttp.ClientSession(base_url=base) as http:
+        async with http.post("/rest/u/login", json={"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD}) as r:
+            login = await r.json()
+        auth = {"Authorization": f"Bearer {login['access_token']}"}
+        async with http.post(f"/rest/host/session/analytics/recompute?eventId={EVENT_ID}", headers=auth) as r:
+            task_id = (await r.json())["taskId"]
+        for _ in range(600):
+            async with http.get(f"/rest/host/tasks/{task_id}", headers=auth) as r:
+                task = await r.json()
+            if task["state"] in ("SUCCESS", "FAILURE"):
+                break
+            await asyncio.sleep(0.05)
+        if task["state"] != "SUCCESS":
+            raise RuntimeError(f"demo recompute did not succeed: {task}")
+        async with http.get(f"/rest/host/session/analytics?eventId={EVENT_ID}&expand=duration,watchTime",
+                            headers=auth) as r:
+            listing = await r.json()
+    with_duration = [s for s in listing["data"] if s.get("duration")]
+    attended = [s for s in listing["data"] if s["attendeeCount"]]
+    if len(with_duration) < 5 or len(attended) < len(SESSIONS) - 1:
+        raise RuntimeError("demo numbers missing after recompute")
+    return {"token": login["access_token"], "task": task, "listing": listing}
+
+
+def _print_intro(base: str, report: dict[str, Any]) -> None:
+    token = report["token"]
+    lines = [
+        "",
+        f"Session Analytics demo is running on {base}",
+        f"  login:    {ADMIN_EMAIL} / {ADMIN_PASSWORD}   (event {EVENT_ID})",
+        f"  docs:     {base}/docs",
+        "",
+        "Try:",
+        f"  curl -s -X POST {base}/rest/u/login -H 'Content-Type: application/json' \\",
+        f"       -d '{{\"username\":\"{ADMIN_EMAIL}\",\"password\":\"{ADMIN_PASSWORD}\"}}'",
+        f"  TOKEN={token}",
+        f"  curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/rest/host/session/analytics?eventId={EVENT_ID}&expand=duration,watchTime'",
+        f"  curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/rest/host/session/keynote/analytics'",
+        f"  curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/rest/host/session/keynote/attendee?size=5'",
+        f"  curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/rest/host/session/analytics/csv?eventId={EVENT_ID}'",
+        f"  curl -s -X POST -H \"Authorization: Bearer $TOKEN\" '{base}/rest/host/session/analytics/recompute?eventId={EVENT_ID}'",
+        "",
+        "Sessions after the worker jobs (duration sync, rollup, recompute):",
+    ]
+    for item in report["listing"]["data"]:
+        lines.append(
+            f"  {item['title']:<22} {item['streamProvider'] or '-':<9} duration={item.get('duration')!s:<8}"
+            f" attendees={item['attendeeCount']:<4} live={item['liveViews']!s:<5} rec={item['recordingViews']!s:<5}"
+            f" avg={item['avgAttendedDuration']}"
+        )
+    lines.append("")
+    print("\n".join(lines), file=sys.stdout, flush=True)

@@ -1,0 +1,60 @@
+"""The beat scheduler: redbeat's Redis-locked schedule, made to ride out Redis outages."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import redis
+from redbeat import RedBeatScheduler
+from redbeat.schedulers import LUA_EXTEND_TO_SCRIPT, get_redis
+from redis.exceptions import LockError
+
+log = logging.getLogger(__name__)
+
+_REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+
+
+class ResilientRedBeatScheduler(RedBeatScheduler):
+    """RedBeatScheduler that waits out a Redis outage instead of exiting.
+
+    Plain redbeat raises out of `tick` when Redis is unreachable, which ends the beat process,
+    and it never takes its lock again once the lock expired. Here a tick that cannot reach Redis
+    sleeps and retries, and a beat without the lock tries to take it (without blocking) on
+    every tick: the lock still makes sure only one beat schedules at a time.
+    """
+
+    retry_interval_s = 2.0
+
+    def setup_schedule(self) -> None:
+        while True:
+            try:
+                super().setup_schedule()
+                return
+            except _REDIS_DOWN as err:
+                log.warning("beat: Redis unreachable at start-up (%s); retrying", err)
+                time.sleep(self.retry_interval_s)
+
+    def _try_lock(self) -> bool:
+        client = get_redis(self.app)
+        lock = client.lock(self.lock_key, timeout=self.lock_timeout, sleep=self.max_interval)
+        lock.lua_extend = client.register_script(LUA_EXTEND_TO_SCRIPT)
+        if not lock.acquire(blocking=False):
+            return False
+        log.info("beat: Acquired lock")
+        self.lock = lock
+        return True
+
+    def tick(self, min: Any = min, **kwargs: Any) -> float:
+        try:
+            if self.lock_key and self.lock is None and not self._try_lock():
+                return self.max_interval  # another beat schedules; stand by
+            return super().tick(min=min, **kwargs)
+        except LockError as err:
+            log.warning("beat: lost the schedule lock (%s); will take it again when free", err)
+            self.lock = None
+            return self.retry_interval_s
+        except _REDIS_DOWN as err:
+            log.warning("beat: Redis unreachable (%s); retrying in %ss", err, self.retry_interval_s)
+            return self.retry_interval_s
