@@ -27,7 +27,7 @@ from shared.errors import (
     WrongCredentials,
 )
 from shared.models import LoginIn, format_utc
-from shared.security import new_token, token_digest, verify_password
+from shared.security import HOST_ROLES, new_token, token_digest, verify_password
 from web.jsonio import json_response, parse_model, read_json
 from web.keys import DB, SETTINGS
 
@@ -52,7 +52,10 @@ def _bearer(request: web.Request) -> str:
     raise Unauthorized("send Authorization: Bearer <token>")
 
 
-async def authenticate_host(request: web.Request) -> HostPrincipal:
+async def authenticate_host(request: web.Request, *, host_role: bool = True) -> HostPrincipal:
+    """The user behind the token. With `host_role` (every host route), a user whose role has no
+    host access is refused before any event or session is looked up, so that role cannot learn
+    which ids exist."""
     token = _bearer(request)
     if token.startswith(INGEST_KEY_PREFIX):
         await _ingest_key(request, token)  # a valid key is 403 here, an unknown one 401
@@ -62,13 +65,16 @@ async def authenticate_host(request: web.Request) -> HostPrincipal:
     doc = await request.app[DB].tokens.find_one({"_id": token_digest(token)})
     if doc is None or doc.get("revoked") or doc["expiresAt"] <= _now():
         raise Unauthorized("unknown, expired or revoked token")
-    return HostPrincipal(
+    principal = HostPrincipal(
         user_id=doc["userId"],
         role=doc["role"],
         event_ids=frozenset(doc.get("eventIds") or ()),
         organizer_ids=frozenset(doc.get("organizerIds") or ()),
         expires_at=doc["expiresAt"],
     )
+    if host_role and principal.role not in HOST_ROLES:
+        raise NotEventHost(f"role {principal.role} has no host access")
+    return principal
 
 
 async def _ingest_key(request: web.Request, token: str) -> IngestPrincipal:
@@ -84,7 +90,7 @@ async def _ingest_key(request: web.Request, token: str) -> IngestPrincipal:
 async def authenticate_ingest(request: web.Request, event_id: str) -> IngestPrincipal:
     token = _bearer(request)
     if token.startswith(USER_TOKEN_PREFIX):
-        await authenticate_host(request)
+        await authenticate_host(request, host_role=False)
         raise WrongCredentialKind("user tokens may not post attendance; use an ingest key")
     if not token.startswith(INGEST_KEY_PREFIX):
         raise Unauthorized("unknown ingest key")
@@ -177,7 +183,7 @@ async def login(request: web.Request) -> web.Response:
 
 @routes.post("/rest/u/logout")
 async def logout(request: web.Request) -> web.Response:
-    await authenticate_host(request)
+    await authenticate_host(request, host_role=False)
     await request.app[DB].tokens.update_one(
         {"_id": token_digest(_bearer(request))}, {"$set": {"revoked": True}}
     )

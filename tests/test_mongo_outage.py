@@ -1,0 +1,98 @@
+"""MongoDB stopped under a running server: 503 envelopes in time, not ready; back: normal again."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from shared.db import Database, connect
+from shared.settings import Settings
+from tests.seed import add_session, cheap_password_hashing, error_of, login, seed_world
+from tests.servers import FerretDB
+from web.app import create_app
+
+REQUEST_TIMEOUT_S = 1.0
+LIST = "/rest/host/session/analytics?eventId=ev1&expand=duration,watchTime"
+
+
+@pytest.fixture(autouse=True)
+def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    cheap_password_hashing(monkeypatch)
+
+
+@pytest.fixture
+def own_ferretdb(tmp_path: Any) -> Iterator[FerretDB]:
+    """A FerretDB of this test alone: stopping it must not disturb the shared one."""
+    server = FerretDB(tmp_path)
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+async def outage_db(own_ferretdb: FerretDB) -> AsyncIterator[tuple[Settings, Database]]:
+    settings = Settings(
+        mongodb_url=own_ferretdb.url("outage"),
+        redis_url="redis://127.0.0.1:1/0",
+        log_json=False,
+        request_timeout_s=REQUEST_TIMEOUT_S,
+        # Longer than the request timeout: the request's own limit must bound the answer.
+        mongodb_timeout_ms=3000,
+    )
+    db = connect(settings)
+    await db.ensure_indexes()
+    yield settings, db
+    db.close()
+
+
+async def _timed(client: Any, path: str, **kwargs: Any) -> tuple[Any, float]:
+    started = time.monotonic()
+    response = await client.get(path, **kwargs)
+    await response.read()
+    return response, time.monotonic() - started
+
+
+async def test_requests_get_503_while_mongodb_is_down_and_normal_answers_when_it_is_back(
+    aiohttp_client, own_ferretdb, outage_db, task_queue
+):
+    settings, db = outage_db
+    await seed_world(db)
+    await add_session(db, "s1", numbers={"attendeeCount": 3})
+    client = await aiohttp_client(create_app(settings, database=db, task_queue=task_queue))
+    headers = await login(client, "super")
+    before = await client.get(LIST, headers=headers)
+    assert before.status == 200
+    body_before = await before.read()
+    assert (await client.get("/readyz")).status == 200
+
+    own_ferretdb.stop()
+
+    for path in (LIST, "/rest/host/session/s1/analytics"):
+        response, elapsed = await _timed(client, path, headers=headers)
+        assert await error_of(response) == (503, "503"), path
+        assert elapsed < REQUEST_TIMEOUT_S + 0.5, (path, elapsed)
+    login_down = await client.post("/rest/u/login",
+                                   json={"username": "super@example.com", "password": "x"})
+    assert await error_of(login_down) == (503, "503")
+    ready, elapsed = await _timed(client, "/readyz")
+    assert await error_of(ready) == (503, "503")
+    assert "mongodb" in (await ready.json())["developerMessage"]
+    assert elapsed < REQUEST_TIMEOUT_S + 0.5
+    assert (await client.get("/healthz")).status == 200  # alive, just not ready
+
+    own_ferretdb.start()
+
+    deadline = time.monotonic() + 15
+    while (await client.get("/readyz")).status != 200:
+        assert time.monotonic() < deadline, "not ready 15 s after MongoDB came back"
+        await asyncio.sleep(0.1)
+    after = await client.get(LIST, headers=headers)
+    assert after.status == 200
+    assert await after.read() == body_before
+    detail = await client.get("/rest/host/session/s1/analytics", headers=headers)
+    assert (await detail.json())["attendeeCount"] == 3
+    assert (await client.post("/rest/u/logout", headers=await login(client, "super"))).status == 204
