@@ -45,6 +45,7 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     # Per-session unions and attendee pages are read and written by `_id` only.
     "session_watch": [],
+    "rollup_garbage": [IndexModel([("at", ASCENDING)])],
     "session_attendees": [],
     "tasks": [IndexModel([("eventId", ASCENDING), ("createdAt", DESCENDING)])],
     "recompute_locks": [],
@@ -97,6 +98,10 @@ class Database:
     @property
     def segment_inbox(self) -> AsyncIOMotorCollection:
         return self.db.segment_inbox
+
+    @property
+    def rollup_garbage(self) -> AsyncIOMotorCollection:
+        return self.db.rollup_garbage
 
     @property
     def session_watch(self) -> AsyncIOMotorCollection:

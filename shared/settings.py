@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     task_soft_time_limit_s: int = 1800
     task_max_retries: int = 5
     segment_read_batch: int = 5000
+    inbox_settle_s: float = Field(
+        30.0, ge=0, description="age before a rollup folds in an ingested item (covers writes in flight)"
+    )
     attendee_chunk_rows: int = 1000
 
     # Provider access (base URLs default to the real APIs; credentials have no default).

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+from bson import Binary
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
@@ -40,9 +43,25 @@ def numbers_fields(numbers: SessionNumbers) -> dict[str, object]:
     }
 
 
-def attendee_chunk_id(session_id: str, chunk: int) -> str:
-    """`_id` of one page-chunk of a session's attendee rows (written by rollups, read by web)."""
-    return f"{session_id}:{chunk:06d}"
+def attendee_chunk_id(session_id: str, gen: str | None, chunk: int) -> str:
+    """`_id` of one chunk of a session's attendee rows in one rollup generation."""
+    return f"{session_id}:{gen}:a{chunk:06d}"
+
+
+def encode_attendee_rows(rows: list[dict[str, Any]]) -> Binary:
+    """Attendee rows as stored: one compressed blob per chunk, read whole by `_id`.
+
+    `registeredAt` is kept as the API spells it, so a page read decodes straight to its answer.
+    """
+    from shared.models import format_utc
+
+    prepared = [{**row, "registeredAt": format_utc(row["registeredAt"])} for row in rows]
+    return Binary(zlib.compress(orjson.dumps(prepared), 1))
+
+
+def decode_attendee_rows(chunk: dict[str, Any]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = orjson.loads(zlib.decompress(chunk["data"]))
+    return rows
 
 
 def duration_source(stream_provider: str | None, session_format: str | None) -> str | None:

@@ -59,6 +59,7 @@ def settings(mongodb_url: str) -> Settings:
         log_json=False,
         request_timeout_s=5.0,
         mongodb_timeout_ms=1500,
+        inbox_settle_s=0,  # tests ingest and roll up one after the other, never concurrently
     )
 
 

@@ -55,6 +55,7 @@ async def stack(ferretdb: FerretDB, aiohttp_client: Any, request: pytest.Fixture
         "REDIS_URL": broker.url(),
         "ROLLUP_INTERVAL_S": "1",
         "VISIBILITY_TIMEOUT_S": "6",
+        "INBOX_SETTLE_S": "3",
         "DURATION_SYNC_INTERVAL_S": "3600",
         # No provider is reachable from these tests: durations are set directly.
         "YOUTUBE_API_URL": "http://127.0.0.1:9/",

@@ -53,6 +53,7 @@ def demo_settings() -> Settings:
         log_json=False,
         rollup_interval_s=10,
         duration_sync_interval_s=60,
+        inbox_settle_s=1,
     )
 
 

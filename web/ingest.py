@@ -91,7 +91,8 @@ async def _store(db: Any, collection_name: str, kind: str,
     reused id never adds its second version; queuing the same item twice is harmless (merging
     is idempotent).
     """
-    queued = [{**d, "_id": f"{kind}|{d['_id']}", "kind": kind} for d in documents]
+    received = now()
+    queued = [{**d, "_id": f"{kind}|{d['_id']}", "kind": kind, "receivedAt": received} for d in documents]
     already_queued = await _insert_new(db.segment_inbox, queued)
     duplicates = await _insert_new(db[collection_name], documents)
     redundant = [queued[i]["_id"] for i in sorted(duplicates) if i not in already_queued]

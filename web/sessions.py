@@ -15,7 +15,7 @@ from shared.errors import SessionNotFound
 from shared.logs import request_id_var
 from shared.models import SessionIn, format_utc
 from shared.rules import analytics_available
-from shared.store import attendee_chunk_id, duration_source, upsert_session
+from shared.store import attendee_chunk_id, decode_attendee_rows, duration_source, upsert_session
 from web.auth import authenticate_host, hosted_event
 from web.cache import CachedAnswer
 from web.jsonio import conditional_json, dumps, etag_of, json_response, parse_model, read_json
@@ -149,15 +149,16 @@ async def session_attendees(request: web.Request) -> web.Response:
     first, last = page.skip, min(page.skip + page.size, total)
     rows: list[dict[str, Any]] = []
     if first < last:
-        # Pages are read by `_id`, one per chunk the page overlaps.
+        # The chunks the page overlaps, of the generation the session document points to,
+        # each looked up by `_id`.
         numbers = range(first // chunk_rows, (last - 1) // chunk_rows + 1)
         chunks = await asyncio.gather(*(
-            request.app[DB].session_attendees.find_one({"_id": attendee_chunk_id(doc["_id"], n)})
+            request.app[DB].session_attendees.find_one({"_id": attendee_chunk_id(doc["_id"], doc.get("rollupGen"), n)})
             for n in numbers
         ))
         for n, chunk in zip(numbers, chunks, strict=True):
             offset = n * chunk_rows
-            for i, row in enumerate(chunk["rows"] if chunk else ()):
+            for i, row in enumerate(decode_attendee_rows(chunk) if chunk else ()):
                 if first <= offset + i < last:
                     rows.append(_attendee(row))
     return json_response({"recordsTotal": total, "page": page.page, "size": page.size, "data": rows})
@@ -171,7 +172,7 @@ def _attendee(row: dict[str, Any]) -> dict[str, Any]:
         "liveSeconds": row["liveSeconds"],
         "recordingSeconds": row["recordingSeconds"],
         "engagement": row["engagement"],
-        "registeredAt": format_utc(row.get("registeredAt")),
+        "registeredAt": row["registeredAt"],
     }
 
 

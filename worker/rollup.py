@@ -1,50 +1,57 @@
 """Rollups: fold watch segments and registrations into per-session numbers (DESIGN §4).
 
-Each session keeps its per-user interval unions in `session_watch` (16 chunk documents read
-and written by `_id`). Ingestion puts every accepted item in `segment_inbox` as well as in
-the permanent collections; an incremental rollup merges the inbox into the stored unions and
-rewrites the numbers, so its cost follows the new input, not the session's history. Merging
-is idempotent, so a rollup interrupted at any point and run again gives the same document.
-A full recompute rebuilds the unions from the permanent collections in one pass per event.
+Each session keeps its per-user interval unions in `session_watch` and its attendee pages in
+`session_attendees`, both written as a new *generation* and then switched to by one
+conditional update of the session document; the old generation is deleted afterwards. A
+reader or a crashed rollup therefore never sees half a session, and two rollups racing on one
+session cannot both win.
+
+Ingestion puts every accepted item in `segment_inbox` as well as in the permanent collections;
+an incremental rollup merges the inbox into the stored unions, so its cost follows the new
+input, not the session's history. Merging is idempotent: an interrupted rollup run again gives
+the same document. A full recompute rebuilds the unions from the permanent collections in one
+pass over the event. Queries are few and set-wise: on a store without secondary indexes (the
+FerretDB test server) each query other than a lookup by `_id` costs a scan, so documents are read by `_id`, written
+by insert, and a replaced generation is only recorded in `rollup_garbage` for the hourly
+cleanup to delete.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+import uuid
 import zlib
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import orjson
+from bson import Binary
+from pymongo.errors import BulkWriteError
 
 from shared.db import UNAVAILABLE_ERRORS, Database
 from shared.jobs import FAILURE, STARTED, SUCCESS, TERMINAL, release_recompute, update_task
-from shared.rules import (
-    LIVE,
-    Interval,
-    SessionNumbers,
-    UserWatch,
-    merge_intervals,
-    session_numbers,
-    union_length,
-)
+from shared.rules import LIVE, Interval, SessionNumbers, UserWatch, merge_intervals, session_numbers, union_length
 from shared.settings import Settings
 from shared.store import (
     attendee_chunk_id,
     bump_analytics_version,
     duration_source,
+    encode_attendee_rows,
     now,
     numbers_fields,
 )
 
 log = logging.getLogger(__name__)
 
-STATE_CHUNKS = 16
 INBOX_READ_LIMIT = 200_000
+STATE_DOC_ENTRIES = 100_000  # users + intervals per state document: a few MB, far from 16 MB
 _SESSION_FIELDS = {"_id": 1, "eventId": 1, "streamProvider": 1, "format": 1, "duration": 1,
-                   "rollupVersion": 1, "attendeeChunks": 1}
+                   "rollupVersion": 1, "rollupGen": 1, "stateDocs": 1, "attendeeChunks": 1}
 
 
 def epoch_ms(moment: datetime) -> int:
@@ -69,6 +76,7 @@ class UserState:
         return UserState(merge_intervals(self.live), merge_intervals(self.recording), self.registered_at)
 
     def watch(self, user_id: str) -> UserWatch:
+        """Seconds watched; the intervals are already merged per mode."""
         live = sum(end - start for start, end in self.live)
         recording = sum(end - start for start, end in self.recording)
         attended = union_length(self.live + self.recording)
@@ -78,49 +86,62 @@ class UserState:
 SessionState = dict[str, UserState]
 
 
-def _chunk_of(user_id: str) -> int:
-    return zlib.crc32(user_id.encode()) % STATE_CHUNKS
-
-
-def _state_id(session_id: str, chunk: int) -> str:
-    return f"{session_id}:{chunk:02d}"
-
-
-async def _load_state(db: Database, session_id: str) -> SessionState:
-    docs = await asyncio.gather(
-        *(db.session_watch.find_one({"_id": _state_id(session_id, k)}) for k in range(STATE_CHUNKS))
-    )
+def _decode_state(docs: Iterable[dict[str, Any]]) -> SessionState:
     state: SessionState = {}
     for doc in docs:
-        if doc is None:
-            continue
-        users = [UserState(registered_at=reg) for reg in doc["reg"]]
-        for index, mode, start, end in zip(doc["iu"], doc["im"], doc["ist"], doc["ien"], strict=True):
-            (users[index].live if mode == 0 else users[index].recording).append((start, end))
-        state.update(zip(doc["users"], users, strict=True))
+        for user_id, registered_ms, live, recording in orjson.loads(zlib.decompress(doc["data"])):
+            state[user_id] = UserState(
+                list(zip(live[::2], live[1::2], strict=True)),
+                list(zip(recording[::2], recording[1::2], strict=True)),
+                None if registered_ms is None else datetime.fromtimestamp(registered_ms / 1000, UTC),
+            )
     return state
 
 
-def _state_documents(session: dict[str, Any], state: SessionState) -> list[dict[str, Any]]:
-    """Parallel flat arrays: DESIGN §6 allows no nested arrays."""
-    chunks: list[dict[str, Any]] = [
-        {"_id": _state_id(session["_id"], k), "sessionId": session["_id"], "eventId": session["eventId"],
-         "users": [], "reg": [], "iu": [], "im": [], "ist": [], "ien": []}
-        for k in range(STATE_CHUNKS)
-    ]
+def _state_id(session_id: str, gen: str | None, part: int) -> str:
+    return f"{session_id}:{gen}:s{part:04d}"
+
+
+def _generation_ids(session: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """`_id`s of the state and attendee documents of the generation a session points to."""
+    gen = session.get("rollupGen")
+    if gen is None:
+        return [], []
+    return (
+        [_state_id(session["_id"], gen, n) for n in range(int(session.get("stateDocs") or 0))],
+        [attendee_chunk_id(session["_id"], gen, n) for n in range(int(session.get("attendeeChunks") or 0))],
+    )
+
+
+async def _load_state(db: Database, session: dict[str, Any]) -> SessionState:
+    state_ids, _ = _generation_ids(session)
+    docs = await asyncio.gather(*(db.session_watch.find_one({"_id": i}) for i in state_ids))
+    return _decode_state(doc for doc in docs if doc is not None)
+
+
+def _encode_state(session: dict[str, Any], gen: str, state: SessionState) -> Iterator[dict[str, Any]]:
+    """The unions as one compressed blob per document: read and written whole, by `_id`, never
+    queried by field, so a blob is far cheaper to store and load than arrays of values."""
+    entries: list[list[Any]] = []
+    size = 0
+    part = 0
+
+    def document() -> dict[str, Any]:
+        return {"_id": _state_id(session["_id"], gen, part), "sessionId": session["_id"],
+                "eventId": session["eventId"], "gen": gen,
+                "data": Binary(zlib.compress(orjson.dumps(entries), 1))}
+
     for user_id in sorted(state):
         user = state[user_id]
-        chunk = chunks[_chunk_of(user_id)]
-        index = len(chunk["users"])
-        chunk["users"].append(user_id)
-        chunk["reg"].append(user.registered_at)
-        for mode, intervals in ((0, user.live), (1, user.recording)):
-            for start, end in intervals:
-                chunk["iu"].append(index)
-                chunk["im"].append(mode)
-                chunk["ist"].append(start)
-                chunk["ien"].append(end)
-    return chunks
+        registered = None if user.registered_at is None else epoch_ms(user.registered_at)
+        entries.append([user_id, registered, [t for i in user.live for t in i],
+                        [t for i in user.recording for t in i]])
+        size += 1 + len(user.live) + len(user.recording)
+        if size >= STATE_DOC_ENTRIES:
+            yield document()
+            entries, size, part = [], 0, part + 1
+    if entries:
+        yield document()
 
 
 def _numbers(session: dict[str, Any], state: SessionState) -> SessionNumbers:
@@ -132,48 +153,101 @@ def _numbers(session: dict[str, Any], state: SessionState) -> SessionNumbers:
     return session_numbers(watches, registrations, duration, provider)
 
 
-async def _put_all(collection: Any, documents: list[dict[str, Any]]) -> None:
-    """Upsert whole documents by `_id`, concurrently. Not bulk_write: the embedded store
-    (mongomock 4.3) fails every bulk update or replace sent by pymongo 4.11 and later."""
-    await asyncio.gather(
-        *(collection.replace_one({"_id": doc["_id"]}, doc, upsert=True) for doc in documents)
-    )
+@dataclass(slots=True)
+class Generation:
+    """The documents of one session's next generation, and the fields that switch to it."""
+
+    session: dict[str, Any]
+    gen: str
+    state_docs: list[dict[str, Any]]
+    attendee_docs: list[dict[str, Any]]
+    fields: dict[str, Any]
 
 
-async def _write_session(db: Database, settings: Settings, session: dict[str, Any],
-                         state: SessionState) -> None:
-    """Store the unions, the attendee pages and the numbers of one session (all `$set`)."""
+def build_generation(settings: Settings, session: dict[str, Any], gen: str, state: SessionState) -> Generation:
     numbers = _numbers(session, state)
-    await _put_all(db.session_watch, _state_documents(session, state))
     rows, size = numbers.attendee_rows, settings.attendee_chunk_rows
-    pages = [rows[i : i + size] for i in range(0, len(rows), size)]
-    await _put_all(db.session_attendees, [
-        {"_id": attendee_chunk_id(session["_id"], n), "sessionId": session["_id"], "chunk": n,
-         "rows": page}
-        for n, page in enumerate(pages)
-    ])
-    for stale in range(len(pages), int(session.get("attendeeChunks") or 0)):
-        await db.session_attendees.delete_one({"_id": attendee_chunk_id(session["_id"], stale)})
-    fields = {**numbers_fields(numbers), "attendeeChunks": len(pages), "attendeeChunkRows": size,
-              "analyticsUpdatedAt": now()}
-    await db.sessions.update_one({"_id": session["_id"]}, {"$set": fields})
+    attendee_docs = [
+        {"_id": attendee_chunk_id(session["_id"], gen, n), "sessionId": session["_id"],
+         "eventId": session["eventId"], "gen": gen, "chunk": n,
+         "data": encode_attendee_rows(rows[i : i + size])}
+        for n, i in enumerate(range(0, len(rows), size))
+    ]
+    state_docs = list(_encode_state(session, gen, state))
+    fields = {**numbers_fields(numbers), "attendeeChunkRows": size, "attendeeChunks": len(attendee_docs),
+              "stateDocs": len(state_docs), "rollupGen": gen, "analyticsUpdatedAt": now()}
+    return Generation(session, gen, state_docs, attendee_docs, fields)
 
 
-async def _clear_pending(db: Database, session: dict[str, Any]) -> None:
-    # Input that arrived while we worked bumped rollupVersion: leave the session pending for it.
-    await db.sessions.update_one(
-        {"_id": session["_id"], "rollupVersion": session.get("rollupVersion", 0)},
-        {"$set": {"rollupPending": False}},
-    )
+async def _insert(collection: Any, docs: list[dict[str, Any]]) -> None:
+    for i in range(0, len(docs), 500):
+        await collection.insert_many(docs[i : i + 500], ordered=False)
 
 
-def _apply_inbox(state: SessionState, entries: Iterable[dict[str, Any]]) -> None:
-    for entry in entries:
-        user = state.setdefault(entry["userId"], UserState())
-        if entry["kind"] == "S":
-            user.add(entry["mode"], epoch_ms(entry["start"]), epoch_ms(entry["end"]))
+async def _switch(db: Database, generation: Generation, *, clear_pending: bool) -> bool:
+    """Point the session at its new generation, if no other rollup switched it meanwhile.
+
+    The pending flag is cleared only when no input arrived since the session was read (its
+    rollupVersion is unchanged); otherwise the numbers are still written and it stays pending.
+    """
+    session = generation.session
+    expected = {"_id": session["_id"], "rollupGen": session.get("rollupGen")}
+    if clear_pending:
+        done = await db.sessions.update_one(
+            {**expected, "rollupVersion": session.get("rollupVersion", 0)},
+            {"$set": {**generation.fields, "rollupPending": False}},
+        )
+        if done.matched_count:
+            return True
+    done = await db.sessions.update_one(expected, {"$set": generation.fields})
+    return bool(done.matched_count)
+
+
+async def _discard(db: Database, collection: str, ids: Iterable[str]) -> None:
+    """Record documents no session points to any more, for cleanup_garbage (deletes are scans)."""
+    docs = [{"_id": f"{collection}|{i}", "collection": collection, "docId": i, "at": now()} for i in ids]
+    for i in range(0, len(docs), 1000):
+        try:
+            await db.rollup_garbage.insert_many(docs[i : i + 1000], ordered=False)
+        except BulkWriteError as err:
+            if any(e.get("code") != 11000 for e in err.details.get("writeErrors", [])):
+                raise
+
+
+async def _discard_generations(db: Database, generations: Iterable[Generation], *, old: bool) -> None:
+    """The generation each session pointed to before (old) or the ones that lost a race (new)."""
+    state_ids: list[str] = []
+    attendee_ids: list[str] = []
+    for g in generations:
+        if old:
+            s_ids, a_ids = _generation_ids(g.session)
         else:
-            user.register(entry["registeredAt"])
+            s_ids, a_ids = [d["_id"] for d in g.state_docs], [d["_id"] for d in g.attendee_docs]
+        state_ids += s_ids
+        attendee_ids += a_ids
+    await _discard(db, "session_watch", state_ids)
+    await _discard(db, "session_attendees", attendee_ids)
+
+
+async def _consume_inbox(db: Database, query: dict[str, Any], cutoff: datetime) -> None:
+    """Delete inbox entries that were folded in: those received before the read's cutoff."""
+    await db.segment_inbox.delete_many({**query, "receivedAt": {"$lt": cutoff}})
+
+
+async def cleanup_garbage(db: Database, older_than_s: int = 600) -> int:
+    """Delete replaced generations once no reader can still be in the middle of one."""
+    garbage = await db.rollup_garbage.find(
+        {"at": {"$lt": now() - timedelta(seconds=older_than_s)}}
+    ).to_list(None)
+    by_collection: dict[str, list[str]] = defaultdict(list)
+    for doc in garbage:
+        by_collection[doc["collection"]].append(doc["docId"])
+    for collection, ids in by_collection.items():
+        for i in range(0, len(ids), 1000):
+            await db[collection].delete_many({"_id": {"$in": ids[i : i + 1000]}})
+    for i in range(0, len(garbage), 1000):
+        await db.rollup_garbage.delete_many({"_id": {"$in": [d["_id"] for d in garbage[i : i + 1000]]}})
+    return len(garbage)
 
 
 async def _recompute_running(db: Database, event_id: str, stale_s: int) -> bool:
@@ -188,51 +262,80 @@ async def _recompute_running(db: Database, event_id: str, stale_s: int) -> bool:
     )
 
 
+def _apply_inbox(state: SessionState, entries: Iterable[dict[str, Any]]) -> None:
+    for entry in entries:
+        user = state.setdefault(entry["userId"], UserState())
+        if entry["kind"] == "S":
+            user.add(entry["mode"], epoch_ms(entry["start"]), epoch_ms(entry["end"]))
+        else:
+            user.register(entry["registeredAt"])
+
+
+async def _rollup_batch(db: Database, settings: Settings, sessions: list[dict[str, Any]]) -> list[str]:
+    """Fold the settled inbox into a batch of sessions; the ids of the sessions written.
+
+    Entries younger than `inbox_settle_s` are left for the next run (their sessions stay
+    pending): an ingestion request still writing could otherwise insert an entry older than
+    the cutoff after the read, and the delete below would drop it unseen.
+    """
+    ids = [s["_id"] for s in sessions]
+    cutoff = now() - timedelta(seconds=settings.inbox_settle_s)
+    inbox = await db.segment_inbox.find({"sessionId": {"$in": ids}}).limit(INBOX_READ_LIMIT).to_list(None)
+    ripe: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    unripe: set[str] = set()
+    for entry in inbox:
+        if entry["receivedAt"] < cutoff:
+            ripe[entry["sessionId"]].append(entry)
+        else:
+            unripe.add(entry["sessionId"])
+    complete = len(inbox) < INBOX_READ_LIMIT
+    states = await asyncio.gather(*(_load_state(db, session) for session in sessions))
+
+    gen = uuid.uuid4().hex[:12]
+    generations = []
+    for session, state in zip(sessions, states, strict=True):
+        _apply_inbox(state, ripe[session["_id"]])
+        merged = {user_id: user.merged() for user_id, user in state.items()}
+        generations.append(build_generation(settings, session, gen, merged))
+
+    # Checked after reading the inbox: see rollup_pending.
+    busy = {e for e in {s["eventId"] for s in sessions} if await _recompute_running(db, e, settings.recompute_stale_s)}
+    generations = [g for g in generations if g.session["eventId"] not in busy]
+    await _insert(db.session_watch, [d for g in generations for d in g.state_docs])
+    await _insert(db.session_attendees, [d for g in generations for d in g.attendee_docs])
+    written, lost = [], []
+    for generation in generations:
+        settled = complete and generation.session["_id"] not in unripe
+        (written if await _switch(db, generation, clear_pending=settled) else lost).append(generation)
+    await _discard_generations(db, written, old=True)
+    await _discard_generations(db, lost, old=False)
+    written_ids = [g.session["_id"] for g in written]
+    if written_ids:
+        await _consume_inbox(db, {"sessionId": {"$in": written_ids}}, cutoff)
+    return written_ids
+
+
 async def rollup_pending(db: Database, settings: Settings, max_batches: int = 20) -> dict[str, int]:
     """Fold new input into sessions flagged by ingestion or duration changes, in bounded batches.
 
     Events under a full recompute are left alone: the recompute reads everything stored before
-    it began, and the inbox entries it did not see stay for the next run.
+    it began, and inbox entries it did not see stay for the next run. The lock is checked after
+    the inbox was read, so anything this rollup consumes was stored before any recompute that
+    it did not see began.
     """
     done = 0
     skipped: set[str] = set()
     for _ in range(max_batches):
-        sessions = [
-            s for s in await db.sessions.find({"rollupPending": True}, _SESSION_FIELDS)
-            .limit(settings.rollup_batch_sessions + len(skipped)).to_list(None)
-            if s["_id"] not in skipped
-        ][: settings.rollup_batch_sessions]
+        candidates = await db.sessions.find({"rollupPending": True}, _SESSION_FIELDS).limit(
+            settings.rollup_batch_sessions + len(skipped)
+        ).to_list(None)
+        sessions = [s for s in candidates if s["_id"] not in skipped][: settings.rollup_batch_sessions]
         if not sessions:
             break
-        busy = {e for e in {s["eventId"] for s in sessions}
-                if await _recompute_running(db, e, settings.recompute_stale_s)}
-        work = [s for s in sessions if s["eventId"] not in busy]
-        skipped.update(s["_id"] for s in sessions if s["eventId"] in busy)
-        if not work:
-            continue
-        inbox = await db.segment_inbox.find({"sessionId": {"$in": [s["_id"] for s in work]}}).limit(
-            INBOX_READ_LIMIT
-        ).to_list(None)
-        complete = len(inbox) < INBOX_READ_LIMIT
-        by_session: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for entry in inbox:
-            by_session[entry["sessionId"]].append(entry)
-        for session in work:
-            entries = by_session.get(session["_id"], [])
-            state = await _load_state(db, session["_id"])
-            _apply_inbox(state, entries)
-            merged = {user_id: user.merged() for user_id, user in state.items()}
-            if await _recompute_running(db, session["eventId"], settings.recompute_stale_s):
-                skipped.add(session["_id"])
-                continue
-            await _write_session(db, settings, session, merged)
-            ids = [e["_id"] for e in entries]
-            for i in range(0, len(ids), 1000):
-                await db.segment_inbox.delete_many({"_id": {"$in": ids[i : i + 1000]}})
-            if complete:
-                await _clear_pending(db, session)
-            done += 1
-        await bump_analytics_version(db, {s["eventId"] for s in work})
+        written = await _rollup_batch(db, settings, sessions)
+        skipped.update(s["_id"] for s in sessions if s["_id"] not in written)
+        done += len(written)
+        await bump_analytics_version(db, {s["eventId"] for s in sessions if s["_id"] in written})
     remaining = await db.sessions.count_documents({"rollupPending": True})
     if done:
         log.info("rolled up sessions", extra={"sessions": done, "remaining": remaining})
@@ -242,6 +345,14 @@ async def rollup_pending(db: Database, settings: Settings, max_batches: int = 20
 DurationSync = Callable[[Database, Settings, str], Awaitable[dict[str, Any]]]
 
 
+async def _prefetched(cursor: Any, batch: int) -> AsyncIterator[list[dict[str, Any]]]:
+    """Batches of a cursor, the next one already being fetched while the caller works."""
+    pending = asyncio.ensure_future(cursor.to_list(length=batch))
+    while docs := await pending:
+        pending = asyncio.ensure_future(cursor.to_list(length=batch))
+        yield docs
+
+
 async def _event_state(db: Database, settings: Settings, event_id: str) -> dict[str, SessionState]:
     """Every session's users and raw intervals, from one pass over the event's attendance."""
     states: dict[str, SessionState] = defaultdict(dict)
@@ -249,7 +360,7 @@ async def _event_state(db: Database, settings: Settings, event_id: str) -> dict[
     cursor = db.watch_segments.find(
         {"eventId": event_id}, {"_id": 0, "sessionId": 1, "userId": 1, "mode": 1, "start": 1, "end": 1}
     ).batch_size(batch)
-    while docs := await cursor.to_list(length=batch):
+    async for docs in _prefetched(cursor, batch):
         for seg in docs:
             session = states[seg["sessionId"]]
             user = session.get(seg["userId"])
@@ -265,6 +376,18 @@ async def _event_state(db: Database, settings: Settings, event_id: str) -> dict[
     return states
 
 
+class _Progress:
+    """Task progress, written at most twice a second (each write is a database round trip)."""
+
+    def __init__(self, db: Database, task_id: str, total: int) -> None:
+        self.db, self.task_id, self.total, self._last = db, task_id, total, 0.0
+
+    async def report(self, done: int, *, force: bool = False, **fields: Any) -> None:
+        if force or time.monotonic() - self._last >= 0.5:
+            await update_task(self.db, self.task_id, progress={"done": done, "total": self.total}, **fields)
+            self._last = time.monotonic()
+
+
 async def recompute_event(
     db: Database,
     settings: Settings,
@@ -277,30 +400,37 @@ async def recompute_event(
     if task is not None and task["state"] in TERMINAL:
         return task.get("result") or {}  # a redelivered message for a finished job
     try:
-        count = await db.sessions.count_documents({"eventId": event_id})
-        total = count + 2
-        await update_task(db, task_id, state=STARTED, progress={"done": 0, "total": total})
+        progress = _Progress(db, task_id, await db.sessions.count_documents({"eventId": event_id}) + 2)
+        await progress.report(0, force=True, state=STARTED)
         durations: dict[str, Any] = {}
         if sync_durations is not None:
             durations = await sync_durations(db, settings, event_id)
-        await update_task(db, task_id, progress={"done": 1, "total": total})
-        # Inbox entries present now are in the permanent collections the pass below reads.
-        seen = [e["_id"] for e in await db.segment_inbox.find({"eventId": event_id}, {"_id": 1}).to_list(None)]
+        await progress.report(1, force=True)
+        # Inbox entries received before this cutoff are in the permanent collections the pass
+        # below reads (ingestion writes the inbox first, then the permanent collection).
+        cutoff = now() - timedelta(seconds=settings.inbox_settle_s)
         sessions = await db.sessions.find({"eventId": event_id}, _SESSION_FIELDS).sort("_id", 1).to_list(None)
+        progress.total = len(sessions) + 2
         states = await _event_state(db, settings, event_id)
-        total = len(sessions) + 2
-        await update_task(db, task_id, progress={"done": 2, "total": total})
+        await progress.report(2, force=True)
+        gen = uuid.uuid4().hex[:12]
         for done, session in enumerate(sessions, start=3):
             state = {user_id: user.merged() for user_id, user in states.pop(session["_id"], {}).items()}
-            await _write_session(db, settings, session, state)
-            await update_task(db, task_id, progress={"done": done, "total": total})
-        for i in range(0, len(seen), 1000):
-            await db.segment_inbox.delete_many({"_id": {"$in": seen[i : i + 1000]}})
-        for session in sessions:
-            await _clear_pending(db, session)
+            generation = build_generation(settings, session, gen, state)
+            await _insert(db.session_watch, generation.state_docs)
+            await _insert(db.session_attendees, generation.attendee_docs)
+            if not await _switch(db, generation, clear_pending=True):
+                # A rollup that began before this recompute switched the session meanwhile.
+                generation.session = await db.sessions.find_one({"_id": session["_id"]}, _SESSION_FIELDS) or session
+                if not await _switch(db, generation, clear_pending=True):
+                    await _discard_generations(db, [generation], old=False)
+                    continue
+            await _discard_generations(db, [generation], old=True)
+            await progress.report(done)
+        await _consume_inbox(db, {"eventId": event_id}, cutoff)
         await bump_analytics_version(db, [event_id])
         result = {"sessions": len(sessions), "durations": durations}
-        await update_task(db, task_id, state=SUCCESS, result=result)
+        await progress.report(len(sessions) + 2, force=True, state=SUCCESS, result=result)
         await release_recompute(db, event_id, task_id)
         return result
     except Exception as err:

@@ -1,0 +1,187 @@
+"""DESIGN §4 re-read plainly, with no code shared with shared.rules: what the API should answer.
+
+Input is what the ingestion API takes (dicts with ISO 8601 strings); output uses the API's field
+names. Watched time is found the slow, obvious way: cut the timeline at every segment boundary
+and add up the pieces that some segment covers. Times are whole milliseconds, as stored.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+NO_ANALYTICS_PROVIDERS = {"ZOOM", "FACEBOOK", "WISTIA"}
+PROVIDERS_WITH_DURATION = {"YOUTUBE", "VIMEO", "VOXEET", "TOKBOX", "WISTIA"}
+FORMATS_WITHOUT_VIDEO = {"WORKSHOP_SESSION", "NETWORKING_SESSION"}
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def to_ms(text: str) -> int:
+    """Milliseconds since 1970 of an ISO 8601 string with a zone (finer parts dropped)."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return (moment - _EPOCH) // _MS
+
+
+def iso(ms: int) -> str:
+    """The API's spelling of a time: UTC with `Z`, milliseconds only when there are some."""
+    moment = _EPOCH + ms * _MS
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{text}.{ms % 1000:03d}Z" if ms % 1000 else f"{text}Z"
+
+
+def covered_ms(intervals: list[tuple[int, int]]) -> int:
+    """Length of the union: each piece between consecutive boundaries counts once if covered."""
+    points = sorted({point for interval in intervals for point in interval})
+    total = 0
+    for left, right in itertools.pairwise(points):
+        if any(start <= left and right <= end for start, end in intervals):
+            total += right - left
+    return total
+
+
+def effective_duration(
+    duration: float | None, stream_provider: str | None, session_format: str | None
+) -> float | None:
+    """Rule 8: only a video on a provider that reports durations has one."""
+    if stream_provider not in PROVIDERS_WITH_DURATION or session_format in FORMATS_WITHOUT_VIDEO:
+        return None
+    return duration
+
+
+def view_threshold(duration: float | None) -> float:
+    """Rule 3: min(30 s, duration) when the duration is known and positive, else 30 s."""
+    if duration is not None and duration > 0:
+        return min(30.0, duration)
+    return 30.0
+
+
+def _unique(items: Iterable[dict[str, Any]], key: Any) -> list[dict[str, Any]]:
+    """The first item of each key, as the store keeps it; later copies are duplicates."""
+    seen: dict[Any, dict[str, Any]] = {}
+    for item in items:
+        seen.setdefault(key(item), item)
+    return list(seen.values())
+
+
+def _session_inputs(
+    segments: Iterable[dict[str, Any]],
+    registrations: Iterable[dict[str, Any]],
+    session_id: str | None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    segments = _unique(segments, lambda s: s["segmentId"])
+    registrations = _unique(registrations, lambda r: (r["sessionId"], r["userId"]))
+    if session_id is not None:
+        segments = [s for s in segments if s["sessionId"] == session_id]
+        registrations = [r for r in registrations if r["sessionId"] == session_id]
+    return segments, registrations
+
+
+def watched_seconds(segments: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per user: seconds watched LIVE, RECORDING, and attended (either mode) — rule 1."""
+    by_user: dict[str, dict[str, list[tuple[int, int]]]] = {}
+    for segment in segments:
+        modes = by_user.setdefault(segment["userId"], {"LIVE": [], "RECORDING": []})
+        modes[segment["mode"]].append((to_ms(segment["start"]), to_ms(segment["end"])))
+    return {
+        user: {
+            "live": covered_ms(modes["LIVE"]) / 1000,
+            "recording": covered_ms(modes["RECORDING"]) / 1000,
+            "attended": covered_ms(modes["LIVE"] + modes["RECORDING"]) / 1000,
+        }
+        for user, modes in by_user.items()
+    }
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def expected_session(
+    segments: Iterable[dict[str, Any]],
+    registrations: Iterable[dict[str, Any]],
+    duration: float | None,
+    stream_provider: str | None,
+    *,
+    session_format: str | None = None,
+    session_id: str | None = None,
+) -> dict[str, Any]:
+    """A session's numbers as the detail answer names them.
+
+    `segments` / `registrations` are ingestion items (repeats allowed: they count once). With
+    `session_id`, items of other sessions are left out; without it all belong to the session.
+    `duration` is what the document holds; rule 8 may still make it null.
+    """
+    segments, registrations = _session_inputs(segments, registrations, session_id)
+    duration = effective_duration(duration, stream_provider, session_format)
+    available = stream_provider not in NO_ANALYTICS_PROVIDERS
+    watched = watched_seconds(segments)
+    attendees = {user: w for user, w in watched.items() if w["attended"] > 0}
+    threshold = view_threshold(duration)
+    total = sum(w["attended"] for w in attendees.values())
+
+    def mode_numbers(mode: str) -> tuple[int, float, float, float | None]:
+        times = [w[mode] for w in attendees.values() if w[mode] > 0]
+        viewers = [t for t in times if t >= threshold]
+        if duration is None or duration <= 0:
+            engagement = None
+        else:
+            engagement = _mean([min(t / duration, 1.0) * 100 for t in viewers])
+        return len(viewers), sum(times), _mean(times), engagement
+
+    live_views, live_total, live_average, live_engagement = mode_numbers("live")
+    rec_views, rec_total, rec_average, rec_engagement = mode_numbers("recording")
+
+    def when_available(value: Any) -> Any:
+        return value if available else None
+
+    return {
+        "registeredUserCount": len({r["userId"] for r in registrations}),
+        "attendeeCount": len(attendees),
+        "avgAttendedDuration": when_available(total / len(attendees) if attendees else 0.0),
+        "liveViews": when_available(live_views),
+        "recordingViews": when_available(rec_views),
+        "analyticsAvailable": available,
+        "duration": duration,
+        "watchTime": {"total": total, "live": live_total, "recording": rec_total},
+        "avgLiveWatchDuration": when_available(live_average),
+        "avgRecordingWatchDuration": when_available(rec_average),
+        "liveEngagement": when_available(live_engagement),
+        "recordingEngagement": when_available(rec_engagement),
+    }
+
+
+def expected_attendees(
+    segments: Iterable[dict[str, Any]],
+    registrations: Iterable[dict[str, Any]],
+    duration: float | None,
+    stream_provider: str | None,
+    *,
+    session_format: str | None = None,
+    session_id: str | None = None,
+) -> list[dict[str, Any]]:
+    """One row per user who registered or attended, ordered by userId, as the attendee pages."""
+    segments, registrations = _session_inputs(segments, registrations, session_id)
+    duration = effective_duration(duration, stream_provider, session_format)
+    available = stream_provider not in NO_ANALYTICS_PROVIDERS
+    watched = watched_seconds(segments)
+    registered_at = {r["userId"]: iso(to_ms(r["registeredAt"])) for r in registrations}
+    rows = []
+    for user in sorted(set(watched) | set(registered_at)):
+        w = watched.get(user, {"live": 0.0, "recording": 0.0, "attended": 0.0})
+        engagement = None
+        if available and duration is not None and duration > 0:
+            engagement = min(w["attended"] / duration, 1.0) * 100
+        rows.append({
+            "userId": user,
+            "attended": w["attended"] > 0,
+            "attendedSeconds": w["attended"],
+            "liveSeconds": w["live"],
+            "recordingSeconds": w["recording"],
+            "engagement": engagement,
+            "registeredAt": registered_at.get(user),
+        })
+    return rows

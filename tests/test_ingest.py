@@ -1,0 +1,428 @@
+"""Attendance ingestion: ingest keys, idempotent storage, per-item rejection, rollup flags."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from shared.admin import create_ingest_key
+from tests.seed import (
+    T0,
+    add_session,
+    bearer,
+    cheap_password_hashing,
+    error_of,
+    ingest_headers,
+    iso_utc,
+    login,
+    registration,
+    seed_world,
+    watch_segment,
+)
+
+SEGMENTS = "/rest/events/ev1/watch-segments"
+REGISTRATIONS = "/rest/events/ev1/registrations"
+
+
+@pytest.fixture
+async def world(database, monkeypatch) -> dict[str, str]:
+    """ev1 with sessions s1 and s2, ev2 with s9; the header of a key for ev1 only."""
+    cheap_password_hashing(monkeypatch)
+    await seed_world(database)
+    await add_session(database, "s1")
+    await add_session(database, "s2")
+    await add_session(database, "s9", "ev2")
+    return await ingest_headers(database, ["ev1"])
+
+
+async def post(client: Any, path: str, items: Any, headers: dict[str, str]) -> tuple[int, Any]:
+    response = await client.post(path, json=items, headers=headers)
+    return response.status, await response.json()
+
+
+async def pending_sessions(database) -> set[str]:
+    docs = await database.sessions.find({"rollupPending": True}, {"_id": 1}).to_list(None)
+    return {doc["_id"] for doc in docs}
+
+
+async def clear_pending(database) -> None:
+    await database.sessions.update_many({}, {"$set": {"rollupPending": False}})
+
+
+# --- ingest keys --------------------------------------------------------------------------
+
+
+async def test_key_for_the_event_stores_segments_and_registrations(client, database, world):
+    status, body = await post(client, SEGMENTS, [watch_segment("g1")], world)
+    assert (status, body) == (200, {"accepted": 1, "duplicates": 0, "rejected": []})
+    status, body = await post(client, REGISTRATIONS, [registration()], world)
+    assert (status, body) == (200, {"accepted": 1, "duplicates": 0, "rejected": []})
+
+    stored = await database.watch_segments.find_one({"segmentId": "g1"})
+    assert stored["eventId"] == "ev1" and stored["userId"] == "u1" and stored["mode"] == "LIVE"
+    assert stored["start"] == T0 and stored["end"] == T0 + timedelta(seconds=60)
+    reg = await database.registrations.find_one({"sessionId": "s1", "userId": "u1"})
+    assert reg["registeredAt"] == T0 - timedelta(days=1)
+
+
+async def test_times_with_an_offset_are_stored_in_utc(client, database, world):
+    item = {**watch_segment("g1"), "start": "2024-05-01T11:00:00+02:00",
+            "end": "2024-05-01T11:00:30.250+02:00"}
+    assert (await post(client, SEGMENTS, [item], world))[1]["accepted"] == 1
+    stored = await database.watch_segments.find_one({"segmentId": "g1"})
+    assert stored["start"] == T0
+    assert stored["end"] == T0 + timedelta(seconds=30, milliseconds=250)
+
+
+async def test_key_for_every_event_may_post_to_any_event(client, database, world):
+    headers = await ingest_headers(database)
+    assert (await post(client, SEGMENTS, [watch_segment("g1")], headers))[1]["accepted"] == 1
+    status, body = await post(
+        client, "/rest/events/ev2/watch-segments", [watch_segment("g1", "s9")], headers
+    )
+    assert (status, body["accepted"]) == (200, 1)
+
+
+async def test_key_of_another_event_is_not_event_host_and_stores_nothing(client, database, world):
+    headers = await ingest_headers(database, ["ev2"])
+    for path, item in ((SEGMENTS, watch_segment("g1")), (REGISTRATIONS, registration())):
+        response = await client.post(path, json=[item], headers=headers)
+        assert await error_of(response) == (403, "4030201")
+    assert await database.watch_segments.count_documents({}) == 0
+    assert await database.registrations.count_documents({}) == 0
+
+
+async def test_key_for_every_event_posting_to_a_missing_event_is_event_not_found(
+    client, database, world
+):
+    headers = await ingest_headers(database)
+    response = await client.post(
+        "/rest/events/nope/watch-segments", json=[watch_segment("g1")], headers=headers
+    )
+    assert await error_of(response) == (404, "4040200")
+
+
+@pytest.mark.parametrize("path", [SEGMENTS, REGISTRATIONS])
+@pytest.mark.parametrize("who", ["super", "event_admin", "attendee"])
+async def test_user_token_on_ingest_routes_is_the_wrong_kind_of_credential(
+    client, database, world, path, who
+):
+    headers = await login(client, who)
+    response = await client.post(path, json=[watch_segment("g1")], headers=headers)
+    assert await error_of(response) == (403, "403")
+    assert await database.watch_segments.count_documents({}) == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/rest/host/session/analytics?eventId=ev1"),
+        ("GET", "/rest/host/session/s1/analytics"),
+        ("GET", "/rest/host/session/s1/attendee"),
+        ("GET", "/rest/host/session/analytics/csv?eventId=ev1"),
+        ("POST", "/rest/host/session/analytics/recompute?eventId=ev1"),
+    ],
+)
+async def test_ingest_key_on_host_routes_is_the_wrong_kind_of_credential(
+    client, database, world, method, path
+):
+    headers = await ingest_headers(database)
+    response = await client.request(method, path, headers=headers)
+    assert await error_of(response) == (403, "403")
+
+
+async def test_ingest_key_may_not_create_sessions(client, database, world):
+    body = {"eventId": "ev1", "title": "New", "startTime": "2024-05-01T09:00:00Z",
+            "endTime": "2024-05-01T10:00:00Z", "format": "BREAKOUT_SESSION"}
+    response = await client.put("/rest/host/session/s5", json=body, headers=world)
+    assert await error_of(response) == (403, "403")
+    assert await database.sessions.find_one({"_id": "s5"}) is None
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer sak_not-a-key-we-issued"},
+        {"Authorization": "Bearer sat_not-a-token-we-issued"},
+        {"Authorization": "Bearer something-else"},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+    ],
+    ids=["no header", "unknown key", "unknown user token", "unknown kind", "basic auth"],
+)
+async def test_missing_or_unknown_credential_is_401(client, database, world, headers):
+    response = await client.post(SEGMENTS, json=[watch_segment("g1")], headers=headers)
+    assert await error_of(response) == (401, "401")
+    assert await database.watch_segments.count_documents({}) == 0
+
+
+async def test_revoked_key_is_401(client, database, world):
+    key = await create_ingest_key(database, ["ev1"])
+    await database.ingest_keys.update_many({}, {"$set": {"revoked": True}})
+    response = await client.post(SEGMENTS, json=[watch_segment("g1")], headers=bearer(key))
+    assert await error_of(response) == (401, "401")
+
+
+async def test_vendor_authentication_header_carries_an_ingest_key(client, database, world):
+    key = world["Authorization"].removeprefix("Bearer ")
+    status, body = await post(client, SEGMENTS, [watch_segment("g1")], {"AUTHENTICATION": key})
+    assert (status, body["accepted"]) == (200, 1)
+
+
+# --- idempotence --------------------------------------------------------------------------
+
+
+async def test_same_segment_batch_posted_twice_is_stored_once(client, database, world):
+    batch = [watch_segment(f"g{n}", user_id=f"u{n}") for n in range(25)]
+    assert (await post(client, SEGMENTS, batch, world))[1] == {
+        "accepted": 25, "duplicates": 0, "rejected": []
+    }
+    assert (await post(client, SEGMENTS, batch, world))[1] == {
+        "accepted": 0, "duplicates": 25, "rejected": []
+    }
+    assert await database.watch_segments.count_documents({}) == 25
+
+
+async def test_a_batch_overlapping_a_stored_one_stores_only_the_new_segments(
+    client, database, world
+):
+    await post(client, SEGMENTS, [watch_segment(f"g{n}") for n in range(10)], world)
+    status, body = await post(client, SEGMENTS, [watch_segment(f"g{n}") for n in range(5, 15)],
+                              world)
+    assert (status, body) == (200, {"accepted": 5, "duplicates": 5, "rejected": []})
+    assert await database.watch_segments.count_documents({}) == 15
+
+
+async def test_a_segment_id_sent_again_with_other_content_keeps_the_first(client, database, world):
+    await post(client, SEGMENTS, [watch_segment("g1", seconds=60)], world)
+    body = (await post(client, SEGMENTS, [watch_segment("g1", seconds=600, mode="RECORDING")],
+                       world))[1]
+    assert (body["accepted"], body["duplicates"]) == (0, 1)
+    stored = await database.watch_segments.find({"segmentId": "g1"}).to_list(None)
+    assert len(stored) == 1
+    assert stored[0]["mode"] == "LIVE" and stored[0]["end"] == T0 + timedelta(seconds=60)
+
+
+async def test_a_segment_repeated_within_one_batch_counts_once(client, database, world):
+    body = (await post(client, SEGMENTS, [watch_segment("g1"), watch_segment("g1")], world))[1]
+    assert (body["accepted"], body["duplicates"], body["rejected"]) == (1, 1, [])
+    assert await database.watch_segments.count_documents({}) == 1
+
+
+async def test_same_registration_batch_posted_twice_is_stored_once(client, database, world):
+    batch = [registration(session, f"u{n}") for n in range(20) for session in ("s1", "s2")]
+    assert (await post(client, REGISTRATIONS, batch, world))[1] == {
+        "accepted": 40, "duplicates": 0, "rejected": []
+    }
+    assert (await post(client, REGISTRATIONS, batch, world))[1] == {
+        "accepted": 0, "duplicates": 40, "rejected": []
+    }
+    assert await database.registrations.count_documents({}) == 40
+
+
+async def test_a_user_registering_again_for_a_session_is_a_duplicate(client, database, world):
+    await post(client, REGISTRATIONS, [registration("s1", "u1", T0 - timedelta(days=3))], world)
+    body = (await post(client, REGISTRATIONS,
+                       [registration("s1", "u1", T0 - timedelta(days=1)), registration("s2", "u1")],
+                       world))[1]
+    assert (body["accepted"], body["duplicates"]) == (1, 1)
+    reg = await database.registrations.find_one({"sessionId": "s1", "userId": "u1"})
+    assert reg["registeredAt"] == T0 - timedelta(days=3)
+
+
+# --- rejected items -----------------------------------------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _bad_segments() -> list[tuple[Any, str]]:
+    """(item, a word its reason must contain), each wrong in exactly one way."""
+    good = watch_segment("x")
+    return [
+        ({**good, "segmentId": "b-equal", "end": good["start"]}, "end"),
+        ({**good, "segmentId": "b-reverse", "start": iso_utc(T0 + timedelta(minutes=5)),
+          "end": iso_utc(T0)}, "end"),
+        (watch_segment("b-too-long", seconds=24 * 3600 + 0.001), "24 hours"),
+        (watch_segment("b-future", start=_now(), seconds=6 * 60), "future"),
+        ({**good, "segmentId": "b-mode", "mode": "REPLAY"}, "mode"),
+        ({**good, "segmentId": "b-mode-case", "mode": "live"}, "mode"),
+        ({**good, "segmentId": "b-user-type", "userId": 42}, "userId"),
+        ({**good, "segmentId": "b-start-type", "start": 1714554000}, "start"),
+        ({**good, "segmentId": "b-no-zone", "start": "2024-05-01T09:00:00"}, "start"),
+        ({**good, "segmentId": "b-not-a-time", "end": "yesterday"}, "end"),
+        ({**good, "segmentId": "b-extra", "device": "tv"}, "unknown field"),
+        ({k: v for k, v in good.items() if k != "userId"} | {"segmentId": "b-missing"}, "userId"),
+        ({**good, "segmentId": "b id with spaces"}, "segmentId"),
+        ({**good, "segmentId": "b-session", "sessionId": "s404"}, "unknown session"),
+        ({**good, "segmentId": "b-other-event", "sessionId": "s9"}, "unknown session"),
+        ("a string", "object"),
+        ([watch_segment("b-nested")], "object"),
+        (None, "object"),
+        (17, "object"),
+    ]
+
+
+async def test_malformed_segments_are_rejected_at_their_index_and_the_rest_stored(
+    client, database, world
+):
+    bad = _bad_segments()
+    valid = [
+        watch_segment("ok-1"),
+        watch_segment("ok-24h", seconds=24 * 3600, start=T0 - timedelta(days=2)),
+        watch_segment("ok-near-future", start=_now(), seconds=4 * 60),
+        watch_segment("ok-2", "s2", mode="RECORDING", seconds=0.001),
+    ]
+    # Valid items first among the bad ones, then the rest of the bad ones.
+    order: list[tuple[Any, str | None]] = []
+    for n, (item, word) in enumerate(bad):
+        if n < len(valid):
+            order.append((valid[n], None))
+        order.append((item, word))
+    items = [item for item, _ in order]
+    bad_index = {i: word for i, (_, word) in enumerate(order) if word is not None}
+
+    status, body = await post(client, SEGMENTS, items, world)
+
+    assert status == 200, body
+    assert (body["accepted"], body["duplicates"]) == (len(valid), 0)
+    assert [r["index"] for r in body["rejected"]] == sorted(bad_index)
+    for rejection in body["rejected"]:
+        assert bad_index[rejection["index"]] in rejection["reason"], rejection
+    stored = await database.watch_segments.distinct("segmentId")
+    assert sorted(stored) == sorted(item["segmentId"] for item in valid)
+
+
+async def test_malformed_registrations_are_rejected_at_their_index_and_the_rest_stored(
+    client, database, world
+):
+    items = [
+        registration("s1", "u1"),
+        registration("s1", "u2", _now() + timedelta(minutes=6)),
+        {**registration("s1", "u3"), "bookmarked": True},
+        registration("s404", "u4"),
+        {"sessionId": "s1", "userId": "u5"},
+        {**registration("s1", "u6"), "registeredAt": "2024-13-01T00:00:00Z"},
+        "u7",
+        registration("s2", "u8", _now() + timedelta(minutes=4)),
+    ]
+    status, body = await post(client, REGISTRATIONS, items, world)
+    assert status == 200, body
+    assert (body["accepted"], body["duplicates"]) == (2, 0)
+    reasons = {r["index"]: r["reason"] for r in body["rejected"]}
+    assert sorted(reasons) == [1, 2, 3, 4, 5, 6]
+    assert "future" in reasons[1]
+    assert "unknown field" in reasons[2]
+    assert "unknown session" in reasons[3]
+    assert "registeredAt" in reasons[4] and "registeredAt" in reasons[5]
+    assert "object" in reasons[6]
+    stored = await database.registrations.find({}, {"_id": 0, "userId": 1}).to_list(None)
+    assert sorted(doc["userId"] for doc in stored) == ["u1", "u8"]
+
+
+async def test_a_request_of_only_rejected_items_stores_and_flags_nothing(client, database, world):
+    await clear_pending(database)
+    items = [watch_segment("g1", "s404"), {**watch_segment("g2"), "mode": "PAUSED"}]
+    status, body = await post(client, SEGMENTS, items, world)
+    assert (status, body["accepted"], len(body["rejected"])) == (200, 0, 2)
+    assert await database.watch_segments.count_documents({}) == 0
+    assert await pending_sessions(database) == set()
+
+
+async def test_a_list_wrapped_as_items_is_taken_like_the_bare_list(client, database, world):
+    body = {"items": [watch_segment("g1"), {**watch_segment("g2"), "mode": "PAUSED"}]}
+    status, answer = await post(client, SEGMENTS, body, world)
+    assert (status, answer["accepted"], [r["index"] for r in answer["rejected"]]) == (200, 1, [1])
+
+
+async def test_an_empty_list_is_accepted_with_nothing_stored(client, database, world):
+    assert await post(client, SEGMENTS, [], world) == (
+        200, {"accepted": 0, "duplicates": 0, "rejected": []}
+    )
+
+
+# --- whole requests refused ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", [SEGMENTS, REGISTRATIONS])
+async def test_a_thousand_items_are_taken_and_one_more_refuses_the_whole_request(
+    client, database, world, path
+):
+    await clear_pending(database)
+    if path == SEGMENTS:
+        items = [watch_segment(f"g{n}", user_id=f"u{n}") for n in range(1001)]
+    else:
+        items = [registration("s1", f"u{n}") for n in range(1001)]
+
+    response = await client.post(path, json=items, headers=world)
+    assert await error_of(response) == (400, "400")
+    assert await database.watch_segments.count_documents({}) == 0
+    assert await database.registrations.count_documents({}) == 0
+    assert await pending_sessions(database) == set()
+
+    status, body = await post(client, path, items[:1000], world)
+    assert (status, body["accepted"], body["rejected"]) == (200, 1000, [])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"segmentId": "g1"}, "segments", 3, None, True],
+    ids=["object", "string", "number", "null", "boolean"],
+)
+async def test_a_body_that_is_not_a_list_is_400(client, database, world, body):
+    response = await client.post(SEGMENTS, data=json.dumps(body).encode(),
+                                 headers={**world, "Content-Type": "application/json"})
+    assert await error_of(response) == (400, "400")
+
+
+async def test_a_body_that_is_not_json_is_400(client, database, world):
+    response = await client.post(
+        SEGMENTS, data=b"[{not json", headers={**world, "Content-Type": "application/json"}
+    )
+    assert await error_of(response) == (400, "400")
+    assert await database.watch_segments.count_documents({}) == 0
+
+
+# --- rollup flags ---------------------------------------------------------------------------
+
+
+async def test_sessions_given_new_attendance_are_marked_for_rollup(client, database, world):
+    await clear_pending(database)
+    await post(client, SEGMENTS, [watch_segment("g1", "s1"), watch_segment("g2", "s404")], world)
+    assert await pending_sessions(database) == {"s1"}
+    await post(client, REGISTRATIONS, [registration("s2", "u1")], world)
+    assert await pending_sessions(database) == {"s1", "s2"}
+
+
+async def test_marking_bumps_the_rollup_version_of_each_touched_session(client, database, world):
+    before = await database.sessions.find_one({"_id": "s1"})
+    await post(client, SEGMENTS, [watch_segment("g1", "s1"), watch_segment("g2", "s1")], world)
+    after = await database.sessions.find_one({"_id": "s1"})
+    assert after["rollupVersion"] > before["rollupVersion"]
+
+
+async def test_duplicates_mark_their_sessions_again(client, database, world):
+    # A client retrying after a crash between storing and marking must still get a rollup.
+    batch = [watch_segment("g1", "s1"), watch_segment("g2", "s2")]
+    await post(client, SEGMENTS, batch, world)
+    await post(client, REGISTRATIONS, [registration("s1", "u1")], world)
+    await clear_pending(database)
+
+    body = (await post(client, SEGMENTS, batch, world))[1]
+    assert (body["accepted"], body["duplicates"]) == (0, 2)
+    assert await pending_sessions(database) == {"s1", "s2"}
+
+    await clear_pending(database)
+    body = (await post(client, REGISTRATIONS, [registration("s1", "u1")], world))[1]
+    assert (body["accepted"], body["duplicates"]) == (0, 1)
+    assert await pending_sessions(database) == {"s1"}
+
+
+async def test_sessions_of_other_events_are_not_marked(client, database, world):
+    await clear_pending(database)
+    await post(client, SEGMENTS, [watch_segment("g1", "s9")], world)
+    assert await pending_sessions(database) == set()

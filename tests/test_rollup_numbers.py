@@ -1,0 +1,610 @@
+"""Rolled-up numbers against tests/oracle.py: attendance posted over HTTP, rolled up in process,
+read back through the list, the detail, the attendee pages and the CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from shared.db import Database
+from shared.jobs import claim_recompute
+from shared.store import decode_attendee_rows
+from tests import oracle
+from tests.seed import (
+    T0,
+    add_session,
+    cheap_password_hashing,
+    ingest_headers,
+    login,
+    seed_world,
+)
+from worker.rollup import cleanup_garbage, recompute_event, rollup_pending
+
+CHUNK_ROWS = 7  # attendee rows per stored chunk: small, so pages cross chunk boundaries
+BATCH = 700  # items per ingestion request
+EDGE_USERS = 20  # per session, each watching exactly the view threshold once
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    session_id: str
+    title: str
+    session_format: str
+    provider: str | None
+    duration: float | None  # what the session document holds once its video is known
+
+
+SESSIONS = (
+    SessionSpec("yt-long", "Opening Keynote", "MAINSTAGE_SESSION", "YOUTUBE", 1800.5),
+    SessionSpec("vimeo-short", 'Teaser, "ten seconds"', "BREAKOUT_SESSION", "VIMEO", 12.345),
+    SessionSpec("voxeet-unknown", "Live Q&A", "BREAKOUT_SESSION", "VOXEET", None),
+    SessionSpec("tokbox-30", "Exactly Thirty", "BREAKOUT_SESSION", "TOKBOX", 30.0),
+    SessionSpec("yt-zero", "Zero-Length Video", "BREAKOUT_SESSION", "YOUTUBE", 0.0),
+    SessionSpec("wistia", "Customer Stories", "BREAKOUT_SESSION", "WISTIA", 600.0),
+    SessionSpec("zoom", "Town Hall", "MAINSTAGE_SESSION", "ZOOM", None),
+    SessionSpec("facebook", "Social Stream", "BREAKOUT_SESSION", "FACEBOOK", None),
+    SessionSpec("workshop", "Hands-on Lab", "WORKSHOP_SESSION", None, None),
+    # Rule 8: a networking session has no video, even if its document holds a duration.
+    SessionSpec("networking", "Speed Networking", "NETWORKING_SESSION", "YOUTUBE", 900.0),
+    SessionSpec("no-stream", "Hallway Track", "BREAKOUT_SESSION", None, None),
+    SessionSpec("empty", "Nobody Came", "BREAKOUT_SESSION", "VIMEO", 300.0),
+)
+SPEC = {spec.session_id: spec for spec in SESSIONS}
+# Enough kinds of session for the tests of rollup mechanics, at a fraction of the writes.
+FEW = tuple(SPEC[s] for s in ("yt-long", "vimeo-short", "tokbox-30", "zoom", "workshop", "empty"))
+
+
+def start_of(spec: SessionSpec) -> datetime:
+    """Sessions start an hour apart, in the order of SESSIONS."""
+    return T0 + timedelta(hours=SESSIONS.index(spec))
+
+
+def ms_of(moment: datetime) -> int:
+    return int(moment.timestamp()) * 1000
+
+
+@dataclass
+class World:
+    """The sessions of ev1, what was posted for them, and the durations their documents hold."""
+
+    sessions: tuple[SessionSpec, ...]
+    segments: list[dict[str, Any]]
+    registrations: list[dict[str, Any]]
+    durations: dict[str, float | None]
+    _answers: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+
+    @property
+    def session_ids(self) -> list[str]:
+        return [spec.session_id for spec in self.sessions]
+
+    def _oracle(self, function: Any, session_id: str) -> Any:
+        # Items are only ever appended: their counts tell whether an answer is still current.
+        key = (function, session_id, len(self.segments), len(self.registrations))
+        if key not in self._answers:
+            spec = SPEC[session_id]
+            self._answers[key] = function(
+                self.segments, self.registrations, self.durations[session_id], spec.provider,
+                session_format=spec.session_format, session_id=session_id,
+            )
+        return self._answers[key]
+
+    def expected(self, session_id: str) -> dict[str, Any]:
+        return self._oracle(oracle.expected_session, session_id)
+
+    def expected_rows(self, session_id: str) -> list[dict[str, Any]]:
+        return self._oracle(oracle.expected_attendees, session_id)
+
+
+def make_world(seed: int, users: int, sessions: tuple[SessionSpec, ...] = FEW, *,
+               known_durations: bool = True) -> World:
+    """Registrations and overlapping LIVE/RECORDING segments, many of them right at a threshold.
+
+    Everyone in the pool comes to the first session; a random quarter to half to each other.
+    """
+    rng = random.Random(seed)
+    pool = [f"user-{n:03d}" for n in range(users)]
+    segments: list[dict[str, Any]] = []
+    registrations: list[dict[str, Any]] = []
+    for spec in sessions:
+        if spec.session_id == "empty":
+            continue
+        begins = ms_of(start_of(spec))
+        threshold_ms = round(oracle.view_threshold(spec.duration) * 1000)
+        at_threshold = [threshold_ms, threshold_ms - 1, threshold_ms + 1, 30_000, 29_999, 12_345]
+        audience = (pool if spec is sessions[0]
+                    else rng.sample(pool, rng.randint(len(pool) // 4, len(pool) // 2)))
+        for user in audience:
+            if rng.random() < 0.55:
+                registrations.append({
+                    "sessionId": spec.session_id, "userId": user,
+                    "registeredAt": oracle.iso(begins - rng.randint(3_600_000, 14 * 86_400_000)),
+                })
+            if rng.random() < 0.25:
+                continue  # registered (or not) and never came
+            anchor = begins + rng.randrange(0, 3_600_000)
+            for _ in range(rng.choice([1, 1, 1, 2, 2, 3, 4])):
+                kind = rng.random()
+                if kind < 0.3:
+                    length = rng.choice(at_threshold)
+                elif kind < 0.65:
+                    length = rng.randint(1, 60_000)
+                else:
+                    length = rng.randint(60_000, 2_400_000)
+                start = anchor + rng.randint(-30_000, 90_000)
+                copies = 2 if rng.random() < 0.1 else 1  # two tabs open at once
+                for _ in range(copies):
+                    segments.append({
+                        "segmentId": f"{spec.session_id}-{len(segments)}",
+                        "sessionId": spec.session_id,
+                        "userId": user,
+                        "mode": rng.choice(["LIVE", "RECORDING"]),
+                        "start": oracle.iso(start),
+                        "end": oracle.iso(start + length),
+                    })
+        # Watches of exactly T at odd milliseconds: float seconds since 1970 would fall short.
+        for k in range(EDGE_USERS):
+            start = begins + rng.randrange(0, 3_600_000)
+            segments.append({
+                "segmentId": f"{spec.session_id}-edge-{k}", "sessionId": spec.session_id,
+                "userId": f"edge-{k:02d}", "mode": "LIVE" if k % 2 else "RECORDING",
+                "start": oracle.iso(start), "end": oracle.iso(start + threshold_ms),
+            })
+    rng.shuffle(segments)
+    rng.shuffle(registrations)
+    durations = {s.session_id: s.duration if known_durations else None for s in sessions}
+    return World(sessions, segments, registrations, durations)
+
+
+async def create_sessions(database, world: World) -> None:
+    for spec in world.sessions:
+        await add_session(
+            database, spec.session_id, title=spec.title, start=start_of(spec),
+            session_format=spec.session_format, provider=spec.provider,
+            video_id="vid" if spec.provider else None,
+        )
+    await set_durations(database, world.durations)
+
+
+async def set_durations(database, durations: dict[str, float | None]) -> None:
+    for session_id, duration in durations.items():
+        await database.sessions.update_one({"_id": session_id}, {"$set": {"duration": duration}})
+
+
+async def post_all(client, headers, path: str, items: list[dict[str, Any]],
+                   *, repeated: bool = False) -> None:
+    """Post in batches; every item must be taken (or, when `repeated`, be a duplicate)."""
+    taken = duplicates = 0
+    for i in range(0, len(items), BATCH):
+        response = await client.post(path, json=items[i : i + BATCH], headers=headers)
+        body = await response.json()
+        assert response.status == 200, body
+        assert body["rejected"] == [], body["rejected"][:3]
+        taken += body["accepted"]
+        duplicates += body["duplicates"]
+    assert (taken, duplicates) == ((0, len(items)) if repeated else (len(items), 0))
+
+
+async def ingest(client, database, world: World, *, repeated: bool = False) -> None:
+    headers = await ingest_headers(database, ["ev1"])
+    await post_all(client, headers, "/rest/events/ev1/registrations", world.registrations,
+                   repeated=repeated)
+    await post_all(client, headers, "/rest/events/ev1/watch-segments", world.segments,
+                   repeated=repeated)
+
+
+async def world_rolled_up(client, database, settings, seed: int, users: int,
+                          sessions: tuple[SessionSpec, ...] = FEW) -> World:
+    """Sessions created, attendance posted over HTTP, and one rollup run."""
+    world = make_world(seed, users, sessions)
+    await create_sessions(database, world)
+    await ingest(client, database, world)
+    assert (await rollup_pending(database, settings))["remaining"] == 0
+    return world
+
+
+@pytest.fixture
+async def host(client, database, monkeypatch) -> dict[str, str]:
+    cheap_password_hashing(monkeypatch)
+    await seed_world(database)
+    return await login(client, "event_admin")
+
+
+@pytest.fixture
+def rollup_settings(settings):
+    return settings.model_copy(
+        update={"attendee_chunk_rows": CHUNK_ROWS, "rollup_batch_sessions": 5,
+                "segment_read_batch": 97}
+    )
+
+
+# --- what the API answers, against the oracle ---------------------------------------------------
+
+
+LIST_NUMBERS = ("registeredUserCount", "attendeeCount", "avgAttendedDuration", "liveViews",
+                "recordingViews", "analyticsAvailable", "duration", "watchTime")
+
+
+def assert_numbers(actual: dict[str, Any], expected: dict[str, Any], session_id: str) -> None:
+    flat = {key: value for key, value in expected.items() if key != "watchTime"}
+    assert {key: actual[key] for key in flat} == pytest.approx(flat), session_id
+    assert actual["watchTime"] == pytest.approx(expected["watchTime"]), session_id
+
+
+async def get_json(client, headers, path: str) -> Any:
+    response = await client.get(path, headers=headers)
+    body = await response.json()
+    assert response.status == 200, body
+    return body
+
+
+async def list_answer(client, headers) -> dict[str, Any]:
+    return await get_json(
+        client, headers, "/rest/host/session/analytics?eventId=ev1&size=500"
+        "&expand=duration,watchTime",
+    )
+
+
+async def assert_list_matches(client, headers, world: World) -> None:
+    body = await list_answer(client, headers)
+    assert body["recordsTotal"] == len(world.sessions)
+    assert [item["sessionId"] for item in body["data"]] == world.session_ids
+    for item in body["data"]:
+        assert item["analyticsUpdatedAt"] is not None
+        expected = world.expected(item["sessionId"])
+        assert_numbers(item, {key: expected[key] for key in LIST_NUMBERS}, item["sessionId"])
+
+
+async def assert_details_match(client, headers, world: World) -> None:
+    for session_id in world.session_ids:
+        detail = await get_json(client, headers, f"/rest/host/session/{session_id}/analytics")
+        assert_numbers(detail, world.expected(session_id), session_id)
+
+
+async def attendee_pages(client, headers, session_id: str, size: int) -> list[dict[str, Any]]:
+    """Every row, walking the pages; each page but the last is full."""
+    rows: list[dict[str, Any]] = []
+    page = 0
+    while True:
+        body = await get_json(
+            client, headers, f"/rest/host/session/{session_id}/attendee?page={page}&size={size}"
+        )
+        assert (body["page"], body["size"]) == (page, size)
+        assert len(body["data"]) <= size
+        rows += body["data"]
+        if len(rows) >= body["recordsTotal"]:
+            assert len(rows) == body["recordsTotal"]
+            after = await get_json(
+                client, headers,
+                f"/rest/host/session/{session_id}/attendee?page={page + 1}&size={size}",
+            )
+            assert after["data"] == []
+            return rows
+        assert len(body["data"]) == size, (session_id, page)
+        page += 1
+
+
+async def assert_attendees_match(client, headers, world: World, sizes: tuple[int, ...],
+                                 sessions: tuple[str, ...] | None = None) -> None:
+    for session_id in sessions or world.session_ids:
+        expected = world.expected_rows(session_id)
+        for size in sizes:
+            rows = await attendee_pages(client, headers, session_id, size)
+            assert rows == [pytest.approx(row) for row in expected], (session_id, size)
+
+
+def csv_number(cell: str, expected: float | None) -> None:
+    if expected is None:
+        assert cell == ""
+    else:
+        assert re.fullmatch(r"\d+\.\d\d", cell), cell
+        assert float(cell) == pytest.approx(expected, abs=0.005 + 1e-9)
+
+
+async def csv_rows(client, headers) -> list[list[str]]:
+    response = await client.get("/rest/host/session/analytics/csv?eventId=ev1", headers=headers)
+    assert response.status == 200, await response.text()
+    assert response.content_type == "text/csv"
+    return list(csv.reader(io.StringIO(await response.text())))
+
+
+async def assert_csv_matches(client, headers, world: World) -> None:
+    header, *rows = await csv_rows(client, headers)
+    assert header == [
+        "Session Name", "Session Date", "Session Length", "Number of Attendees Registered",
+        "Number of Views (Live)", "Average Watch Time (Live)", "Engagement (Live)",
+        "Number of Views (Recorded)", "Average Watch Time (Recorded)", "Engagement (Recorded)",
+    ]
+    assert len(rows) == len(world.sessions)
+    for spec, row in zip(world.sessions, rows, strict=True):
+        want = world.expected(spec.session_id)
+        name, date, length, registered, live_views, live_avg, live_eng, rec_views, rec_avg, \
+            rec_eng = row
+        assert (name, date) == (spec.title, oracle.iso(ms_of(start_of(spec))))
+        csv_number(length, want["duration"])
+        assert registered == str(want["registeredUserCount"])
+        assert live_views == ("" if want["liveViews"] is None else str(want["liveViews"]))
+        assert rec_views == ("" if want["recordingViews"] is None else str(want["recordingViews"]))
+        csv_number(live_avg, want["avgLiveWatchDuration"])
+        csv_number(live_eng, want["liveEngagement"])
+        csv_number(rec_avg, want["avgRecordingWatchDuration"])
+        csv_number(rec_eng, want["recordingEngagement"])
+
+
+async def assert_everything_matches(client, headers, world: World,
+                                    sizes: tuple[int, ...] = (50,)) -> None:
+    await assert_list_matches(client, headers, world)
+    await assert_details_match(client, headers, world)
+    await assert_attendees_match(client, headers, world, sizes)
+    await assert_csv_matches(client, headers, world)
+
+
+async def api_answers(client, headers, world: World) -> dict[str, Any]:
+    """Everything a host can read about ev1, minus when it was computed."""
+    listing = await list_answer(client, headers)
+    for item in listing["data"]:
+        item.pop("analyticsUpdatedAt")
+    details, attendees = {}, {}
+    for session_id in world.session_ids:
+        details[session_id] = await get_json(client, headers,
+                                             f"/rest/host/session/{session_id}/analytics")
+        details[session_id].pop("analyticsUpdatedAt")
+        attendees[session_id] = await attendee_pages(client, headers, session_id, 500)
+    return {"list": listing, "details": details, "attendees": attendees,
+            "csv": await csv_rows(client, headers)}
+
+
+# --- the tests ----------------------------------------------------------------------------
+
+
+async def test_rolled_up_numbers_match_the_design_in_list_detail_attendees_and_csv(
+    client, database, host, rollup_settings
+):
+    world = make_world(seed=1, users=240, sessions=SESSIONS)
+    await create_sessions(database, world)
+    await ingest(client, database, world)
+
+    result = await rollup_pending(database, rollup_settings)
+
+    assert result == {"sessions": len(SESSIONS), "remaining": 0}
+    assert await database.sessions.count_documents({"rollupPending": True}) == 0
+    await assert_list_matches(client, host, world)
+    await assert_details_match(client, host, world)
+    await assert_csv_matches(client, host, world)
+    # Pages smaller than, equal to, larger than and a multiple of the stored chunk.
+    await assert_attendees_match(client, host, world, (50, 500))
+    await assert_attendees_match(client, host, world, (5, CHUNK_ROWS, 14),
+                                 sessions=("vimeo-short", "zoom"))
+    await assert_attendees_match(client, host, world, (CHUNK_ROWS,), sessions=("yt-long",))
+
+
+async def test_numbers_before_and_after_a_recompute_with_new_durations_match_the_design(
+    client, database, host, rollup_settings
+):
+    unknown = make_world(seed=2, users=80, sessions=SESSIONS, known_durations=False)
+    await create_sessions(database, unknown)
+    await ingest(client, database, unknown)
+    await rollup_pending(database, rollup_settings)
+    await assert_everything_matches(client, host, unknown)
+
+    known = make_world(seed=2, users=80, sessions=SESSIONS)
+    assert (known.segments, known.registrations) == (unknown.segments, unknown.registrations)
+    await set_durations(database, known.durations)
+    task, created = await claim_recompute(database, "ev1", rollup_settings.recompute_stale_s)
+    assert created
+    result = await recompute_event(database, rollup_settings, task["_id"], "ev1",
+                                   sync_durations=None)
+
+    assert result == {"sessions": len(SESSIONS), "durations": {}}
+    status = await get_json(client, host, f"/rest/host/tasks/{task['_id']}")
+    assert status["state"] == "SUCCESS"
+    assert status["progress"]["done"] == status["progress"]["total"] > len(SESSIONS)
+    await assert_everything_matches(client, host, known)
+
+
+# When a rollup ran, and the name under which it wrote a session's pages: all else must repeat.
+RUN_FIELDS = ("analyticsUpdatedAt", "rollupGen")
+
+
+async def test_rolling_up_twice_writes_the_same_documents(client, database, host, rollup_settings):
+    world = await world_rolled_up(client, database, rollup_settings, seed=3, users=40)
+
+    async def stored() -> tuple[list[dict[str, Any]], list[tuple[Any, ...]]]:
+        sessions = await database.sessions.find({}).sort("_id", 1).to_list(None)
+        for doc in sessions:
+            assert doc["analyticsUpdatedAt"] is not None
+            for key in RUN_FIELDS:
+                doc.pop(key, None)
+        # The pages of the generation each session points to (replaced ones await cleanup).
+        current = {(doc["_id"], doc["rollupGen"]) for doc in await database.sessions.find({}).to_list(None)}
+        chunks = await database.session_attendees.find({}).to_list(None)
+        pages = sorted((c["sessionId"], c["chunk"], decode_attendee_rows(c)) for c in chunks
+                       if (c["sessionId"], c["gen"]) in current)
+        return sessions, pages
+
+    first = await stored()
+    await database.sessions.update_many({}, {"$set": {"rollupPending": True}})
+    await rollup_pending(database, rollup_settings)
+
+    assert await stored() == first
+    await assert_everything_matches(client, host, world)
+
+
+async def test_a_larger_chunk_size_leaves_no_stale_attendee_chunks_after_cleanup(
+    client, database, host, rollup_settings
+):
+    world = await world_rolled_up(client, database, rollup_settings, seed=4, users=40)
+
+    await database.sessions.update_many({}, {"$set": {"rollupPending": True}})
+    await rollup_pending(database, rollup_settings.model_copy(update={"attendee_chunk_rows": 50}))
+
+    assert await cleanup_garbage(database, older_than_s=0) > 0
+    for session_id in world.session_ids:
+        rows = len(world.expected_rows(session_id))
+        chunks = await database.session_attendees.count_documents({"sessionId": session_id})
+        assert chunks == -(-rows // 50), session_id
+    await assert_attendees_match(client, host, world, (5, 50))
+
+
+class _SessionsWithLateInput:
+    """The sessions collection, letting input arrive just before a rollup writes the numbers."""
+
+    def __init__(self, collection: Any, session_id: str, arrive: Any) -> None:
+        self._collection, self._session_id, self._arrive = collection, session_id, arrive
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._collection, name)
+
+    async def update_one(self, query: dict[str, Any], update: dict[str, Any], *args: Any,
+                         **kwargs: Any) -> Any:
+        if query.get("_id") == self._session_id and "attendeeCount" in update.get("$set", {}):
+            await self._arrive()
+        return await self._collection.update_one(query, update, *args, **kwargs)
+
+
+@dataclass
+class _LateInputDatabase(Database):
+    session_id: str = ""
+    arrive: Any = None
+
+    @property
+    def sessions(self) -> Any:
+        return _SessionsWithLateInput(self.db.sessions, self.session_id, self.arrive)
+
+
+async def test_input_arriving_during_a_rollup_leaves_the_session_pending(
+    client, database, host, rollup_settings
+):
+    world = make_world(seed=5, users=40)
+    await create_sessions(database, world)
+    await ingest(client, database, world)
+    late = {"segmentId": "late-1", "sessionId": "tokbox-30", "userId": "late-comer",
+            "mode": "LIVE", "start": "2024-05-01T12:10:00Z", "end": "2024-05-01T12:11:00Z"}
+    headers = await ingest_headers(database, ["ev1"])
+    arrived: list[dict[str, Any]] = []
+
+    async def arrive() -> None:
+        if not arrived:
+            response = await client.post("/rest/events/ev1/watch-segments", json=[late],
+                                         headers=headers)
+            arrived.append(await response.json())
+
+    during = _LateInputDatabase(database.client, database.db, "tokbox-30", arrive)
+    one_batch = rollup_settings.model_copy(update={"rollup_batch_sessions": len(world.sessions)})
+    first = await rollup_pending(during, one_batch, max_batches=1)
+
+    assert arrived == [{"accepted": 1, "duplicates": 0, "rejected": []}]
+    assert first == {"sessions": len(world.sessions), "remaining": 1}
+    pending = await database.sessions.find({"rollupPending": True}, {"_id": 1}).to_list(None)
+    assert pending == [{"_id": "tokbox-30"}]
+
+    second = await rollup_pending(database, rollup_settings)
+
+    assert second == {"sessions": 1, "remaining": 0}
+    world.segments.append(late)
+    await assert_everything_matches(client, host, world)
+    rows = await attendee_pages(client, host, "tokbox-30", 500)
+    assert {"userId": "late-comer", "attendedSeconds": 60.0} in [
+        {key: row[key] for key in ("userId", "attendedSeconds")} for row in rows
+    ]
+
+
+async def test_posting_the_same_attendance_again_changes_no_number(
+    client, database, host, rollup_settings
+):
+    world = await world_rolled_up(client, database, rollup_settings, seed=6, users=40)
+    before = await api_answers(client, host, world)
+
+    await ingest(client, database, world, repeated=True)
+    # Every session but the empty one is marked again (see web/ingest.py on why).
+    pending = await database.sessions.count_documents({"rollupPending": True})
+    assert pending == len(world.sessions) - 1
+    await rollup_pending(database, rollup_settings)
+
+    assert await api_answers(client, host, world) == before
+    await assert_everything_matches(client, host, world)
+
+
+async def test_reused_segment_ids_and_repeated_registrations_change_no_number(
+    client, database, host, rollup_settings
+):
+    world = await world_rolled_up(client, database, rollup_settings, seed=7, users=40)
+    before = await api_answers(client, host, world)
+
+    # The same ids with other content: longer segments in the other mode, later registrations.
+    changed_segments = [
+        {**s, "mode": "RECORDING" if s["mode"] == "LIVE" else "LIVE",
+         "end": oracle.iso(oracle.to_ms(s["end"]) + 600_000)}
+        for s in world.segments[:120]
+    ]
+    changed_registrations = [
+        {**r, "registeredAt": oracle.iso(oracle.to_ms(r["registeredAt"]) + 1)}
+        for r in world.registrations[:60]
+    ]
+    headers = await ingest_headers(database, ["ev1"])
+    await post_all(client, headers, "/rest/events/ev1/watch-segments", changed_segments,
+                   repeated=True)
+    await post_all(client, headers, "/rest/events/ev1/registrations", changed_registrations,
+                   repeated=True)
+    await rollup_pending(database, rollup_settings)
+
+    assert await api_answers(client, host, world) == before
+    world.segments += changed_segments
+    world.registrations += changed_registrations
+    await assert_everything_matches(client, host, world)
+
+
+async def test_rollups_leave_an_event_under_recompute_to_the_recompute(
+    client, database, host, rollup_settings
+):
+    after = make_world(seed=8, users=40)
+    half = len(after.segments) // 2
+    before = World(after.sessions, after.segments[:half], after.registrations, after.durations)
+    await create_sessions(database, before)
+    await ingest(client, database, before)
+    await rollup_pending(database, rollup_settings)
+    await add_session(database, "elsewhere", "ev2")
+    task, _ = await claim_recompute(database, "ev1", rollup_settings.recompute_stale_s)
+
+    headers = await ingest_headers(database)
+    await post_all(client, headers, "/rest/events/ev1/watch-segments", after.segments[half:])
+    await post_all(client, headers, "/rest/events/ev2/watch-segments", [
+        {**after.segments[0], "segmentId": "x1", "sessionId": "elsewhere"}
+    ])
+    touched = len({s["sessionId"] for s in after.segments[half:]})
+    result = await rollup_pending(database, rollup_settings)
+
+    assert result == {"sessions": 1, "remaining": touched}
+    other = await get_json(client, await login(client, "super"),
+                           "/rest/host/session/elsewhere/analytics")
+    assert other["attendeeCount"] == 1
+    await assert_everything_matches(client, host, before)
+
+    await recompute_event(database, rollup_settings, task["_id"], "ev1", sync_durations=None)
+
+    assert await database.sessions.count_documents({"rollupPending": True}) == 0
+    await assert_everything_matches(client, host, after)
+    assert await rollup_pending(database, rollup_settings) == {"sessions": 0, "remaining": 0}
+    await assert_everything_matches(client, host, after)
+
+
+async def test_a_recompute_whose_worker_stopped_does_not_hold_back_rollups(
+    client, database, host, rollup_settings
+):
+    world = make_world(seed=9, users=30)
+    await create_sessions(database, world)
+    task, _ = await claim_recompute(database, "ev1", rollup_settings.recompute_stale_s)
+    silent_since = task["heartbeatAt"] - timedelta(seconds=rollup_settings.recompute_stale_s + 1)
+    await database.tasks.update_one({"_id": task["_id"]}, {"$set": {"heartbeatAt": silent_since}})
+    await ingest(client, database, world)
+
+    result = await rollup_pending(database, rollup_settings)
+
+    assert result == {"sessions": len(world.sessions), "remaining": 0}
+    await assert_everything_matches(client, host, world)

@@ -1,0 +1,292 @@
+"""Duration sync: ask each stream provider for its due sessions' video lengths and `$set` them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiohttp
+from pymongo import UpdateOne
+
+from shared.db import Database
+from shared.settings import Settings
+from shared.store import bump_analytics_version, mark_for_rollup, now
+from worker.providers import build_clients, new_http_session
+from worker.providers.base import (
+    ERROR,
+    LIVE,
+    MISSING,
+    OK,
+    PROCESSING,
+    ProviderClient,
+    ProviderMetrics,
+    QuotaExceeded,
+    VideoDuration,
+    iso_z,
+)
+
+log = logging.getLogger(__name__)
+
+# Sessions whose provider has no credentials configured: nothing is asked until someone sets them.
+WAITING_CREDENTIALS = "WAITING_CREDENTIALS"
+PENDING = "PENDING"
+# FerretDB 1.24 (the test server) never answers an update command of 100 or more statements.
+WRITE_CHUNK = 50
+# One event's sessions of one provider, in pages of duration_sync_batch: a generous bound.
+MAX_EVENT_PAGES = 1000
+
+_SESSION_FIELDS = {"_id": 1, "eventId": 1, "videoId": 1, "duration": 1, "durationStatus": 1}
+
+__all__ = ["WAITING_CREDENTIALS", "build_clients", "sync_durations"]
+
+
+async def sync_durations(
+    db: Database,
+    settings: Settings,
+    event_id: str | None = None,
+    *,
+    clients: dict[str, ProviderClient] | None = None,
+    http: aiohttp.ClientSession | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Sync the durations of due sessions, every provider in parallel, each on its own.
+
+    Without event_id: due sessions of all events, at most settings.duration_sync_batch per
+    provider. With event_id: that event's due sessions, or with force all of them (force
+    means nothing without an event).
+    One provider's quota, credentials or outage never holds up the others.
+    """
+    started = now()
+    own_http: aiohttp.ClientSession | None = None
+    if clients is None:
+        if http is None:
+            http = own_http = new_http_session(settings)
+        clients = build_clients(settings, http)
+    try:
+        async with asyncio.TaskGroup() as group:
+            runs = {
+                name: group.create_task(
+                    _sync_provider(db, settings, client, event_id, force=force, started=started)
+                )
+                for name, client in clients.items()
+            }
+    finally:
+        if own_http is not None:
+            await own_http.close()
+    providers = {name: run.result() for name, run in runs.items()}
+    return {
+        "startedAt": iso_z(started),
+        "finishedAt": iso_z(now()),
+        "eventId": event_id,
+        "force": force,
+        "updated": sum(m["updated"] for m in providers.values()),
+        "changed": sum(m["changed"] for m in providers.values()),
+        "providers": providers,
+    }
+
+
+async def _sync_provider(
+    db: Database,
+    settings: Settings,
+    client: ProviderClient,
+    event_id: str | None,
+    *,
+    force: bool,
+    started: datetime,
+) -> dict[str, Any]:
+    name = client.name
+    metrics = client.metrics = ProviderMetrics()
+    state = await db.provider_state.find_one({"_id": name}) or {}
+    paused_until = state.get("pausedUntil")
+    metrics.paused = isinstance(paused_until, datetime) and paused_until > started
+    missing = client.missing_credentials()
+    stopped = False
+    new_pause: datetime | None = None
+    last_id: str | None = None
+    # Without an event, one bounded batch per run; for one event, page through all of it.
+    for _ in range(1 if event_id is None else MAX_EVENT_PAGES):
+        sessions = await _due_sessions(db, settings, name, event_id, force, started, last_id)
+        if not sessions:
+            break
+        last_id = sessions[-1]["_id"]
+        if metrics.paused or missing or stopped:
+            metrics.waiting += len(sessions)
+            if missing:
+                await _mark_waiting(db, name, sessions)
+        else:
+            stop = await _sync_sessions(db, settings, client, sessions)
+            stopped = stop is not None
+            if isinstance(stop, QuotaExceeded):
+                new_pause = stop.paused_until
+                metrics.paused = True
+        if len(sessions) < settings.duration_sync_batch:
+            break
+    if missing and metrics.waiting:
+        metrics.error = (
+            f"{name}: {metrics.waiting} sessions wait for credentials; set {', '.join(missing)}"
+        )
+        log.warning("%s", metrics.error, extra={"provider": name})
+    elif metrics.paused and new_pause is None:
+        metrics.error = f"{name}: paused until {iso_z(paused_until)} (daily quota exceeded)"
+        if metrics.waiting:
+            log.info("%s; %d sessions wait", metrics.error, metrics.waiting,
+                     extra={"provider": name})
+    await _save_state(db, name, metrics, started, new_pause)
+    if metrics.last_success_at is None and isinstance(state.get("lastSuccessAt"), datetime):
+        metrics.last_success_at = state["lastSuccessAt"]
+    result = metrics.as_dict()
+    log.info("duration sync %s: %d calls, %d updated, %d waiting", name, metrics.calls,
+             metrics.updated, metrics.waiting, extra={"provider": name, "metrics": result})
+    return result
+
+
+async def _due_sessions(
+    db: Database,
+    settings: Settings,
+    provider: str,
+    event_id: str | None,
+    force: bool,
+    moment: datetime,
+    after_id: str | None,
+) -> list[dict[str, Any]]:
+    query: dict[str, Any] = {"durationProvider": provider}
+    if event_id is None:
+        query["durationCheckAt"] = {"$lte": moment}
+        cursor = db.sessions.find(query, _SESSION_FIELDS).sort("durationCheckAt", 1)
+    else:
+        query["eventId"] = event_id
+        if not force:
+            query["durationCheckAt"] = {"$lte": moment}
+        if after_id is not None:
+            query["_id"] = {"$gt": after_id}
+        cursor = db.sessions.find(query, _SESSION_FIELDS).sort("_id", 1)
+    return await cursor.limit(settings.duration_sync_batch).to_list(length=None)
+
+
+async def _sync_sessions(
+    db: Database, settings: Settings, client: ProviderClient, sessions: list[dict[str, Any]]
+) -> Exception | None:
+    """Ask for one page of sessions and write what came back; returns why the provider stopped."""
+    by_video: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    answers: list[tuple[dict[str, Any], VideoDuration]] = []
+    for session in sessions:
+        video_id = session.get("videoId")
+        if isinstance(video_id, str) and video_id:
+            by_video[video_id].append(session)
+        else:
+            answers.append((session, VideoDuration(ERROR, None, "session has no videoId")))
+    # Sessions sharing one video cost one lookup.
+    outcome = await client.fetch_durations(by_video)
+    for video_id, group in by_video.items():
+        answer = outcome.durations.get(video_id)
+        if answer is None:
+            client.metrics.waiting += len(group)
+        else:
+            answers.extend((session, answer) for session in group)
+    await _write_answers(db, settings, client.name, client.metrics, answers)
+    return outcome.stopped
+
+
+def _next_check(settings: Settings, status: str, moment: datetime) -> datetime:
+    if status == OK:
+        return moment + timedelta(seconds=settings.duration_refresh_s)
+    if status in (LIVE, PROCESSING):
+        return moment + timedelta(seconds=settings.duration_live_retry_s)
+    return moment + timedelta(seconds=settings.duration_missing_retry_s)
+
+
+async def _write_answers(
+    db: Database,
+    settings: Settings,
+    provider: str,
+    metrics: ProviderMetrics,
+    answers: list[tuple[dict[str, Any], VideoDuration]],
+) -> None:
+    moment = now()
+    updates: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    changed: dict[str, list[str]] = defaultdict(list)
+    for session, answer in answers:
+        old = session.get("duration")
+        if answer.status == OK:
+            duration = answer.seconds
+            metrics.updated += 1
+        elif answer.status in (LIVE, MISSING):
+            # A live video has no final length yet; a missing one has none at all.
+            duration = None
+            metrics.missing += answer.status == MISSING
+            metrics.live += answer.status == LIVE
+        else:
+            # Processing or failed on the provider's side: keep what we knew.
+            duration = old
+            metrics.live += answer.status == PROCESSING
+            metrics.errors += answer.status == ERROR
+        if duration != old:
+            changed[session["eventId"]].append(session["_id"])
+        # The video may have changed while we asked: then this answer is not for it.
+        match = {"_id": session["_id"], "durationProvider": provider,
+                 "videoId": session.get("videoId")}
+        updates.append((match, {"$set": {
+            "duration": duration,
+            "durationStatus": answer.status,
+            "durationDetail": answer.detail,
+            "durationSyncedAt": moment,
+            "durationCheckAt": _next_check(settings, answer.status, moment),
+        }}))
+    await _set_all(db, settings, updates)
+    for event_id, session_ids in changed.items():
+        await mark_for_rollup(db, event_id, session_ids)
+    if changed:
+        await bump_analytics_version(db, changed)
+    metrics.changed += sum(len(ids) for ids in changed.values())
+
+
+async def _set_all(db: Database, settings: Settings,
+                   updates: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+    """One bulk_write of `$set`s per chunk. The embedded store (mongomock 4.3) rejects every bulk
+    update pymongo 4.10+ sends, so there the same updates go one by one."""
+    for start in range(0, len(updates), WRITE_CHUNK):
+        chunk = updates[start : start + WRITE_CHUNK]
+        if settings.embedded:
+            for match, change in chunk:
+                await db.sessions.update_one(match, change)
+        else:
+            await db.sessions.bulk_write([UpdateOne(m, c) for m, c in chunk], ordered=False)
+
+
+async def _mark_waiting(db: Database, provider: str, sessions: list[dict[str, Any]]) -> None:
+    """Show why never-synced sessions have no duration yet; known durations keep their status."""
+    ids = [s["_id"] for s in sessions if s.get("durationStatus") == PENDING]
+    if ids:
+        await db.sessions.update_many(
+            {"_id": {"$in": ids}, "durationProvider": provider, "durationStatus": PENDING},
+            {"$set": {"durationStatus": WAITING_CREDENTIALS}},
+        )
+
+
+async def _save_state(db: Database, provider: str, metrics: ProviderMetrics, started: datetime,
+                      paused_until: datetime | None) -> None:
+    """Persist the run's counters; the quota pause is shared by every worker process through it."""
+    fields: dict[str, Any] = {
+        "lastRunAt": started,
+        "lastRun": metrics.as_dict(),
+        "lastError": metrics.error,
+    }
+    if metrics.last_success_at is not None:
+        fields["lastSuccessAt"] = metrics.last_success_at
+    if paused_until is not None:
+        fields["pausedUntil"] = paused_until
+    await db.provider_state.update_one(
+        {"_id": provider},
+        {
+            "$set": fields,
+            "$inc": {
+                "totalCalls": metrics.calls,
+                "totalFailures": metrics.failures,
+                "totalRetries": metrics.retries,
+            },
+        },
+        upsert=True,
+    )
