@@ -23,8 +23,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_048_576
     log_json: bool = True
     log_level: str = "INFO"
-    list_cache_ttl_s: float = Field(
-        1.0, ge=0, description="how long one web process reuses a list answer (bounded by rollup)"
+    host_cache_ttl_s: float = Field(
+        1.0, ge=0, le=10,
+        description="how long a web process reuses a token's user and an event document; "
+        "rollups wait this long after publishing before they count as finished",
     )
 
     # Authentication.

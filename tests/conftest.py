@@ -60,6 +60,7 @@ def settings(mongodb_url: str) -> Settings:
         request_timeout_s=5.0,
         mongodb_timeout_ms=1500,
         inbox_settle_s=0,  # tests ingest and roll up one after the other, never concurrently
+        host_cache_ttl_s=0,  # each test sees its own writes at once; tests/test_host_caches.py
     )
 
 

@@ -12,8 +12,8 @@ from shared.db import Database, connect
 from shared.settings import Settings
 from shared.tasks import CeleryTaskQueue, TaskQueue
 from web import admin_tasks, auth, health, ingest, openapi, sessions
-from web.cache import ListCache
-from web.keys import DB, HTTP_METRICS, LIST_CACHE, REGISTRY, SETTINGS, TASKS
+from web.cache import ListCache, TtlCache
+from web.keys import DB, EVENTS, HTTP_METRICS, LIST_CACHE, PRINCIPALS, REGISTRY, SETTINGS, TASKS
 from web.metrics import HttpMetrics
 from web.middleware import STREAMING, request_context
 
@@ -31,6 +31,8 @@ def create_app(
     app[REGISTRY] = registry
     app[HTTP_METRICS] = HttpMetrics(registry)
     app[LIST_CACHE] = ListCache()
+    app[PRINCIPALS] = TtlCache(settings.host_cache_ttl_s)
+    app[EVENTS] = TtlCache(settings.host_cache_ttl_s, max_entries=1000)
     app[STREAMING] = {"/rest/host/session/analytics/csv"}
 
     async def database_ctx(app: web.Application) -> AsyncIterator[None]:

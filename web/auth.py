@@ -29,7 +29,7 @@ from shared.errors import (
 from shared.models import LoginIn, format_utc
 from shared.security import HOST_ROLES, new_token, token_digest, verify_password
 from web.jsonio import json_response, parse_model, read_json
-from web.keys import DB, SETTINGS
+from web.keys import DB, EVENTS, PRINCIPALS, SETTINGS
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -62,16 +62,22 @@ async def authenticate_host(request: web.Request, *, host_role: bool = True) -> 
         raise WrongCredentialKind("ingest keys may only post attendance")
     if not token.startswith(USER_TOKEN_PREFIX) or len(token) > 100:
         raise Unauthorized("unknown token")
-    doc = await request.app[DB].tokens.find_one({"_id": token_digest(token)})
-    if doc is None or doc.get("revoked") or doc["expiresAt"] <= _now():
+    cache = request.app[PRINCIPALS]
+    principal = cache.get(token)
+    if principal is None:
+        doc = await request.app[DB].tokens.find_one({"_id": token_digest(token)})
+        if doc is None or doc.get("revoked"):
+            raise Unauthorized("unknown, expired or revoked token")
+        principal = HostPrincipal(
+            user_id=doc["userId"],
+            role=doc["role"],
+            event_ids=frozenset(doc.get("eventIds") or ()),
+            organizer_ids=frozenset(doc.get("organizerIds") or ()),
+            expires_at=doc["expiresAt"],
+        )
+        cache.put(token, principal)
+    if principal.expires_at is None or principal.expires_at <= _now():
         raise Unauthorized("unknown, expired or revoked token")
-    principal = HostPrincipal(
-        user_id=doc["userId"],
-        role=doc["role"],
-        event_ids=frozenset(doc.get("eventIds") or ()),
-        organizer_ids=frozenset(doc.get("organizerIds") or ()),
-        expires_at=doc["expiresAt"],
-    )
     if host_role and principal.role not in HOST_ROLES:
         raise NotEventHost(f"role {principal.role} has no host access")
     return principal
@@ -102,9 +108,13 @@ async def authenticate_ingest(request: web.Request, event_id: str) -> IngestPrin
 
 async def hosted_event(request: web.Request, principal: HostPrincipal, event_id: str) -> dict:
     """The event document, when it exists and the principal administers it."""
-    event = await request.app[DB].events.find_one({"_id": event_id})
+    cache = request.app[EVENTS]
+    event = cache.get(event_id)
     if event is None:
-        raise EventNotFound(f"no event {event_id}")
+        event = await request.app[DB].events.find_one({"_id": event_id})
+        if event is None:
+            raise EventNotFound(f"no event {event_id}")
+        cache.put(event_id, event)
     if not may_host(principal, event):
         raise NotEventHost(f"user {principal.user_id} does not administer event {event_id}")
     return event
@@ -184,7 +194,7 @@ async def login(request: web.Request) -> web.Response:
 @routes.post("/rest/u/logout")
 async def logout(request: web.Request) -> web.Response:
     await authenticate_host(request, host_role=False)
-    await request.app[DB].tokens.update_one(
-        {"_id": token_digest(_bearer(request))}, {"$set": {"revoked": True}}
-    )
+    token = _bearer(request)
+    await request.app[DB].tokens.update_one({"_id": token_digest(token)}, {"$set": {"revoked": True}})
+    request.app[PRINCIPALS].drop(token)
     return web.Response(status=204)

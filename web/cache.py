@@ -1,15 +1,24 @@
-"""A small per-process cache of list answers keyed by the event's analytics version.
+"""Per-process caches of the read path, each bounded in size and kept honest by design.
 
-Every write to an event's sessions (rollup, duration sync, PUT) bumps `analyticsVersion` on the
-event *after* writing. A request reads the event document anyway (existence and host checks), so
-a cached answer is used only when built at the version the request just read: it can never hold
-numbers older than the last rollup that finished before the request began.
+- `ListCache`: list answers keyed by the event's `analyticsVersion`. Every write to an event's
+  sessions (rollup, duration sync, PUT) bumps that version *after* writing, so an answer is
+  reused only for the version the request looked up.
+- `TtlCache`: the principal behind a token and event documents, reused for at most
+  `HOST_CACHE_TTL_S`. A rollup counts as finished only that long after it bumped the version
+  (it waits before returning), so an event document cached by a request can never hide a
+  rollup that finished before the request began. A logout drops the token at once in its own
+  process; other processes stop accepting it within the TTL.
 """
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,3 +43,33 @@ class ListCache:
         self._entries.move_to_end(key)
         while len(self._entries) > self._max:
             self._entries.popitem(last=False)
+
+
+class TtlCache(Generic[K, V]):
+    """Values kept for `ttl_s` seconds (0 disables the cache), least recently used evicted."""
+
+    def __init__(self, ttl_s: float, max_entries: int = 10_000) -> None:
+        self._ttl = ttl_s
+        self._max = max_entries
+        self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[0] <= time.monotonic():
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return entry[1]
+
+    def put(self, key: K, value: V) -> None:
+        if self._ttl <= 0:
+            return
+        self._entries[key] = (time.monotonic() + self._ttl, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+    def drop(self, key: K) -> None:
+        self._entries.pop(key, None)

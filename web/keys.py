@@ -5,10 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from shared.access import HostPrincipal
 from shared.db import Database
 from shared.settings import Settings
 from shared.tasks import TaskQueue
-from web.cache import ListCache
+from web.cache import ListCache, TtlCache
 from web.metrics import HttpMetrics
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -17,3 +18,5 @@ TASKS = web.AppKey("tasks", TaskQueue)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 HTTP_METRICS = web.AppKey("http_metrics", HttpMetrics)
 LIST_CACHE = web.AppKey("list_cache", ListCache)
+PRINCIPALS = web.AppKey("principals", TtlCache[str, HostPrincipal])
+EVENTS = web.AppKey("events", TtlCache[str, dict])

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -31,6 +32,15 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # Routes that stream their answer: the time limit covers them only until the first byte.
 STREAMING = web.AppKey("streaming_routes", set)
+
+
+_PROCESS_ID = secrets.token_hex(6)
+_request_numbers = itertools.count(1)
+
+
+def _new_request_id() -> str:
+    """Unique across processes (random per process) and cheap (a counter within one)."""
+    return f"{_PROCESS_ID}{next(_request_numbers):012x}"
 
 
 def envelope(err: ServiceError, request_id: str) -> web.Response:
@@ -75,7 +85,7 @@ def _route_name(request: web.Request) -> str:
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     request_id = request.headers.get("X-Request-Id", "")
     if not (0 < len(request_id) <= 64 and request_id.isascii() and request_id.isprintable()):
-        request_id = uuid.uuid4().hex
+        request_id = _new_request_id()
     token = request_id_var.set(request_id)
     started = time.perf_counter()
     metrics = request.app[HTTP_METRICS]

@@ -97,6 +97,24 @@ def expand_param(request: web.Request) -> frozenset[str]:
 
 
 def session_list_query(request: web.Request) -> SessionListQuery:
+    """Parsed once per distinct query string: hosts' portals repeat the same few queries."""
+    return _parse_session_list(request.query_string, request)
+
+
+def _parse_session_list(query_string: str, request: web.Request) -> SessionListQuery:
+    # Only valid queries are kept (a bad one raises), at most 1,024 of them, oldest out first.
+    cached = _LIST_QUERIES.get(query_string)
+    if cached is None:
+        cached = _LIST_QUERIES[query_string] = _build_session_list_query(request)
+        if len(_LIST_QUERIES) > 1024:
+            _LIST_QUERIES.pop(next(iter(_LIST_QUERIES)))
+    return cached
+
+
+_LIST_QUERIES: dict[str, SessionListQuery] = {}
+
+
+def _build_session_list_query(request: web.Request) -> SessionListQuery:
     search = _single(request, "searchString")
     if search is not None and len(search) > 200:
         raise BadRequest("searchString is longer than 200 characters")

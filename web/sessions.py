@@ -19,7 +19,7 @@ from shared.store import attendee_chunk_id, decode_attendee_rows, duration_sourc
 from web.auth import authenticate_host, hosted_event
 from web.cache import CachedAnswer
 from web.jsonio import conditional_json, dumps, etag_of, json_response, parse_model, read_json
-from web.keys import DB, HTTP_METRICS, LIST_CACHE
+from web.keys import DB, EVENTS, HTTP_METRICS, LIST_CACHE
 from web.params import event_id_param, paging, session_list_query, valid_id
 
 routes = web.RouteTableDef()
@@ -249,4 +249,5 @@ async def put_session(request: web.Request) -> web.Response:
     body = parse_model(SessionIn, await read_json(request))
     await hosted_event(request, principal, body.eventId)
     doc, created = await upsert_session(request.app[DB], session_id, body)
+    request.app[EVENTS].drop(body.eventId)  # this process shows the change at once
     return json_response(session_item(doc), status=201 if created else 200)

@@ -339,7 +339,14 @@ async def rollup_pending(db: Database, settings: Settings, max_batches: int = 20
     remaining = await db.sessions.count_documents({"rollupPending": True})
     if done:
         log.info("rolled up sessions", extra={"sessions": done, "remaining": remaining})
+        await _settle_caches(settings)
     return {"sessions": done, "remaining": remaining}
+
+
+async def _settle_caches(settings: Settings) -> None:
+    """A rollup is finished only once no web process can still hold an event document read
+    before it published its numbers (see web/cache.py)."""
+    await asyncio.sleep(settings.host_cache_ttl_s)
 
 
 DurationSync = Callable[[Database, Settings, str], Awaitable[dict[str, Any]]]
@@ -429,6 +436,7 @@ async def recompute_event(
             await progress.report(done)
         await _consume_inbox(db, {"eventId": event_id}, cutoff)
         await bump_analytics_version(db, [event_id])
+        await _settle_caches(settings)
         result = {"sessions": len(sessions), "durations": durations}
         await progress.report(len(sessions) + 2, force=True, state=SUCCESS, result=result)
         await release_recompute(db, event_id, task_id)
