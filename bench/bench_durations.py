@@ -124,9 +124,7 @@ async def provider_phase(settings: Settings, catalogue: list[FakeVideo]) -> tupl
             *(clients[provider].fetch_durations(ids[provider]) for provider in SESSIONS)
         )
         wall = time.perf_counter() - started
-    filled = sum(
-        1 for outcome in outcomes for answer in outcome.durations.values() if answer.status == OK
-    )
+    filled = sum(1 for outcome in outcomes for answer in outcome.durations.values() if answer.status == OK)
     return wall, {"filled": filled, "retries": {p: clients[p].metrics.retries for p in SESSIONS}}
 
 
@@ -135,13 +133,22 @@ async def end_to_end(settings: Settings, catalogue: list[FakeVideo]) -> tuple[fl
     db = connect(settings)
     await db.ensure_indexes()
     moment = datetime.now(UTC)
-    await db.sessions.insert_many([
-        {"_id": f"s-{video.video_id}", "eventId": "bench", "streamProvider": video.provider,
-         "format": "MAINSTAGE_SESSION", "videoId": video.video_id, "duration": None,
-         "durationProvider": video.provider, "durationStatus": "PENDING",
-         "durationCheckAt": moment}
-        for video in catalogue
-    ])
+    await db.sessions.insert_many(
+        [
+            {
+                "_id": f"s-{video.video_id}",
+                "eventId": "bench",
+                "streamProvider": video.provider,
+                "format": "MAINSTAGE_SESSION",
+                "videoId": video.video_id,
+                "duration": None,
+                "durationProvider": video.provider,
+                "durationStatus": "PENDING",
+                "durationCheckAt": moment,
+            }
+            for video in catalogue
+        ]
+    )
     started = time.perf_counter()
     await sync_durations(db, settings)
     wall = time.perf_counter() - started
@@ -155,10 +162,11 @@ async def run(latency_s: float, concurrency: int | None, runs: int, with_store: 
     total = sum(SESSIONS.values())
     load_before = load_average()
     with FakeProcess(latency_s) as fake:
-        settings = Settings(mongodb_url="mem:///bench", log_json=False,
-                            duration_sync_batch=max(SESSIONS.values())).model_copy(
-            update={**fake.overrides,
-                    **({"provider_concurrency": concurrency} if concurrency else {})})
+        settings = Settings(
+            mongodb_url="mem:///bench", log_json=False, duration_sync_batch=max(SESSIONS.values())
+        ).model_copy(
+            update={**fake.overrides, **({"provider_concurrency": concurrency} if concurrency else {})}
+        )
         conc = settings.provider_concurrency
         walls: list[float] = []
         for _ in range(runs):
@@ -178,26 +186,41 @@ async def run(latency_s: float, concurrency: int | None, runs: int, with_store: 
     expected_youtube = math.ceil(SESSIONS["YOUTUBE"] / YOUTUBE_IDS_PER_CALL)
 
     print("duration sync benchmark")
-    print(f"  machine : {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-          f" ({platform.python_implementation()}, {platform.system()} {platform.release()}),"
-          f" load average {load_before}")
-    print(f"  setup   : fake providers on 127.0.0.1 in a second process, {latency_s * 1000:.0f} ms"
-          f" latency, provider_concurrency {conc}, timeout {settings.provider_timeout_s:.0f} s")
+    print(
+        f"  machine : {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        f" ({platform.python_implementation()}, {platform.system()} {platform.release()}),"
+        f" load average {load_before}"
+    )
+    print(
+        f"  setup   : fake providers on 127.0.0.1 in a second process, {latency_s * 1000:.0f} ms"
+        f" latency, provider_concurrency {conc}, timeout {settings.provider_timeout_s:.0f} s"
+    )
     print(f"  {'provider':<9}{'sessions':>10}{'calls':>8}{'retries':>9}{'ideal s':>9}")
     for provider, count in SESSIONS.items():
-        print(f"  {provider:<9}{count:>10}{calls.get(provider, 0):>8}"
-              f"{phase['retries'][provider]:>9}{ideal[provider]:>9.2f}")
+        print(
+            f"  {provider:<9}{count:>10}{calls.get(provider, 0):>8}"
+            f"{phase['retries'][provider]:>9}{ideal[provider]:>9.2f}"
+        )
     print(f"  durations fetched: {phase['filled']} of {total} (last run)")
-    print(f"  provider phase wall time, {runs} runs: "
-          + ", ".join(f"{w:.2f}" for w in walls) + f" s (median {statistics.median(walls):.2f})")
-    print(f"  ideal {slowest:.2f} s; best run {best:.2f} s; ideal/actual = {ratio:.2f}"
-          f" (median run {slowest / statistics.median(walls):.2f}; target >= {TARGET})")
+    print(
+        f"  provider phase wall time, {runs} runs: "
+        + ", ".join(f"{w:.2f}" for w in walls)
+        + f" s (median {statistics.median(walls):.2f})"
+    )
+    print(
+        f"  ideal {slowest:.2f} s; best run {best:.2f} s; ideal/actual = {ratio:.2f}"
+        f" (median run {slowest / statistics.median(walls):.2f}; target >= {TARGET})"
+    )
     print(f"  YouTube calls: {calls.get('YOUTUBE', 0)} (expected exactly {expected_youtube})")
     if store_wall is not None:
-        print(f"  end-to-end sync_durations on mongomock: {store_wall:.2f} s,"
-              f" {store_filled} of {total} sessions filled (mongomock's cost; not judged)")
+        print(
+            f"  end-to-end sync_durations on mongomock: {store_wall:.2f} s,"
+            f" {store_filled} of {total} sessions filled (mongomock's cost; not judged)"
+        )
     passed = (
-        calls.get("YOUTUBE") == expected_youtube and ratio >= TARGET and phase["filled"] == total
+        calls.get("YOUTUBE") == expected_youtube
+        and ratio >= TARGET
+        and phase["filled"] == total
         and (store_wall is None or store_filled == total)
     )
     print("  result: " + ("PASS" if passed else "FAIL"))
@@ -207,11 +230,15 @@ async def run(latency_s: float, concurrency: int | None, runs: int, with_store: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--latency-ms", type=float, default=50.0)
-    parser.add_argument("--concurrency", type=int, default=None,
-                        help="provider_concurrency (default: the setting's default)")
+    parser.add_argument(
+        "--concurrency", type=int, default=None, help="provider_concurrency (default: the setting's default)"
+    )
     parser.add_argument("--runs", type=int, default=3, help="timed runs of the provider phase")
-    parser.add_argument("--end-to-end", action="store_true",
-                        help="also time sync_durations() on the mongomock store (minutes)")
+    parser.add_argument(
+        "--end-to-end",
+        action="store_true",
+        help="also time sync_durations() on the mongomock store (minutes)",
+    )
     args = parser.parse_args()
     ok = asyncio.run(run(args.latency_ms / 1000, args.concurrency, max(1, args.runs), args.end_to_end))
     sys.exit(0 if ok else 1)

@@ -60,6 +60,7 @@ class Load:
 
 # --- the machine -------------------------------------------------------------------------------
 
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -73,14 +74,18 @@ def cpu_model() -> str:
 def machine_line(load_tool: str) -> str:
     from tests.servers import FERRETDB_VERSION
 
-    versions = ", ".join(f"{name} {metadata.version(name)}"
-                         for name in ("aiohttp", "motor", "pymongo", "orjson"))
-    return (f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, {versions}, FerretDB {FERRETDB_VERSION} "
-            f"(SQLite), load: {load_tool}")
+    versions = ", ".join(
+        f"{name} {metadata.version(name)}" for name in ("aiohttp", "motor", "pymongo", "orjson")
+    )
+    return (
+        f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, {versions}, FerretDB {FERRETDB_VERSION} "
+        f"(SQLite), load: {load_tool}"
+    )
 
 
 # --- processes ---------------------------------------------------------------------------------
+
 
 def free_port() -> int:
     from tests.servers import free_port as pick
@@ -123,16 +128,19 @@ def stop(process: subprocess.Popen[bytes] | None) -> None:
         process.wait()
 
 
-def http_json(method: str, url: str, body: object | None = None,
-              headers: dict[str, str] | None = None) -> tuple[bytes, dict[str, str]]:
+def http_json(
+    method: str, url: str, body: object | None = None, headers: dict[str, str] | None = None
+) -> tuple[bytes, dict[str, str]]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={
-        "Content-Type": "application/json", **(headers or {})})
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})}
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return response.read(), dict(response.headers)
 
 
 # --- seeding -----------------------------------------------------------------------------------
+
 
 async def seed(mongodb_url: str) -> None:
     """One event, one super admin, 1,000 rolled-up sessions on every provider and format.
@@ -155,9 +163,15 @@ async def seed(mongodb_url: str) -> None:
         start = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
         templates = []
         for n, provider in enumerate([*PROVIDERS, None]):
-            body = SessionIn(eventId=EVENT_ID, title="template", startTime=start, endTime=start,
-                             format="BREAKOUT_SESSION", streamProvider=provider,
-                             videoId=None if provider is None else f"video{n}")
+            body = SessionIn(
+                eventId=EVENT_ID,
+                title="template",
+                startTime=start,
+                endTime=start,
+                format="BREAKOUT_SESSION",
+                streamProvider=provider,
+                videoId=None if provider is None else f"video{n}",
+            )
             templates.append((await upsert_session(db, f"template{n}", body))[0])
         await db.sessions.delete_many({"_id": {"$regex": "^template"}})
 
@@ -166,21 +180,30 @@ async def seed(mongodb_url: str) -> None:
         for i in range(SESSIONS):
             begins = start + timedelta(minutes=15 * i)
             attendees = rng.randint(0, 5000)
-            documents.append({
-                **templates[i % len(templates)],
-                "_id": f"s{i:04d}",
-                "title": f"Session {i:04d}: {rng.choice(['Keynote', 'Panel', 'Demo', 'Q&A'])}",
-                "startTime": begins, "endTime": begins + timedelta(minutes=45),
-                "format": FORMATS[i % len(FORMATS)],
-                "registeredUserCount": attendees + rng.randint(0, 2000),
-                "attendeeCount": attendees,
-                "avgAttendedDuration": rng.uniform(0, 3600),
-                "liveViews": rng.randint(0, attendees), "recordingViews": rng.randint(0, attendees),
-                "watchTime": {"total": rng.uniform(0, 1e7), "live": rng.uniform(0, 5e6),
-                              "recording": rng.uniform(0, 5e6)},
-                "duration": rng.uniform(600, 7200), "durationStatus": "OK",
-                "analyticsUpdatedAt": datetime.now(UTC), "rollupPending": False,
-            })
+            documents.append(
+                {
+                    **templates[i % len(templates)],
+                    "_id": f"s{i:04d}",
+                    "title": f"Session {i:04d}: {rng.choice(['Keynote', 'Panel', 'Demo', 'Q&A'])}",
+                    "startTime": begins,
+                    "endTime": begins + timedelta(minutes=45),
+                    "format": FORMATS[i % len(FORMATS)],
+                    "registeredUserCount": attendees + rng.randint(0, 2000),
+                    "attendeeCount": attendees,
+                    "avgAttendedDuration": rng.uniform(0, 3600),
+                    "liveViews": rng.randint(0, attendees),
+                    "recordingViews": rng.randint(0, attendees),
+                    "watchTime": {
+                        "total": rng.uniform(0, 1e7),
+                        "live": rng.uniform(0, 5e6),
+                        "recording": rng.uniform(0, 5e6),
+                    },
+                    "duration": rng.uniform(600, 7200),
+                    "durationStatus": "OK",
+                    "analyticsUpdatedAt": datetime.now(UTC),
+                    "rollupPending": False,
+                }
+            )
         await db.sessions.insert_many(documents)
         await bump_analytics_version(db, [EVENT_ID])
     finally:
@@ -188,6 +211,7 @@ async def seed(mongodb_url: str) -> None:
 
 
 # --- the ceiling: a bare handler returning the same bytes ---------------------------------------
+
 
 def serve_ceiling(port: int, body_path: str, headers_json: str) -> None:
     from aiohttp import web
@@ -206,13 +230,19 @@ def serve_ceiling(port: int, body_path: str, headers_json: str) -> None:
 
 # --- load --------------------------------------------------------------------------------------
 
+
 def ensure_wrk() -> str | None:
     if shutil.which("wrk"):
         return shutil.which("wrk")
     print("wrk not found; trying apt-get install -y wrk", file=sys.stderr)
     try:
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "wrk"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=300,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return shutil.which("wrk")
@@ -234,13 +264,26 @@ def parse_wrk(output: str) -> Load:
     errors = (int(bad.group(1)) if bad else 0) + (sum(map(int, socket.groups())) if socket else 0)
     return Load(
         requests_per_s=float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
-        p50_ms=_ms(percentile["50"]), p99_ms=_ms(percentile["99"]), requests=requests, errors=errors,
+        p50_ms=_ms(percentile["50"]),
+        p99_ms=_ms(percentile["99"]),
+        requests=requests,
+        errors=errors,
     )
 
 
 def run_wrk(wrk: str, url: str, token: str, seconds: float, connections: int, threads: int) -> Load:
-    command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency",
-               "--timeout", "10s", "-H", f"Authorization: Bearer {token}", url]
+    command = [
+        wrk,
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds:g}s",
+        "--latency",
+        "--timeout",
+        "10s",
+        "-H",
+        f"Authorization: Bearer {token}",
+        url,
+    ]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     return parse_wrk(done.stdout)
 
@@ -249,7 +292,9 @@ def run_python_load(url: str, token: str, seconds: float, connections: int) -> L
     """Fallback without wrk: the aiohttp client in another process (its own cost is higher)."""
     done = subprocess.run(
         [sys.executable, __file__, "--python-load", url, token, str(seconds), str(connections)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return Load(**json.loads(done.stdout))
 
@@ -264,6 +309,7 @@ def python_load(url: str, token: str, seconds: float, connections: int) -> None:
         headers = {"Authorization": f"Bearer {token}"}
         connector = aiohttp.TCPConnector(limit=connections)
         async with aiohttp.ClientSession(connector=connector) as session:
+
             async def worker() -> None:
                 nonlocal errors
                 while time.monotonic() < deadline:
@@ -277,15 +323,23 @@ def python_load(url: str, token: str, seconds: float, connections: int) -> None:
             await asyncio.gather(*(worker() for _ in range(connections)))
             elapsed = time.monotonic() - began
         latencies.sort()
-        print(json.dumps({
-            "requests_per_s": len(latencies) / elapsed, "requests": len(latencies), "errors": errors,
-            "p50_ms": latencies[len(latencies) // 2], "p99_ms": latencies[int(len(latencies) * 0.99)],
-        }))
+        print(
+            json.dumps(
+                {
+                    "requests_per_s": len(latencies) / elapsed,
+                    "requests": len(latencies),
+                    "errors": errors,
+                    "p50_ms": latencies[len(latencies) // 2],
+                    "p99_ms": latencies[int(len(latencies) * 0.99)],
+                }
+            )
+        )
 
     asyncio.run(main())
 
 
 # --- the run -----------------------------------------------------------------------------------
+
 
 def table(service: Load, ceiling: Load, size_kb: float) -> str:
     ratio = service.requests_per_s / ceiling.requests_per_s
@@ -293,17 +347,23 @@ def table(service: Load, ceiling: Load, size_kb: float) -> str:
         "| target | requests/s | p50 ms | p99 ms | requests | errors "
         "| CPU ms/request: server / FerretDB / load |",
         "|---|---:|---:|---:|---:|---:|---|",
-        *(f"| {name} | {load.requests_per_s:,.0f} | {load.p50_ms:.1f} | {load.p99_ms:.1f} | "
-          f"{load.requests:,} | {load.errors} | "
-          f"{' / '.join(f'{ms:.2f}' for ms in load.cpu_ms)} |"
-          for name, load in (("service (`session-analytics serve`, FerretDB)", service),
-                             ("bare aiohttp handler, same bytes (ceiling)", ceiling))),
+        *(
+            f"| {name} | {load.requests_per_s:,.0f} | {load.p50_ms:.1f} | {load.p99_ms:.1f} | "
+            f"{load.requests:,} | {load.errors} | "
+            f"{' / '.join(f'{ms:.2f}' for ms in load.cpu_ms)} |"
+            for name, load in (
+                ("service (`session-analytics serve`, FerretDB)", service),
+                ("bare aiohttp handler, same bytes (ceiling)", ceiling),
+            )
+        ),
         f"| **service ÷ ceiling** | **{ratio:.2f}** | | | | | |",
     ]
-    verdict = (f"Answer: {size_kb:.0f} KB ({PAGE_SIZE} of {SESSIONS:,} sessions, both expands). "
-               f"Targets: ratio ≥ {TARGET_RATIO} — {'met' if ratio >= TARGET_RATIO else 'MISSED'}; "
-               f"service p99 < {TARGET_P99_MS:g} ms — "
-               f"{'met' if service.p99_ms < TARGET_P99_MS else 'MISSED'}.")
+    verdict = (
+        f"Answer: {size_kb:.0f} KB ({PAGE_SIZE} of {SESSIONS:,} sessions, both expands). "
+        f"Targets: ratio ≥ {TARGET_RATIO} — {'met' if ratio >= TARGET_RATIO else 'MISSED'}; "
+        f"service p99 < {TARGET_P99_MS:g} ms — "
+        f"{'met' if service.p99_ms < TARGET_P99_MS else 'MISSED'}."
+    )
     return "\n".join(rows) + "\n\n" + verdict
 
 
@@ -311,18 +371,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) // 2),
-                        help="wrk threads (default: half the cores; the servers need the rest)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=max(1, (os.cpu_count() or 2) // 2),
+        help="wrk threads (default: half the cores; the servers need the rest)",
+    )
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before measuring")
-    parser.add_argument("--profile", metavar="FILE",
-                        help="run the service under pyinstrument and write its text report here")
+    parser.add_argument(
+        "--profile", metavar="FILE", help="run the service under pyinstrument and write its text report here"
+    )
     args = parser.parse_args()
 
     from tests.servers import FerretDB
 
     wrk = ensure_wrk()
-    tool = (subprocess.run([wrk, "-v"], capture_output=True, text=True).stdout.split("[")[0].strip()
-            if wrk else "aiohttp client (wrk unavailable)")
+    tool = (
+        subprocess.run([wrk, "-v"], capture_output=True, text=True).stdout.split("[")[0].strip()
+        if wrk
+        else "aiohttp client (wrk unavailable)"
+    )
     tool += f", {args.threads} thread(s), {args.connections} connections, {args.seconds:g} s"
     work = Path(tempfile.mkdtemp(prefix="bench-list-"))
     (work / "ferretdb").mkdir()
@@ -336,16 +404,22 @@ def main() -> None:
         print(f"seeded {SESSIONS:,} sessions in {time.monotonic() - started:.1f}s", file=sys.stderr)
 
         port = free_port()
-        env = {**os.environ, "MONGODB_URL": mongodb_url, "REDIS_URL": "redis://127.0.0.1:1/0",
-               "LOG_LEVEL": "WARNING",
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        env = {
+            **os.environ,
+            "MONGODB_URL": mongodb_url,
+            "REDIS_URL": "redis://127.0.0.1:1/0",
+            "LOG_LEVEL": "WARNING",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        }
         profiler = ["-m", "pyinstrument", "-r", "text", "-o", args.profile] if args.profile else []
-        service = subprocess.Popen([sys.executable, *profiler, *SERVE,
-                                    "--host", "127.0.0.1", "--port", str(port)], env=env, cwd=ROOT)
+        service = subprocess.Popen(
+            [sys.executable, *profiler, *SERVE, "--host", "127.0.0.1", "--port", str(port)], env=env, cwd=ROOT
+        )
         base = f"http://127.0.0.1:{port}"
         wait_for_http(f"{base}/healthz", service)
-        token = json.loads(http_json("POST", f"{base}/rest/u/login",
-                                     {"username": EMAIL, "password": PASSWORD})[0])["access_token"]
+        token = json.loads(
+            http_json("POST", f"{base}/rest/u/login", {"username": EMAIL, "password": PASSWORD})[0]
+        )["access_token"]
         path = f"/rest/host/session/analytics?eventId={EVENT_ID}&size={PAGE_SIZE}&expand=duration,watchTime"
         body, headers = http_json("GET", base + path, headers={"Authorization": f"Bearer {token}"})
         answer = json.loads(body)
@@ -356,8 +430,17 @@ def main() -> None:
         body_path.write_bytes(body)
         same_headers = {k: v for k, v in headers.items() if k in ("ETag", "Cache-Control", "X-Request-Id")}
         ceiling_port = free_port()
-        ceiling = subprocess.Popen([sys.executable, __file__, "--ceiling", str(ceiling_port),
-                                    str(body_path), json.dumps(same_headers)], cwd=ROOT)
+        ceiling = subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--ceiling",
+                str(ceiling_port),
+                str(body_path),
+                json.dumps(same_headers),
+            ],
+            cwd=ROOT,
+        )
         ceiling_base = f"http://127.0.0.1:{ceiling_port}"
         wait_for_http(f"{ceiling_base}/healthz", ceiling)
         assert http_json("GET", ceiling_base + path)[0] == body
@@ -369,8 +452,10 @@ def main() -> None:
 
         results = {}
         assert ferretdb.process is not None
-        for name, url, server in (("service", base + path, service),
-                                  ("ceiling", ceiling_base + path, ceiling)):
+        for name, url, server in (
+            ("service", base + path, service),
+            ("ceiling", ceiling_base + path, ceiling),
+        ):
             if args.warmup:
                 measure(url, args.warmup)
             pids = (server.pid, ferretdb.process.pid)
@@ -378,7 +463,8 @@ def main() -> None:
             load = measure(url, args.seconds)
             after = [*map(cpu_seconds, pids), children_cpu_seconds()]
             load.cpu_ms = tuple(  # type: ignore[assignment]
-                (b - a) * 1000 / max(load.requests, 1) for a, b in zip(before, after, strict=True))
+                (b - a) * 1000 / max(load.requests, 1) for a, b in zip(before, after, strict=True)
+            )
             results[name] = load
             print(f"{name}: {load}", file=sys.stderr)
 

@@ -27,10 +27,7 @@ INDEXES: dict[str, list[IndexModel]] = {
     "events": [IndexModel([("organizerId", ASCENDING)])],
     "sessions": [
         # One index per sort key of the session list, each led by eventId, _id as the tie-break.
-        *[
-            IndexModel([("eventId", ASCENDING), (key, ASCENDING), ("_id", ASCENDING)])
-            for key in SORT_FIELDS
-        ],
+        *[IndexModel([("eventId", ASCENDING), (key, ASCENDING), ("_id", ASCENDING)]) for key in SORT_FIELDS],
         IndexModel([("eventId", ASCENDING), ("format", ASCENDING), ("startTime", ASCENDING)]),
         IndexModel([("rollupPending", ASCENDING)]),
         IndexModel([("durationProvider", ASCENDING), ("durationCheckAt", ASCENDING)]),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -160,27 +159,21 @@ def session_numbers(
     for user_id, registered_at in registrations.items():
         rows[user_id] = _attendee_row(user_id, None, registered_at, duration, available)
     for w in attendees:
-        rows[w.user_id] = _attendee_row(
-            w.user_id, w, registrations.get(w.user_id), duration, available
-        )
+        rows[w.user_id] = _attendee_row(w.user_id, w, registrations.get(w.user_id), duration, available)
 
     return SessionNumbers(
         registered_user_count=len(registrations),
         attendee_count=count,
         avg_attended_duration=(total / count if count else 0.0) if available else None,
         live_views=sum(1 for w in live_watched if w >= threshold) if available else None,
-        recording_views=(
-            sum(1 for w in recording_watched if w >= threshold) if available else None
-        ),
+        recording_views=(sum(1 for w in recording_watched if w >= threshold) if available else None),
         watch_total=total,
         watch_live=math.fsum(live_watched),
         watch_recording=math.fsum(recording_watched),
         avg_live_watch=_mean(live_watched) if available else None,
         avg_recording_watch=_mean(recording_watched) if available else None,
         engagement_live=mode_engagement(live_watched, threshold, duration) if available else None,
-        engagement_recording=(
-            mode_engagement(recording_watched, threshold, duration) if available else None
-        ),
+        engagement_recording=(mode_engagement(recording_watched, threshold, duration) if available else None),
         attendee_rows=[rows[k] for k in sorted(rows)],
     )
 

@@ -24,7 +24,9 @@ class Settings(BaseSettings):
     log_json: bool = True
     log_level: str = "INFO"
     host_cache_ttl_s: float = Field(
-        1.0, ge=0, le=10,
+        1.0,
+        ge=0,
+        le=10,
         description="how long a web process reuses a token's user and an event document; "
         "rollups wait this long after publishing before they count as finished",
     )

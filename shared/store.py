@@ -96,9 +96,10 @@ async def upsert_session(db: Database, session_id: str, body: SessionIn) -> tupl
     fields: dict[str, Any] = body.model_dump(mode="python")
     update: dict[str, Any] = {"$set": fields}
     video = (body.streamProvider, body.videoId, body.format)
-    if existing is None or (
-        existing.get("streamProvider"), existing.get("videoId"), existing.get("format")
-    ) != video:
+    if (
+        existing is None
+        or (existing.get("streamProvider"), existing.get("videoId"), existing.get("format")) != video
+    ):
         source = duration_source(body.streamProvider, body.format) if body.videoId else None
         fields.update(
             duration=None,

@@ -108,8 +108,9 @@ def task_queue() -> RecordingTaskQueue:
 
 
 @pytest.fixture
-async def client(aiohttp_client: Any, settings: Settings, database: Database,
-                 task_queue: RecordingTaskQueue) -> Any:
+async def client(
+    aiohttp_client: Any, settings: Settings, database: Database, task_queue: RecordingTaskQueue
+) -> Any:
     """The real app; every answer it gives is checked against its /openapi.json."""
     from tests.openapi_validation import validate_every_answer
     from web.app import create_app

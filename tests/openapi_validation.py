@@ -61,12 +61,8 @@ class OpenAPIValidator:
 
     def __init__(self, spec: dict[str, Any]) -> None:
         self.spec = spec
-        self.registry: Registry[Any] = Registry().with_resource(
-            SPEC_URI, DRAFT202012.create_resource(spec)
-        )
-        self._templates = [
-            (template, template.strip("/").split("/")) for template in spec.get("paths", {})
-        ]
+        self.registry: Registry[Any] = Registry().with_resource(SPEC_URI, DRAFT202012.create_resource(spec))
+        self._templates = [(template, template.strip("/").split("/")) for template in spec.get("paths", {})]
         self._validators: dict[str, Draft202012Validator] = {}
 
     # -- finding things in the document ------------------------------------------------------
@@ -180,15 +176,12 @@ class OpenAPIValidator:
         content = response.get("content")
         if method.upper() == "HEAD" or not content:
             if body:
-                raise OpenAPIMismatch(
-                    f"{where}: no body is documented but one came: {_excerpt(body)}"
-                )
+                raise OpenAPIMismatch(f"{where}: no body is documented but one came: {_excerpt(body)}")
             return
         media_type = _media_type(content_type)
         if media_type not in content:
             raise OpenAPIMismatch(
-                f"{where}: Content-Type {content_type!r} is not documented; documented: "
-                f"{sorted(content)}"
+                f"{where}: Content-Type {content_type!r} is not documented; documented: {sorted(content)}"
             )
         schema_pointer = _pointer_join(response_pointer, "content", media_type, "schema")
         if _is_json(media_type):

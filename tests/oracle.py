@@ -175,13 +175,15 @@ def expected_attendees(
         engagement = None
         if available and duration is not None and duration > 0:
             engagement = min(w["attended"] / duration, 1.0) * 100
-        rows.append({
-            "userId": user,
-            "attended": w["attended"] > 0,
-            "attendedSeconds": w["attended"],
-            "liveSeconds": w["live"],
-            "recordingSeconds": w["recording"],
-            "engagement": engagement,
-            "registeredAt": registered_at.get(user),
-        })
+        rows.append(
+            {
+                "userId": user,
+                "attended": w["attended"] > 0,
+                "attendedSeconds": w["attended"],
+                "liveSeconds": w["live"],
+                "recordingSeconds": w["recording"],
+                "engagement": engagement,
+                "registeredAt": registered_at.get(user),
+            }
+        )
     return rows

@@ -24,8 +24,17 @@ class CeleryProcess:
     def start(self) -> CeleryProcess:
         args = [sys.executable, "-m", "celery", "-A", "worker", self.role, "--loglevel", "INFO"]
         if self.role == "worker":
-            args += ["--pool", "prefork", "--concurrency", "1", "-Q", "default,providers",
-                     "--without-gossip", "--without-mingle", "--without-heartbeat"]
+            args += [
+                "--pool",
+                "prefork",
+                "--concurrency",
+                "1",
+                "-Q",
+                "default,providers",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ]
         if self.role == "beat":
             args += ["--schedule", str(self.log.with_suffix(".schedule"))]
         args += list(self.extra)

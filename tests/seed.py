@@ -70,13 +70,12 @@ def cheap_password_hashing(monkeypatch: Any) -> None:
 
     import shared.security
 
-    monkeypatch.setattr(
-        shared.security, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-    )
+    monkeypatch.setattr(shared.security, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
 
-async def app_client(aiohttp_client: Any, settings: Any, database: Database, task_queue: Any,
-                     **changes: Any) -> Any:
+async def app_client(
+    aiohttp_client: Any, settings: Any, database: Database, task_queue: Any, **changes: Any
+) -> Any:
     """A client of the real app with some settings changed, e.g. login_throttle_per_minute."""
     from web.app import create_app
 
@@ -84,24 +83,27 @@ async def app_client(aiohttp_client: Any, settings: Any, database: Database, tas
     return await aiohttp_client(app)
 
 
-async def clone_sessions(db: Database, template_id: str, count: int, *,
-                         prefix: str = "bulk") -> list[str]:
+async def clone_sessions(db: Database, template_id: str, count: int, *, prefix: str = "bulk") -> list[str]:
     """`count` copies of a stored session (as PUT stored it), each a minute later than the last,
     inserted in one write: many sessions without `count` round trips of upsert_session."""
     template = await db.sessions.find_one({"_id": template_id})
     assert template is not None
     ids = [f"{prefix}{i:05d}" for i in range(count)]
-    await db.sessions.insert_many([
-        {**template, "_id": session_id, "title": f"{template['title']} {i:05d}",
-         "startTime": template["startTime"] + timedelta(minutes=i + 1)}
-        for i, session_id in enumerate(ids)
-    ])
+    await db.sessions.insert_many(
+        [
+            {
+                **template,
+                "_id": session_id,
+                "title": f"{template['title']} {i:05d}",
+                "startTime": template["startTime"] + timedelta(minutes=i + 1),
+            }
+            for i, session_id in enumerate(ids)
+        ]
+    )
     return ids
 
 
-async def database_state(
-    db: Database, skip: tuple[str, ...] = ("login_attempts",)
-) -> dict[str, list[Any]]:
+async def database_state(db: Database, skip: tuple[str, ...] = ("login_attempts",)) -> dict[str, list[Any]]:
     """Every document of every collection (but `skip`), for "this request wrote nothing" checks."""
     state: dict[str, list[Any]] = {}
     for name in sorted(await db.db.list_collection_names()):
@@ -141,17 +143,27 @@ def iso_utc(moment: datetime) -> str:
     return f"{text}.{ms:03d}Z" if ms else f"{text}Z"
 
 
-def watch_segment(segment_id: str, session_id: str = "s1", user_id: str = "u1", *,
-                  mode: str = "LIVE", start: datetime | None = None,
-                  seconds: float = 60.0) -> dict[str, Any]:
+def watch_segment(
+    segment_id: str,
+    session_id: str = "s1",
+    user_id: str = "u1",
+    *,
+    mode: str = "LIVE",
+    start: datetime | None = None,
+    seconds: float = 60.0,
+) -> dict[str, Any]:
     """One watch segment as posted to /rest/events/{eventId}/watch-segments."""
     start = start or T0
-    return {"segmentId": segment_id, "sessionId": session_id, "userId": user_id, "mode": mode,
-            "start": iso_utc(start), "end": iso_utc(start + timedelta(seconds=seconds))}
+    return {
+        "segmentId": segment_id,
+        "sessionId": session_id,
+        "userId": user_id,
+        "mode": mode,
+        "start": iso_utc(start),
+        "end": iso_utc(start + timedelta(seconds=seconds)),
+    }
 
 
-def registration(session_id: str = "s1", user_id: str = "u1",
-                 at: datetime | None = None) -> dict[str, Any]:
+def registration(session_id: str = "s1", user_id: str = "u1", at: datetime | None = None) -> dict[str, Any]:
     """One registration as posted to /rest/events/{eventId}/registrations."""
-    return {"sessionId": session_id, "userId": user_id,
-            "registeredAt": iso_utc(at or T0 - timedelta(days=1))}
+    return {"sessionId": session_id, "userId": user_id, "registeredAt": iso_utc(at or T0 - timedelta(days=1))}

@@ -46,7 +46,7 @@ class ServerProcess:
         self.root = Path(root or tempfile.mkdtemp(prefix=f"sa-{self.name}-"))
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
-        self._log = open(self.root / f"{self.name}.log", "ab")  # noqa: SIM115
+        self._log = open(self.root / f"{self.name}.log", "ab")
 
     def command(self) -> list[str]:
         raise NotImplementedError
@@ -112,12 +112,18 @@ class Redis(ServerProcess):
     def command(self) -> list[str]:
         return [
             self.binary,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self.root),
-            "--save", "",
-            "--appendonly", "yes",
-            "--appendfsync", "always",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.root),
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
         ]
 
     def url(self, db: int = 0) -> str:

@@ -41,24 +41,35 @@ def sync_settings(settings: Settings, fake: FakeProviders, **changes: Any) -> Se
     return settings.model_copy(update={**FAST, **fake.settings_overrides(), **changes})
 
 
-async def add_sessions(db: Database, provider: str | None, video_ids: Sequence[str | None], *,
-                       event_id: str = EVENT, prefix: str | None = None,
-                       session_format: str = "MAINSTAGE_SESSION") -> list[str]:
+async def add_sessions(
+    db: Database,
+    provider: str | None,
+    video_ids: Sequence[str | None],
+    *,
+    event_id: str = EVENT,
+    prefix: str | None = None,
+    session_format: str = "MAINSTAGE_SESSION",
+) -> list[str]:
     """Sessions as the API creates them: the first through shared.store.upsert_session, the
     others as copies of it with their own id and video (one insert instead of many upserts)."""
     if await db.events.find_one({"_id": event_id}) is None:
-        await db.events.insert_one({"_id": event_id, "organizerId": "org", "name": event_id,
-                                    "analyticsVersion": 0})
-    ids = [f"{prefix or (provider or 'none').lower()}-{event_id}-{n:03d}"
-           for n in range(len(video_ids))]
+        await db.events.insert_one(
+            {"_id": event_id, "organizerId": "org", "name": event_id, "analyticsVersion": 0}
+        )
+    ids = [f"{prefix or (provider or 'none').lower()}-{event_id}-{n:03d}" for n in range(len(video_ids))]
     body = SessionIn(
-        eventId=event_id, title="Session", startTime="2024-05-01T10:00:00Z",
-        endTime="2024-05-01T11:00:00Z", format=session_format, streamProvider=provider,
+        eventId=event_id,
+        title="Session",
+        startTime="2024-05-01T10:00:00Z",
+        endTime="2024-05-01T11:00:00Z",
+        format=session_format,
+        streamProvider=provider,
         videoId=video_ids[0],
     )
     template, _ = await upsert_session(db, ids[0], body)
-    copies = [{**template, "_id": sid, "videoId": vid} for sid, vid in zip(ids[1:], video_ids[1:],
-                                                                           strict=True)]
+    copies = [
+        {**template, "_id": sid, "videoId": vid} for sid, vid in zip(ids[1:], video_ids[1:], strict=True)
+    ]
     if copies:
         await db.sessions.insert_many(copies)
     return ids
@@ -98,8 +109,7 @@ async def test_every_provider_is_filled_with_30_percent_5xx_and_429_and_retries_
 ) -> None:
     expected: dict[str, float] = {}
     all_ids: list[str] = []
-    for provider, count in (("YOUTUBE", 60), ("VIMEO", 8), ("TOKBOX", 8), ("VOXEET", 8),
-                            ("WISTIA", 8)):
+    for provider, count in (("YOUTUBE", 60), ("VIMEO", 8), ("TOKBOX", 8), ("VOXEET", 8), ("WISTIA", 8)):
         videos = [f"{provider.lower()}{n}" for n in range(count)]
         for n, video_id in enumerate(videos):
             fake.add(provider, video_id, 120.0 + n)
@@ -211,8 +221,10 @@ async def test_a_missing_credential_makes_its_sessions_wait_with_a_clear_log_lin
         second = await sync_durations(database, tuned)
 
     assert fake.calls["WISTIA"] == 0
-    assert any("WISTIA_API_TOKEN" in record.getMessage() and record.levelno == logging.WARNING
-               for record in caplog.records)
+    assert any(
+        "WISTIA_API_TOKEN" in record.getMessage() and record.levelno == logging.WARNING
+        for record in caplog.records
+    )
     for result in (first, second):
         assert result["providers"]["WISTIA"]["waiting"] == 1
         assert result["providers"]["WISTIA"]["calls"] == 0
@@ -237,7 +249,8 @@ async def test_left_out_videos_are_not_asked_again_next_run_but_live_ones_are(
     assert [docs[sid]["duration"] for sid in ids] == [754.0, None, None]
     missing = docs[ids[2]]
     assert missing["durationCheckAt"] - missing["durationSyncedAt"] == timedelta(
-        seconds=tuned.duration_missing_retry_s)
+        seconds=tuned.duration_missing_retry_s
+    )
     assert first["providers"]["YOUTUBE"]["missing"] == 1
 
     fake.requests.clear()
@@ -258,8 +271,9 @@ async def test_zoom_facebook_and_sessions_without_video_get_no_duration_and_no_c
     ids = (
         await add_sessions(database, "ZOOM", ["8123456789"])
         + await add_sessions(database, "FACEBOOK", ["10155"])
-        + await add_sessions(database, "YOUTUBE", ["workshop-video"], prefix="workshop",
-                             session_format="WORKSHOP_SESSION")
+        + await add_sessions(
+            database, "YOUTUBE", ["workshop-video"], prefix="workshop", session_format="WORKSHOP_SESSION"
+        )
         + await add_sessions(database, None, [None])
     )
     result = await sync_durations(database, sync_settings(settings, fake))
@@ -362,7 +376,8 @@ async def test_the_result_is_json_ready_and_reports_every_provider(
     assert json.loads(json.dumps(result)) == result
     assert set(result["providers"]) == {"YOUTUBE", "VIMEO", "TOKBOX", "VOXEET", "WISTIA"}
     for metrics in result["providers"].values():
-        assert {"calls", "failures", "retries", "updated", "missing", "lastSuccessAt",
-                "paused"} <= set(metrics)
+        assert {"calls", "failures", "retries", "updated", "missing", "lastSuccessAt", "paused"} <= set(
+            metrics
+        )
     assert result["providers"]["VOXEET"]["calls"] == 2  # the token, then the recordings
     assert (await database.sessions.find_one({"_id": sid}))["duration"] == 2400.5

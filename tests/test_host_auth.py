@@ -31,9 +31,13 @@ def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _session_body(event_id: str, title: str) -> dict[str, Any]:
     return {
-        "eventId": event_id, "title": title, "startTime": "2024-05-01T09:00:00Z",
-        "endTime": "2024-05-01T10:00:00Z", "format": "BREAKOUT_SESSION",
-        "streamProvider": "YOUTUBE", "videoId": "vid",
+        "eventId": event_id,
+        "title": title,
+        "startTime": "2024-05-01T09:00:00Z",
+        "endTime": "2024-05-01T10:00:00Z",
+        "format": "BREAKOUT_SESSION",
+        "streamProvider": "YOUTUBE",
+        "videoId": "vid",
     }
 
 
@@ -54,16 +58,18 @@ HOST_REQUESTS = [
     ("missing event", "list", "GET", "/rest/host/session/analytics?eventId=nope", None),
     ("missing event", "csv", "GET", "/rest/host/session/analytics/csv?eventId=nope", None),
     ("missing event", "put", "PUT", "/rest/host/session/s9", _session_body("nope", "New")),
-    ("missing event", "recompute", "POST",
-     "/rest/host/session/analytics/recompute?eventId=nope", None),
+    ("missing event", "recompute", "POST", "/rest/host/session/analytics/recompute?eventId=nope", None),
     ("missing session", "detail", "GET", "/rest/host/session/nope/analytics", None),
     ("missing session", "attendees", "GET", "/rest/host/session/nope/attendee", None),
 ]
 
-ALLOWED = {"own event": "ok", "other event": "ok", "missing event": "4040200",
-           "missing session": "404800"}
-OWN_ONLY = {"own event": "ok", "other event": "4030201", "missing event": "4040200",
-            "missing session": "404800"}
+ALLOWED = {"own event": "ok", "other event": "ok", "missing event": "4040200", "missing session": "404800"}
+OWN_ONLY = {
+    "own event": "ok",
+    "other event": "4030201",
+    "missing event": "4040200",
+    "missing session": "404800",
+}
 EXPECTED: dict[str, dict[str, str]] = {
     "SUPER_ADMIN": ALLOWED,
     "ORGANIZER_ADMIN": OWN_ONLY,
@@ -74,10 +80,13 @@ EXPECTED: dict[str, dict[str, str]] = {
     "no token": dict.fromkeys(ALLOWED, "401"),
 }
 STATUS_OF_CODE = {"4030201": 403, "403": 403, "4040200": 404, "404800": 404, "401": 401}
-SUCCESS_STATUS = {"list": 200, "csv": 200, "detail": 200, "attendees": 200, "put": 200,
-                  "recompute": 202}
-ROLE_USER = {"SUPER_ADMIN": "super", "ORGANIZER_ADMIN": "organizer",
-             "EVENT_ADMIN": "event_admin", "ATTENDEE": "attendee"}
+SUCCESS_STATUS = {"list": 200, "csv": 200, "detail": 200, "attendees": 200, "put": 200, "recompute": 202}
+ROLE_USER = {
+    "SUPER_ADMIN": "super",
+    "ORGANIZER_ADMIN": "organizer",
+    "EVENT_ADMIN": "event_admin",
+    "ATTENDEE": "attendee",
+}
 
 
 async def _credentials(client: Any, database: Any, who: str) -> dict[str, str]:
@@ -121,8 +130,11 @@ async def test_host_routes_answer_by_role_and_event_ownership(client, database, 
             seen[(target, route)] = (response.status, "ok" if shown else await response.text())
         else:
             expected[(target, route)] = (STATUS_OF_CODE[code], code)
-            seen[(target, route)] = (await error_of(response) if response.status >= 400
-                                     else (response.status, await response.text()))
+            seen[(target, route)] = (
+                await error_of(response)
+                if response.status >= 400
+                else (response.status, await response.text())
+            )
     assert seen == expected
 
 
@@ -145,8 +157,9 @@ async def test_user_token_on_an_ingest_route_gets_403_with_code_403(client, data
     await seed_world(database)
     await add_session(database, "s1", "ev1")
     for who in ("super", "attendee"):
-        response = await client.post("/rest/events/ev1/watch-segments", json=[],
-                                     headers=await login(client, who))
+        response = await client.post(
+            "/rest/events/ev1/watch-segments", json=[], headers=await login(client, who)
+        )
         assert await error_of(response) == (403, "403")
     assert await database.watch_segments.count_documents({}) == 0
 
@@ -166,21 +179,23 @@ async def test_login_answers_a_bearer_token_with_its_expiry_user_and_role(client
     assert body["userRole"] == "EVENT_ADMIN"
     expires = datetime.strptime(body["expires_in"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     assert before + timedelta(hours=12) <= expires <= before + timedelta(hours=12, seconds=5)
-    listed = await client.get("/rest/host/session/analytics?eventId=ev1",
-                              headers=bearer(body["access_token"]))
+    listed = await client.get(
+        "/rest/host/session/analytics?eventId=ev1", headers=bearer(body["access_token"])
+    )
     assert listed.status == 200
     # The vendor's clients send the token in an AUTHENTICATION header.
-    vendor = await client.get("/rest/host/session/analytics?eventId=ev1",
-                              headers={"AUTHENTICATION": body["access_token"]})
+    vendor = await client.get(
+        "/rest/host/session/analytics?eventId=ev1", headers={"AUTHENTICATION": body["access_token"]}
+    )
     assert vendor.status == 200
 
 
 async def test_wrong_password_and_unknown_user_get_the_same_4010101_answer(client, database):
     await seed_world(database)
-    wrong = await client.post("/rest/u/login",
-                              json={"username": "super@example.com", "password": "not it"})
-    unknown = await client.post("/rest/u/login",
-                                json={"username": "nobody@example.com", "password": "not it"})
+    wrong = await client.post("/rest/u/login", json={"username": "super@example.com", "password": "not it"})
+    unknown = await client.post(
+        "/rest/u/login", json={"username": "nobody@example.com", "password": "not it"}
+    )
     assert await error_of(wrong) == (401, "4010101")
     assert await error_of(unknown) == (401, "4010101")
     wrong_body, unknown_body = await wrong.json(), await unknown.json()
@@ -190,8 +205,9 @@ async def test_wrong_password_and_unknown_user_get_the_same_4010101_answer(clien
 
 async def test_token_past_its_expires_in_gets_401(client, database, monkeypatch):
     await seed_world(database)
-    response = await client.post("/rest/u/login",
-                                 json={"username": "super@example.com", "password": PASSWORD})
+    response = await client.post(
+        "/rest/u/login", json={"username": "super@example.com", "password": PASSWORD}
+    )
     body = await response.json()
     expires = datetime.strptime(body["expires_in"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     path, headers = "/rest/host/session/analytics?eventId=ev1", bearer(body["access_token"])
@@ -295,8 +311,9 @@ async def test_lock_ends_when_locked_until_is_in_the_past(client, database):
     assert user["failedLogins"] == 0
 
 
-async def test_lockout_s_setting_sets_the_lock_length(aiohttp_client, settings, database,
-                                                      task_queue, monkeypatch):
+async def test_lockout_s_setting_sets_the_lock_length(
+    aiohttp_client, settings, database, task_queue, monkeypatch
+):
     client = await app_client(aiohttp_client, settings, database, task_queue, lockout_s=90)
     await seed_world(database)
     t0 = datetime.now(UTC).replace(microsecond=0)
@@ -324,8 +341,7 @@ async def test_a_right_password_resets_the_count_of_wrong_ones(client, database)
 async def test_login_throttle_answers_429_with_retry_after_until_the_minute_ends(
     aiohttp_client, settings, database, task_queue, monkeypatch
 ):
-    client = await app_client(aiohttp_client, settings, database, task_queue,
-                              login_throttle_per_minute=3)
+    client = await app_client(aiohttp_client, settings, database, task_queue, login_throttle_per_minute=3)
     await seed_world(database)
     minute = datetime.now(UTC).replace(second=0, microsecond=0)
     monkeypatch.setattr(web.auth, "_now", lambda: minute + timedelta(seconds=45))
@@ -349,10 +365,8 @@ async def test_login_throttle_answers_429_with_retry_after_until_the_minute_ends
 async def test_login_throttle_is_shared_by_every_web_process(
     aiohttp_client, settings, database, task_queue, monkeypatch
 ):
-    first = await app_client(aiohttp_client, settings, database, task_queue,
-                             login_throttle_per_minute=2)
-    second = await app_client(aiohttp_client, settings, database, task_queue,
-                              login_throttle_per_minute=2)
+    first = await app_client(aiohttp_client, settings, database, task_queue, login_throttle_per_minute=2)
+    second = await app_client(aiohttp_client, settings, database, task_queue, login_throttle_per_minute=2)
     await seed_world(database)
     minute = datetime.now(UTC).replace(second=0, microsecond=0)
     monkeypatch.setattr(web.auth, "_now", lambda: minute + timedelta(seconds=10))

@@ -60,8 +60,9 @@ async def test_a_finished_rollup_is_never_hidden_by_a_cached_event(
     assert before["data"][0]["attendeeCount"] == 0  # the event document is now cached
 
     segments = [watch_segment(f"g{u}", "s1", f"u{u}", seconds=45) for u in range(3)]
-    posted = await client.post("/rest/events/ev1/watch-segments", json=segments,
-                               headers=await ingest_headers(database, ["ev1"]))
+    posted = await client.post(
+        "/rest/events/ev1/watch-segments", json=segments, headers=await ingest_headers(database, ["ev1"])
+    )
     assert (await posted.json())["accepted"] == 3
     await rollup_pending(database, settings.model_copy(update={"host_cache_ttl_s": TTL}))
 

@@ -22,6 +22,7 @@ from tests.seed import (
     seed_world,
     watch_segment,
 )
+from worker.rollup import sessions_with_work
 
 SEGMENTS = "/rest/events/ev1/watch-segments"
 REGISTRATIONS = "/rest/events/ev1/registrations"
@@ -44,12 +45,13 @@ async def post(client: Any, path: str, items: Any, headers: dict[str, str]) -> t
 
 
 async def pending_sessions(database) -> set[str]:
-    docs = await database.sessions.find({"rollupPending": True}, {"_id": 1}).to_list(None)
-    return {doc["_id"] for doc in docs}
+    """Sessions the next rollup will work on (ingestion queues in the inbox)."""
+    return set(await sessions_with_work(database))
 
 
 async def clear_pending(database) -> None:
     await database.sessions.update_many({}, {"$set": {"rollupPending": False}})
+    await database.segment_inbox.delete_many({})
 
 
 # --- ingest keys --------------------------------------------------------------------------
@@ -69,8 +71,11 @@ async def test_key_for_the_event_stores_segments_and_registrations(client, datab
 
 
 async def test_times_with_an_offset_are_stored_in_utc(client, database, world):
-    item = {**watch_segment("g1"), "start": "2024-05-01T11:00:00+02:00",
-            "end": "2024-05-01T11:00:30.250+02:00"}
+    item = {
+        **watch_segment("g1"),
+        "start": "2024-05-01T11:00:00+02:00",
+        "end": "2024-05-01T11:00:30.250+02:00",
+    }
     assert (await post(client, SEGMENTS, [item], world))[1]["accepted"] == 1
     stored = await database.watch_segments.find_one({"segmentId": "g1"})
     assert stored["start"] == T0
@@ -80,9 +85,7 @@ async def test_times_with_an_offset_are_stored_in_utc(client, database, world):
 async def test_key_for_every_event_may_post_to_any_event(client, database, world):
     headers = await ingest_headers(database)
     assert (await post(client, SEGMENTS, [watch_segment("g1")], headers))[1]["accepted"] == 1
-    status, body = await post(
-        client, "/rest/events/ev2/watch-segments", [watch_segment("g1", "s9")], headers
-    )
+    status, body = await post(client, "/rest/events/ev2/watch-segments", [watch_segment("g1", "s9")], headers)
     assert (status, body["accepted"]) == (200, 1)
 
 
@@ -95,9 +98,7 @@ async def test_key_of_another_event_is_not_event_host_and_stores_nothing(client,
     assert await database.registrations.count_documents({}) == 0
 
 
-async def test_key_for_every_event_posting_to_a_missing_event_is_event_not_found(
-    client, database, world
-):
+async def test_key_for_every_event_posting_to_a_missing_event_is_event_not_found(client, database, world):
     headers = await ingest_headers(database)
     response = await client.post(
         "/rest/events/nope/watch-segments", json=[watch_segment("g1")], headers=headers
@@ -135,8 +136,13 @@ async def test_ingest_key_on_host_routes_is_the_wrong_kind_of_credential(
 
 
 async def test_ingest_key_may_not_create_sessions(client, database, world):
-    body = {"eventId": "ev1", "title": "New", "startTime": "2024-05-01T09:00:00Z",
-            "endTime": "2024-05-01T10:00:00Z", "format": "BREAKOUT_SESSION"}
+    body = {
+        "eventId": "ev1",
+        "title": "New",
+        "startTime": "2024-05-01T09:00:00Z",
+        "endTime": "2024-05-01T10:00:00Z",
+        "format": "BREAKOUT_SESSION",
+    }
     response = await client.put("/rest/host/session/s5", json=body, headers=world)
     assert await error_of(response) == (403, "403")
     assert await database.sessions.find_one({"_id": "s5"}) is None
@@ -178,28 +184,28 @@ async def test_vendor_authentication_header_carries_an_ingest_key(client, databa
 async def test_same_segment_batch_posted_twice_is_stored_once(client, database, world):
     batch = [watch_segment(f"g{n}", user_id=f"u{n}") for n in range(25)]
     assert (await post(client, SEGMENTS, batch, world))[1] == {
-        "accepted": 25, "duplicates": 0, "rejected": []
+        "accepted": 25,
+        "duplicates": 0,
+        "rejected": [],
     }
     assert (await post(client, SEGMENTS, batch, world))[1] == {
-        "accepted": 0, "duplicates": 25, "rejected": []
+        "accepted": 0,
+        "duplicates": 25,
+        "rejected": [],
     }
     assert await database.watch_segments.count_documents({}) == 25
 
 
-async def test_a_batch_overlapping_a_stored_one_stores_only_the_new_segments(
-    client, database, world
-):
+async def test_a_batch_overlapping_a_stored_one_stores_only_the_new_segments(client, database, world):
     await post(client, SEGMENTS, [watch_segment(f"g{n}") for n in range(10)], world)
-    status, body = await post(client, SEGMENTS, [watch_segment(f"g{n}") for n in range(5, 15)],
-                              world)
+    status, body = await post(client, SEGMENTS, [watch_segment(f"g{n}") for n in range(5, 15)], world)
     assert (status, body) == (200, {"accepted": 5, "duplicates": 5, "rejected": []})
     assert await database.watch_segments.count_documents({}) == 15
 
 
 async def test_a_segment_id_sent_again_with_other_content_keeps_the_first(client, database, world):
     await post(client, SEGMENTS, [watch_segment("g1", seconds=60)], world)
-    body = (await post(client, SEGMENTS, [watch_segment("g1", seconds=600, mode="RECORDING")],
-                       world))[1]
+    body = (await post(client, SEGMENTS, [watch_segment("g1", seconds=600, mode="RECORDING")], world))[1]
     assert (body["accepted"], body["duplicates"]) == (0, 1)
     stored = await database.watch_segments.find({"segmentId": "g1"}).to_list(None)
     assert len(stored) == 1
@@ -215,19 +221,28 @@ async def test_a_segment_repeated_within_one_batch_counts_once(client, database,
 async def test_same_registration_batch_posted_twice_is_stored_once(client, database, world):
     batch = [registration(session, f"u{n}") for n in range(20) for session in ("s1", "s2")]
     assert (await post(client, REGISTRATIONS, batch, world))[1] == {
-        "accepted": 40, "duplicates": 0, "rejected": []
+        "accepted": 40,
+        "duplicates": 0,
+        "rejected": [],
     }
     assert (await post(client, REGISTRATIONS, batch, world))[1] == {
-        "accepted": 0, "duplicates": 40, "rejected": []
+        "accepted": 0,
+        "duplicates": 40,
+        "rejected": [],
     }
     assert await database.registrations.count_documents({}) == 40
 
 
 async def test_a_user_registering_again_for_a_session_is_a_duplicate(client, database, world):
     await post(client, REGISTRATIONS, [registration("s1", "u1", T0 - timedelta(days=3))], world)
-    body = (await post(client, REGISTRATIONS,
-                       [registration("s1", "u1", T0 - timedelta(days=1)), registration("s2", "u1")],
-                       world))[1]
+    body = (
+        await post(
+            client,
+            REGISTRATIONS,
+            [registration("s1", "u1", T0 - timedelta(days=1)), registration("s2", "u1")],
+            world,
+        )
+    )[1]
     assert (body["accepted"], body["duplicates"]) == (1, 1)
     reg = await database.registrations.find_one({"sessionId": "s1", "userId": "u1"})
     assert reg["registeredAt"] == T0 - timedelta(days=3)
@@ -245,8 +260,15 @@ def _bad_segments() -> list[tuple[Any, str]]:
     good = watch_segment("x")
     return [
         ({**good, "segmentId": "b-equal", "end": good["start"]}, "end"),
-        ({**good, "segmentId": "b-reverse", "start": iso_utc(T0 + timedelta(minutes=5)),
-          "end": iso_utc(T0)}, "end"),
+        (
+            {
+                **good,
+                "segmentId": "b-reverse",
+                "start": iso_utc(T0 + timedelta(minutes=5)),
+                "end": iso_utc(T0),
+            },
+            "end",
+        ),
         (watch_segment("b-too-long", seconds=24 * 3600 + 0.001), "24 hours"),
         (watch_segment("b-future", start=_now(), seconds=6 * 60), "future"),
         ({**good, "segmentId": "b-mode", "mode": "REPLAY"}, "mode"),
@@ -267,9 +289,7 @@ def _bad_segments() -> list[tuple[Any, str]]:
     ]
 
 
-async def test_malformed_segments_are_rejected_at_their_index_and_the_rest_stored(
-    client, database, world
-):
+async def test_malformed_segments_are_rejected_at_their_index_and_the_rest_stored(client, database, world):
     bad = _bad_segments()
     valid = [
         watch_segment("ok-1"),
@@ -340,9 +360,7 @@ async def test_a_list_wrapped_as_items_is_taken_like_the_bare_list(client, datab
 
 
 async def test_an_empty_list_is_accepted_with_nothing_stored(client, database, world):
-    assert await post(client, SEGMENTS, [], world) == (
-        200, {"accepted": 0, "duplicates": 0, "rejected": []}
-    )
+    assert await post(client, SEGMENTS, [], world) == (200, {"accepted": 0, "duplicates": 0, "rejected": []})
 
 
 # --- whole requests refused ---------------------------------------------------------------
@@ -374,8 +392,9 @@ async def test_a_thousand_items_are_taken_and_one_more_refuses_the_whole_request
     ids=["object", "string", "number", "null", "boolean"],
 )
 async def test_a_body_that_is_not_a_list_is_400(client, database, world, body):
-    response = await client.post(SEGMENTS, data=json.dumps(body).encode(),
-                                 headers={**world, "Content-Type": "application/json"})
+    response = await client.post(
+        SEGMENTS, data=json.dumps(body).encode(), headers={**world, "Content-Type": "application/json"}
+    )
     assert await error_of(response) == (400, "400")
 
 
@@ -398,27 +417,38 @@ async def test_sessions_given_new_attendance_are_marked_for_rollup(client, datab
     assert await pending_sessions(database) == {"s1", "s2"}
 
 
-async def test_marking_bumps_the_rollup_version_of_each_touched_session(client, database, world):
-    before = await database.sessions.find_one({"_id": "s1"})
-    await post(client, SEGMENTS, [watch_segment("g1", "s1"), watch_segment("g2", "s1")], world)
-    after = await database.sessions.find_one({"_id": "s1"})
-    assert after["rollupVersion"] > before["rollupVersion"]
+async def test_ingestion_writes_no_session_document(client, database, world):
+    # The inbox marks the sessions to roll up: a batch costs inserts only.
+    before = await database.sessions.find({}).sort("_id", 1).to_list(None)
+    await post(client, SEGMENTS, [watch_segment("g1", "s1"), watch_segment("g2", "s2")], world)
+    await post(client, REGISTRATIONS, [registration("s1", "u1")], world)
+    assert await database.sessions.find({}).sort("_id", 1).to_list(None) == before
 
 
-async def test_duplicates_mark_their_sessions_again(client, database, world):
-    # A client retrying after a crash between storing and marking must still get a rollup.
+async def test_duplicates_of_items_already_rolled_up_queue_nothing(client, database, world):
     batch = [watch_segment("g1", "s1"), watch_segment("g2", "s2")]
     await post(client, SEGMENTS, batch, world)
     await post(client, REGISTRATIONS, [registration("s1", "u1")], world)
-    await clear_pending(database)
+    await clear_pending(database)  # as a rollup leaves it
 
     body = (await post(client, SEGMENTS, batch, world))[1]
     assert (body["accepted"], body["duplicates"]) == (0, 2)
-    assert await pending_sessions(database) == {"s1", "s2"}
-
-    await clear_pending(database)
     body = (await post(client, REGISTRATIONS, [registration("s1", "u1")], world))[1]
     assert (body["accepted"], body["duplicates"]) == (0, 1)
+    assert await pending_sessions(database) == set()
+    assert await database.segment_inbox.count_documents({}) == 0
+
+
+async def test_a_retry_after_a_failure_between_the_two_writes_is_stored_and_queued(client, database, world):
+    # The inbox is written first; a failure before the permanent insert leaves only the inbox entry.
+    await clear_pending(database)
+    await post(client, SEGMENTS, [watch_segment("g1", "s1")], world)
+    await database.watch_segments.delete_many({})
+
+    body = (await post(client, SEGMENTS, [watch_segment("g1", "s1")], world))[1]
+    assert (body["accepted"], body["duplicates"]) == (1, 0)
+    assert await database.watch_segments.count_documents({}) == 1
+    assert await database.segment_inbox.count_documents({"sessionId": "s1"}) == 1
     assert await pending_sessions(database) == {"s1"}
 
 

@@ -75,8 +75,7 @@ async def test_requests_get_503_while_mongodb_is_down_and_normal_answers_when_it
         response, elapsed = await _timed(client, path, headers=headers)
         assert await error_of(response) == (503, "503"), path
         assert elapsed < REQUEST_TIMEOUT_S + 0.5, (path, elapsed)
-    login_down = await client.post("/rest/u/login",
-                                   json={"username": "super@example.com", "password": "x"})
+    login_down = await client.post("/rest/u/login", json={"username": "super@example.com", "password": "x"})
     assert await error_of(login_down) == (503, "503")
     ready, elapsed = await _timed(client, "/readyz")
     assert await error_of(ready) == (503, "503")

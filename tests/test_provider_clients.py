@@ -57,8 +57,9 @@ async def clients_for(settings: Settings) -> AsyncIterator[dict[str, ProviderCli
         yield build_clients(settings, http)
 
 
-async def fetch(settings: Settings, provider: str, ids: Iterable[str]) -> tuple[
-        dict[str, VideoDuration], ProviderClient, Any]:
+async def fetch(
+    settings: Settings, provider: str, ids: Iterable[str]
+) -> tuple[dict[str, VideoDuration], ProviderClient, Any]:
     async with clients_for(settings) as clients:
         client = clients[provider]
         outcome = await client.fetch_durations(ids)
@@ -178,8 +179,13 @@ async def canned(*answers: tuple[int, Any, dict[str, str]]) -> AsyncIterator[Can
 
 
 def google_error(status: int, reason: str, message: str, domain: str = "global") -> dict[str, Any]:
-    return {"error": {"code": status, "message": message,
-                      "errors": [{"message": message, "domain": domain, "reason": reason}]}}
+    return {
+        "error": {
+            "code": status,
+            "message": message,
+            "errors": [{"message": message, "domain": domain, "reason": reason}],
+        }
+    }
 
 
 # --- YouTube -----------------------------------------------------------------------------------
@@ -261,10 +267,12 @@ async def test_every_youtube_key_problem_stops_youtube_without_retries(
 
 
 async def test_youtube_quota_exceeded_stops_youtube_until_midnight_pacific() -> None:
-    async with run_fake_providers([FakeVideo("YOUTUBE", f"v{n}", 30.0) for n in range(100)],
-                                  youtube_quota=0) as fake:
-        _, client, outcome = await fetch(client_settings(fake, provider_concurrency=1), "YOUTUBE",
-                                         [f"v{n}" for n in range(100)])
+    async with run_fake_providers(
+        [FakeVideo("YOUTUBE", f"v{n}", 30.0) for n in range(100)], youtube_quota=0
+    ) as fake:
+        _, client, outcome = await fetch(
+            client_settings(fake, provider_concurrency=1), "YOUTUBE", [f"v{n}" for n in range(100)]
+        )
     assert isinstance(outcome.stopped, QuotaExceeded)
     assert outcome.stopped.paused_until == next_quota_reset(datetime.now(UTC))
     assert fake.calls["YOUTUBE"] == 1 and client.metrics.retries == 0
@@ -309,8 +317,12 @@ async def test_vimeo_asks_one_video_with_fields_bearer_token_and_versioned_accep
 
 
 async def test_vimeo_reads_live_transcoding_missing_and_private_videos() -> None:
-    private = {"error": "You don't have permission to view this video.", "link": None,
-               "developer_message": "Access denied", "error_code": 3200}
+    private = {
+        "error": "You don't have permission to view this video.",
+        "link": None,
+        "developer_message": "Access denied",
+        "error_code": 3200,
+    }
     async with run_fake_providers() as fake:
         fake.add("VIMEO", "live", live=True)
         fake.add("VIMEO", "fresh", 0, status="transcoding")
@@ -335,14 +347,19 @@ async def test_a_wrong_vimeo_token_is_a_clear_error_without_retries() -> None:
 
 async def test_vimeo_429_waits_until_the_rate_limit_reset() -> None:
     reset = datetime.fromtimestamp(time.time() + 1.2, UTC).isoformat()
-    throttled = {"error": "Too many API requests.", "link": None,
-                 "developer_message": "Too many API requests.", "error_code": 9000}
+    throttled = {
+        "error": "Too many API requests.",
+        "link": None,
+        "developer_message": "Too many API requests.",
+        "error_code": 9000,
+    }
     async with canned(
         (429, throttled, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset}),
         (200, {"uri": "/videos/1", "duration": 42, "status": "available", "type": "video"}, {}),
     ) as server:
-        settings = client_settings(vimeo_api_url=server.url, vimeo_access_token=SecretStr("t"),
-                                   provider_backoff_cap_s=5.0)
+        settings = client_settings(
+            vimeo_api_url=server.url, vimeo_access_token=SecretStr("t"), provider_backoff_cap_s=5.0
+        )
         started = time.monotonic()
         durations, client, _ = await fetch(settings, "VIMEO", ["1"])
         waited = time.monotonic() - started
@@ -374,8 +391,9 @@ async def test_tokbox_reads_recording_failed_and_missing_archives() -> None:
         fake.add("TOKBOX", "halted", status="paused")
         fake.add("TOKBOX", "broken", 0, status="failed")
         fake.add("TOKBOX", "old", 600, status="expired")
-        durations, _, _ = await fetch(client_settings(fake), "TOKBOX",
-                                      ["rec", "halted", "broken", "old", "x"])
+        durations, _, _ = await fetch(
+            client_settings(fake), "TOKBOX", ["rec", "halted", "broken", "old", "x"]
+        )
     assert durations["rec"].status == LIVE and durations["halted"].status == LIVE
     assert durations["broken"].status == ERROR
     assert durations["old"] == VideoDuration(OK, 600.0)
@@ -383,9 +401,13 @@ async def test_tokbox_reads_recording_failed_and_missing_archives() -> None:
 
 
 async def test_a_tokbox_jwt_signed_with_another_key_is_refused_without_retries() -> None:
-    other = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
+    other = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        .decode()
+    )
     async with run_fake_providers([FakeVideo("TOKBOX", "a", 10.0)]) as fake:
         _, client, outcome = await fetch(
             client_settings(fake, vonage_private_key=SecretStr(other)), "TOKBOX", ["a"]
@@ -413,14 +435,17 @@ async def test_voxeet_gets_one_client_credentials_token_and_reads_milliseconds()
         fake.add("VOXEET", "conf-a", 2400.5, recordings=3)
         for n in range(4):
             fake.add("VOXEET", f"conf-{n}", 60.0 * (n + 1))
-        durations, _, _ = await fetch(client_settings(fake), "VOXEET",
-                                      ["conf-a", *(f"conf-{n}" for n in range(4))])
+        durations, _, _ = await fetch(
+            client_settings(fake), "VOXEET", ["conf-a", *(f"conf-{n}" for n in range(4))]
+        )
     token_requests = [r for r in fake.requests if r.method == "POST"]
     assert len(token_requests) == 1
     (auth,) = token_requests
     assert auth.path == "/dolby-auth/v1/auth/token"
-    assert auth.headers["Authorization"] == "Basic " + base64.b64encode(
-        b"fake-dolby-key:fake-dolby-secret").decode()
+    assert (
+        auth.headers["Authorization"]
+        == "Basic " + base64.b64encode(b"fake-dolby-key:fake-dolby-secret").decode()
+    )
     assert auth.body["grant_type"] == "client_credentials"
     gets = [r for r in fake.requests if r.method == "GET"]
     conferences = ["conf-a", *(f"conf-{n}" for n in range(4))]
@@ -503,8 +528,9 @@ async def test_wistia_429_honours_retry_after() -> None:
     media = {"hashed_id": "w", "duration": 12.5, "status": "ready", "type": "Video"}
     throttled = (429, {"error": "Rate limit exceeded"}, {"Retry-After": "1"})
     async with canned(throttled, (200, media, {})) as server:
-        settings = client_settings(wistia_api_url=server.url, wistia_api_token=SecretStr("t"),
-                                   provider_backoff_cap_s=5.0)
+        settings = client_settings(
+            wistia_api_url=server.url, wistia_api_token=SecretStr("t"), provider_backoff_cap_s=5.0
+        )
         started = time.monotonic()
         durations, client, _ = await fetch(settings, "WISTIA", ["w"])
         waited = time.monotonic() - started
@@ -516,11 +542,14 @@ async def test_wistia_429_honours_retry_after() -> None:
 
 
 async def test_with_30_percent_5xx_and_429_every_video_is_fetched_within_the_retry_bound() -> None:
-    videos = [FakeVideo(provider, f"{provider.lower()}-{n}", 100.0 + n)
-              for provider in ("YOUTUBE", "VIMEO", "TOKBOX", "VOXEET", "WISTIA")
-              for n in range(60 if provider == "YOUTUBE" else 25)]
-    async with run_fake_providers(videos, error_rate=0.3, retry_after_s=0,
-                                  max_errors_per_request=3, seed=11) as fake:
+    videos = [
+        FakeVideo(provider, f"{provider.lower()}-{n}", 100.0 + n)
+        for provider in ("YOUTUBE", "VIMEO", "TOKBOX", "VOXEET", "WISTIA")
+        for n in range(60 if provider == "YOUTUBE" else 25)
+    ]
+    async with run_fake_providers(
+        videos, error_rate=0.3, retry_after_s=0, max_errors_per_request=3, seed=11
+    ) as fake:
         settings = client_settings(fake)
         async with clients_for(settings) as clients:
             outcomes = {
@@ -543,8 +572,9 @@ async def test_with_30_percent_5xx_and_429_every_video_is_fetched_within_the_ret
 
 async def test_a_provider_that_keeps_failing_is_asked_at_most_max_retries_plus_one_times() -> None:
     async with canned((503, {"error": "Service Unavailable"}, {})) as server:
-        settings = client_settings(wistia_api_url=server.url, wistia_api_token=SecretStr("t"),
-                                   provider_max_retries=3)
+        settings = client_settings(
+            wistia_api_url=server.url, wistia_api_token=SecretStr("t"), provider_max_retries=3
+        )
         durations, client, outcome = await fetch(settings, "WISTIA", ["w"])
     assert durations == {} and outcome.failed_batches == 1
     assert len(server.requests) == 4
@@ -587,8 +617,11 @@ async def test_concurrency_per_provider_stays_within_the_setting() -> None:
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
-        settings = client_settings(wistia_api_url=str(server.make_url("")).rstrip("/"),
-                                   wistia_api_token=SecretStr("t"), provider_concurrency=3)
+        settings = client_settings(
+            wistia_api_url=str(server.make_url("")).rstrip("/"),
+            wistia_api_token=SecretStr("t"),
+            provider_concurrency=3,
+        )
         durations, _, _ = await fetch(settings, "WISTIA", [f"m{n}" for n in range(12)])
     finally:
         await server.close()

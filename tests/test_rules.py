@@ -93,8 +93,17 @@ def test_watch_of_milliseconds_since_1970_is_exact() -> None:
 
 @pytest.mark.parametrize(
     ("duration", "threshold"),
-    [(None, 30), (0, 30), (-5, 30), (0.5, 0.5), (12, 12), (29.999, 29.999), (30, 30),
-     (30.001, 30), (3600, 30)],
+    [
+        (None, 30),
+        (0, 30),
+        (-5, 30),
+        (0.5, 0.5),
+        (12, 12),
+        (29.999, 29.999),
+        (30, 30),
+        (30.001, 30),
+        (3600, 30),
+    ],
 )
 def test_view_threshold_is_30_s_or_a_shorter_known_duration(duration, threshold) -> None:
     assert view_threshold(duration) == threshold
@@ -102,12 +111,9 @@ def test_view_threshold_is_30_s_or_a_shorter_known_duration(duration, threshold)
 
 @pytest.mark.parametrize(
     ("watched", "duration", "percent"),
-    [(30, 60, 50.0), (60, 60, 100.0), (600, 60, 100.0), (0, 60, 0.0), (5, None, None),
-     (5, 0, None)],
+    [(30, 60, 50.0), (60, 60, 100.0), (600, 60, 100.0), (0, 60, 0.0), (5, None, None), (5, 0, None)],
 )
-def test_engagement_is_capped_share_of_duration_and_null_without_one(
-    watched, duration, percent
-) -> None:
+def test_engagement_is_capped_share_of_duration_and_null_without_one(watched, duration, percent) -> None:
     assert engagement_percent(watched, duration) == percent
 
 
@@ -215,11 +221,25 @@ def test_attendee_rows_cover_registered_and_attending_users_by_user_id() -> None
     numbers = session_numbers(_three_viewers(), {"dan": "t2", "ann": "t1"}, 80, "YOUTUBE")
     assert [row["userId"] for row in numbers.attendee_rows] == ["ann", "bob", "cat", "dan"]
     ann, bob, _, dan = numbers.attendee_rows
-    assert ann == {"userId": "ann", "attended": True, "attendedSeconds": 40, "liveSeconds": 40,
-                   "recordingSeconds": 0, "engagement": 50.0, "registeredAt": "t1"}
+    assert ann == {
+        "userId": "ann",
+        "attended": True,
+        "attendedSeconds": 40,
+        "liveSeconds": 40,
+        "recordingSeconds": 0,
+        "engagement": 50.0,
+        "registeredAt": "t1",
+    }
     assert bob["engagement"] == 100.0 and bob["registeredAt"] is None
-    assert dan == {"userId": "dan", "attended": False, "attendedSeconds": 0, "liveSeconds": 0,
-                   "recordingSeconds": 0, "engagement": 0.0, "registeredAt": "t2"}
+    assert dan == {
+        "userId": "dan",
+        "attended": False,
+        "attendedSeconds": 0,
+        "liveSeconds": 0,
+        "recordingSeconds": 0,
+        "engagement": 0.0,
+        "registeredAt": "t2",
+    }
 
 
 # --- properties --------------------------------------------------------------------------
@@ -229,9 +249,9 @@ intervals_st = st.lists(
     max_size=12,
 )
 float_intervals_st = st.lists(
-    st.tuples(
-        st.floats(0, 1e6, allow_nan=False), st.floats(1e-3, 1e5, allow_nan=False)
-    ).map(lambda p: (p[0], p[0] + p[1])),
+    st.tuples(st.floats(0, 1e6, allow_nan=False), st.floats(1e-3, 1e5, allow_nan=False)).map(
+        lambda p: (p[0], p[0] + p[1])
+    ),
     min_size=1,
     max_size=12,
 )
@@ -290,9 +310,7 @@ def test_merged_intervals_are_sorted_disjoint_and_as_long_as_the_union(intervals
 
 @NO_DEADLINE
 @given(intervals_st, intervals_st)
-def test_merging_new_intervals_into_a_merged_union_equals_merging_all_at_once(
-    stored, new
-) -> None:
+def test_merging_new_intervals_into_a_merged_union_equals_merging_all_at_once(stored, new) -> None:
     # What lets a rollup fold new segments into stored unions, and repeat a fold after a crash.
     folded = merge_intervals(merge_intervals(stored) + new)
     assert folded == merge_intervals(stored + new)
@@ -343,10 +361,11 @@ def test_mode_engagement_lies_between_0_and_100(watched, duration) -> None:
     assert percent is not None and 0 <= percent <= 100
 
 
-PROVIDER_ST = st.sampled_from(["YOUTUBE", "VIMEO", "VOXEET", "TOKBOX", "WISTIA", "ZOOM",
-                               "FACEBOOK", None])
+PROVIDER_ST = st.sampled_from(["YOUTUBE", "VIMEO", "VOXEET", "TOKBOX", "WISTIA", "ZOOM", "FACEBOOK", None])
 DURATION_ST = st.one_of(
-    st.none(), st.just(0.0), st.sampled_from([0.5, 12.0, 12.345, 29.999, 30.0, 30.001, 600.0]),
+    st.none(),
+    st.just(0.0),
+    st.sampled_from([0.5, 12.0, 12.345, 29.999, 30.0, 30.001, 600.0]),
     st.integers(1, 4000).map(lambda ms: ms / 100),
 )
 BASE_MS = oracle.to_ms("2024-05-01T09:00:00Z")
@@ -360,29 +379,29 @@ def session_st(draw):
     for user in users:
         for _ in range(draw(st.integers(0, 4))):
             start = draw(st.integers(0, 120_000))
-            length = draw(st.one_of(st.integers(1, 90_000), st.sampled_from([12_000, 12_345,
-                                                                               29_999, 30_000])))
-            segments.append({
-                "segmentId": f"g{len(segments)}",
-                "sessionId": "s",
-                "userId": user,
-                "mode": draw(st.sampled_from([LIVE, RECORDING])),
-                "start": oracle.iso(BASE_MS + start),
-                "end": oracle.iso(BASE_MS + start + length),
-            })
+            length = draw(
+                st.one_of(st.integers(1, 90_000), st.sampled_from([12_000, 12_345, 29_999, 30_000]))
+            )
+            segments.append(
+                {
+                    "segmentId": f"g{len(segments)}",
+                    "sessionId": "s",
+                    "userId": user,
+                    "mode": draw(st.sampled_from([LIVE, RECORDING])),
+                    "start": oracle.iso(BASE_MS + start),
+                    "end": oracle.iso(BASE_MS + start + length),
+                }
+            )
     registered = draw(st.lists(st.sampled_from([*users, "r1", "r2"]), unique=True)) if users else []
     registrations = [
-        {"sessionId": "s", "userId": u, "registeredAt": oracle.iso(BASE_MS - 3600_000)}
-        for u in registered
+        {"sessionId": "s", "userId": u, "registeredAt": oracle.iso(BASE_MS - 3600_000)} for u in registered
     ]
     return segments, registrations
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(session_st(), DURATION_ST, PROVIDER_ST)
-def test_session_numbers_agree_with_the_plain_reading_of_the_design(
-    session, duration, provider
-) -> None:
+def test_session_numbers_agree_with_the_plain_reading_of_the_design(session, duration, provider) -> None:
     segments, registrations = session
     by_user: dict[str, list[tuple[str, int, int]]] = {}
     for s in segments:
@@ -395,8 +414,9 @@ def test_session_numbers_agree_with_the_plain_reading_of_the_design(
     # Rule 8 (which sessions have a duration at all) is the rollup's to apply, not this rule's.
     duration = oracle.effective_duration(duration, provider, "BREAKOUT_SESSION")
     numbers = session_numbers(watches, registered, duration, provider)
-    expected = oracle.expected_session(segments, registrations, duration, provider,
-                                       session_format="BREAKOUT_SESSION")
+    expected = oracle.expected_session(
+        segments, registrations, duration, provider, session_format="BREAKOUT_SESSION"
+    )
 
     assert numbers.registered_user_count == expected["registeredUserCount"]
     assert numbers.attendee_count == expected["attendeeCount"]
@@ -410,8 +430,9 @@ def test_session_numbers_agree_with_the_plain_reading_of_the_design(
     assert numbers.avg_recording_watch == pytest.approx(expected["avgRecordingWatchDuration"])
     assert numbers.engagement_live == pytest.approx(expected["liveEngagement"])
     assert numbers.engagement_recording == pytest.approx(expected["recordingEngagement"])
-    rows = oracle.expected_attendees(segments, registrations, duration, provider,
-                                     session_format="BREAKOUT_SESSION")
+    rows = oracle.expected_attendees(
+        segments, registrations, duration, provider, session_format="BREAKOUT_SESSION"
+    )
     assert numbers.attendee_rows == [pytest.approx(row) for row in rows]
 
 

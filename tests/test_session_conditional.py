@@ -51,8 +51,9 @@ async def test_different_queries_have_different_etags(client, database):
     ascending = await client.get(LIST, headers=headers)
     descending = await client.get(LIST + "&sort=-startTime", headers=headers)
     assert ascending.headers["ETag"] != descending.headers["ETag"]
-    stale = await client.get(LIST + "&sort=-startTime",
-                             headers={**headers, "If-None-Match": ascending.headers["ETag"]})
+    stale = await client.get(
+        LIST + "&sort=-startTime", headers={**headers, "If-None-Match": ascending.headers["ETag"]}
+    )
     assert stale.status == 200
 
 
@@ -65,30 +66,49 @@ async def test_rollup_change_serves_new_numbers_with_a_new_etag(client, database
     assert (await client.get(LIST, headers=headers)).headers["ETag"] == old_etag
 
     # What a rollup does: $set the computed numbers, then bump the event's version.
-    await database.sessions.update_one({"_id": "s1"}, {"$set": {
-        "attendeeCount": 4, "liveViews": 3,
-        "watchTime": {"total": 400.0, "live": 300.0, "recording": 100.0},
-        "analyticsUpdatedAt": datetime(2024, 5, 2, 8, 0, tzinfo=UTC)}})
+    await database.sessions.update_one(
+        {"_id": "s1"},
+        {
+            "$set": {
+                "attendeeCount": 4,
+                "liveViews": 3,
+                "watchTime": {"total": 400.0, "live": 300.0, "recording": 100.0},
+                "analyticsUpdatedAt": datetime(2024, 5, 2, 8, 0, tzinfo=UTC),
+            }
+        },
+    )
     await bump_analytics_version(database, ["ev1"])
 
     conditional = await client.get(LIST, headers={**headers, "If-None-Match": old_etag})
     assert conditional.status == 200
     assert conditional.headers["ETag"] != old_etag
     item = (await conditional.json())["data"][0]
-    assert (item["attendeeCount"], item["liveViews"], item["watchTime"]["total"],
-            item["analyticsUpdatedAt"]) == (4, 3, 400.0, "2024-05-02T08:00:00Z")
-    fresh = await client.get(LIST, headers={**headers,
-                                            "If-None-Match": conditional.headers["ETag"]})
+    assert (
+        item["attendeeCount"],
+        item["liveViews"],
+        item["watchTime"]["total"],
+        item["analyticsUpdatedAt"],
+    ) == (4, 3, 400.0, "2024-05-02T08:00:00Z")
+    fresh = await client.get(LIST, headers={**headers, "If-None-Match": conditional.headers["ETag"]})
     assert fresh.status == 304
 
 
 async def test_put_of_a_session_changes_the_list_answer_and_its_etag(client, database):
     headers = await _world(client, database)
     first = await client.get(LIST, headers=headers)
-    put = await client.put("/rest/host/session/s2", headers=headers, json={
-        "eventId": "ev1", "title": "Renamed", "startTime": "2024-05-01T09:00:00Z",
-        "endTime": "2024-05-01T10:00:00Z", "format": "BREAKOUT_SESSION",
-        "streamProvider": "YOUTUBE", "videoId": "vid"})
+    put = await client.put(
+        "/rest/host/session/s2",
+        headers=headers,
+        json={
+            "eventId": "ev1",
+            "title": "Renamed",
+            "startTime": "2024-05-01T09:00:00Z",
+            "endTime": "2024-05-01T10:00:00Z",
+            "format": "BREAKOUT_SESSION",
+            "streamProvider": "YOUTUBE",
+            "videoId": "vid",
+        },
+    )
     assert put.status == 200
     second = await client.get(LIST, headers={**headers, "If-None-Match": first.headers["ETag"]})
     assert second.status == 200

@@ -41,78 +41,186 @@ ROLLED_UP = datetime(2024, 5, 1, 12, 34, 56, 789000, tzinfo=UTC)
 
 async def _seed_every_kind_of_session(database: Any) -> None:
     """One session of each kind the rules of DESIGN §4 treat differently, in startTime order."""
-    await add_session(database, "yt", title="Keynote", start=T0, session_format="MAINSTAGE_SESSION",
-                      numbers={
-                          "registeredUserCount": 12, "attendeeCount": 9,
-                          "avgAttendedDuration": 754.5, "liveViews": 7, "recordingViews": 4,
-                          "watchTime": {"total": 6790.5, "live": 5000.25, "recording": 2100.0},
-                          "duration": 3600.0, "analyticsUpdatedAt": ROLLED_UP,
-                      })
+    await add_session(
+        database,
+        "yt",
+        title="Keynote",
+        start=T0,
+        session_format="MAINSTAGE_SESSION",
+        numbers={
+            "registeredUserCount": 12,
+            "attendeeCount": 9,
+            "avgAttendedDuration": 754.5,
+            "liveViews": 7,
+            "recordingViews": 4,
+            "watchTime": {"total": 6790.5, "live": 5000.25, "recording": 2100.0},
+            "duration": 3600.0,
+            "analyticsUpdatedAt": ROLLED_UP,
+        },
+    )
     # ZOOM: no analytics from the provider and no duration, whatever a document holds.
-    await add_session(database, "zoom", title="Zoom panel", start=T0 + timedelta(hours=1),
-                      provider="ZOOM", numbers={
-                          "registeredUserCount": 5, "attendeeCount": 3,
-                          "avgAttendedDuration": None, "liveViews": None, "recordingViews": None,
-                          "watchTime": {"total": 900.0, "live": 900.0, "recording": 0.0},
-                          "duration": 1234.0, "analyticsUpdatedAt": ROLLED_UP,
-                      })
+    await add_session(
+        database,
+        "zoom",
+        title="Zoom panel",
+        start=T0 + timedelta(hours=1),
+        provider="ZOOM",
+        numbers={
+            "registeredUserCount": 5,
+            "attendeeCount": 3,
+            "avgAttendedDuration": None,
+            "liveViews": None,
+            "recordingViews": None,
+            "watchTime": {"total": 900.0, "live": 900.0, "recording": 0.0},
+            "duration": 1234.0,
+            "analyticsUpdatedAt": ROLLED_UP,
+        },
+    )
     # WISTIA: a duration from the provider, but no view analytics.
-    await add_session(database, "wistia", title="Wistia replay", start=T0 + timedelta(hours=2),
-                      provider="WISTIA", numbers={
-                          "registeredUserCount": 2, "attendeeCount": 2,
-                          "watchTime": {"total": 120.0, "live": 0.0, "recording": 120.0},
-                          "duration": 95.5, "analyticsUpdatedAt": ROLLED_UP,
-                      })
+    await add_session(
+        database,
+        "wistia",
+        title="Wistia replay",
+        start=T0 + timedelta(hours=2),
+        provider="WISTIA",
+        numbers={
+            "registeredUserCount": 2,
+            "attendeeCount": 2,
+            "watchTime": {"total": 120.0, "live": 0.0, "recording": 120.0},
+            "duration": 95.5,
+            "analyticsUpdatedAt": ROLLED_UP,
+        },
+    )
     # A workshop has no video, so no duration even on YouTube.
-    await add_session(database, "workshop", title="Workshop", start=T0 + timedelta(hours=3),
-                      session_format="WORKSHOP_SESSION", numbers={
-                          "registeredUserCount": 4, "attendeeCount": 1, "avgAttendedDuration": 60,
-                          "liveViews": 1, "recordingViews": 0,
-                          "watchTime": {"total": 60.0, "live": 60.0, "recording": 0.0},
-                          "duration": 2000.0, "analyticsUpdatedAt": ROLLED_UP,
-                      })
-    await add_session(database, "nostream", title="Hallway", start=T0 + timedelta(hours=4),
-                      provider=None, video_id=None)
+    await add_session(
+        database,
+        "workshop",
+        title="Workshop",
+        start=T0 + timedelta(hours=3),
+        session_format="WORKSHOP_SESSION",
+        numbers={
+            "registeredUserCount": 4,
+            "attendeeCount": 1,
+            "avgAttendedDuration": 60,
+            "liveViews": 1,
+            "recordingViews": 0,
+            "watchTime": {"total": 60.0, "live": 60.0, "recording": 0.0},
+            "duration": 2000.0,
+            "analyticsUpdatedAt": ROLLED_UP,
+        },
+    )
+    await add_session(
+        database, "nostream", title="Hallway", start=T0 + timedelta(hours=4), provider=None, video_id=None
+    )
     # Created, never rolled up, duration not synced yet.
-    await add_session(database, "fresh", title="Fresh", start=T0 + timedelta(hours=5),
-                      provider="VIMEO", video_id="76979871")
+    await add_session(
+        database, "fresh", title="Fresh", start=T0 + timedelta(hours=5), provider="VIMEO", video_id="76979871"
+    )
 
 
 EVERY_KIND = [
-    {"sessionId": "yt", "title": "Keynote", "startTime": "2024-05-01T09:00:00Z",
-     "endTime": "2024-05-01T10:00:00Z", "format": "MAINSTAGE_SESSION", "streamProvider": "YOUTUBE",
-     "registeredUserCount": 12, "attendeeCount": 9, "avgAttendedDuration": 754.5,
-     "recordingViews": 4, "liveViews": 7, "analyticsAvailable": True,
-     "analyticsUpdatedAt": "2024-05-01T12:34:56.789Z",
-     "duration": 3600.0, "watchTime": {"total": 6790.5, "live": 5000.25, "recording": 2100.0}},
-    {"sessionId": "zoom", "title": "Zoom panel", "startTime": "2024-05-01T10:00:00Z",
-     "endTime": "2024-05-01T11:00:00Z", "format": "BREAKOUT_SESSION", "streamProvider": "ZOOM",
-     "registeredUserCount": 5, "attendeeCount": 3, "avgAttendedDuration": None,
-     "recordingViews": None, "liveViews": None, "analyticsAvailable": False,
-     "analyticsUpdatedAt": "2024-05-01T12:34:56.789Z",
-     "duration": None, "watchTime": {"total": 900.0, "live": 900.0, "recording": 0.0}},
-    {"sessionId": "wistia", "title": "Wistia replay", "startTime": "2024-05-01T11:00:00Z",
-     "endTime": "2024-05-01T12:00:00Z", "format": "BREAKOUT_SESSION", "streamProvider": "WISTIA",
-     "registeredUserCount": 2, "attendeeCount": 2, "avgAttendedDuration": None,
-     "recordingViews": None, "liveViews": None, "analyticsAvailable": False,
-     "analyticsUpdatedAt": "2024-05-01T12:34:56.789Z",
-     "duration": 95.5, "watchTime": {"total": 120.0, "live": 0.0, "recording": 120.0}},
-    {"sessionId": "workshop", "title": "Workshop", "startTime": "2024-05-01T12:00:00Z",
-     "endTime": "2024-05-01T13:00:00Z", "format": "WORKSHOP_SESSION", "streamProvider": "YOUTUBE",
-     "registeredUserCount": 4, "attendeeCount": 1, "avgAttendedDuration": 60,
-     "recordingViews": 0, "liveViews": 1, "analyticsAvailable": True,
-     "analyticsUpdatedAt": "2024-05-01T12:34:56.789Z",
-     "duration": None, "watchTime": {"total": 60.0, "live": 60.0, "recording": 0.0}},
-    {"sessionId": "nostream", "title": "Hallway", "startTime": "2024-05-01T13:00:00Z",
-     "endTime": "2024-05-01T14:00:00Z", "format": "BREAKOUT_SESSION", "streamProvider": None,
-     "registeredUserCount": 0, "attendeeCount": 0, "avgAttendedDuration": 0.0,
-     "recordingViews": 0, "liveViews": 0, "analyticsAvailable": True, "analyticsUpdatedAt": None,
-     "duration": None, "watchTime": {"total": 0.0, "live": 0.0, "recording": 0.0}},
-    {"sessionId": "fresh", "title": "Fresh", "startTime": "2024-05-01T14:00:00Z",
-     "endTime": "2024-05-01T15:00:00Z", "format": "BREAKOUT_SESSION", "streamProvider": "VIMEO",
-     "registeredUserCount": 0, "attendeeCount": 0, "avgAttendedDuration": 0.0,
-     "recordingViews": 0, "liveViews": 0, "analyticsAvailable": True, "analyticsUpdatedAt": None,
-     "duration": None, "watchTime": {"total": 0.0, "live": 0.0, "recording": 0.0}},
+    {
+        "sessionId": "yt",
+        "title": "Keynote",
+        "startTime": "2024-05-01T09:00:00Z",
+        "endTime": "2024-05-01T10:00:00Z",
+        "format": "MAINSTAGE_SESSION",
+        "streamProvider": "YOUTUBE",
+        "registeredUserCount": 12,
+        "attendeeCount": 9,
+        "avgAttendedDuration": 754.5,
+        "recordingViews": 4,
+        "liveViews": 7,
+        "analyticsAvailable": True,
+        "analyticsUpdatedAt": "2024-05-01T12:34:56.789Z",
+        "duration": 3600.0,
+        "watchTime": {"total": 6790.5, "live": 5000.25, "recording": 2100.0},
+    },
+    {
+        "sessionId": "zoom",
+        "title": "Zoom panel",
+        "startTime": "2024-05-01T10:00:00Z",
+        "endTime": "2024-05-01T11:00:00Z",
+        "format": "BREAKOUT_SESSION",
+        "streamProvider": "ZOOM",
+        "registeredUserCount": 5,
+        "attendeeCount": 3,
+        "avgAttendedDuration": None,
+        "recordingViews": None,
+        "liveViews": None,
+        "analyticsAvailable": False,
+        "analyticsUpdatedAt": "2024-05-01T12:34:56.789Z",
+        "duration": None,
+        "watchTime": {"total": 900.0, "live": 900.0, "recording": 0.0},
+    },
+    {
+        "sessionId": "wistia",
+        "title": "Wistia replay",
+        "startTime": "2024-05-01T11:00:00Z",
+        "endTime": "2024-05-01T12:00:00Z",
+        "format": "BREAKOUT_SESSION",
+        "streamProvider": "WISTIA",
+        "registeredUserCount": 2,
+        "attendeeCount": 2,
+        "avgAttendedDuration": None,
+        "recordingViews": None,
+        "liveViews": None,
+        "analyticsAvailable": False,
+        "analyticsUpdatedAt": "2024-05-01T12:34:56.789Z",
+        "duration": 95.5,
+        "watchTime": {"total": 120.0, "live": 0.0, "recording": 120.0},
+    },
+    {
+        "sessionId": "workshop",
+        "title": "Workshop",
+        "startTime": "2024-05-01T12:00:00Z",
+        "endTime": "2024-05-01T13:00:00Z",
+        "format": "WORKSHOP_SESSION",
+        "streamProvider": "YOUTUBE",
+        "registeredUserCount": 4,
+        "attendeeCount": 1,
+        "avgAttendedDuration": 60,
+        "recordingViews": 0,
+        "liveViews": 1,
+        "analyticsAvailable": True,
+        "analyticsUpdatedAt": "2024-05-01T12:34:56.789Z",
+        "duration": None,
+        "watchTime": {"total": 60.0, "live": 60.0, "recording": 0.0},
+    },
+    {
+        "sessionId": "nostream",
+        "title": "Hallway",
+        "startTime": "2024-05-01T13:00:00Z",
+        "endTime": "2024-05-01T14:00:00Z",
+        "format": "BREAKOUT_SESSION",
+        "streamProvider": None,
+        "registeredUserCount": 0,
+        "attendeeCount": 0,
+        "avgAttendedDuration": 0.0,
+        "recordingViews": 0,
+        "liveViews": 0,
+        "analyticsAvailable": True,
+        "analyticsUpdatedAt": None,
+        "duration": None,
+        "watchTime": {"total": 0.0, "live": 0.0, "recording": 0.0},
+    },
+    {
+        "sessionId": "fresh",
+        "title": "Fresh",
+        "startTime": "2024-05-01T14:00:00Z",
+        "endTime": "2024-05-01T15:00:00Z",
+        "format": "BREAKOUT_SESSION",
+        "streamProvider": "VIMEO",
+        "registeredUserCount": 0,
+        "attendeeCount": 0,
+        "avgAttendedDuration": 0.0,
+        "recordingViews": 0,
+        "liveViews": 0,
+        "analyticsAvailable": True,
+        "analyticsUpdatedAt": None,
+        "duration": None,
+        "watchTime": {"total": 0.0, "live": 0.0, "recording": 0.0},
+    },
 ]
 
 
@@ -124,7 +232,11 @@ async def test_list_shows_every_field_with_its_seeded_value(client, database):
     body = await _list(client, await login(client, "super"), expand="duration,watchTime")
 
     assert {key: body[key] for key in ("recordsTotal", "recordsFiltered", "page", "size")} == {
-        "recordsTotal": 6, "recordsFiltered": 6, "page": 0, "size": 50}
+        "recordsTotal": 6,
+        "recordsFiltered": 6,
+        "page": 0,
+        "size": 50,
+    }
     assert body["data"] == EVERY_KIND
 
 
@@ -134,8 +246,9 @@ async def test_list_without_expand_leaves_out_duration_and_watch_time(client, da
 
     body = await _list(client, await login(client, "super"))
 
-    unexpanded = [{k: v for k, v in item.items() if k not in ("duration", "watchTime")}
-                  for item in EVERY_KIND]
+    unexpanded = [
+        {k: v for k, v in item.items() if k not in ("duration", "watchTime")} for item in EVERY_KIND
+    ]
     assert body["data"] == unexpanded
 
 
@@ -178,8 +291,9 @@ async def test_every_expand_spelling_adds_its_field_in_any_case(client, database
 async def test_expand_may_be_given_as_repeated_parameters(client, database):
     await seed_world(database)
     await _seed_every_kind_of_session(database)
-    response = await client.get(f"{LIST}?eventId=ev1&size=1&expand=Duration&expand=Watch%20Time",
-                                headers=await login(client, "super"))
+    response = await client.get(
+        f"{LIST}?eventId=ev1&size=1&expand=Duration&expand=Watch%20Time", headers=await login(client, "super")
+    )
     item = (await response.json())["data"][0]
     assert (item["duration"], item["watchTime"]["total"]) == (3600.0, 6790.5)
 
@@ -192,16 +306,24 @@ SORTABLE = {
     "d": (0, "Echo", 40, 1, 7, 42.25),
     "e": (2, "Charlie", 5, 7, 2, 999.0),
 }
-SORT_KEYS = ("startTime", "title", "attendeeCount", "liveViews", "recordingViews",
-             "avgAttendedDuration")
+SORT_KEYS = ("startTime", "title", "attendeeCount", "liveViews", "recordingViews", "avgAttendedDuration")
 
 
 async def test_list_sorts_by_every_key_both_ways(client, database):
     await seed_world(database)
     for session_id, (hour, title, attendees, live, recording, avg) in SORTABLE.items():
-        await add_session(database, session_id, title=title, start=T0 + timedelta(hours=hour),
-                          numbers={"attendeeCount": attendees, "liveViews": live,
-                                   "recordingViews": recording, "avgAttendedDuration": avg})
+        await add_session(
+            database,
+            session_id,
+            title=title,
+            start=T0 + timedelta(hours=hour),
+            numbers={
+                "attendeeCount": attendees,
+                "liveViews": live,
+                "recordingViews": recording,
+                "avgAttendedDuration": avg,
+            },
+        )
     headers = await login(client, "super")
 
     seen, expected = {}, {}
@@ -224,8 +346,7 @@ async def test_sort_ties_are_broken_by_session_id_in_the_same_direction(client, 
     assert _ids(await _list(client, headers, sort="attendeeCount")) == ["t1", "t2", "t3", "t0"]
     assert _ids(await _list(client, headers, sort="-attendeeCount")) == ["t0", "t3", "t2", "t1"]
     # Pages never repeat or skip a session, however many tie.
-    pages = [_ids(await _list(client, headers, sort="attendeeCount", size=1, page=p))
-             for p in range(4)]
+    pages = [_ids(await _list(client, headers, sort="attendeeCount", size=1, page=p)) for p in range(4)]
     assert pages == [["t1"], ["t2"], ["t3"], ["t0"]]
 
 
@@ -236,8 +357,7 @@ async def test_paging_edges_last_page_past_the_end_and_the_largest_size(client, 
     headers = await login(client, "super")
 
     full = await _list(client, headers, size=500)
-    assert (full["recordsTotal"], full["recordsFiltered"], full["page"], full["size"]) == (
-        501, 501, 0, 500)
+    assert (full["recordsTotal"], full["recordsFiltered"], full["page"], full["size"]) == (501, 501, 0, 500)
     assert _ids(full) == ["first", *clones[:499]]
     last = await _list(client, headers, size=500, page=1)
     assert (_ids(last), last["page"], last["recordsTotal"]) == ([clones[499]], 1, 501)
@@ -271,11 +391,28 @@ async def test_search_string_takes_regex_characters_literally_and_ignores_case(c
     headers = await login(client, "super")
 
     searches = {
-        "c++": ["cpp"], "(advanced)": ["cpp"], "[BETA]": ["cpp"], "(": ["cpp"], "[": ["cpp"],
-        ".": ["dot"], "node.js": ["dot"], "NODE": ["dot", "plain"], ".*": [], "n.de": [],
-        "$5": ["money"], "^up": ["money"], "|": ["money"], "\\": ["money"], "*ask*": ["money"],
-        "q&a?": ["money"], "?": ["money"], "{1}": [], "ünïcode": ["accent"], "straße": ["accent"],
-        "talk about": ["plain"], "a": ["accent", "cpp", "money", "plain"],
+        "c++": ["cpp"],
+        "(advanced)": ["cpp"],
+        "[BETA]": ["cpp"],
+        "(": ["cpp"],
+        "[": ["cpp"],
+        ".": ["dot"],
+        "node.js": ["dot"],
+        "NODE": ["dot", "plain"],
+        ".*": [],
+        "n.de": [],
+        "$5": ["money"],
+        "^up": ["money"],
+        "|": ["money"],
+        "\\": ["money"],
+        "*ask*": ["money"],
+        "q&a?": ["money"],
+        "?": ["money"],
+        "{1}": [],
+        "ünïcode": ["accent"],
+        "straße": ["accent"],
+        "talk about": ["plain"],
+        "a": ["accent", "cpp", "money", "plain"],
     }
     found, filtered = {}, {}
     for text, _ in searches.items():
@@ -311,21 +448,37 @@ async def test_list_of_an_event_without_sessions_is_empty(client, database):
 async def test_detail_shows_list_fields_with_live_and_recording_split(client, database):
     await seed_world(database)
     await _seed_every_kind_of_session(database)
-    await database.sessions.update_one({"_id": "yt"}, {"$set": {
-        "avgLiveWatch": 714.25, "avgRecordingWatch": 525.0,
-        "engagementLive": 19.8, "engagementRecording": 14.5}})
+    await database.sessions.update_one(
+        {"_id": "yt"},
+        {
+            "$set": {
+                "avgLiveWatch": 714.25,
+                "avgRecordingWatch": 525.0,
+                "engagementLive": 19.8,
+                "engagementRecording": 14.5,
+            }
+        },
+    )
     await database.sessions.update_one({"_id": "zoom"}, {"$set": {"avgLiveWatch": 300.0}})
     headers = await login(client, "super")
 
     youtube = await client.get("/rest/host/session/yt/analytics", headers=headers)
     assert await youtube.json() == {
-        **EVERY_KIND[0], "eventId": "ev1", "videoId": "vid",
-        "avgLiveWatchDuration": 714.25, "avgRecordingWatchDuration": 525.0,
-        "liveEngagement": 19.8, "recordingEngagement": 14.5,
+        **EVERY_KIND[0],
+        "eventId": "ev1",
+        "videoId": "vid",
+        "avgLiveWatchDuration": 714.25,
+        "avgRecordingWatchDuration": 525.0,
+        "liveEngagement": 19.8,
+        "recordingEngagement": 14.5,
     }
     zoom = await client.get("/rest/host/session/zoom/analytics", headers=headers)
     assert await zoom.json() == {
-        **EVERY_KIND[1], "eventId": "ev1", "videoId": "vid",
-        "avgLiveWatchDuration": None, "avgRecordingWatchDuration": None,
-        "liveEngagement": None, "recordingEngagement": None,
+        **EVERY_KIND[1],
+        "eventId": "ev1",
+        "videoId": "vid",
+        "avgLiveWatchDuration": None,
+        "avgRecordingWatchDuration": None,
+        "liveEngagement": None,
+        "recordingEngagement": None,
     }

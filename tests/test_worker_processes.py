@@ -21,6 +21,7 @@ from tests.oracle import expected_attendees, expected_session
 from tests.processes import CeleryProcess, eventually
 from tests.seed import add_session, login, seed_world
 from tests.servers import FerretDB, Redis
+from worker.rollup import sessions_with_work
 
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
 PROVIDERS = ["YOUTUBE", "VIMEO", "ZOOM", "WISTIA", "TOKBOX", "FACEBOOK", None]
@@ -44,7 +45,9 @@ class Stack:
 
 
 @pytest.fixture
-async def stack(ferretdb: FerretDB, aiohttp_client: Any, request: pytest.FixtureRequest) -> AsyncIterator[Stack]:
+async def stack(
+    ferretdb: FerretDB, aiohttp_client: Any, request: pytest.FixtureRequest
+) -> AsyncIterator[Stack]:
     from web.app import create_app
 
     broker = Redis()
@@ -65,8 +68,13 @@ async def stack(ferretdb: FerretDB, aiohttp_client: Any, request: pytest.Fixture
         "DOLBY_AUTH_URL": "http://127.0.0.1:9/",
         "DOLBY_COMMS_API_URL": "http://127.0.0.1:9/",
     }
-    settings = Settings(mongodb_url=env["MONGODB_URL"], redis_url=env["REDIS_URL"], log_json=False,
-                        request_timeout_s=5.0, mongodb_timeout_ms=1500)
+    settings = Settings(
+        mongodb_url=env["MONGODB_URL"],
+        redis_url=env["REDIS_URL"],
+        log_json=False,
+        request_timeout_s=5.0,
+        mongodb_timeout_ms=1500,
+    )
     db = connect(settings)
     await db.client.drop_database(name)
     await db.ensure_indexes()
@@ -94,8 +102,9 @@ class Attendance:
     registrations: list[dict[str, Any]]
 
 
-async def _random_event(db: Database, rng: random.Random, sessions: int, users: int,
-                        segments_per_session: int) -> Attendance:
+async def _random_event(
+    db: Database, rng: random.Random, sessions: int, users: int, segments_per_session: int
+) -> Attendance:
     """Sessions on every provider and format, durations under/over 30 s and unknown."""
     data = Attendance({}, [], [])
     for n in range(sessions):
@@ -103,32 +112,45 @@ async def _random_event(db: Database, rng: random.Random, sessions: int, users: 
         provider = PROVIDERS[n % len(PROVIDERS)]
         session_format = "WORKSHOP_SESSION" if n % 9 == 8 else "BREAKOUT_SESSION"
         duration = DURATIONS[n % len(DURATIONS)]
-        await add_session(db, session_id, provider=provider, session_format=session_format,
-                          start=T0 + timedelta(minutes=n), title=f"Talk {n:03d}")
+        await add_session(
+            db,
+            session_id,
+            provider=provider,
+            session_format=session_format,
+            start=T0 + timedelta(minutes=n),
+            title=f"Talk {n:03d}",
+        )
         await db.sessions.update_one({"_id": session_id}, {"$set": {"duration": duration}})
         data.sessions[session_id] = {"duration": duration, "provider": provider, "format": session_format}
         base = T0 + timedelta(minutes=n)
         for k in range(segments_per_session):
             user = f"u{rng.randrange(users):04d}"
             start = base + timedelta(seconds=rng.uniform(0, 600))
-            data.segments.append({
-                "segmentId": f"{session_id}-{k}",
-                "sessionId": session_id,
-                "userId": user,
-                "mode": rng.choice(["LIVE", "RECORDING"]),
-                "start": _iso(start),
-                "end": _iso(start + timedelta(seconds=rng.choice([0.5, 5, 20, 29.9, 31, 90, 400]))),
-            })
+            data.segments.append(
+                {
+                    "segmentId": f"{session_id}-{k}",
+                    "sessionId": session_id,
+                    "userId": user,
+                    "mode": rng.choice(["LIVE", "RECORDING"]),
+                    "start": _iso(start),
+                    "end": _iso(start + timedelta(seconds=rng.choice([0.5, 5, 20, 29.9, 31, 90, 400]))),
+                }
+            )
         for user in rng.sample(range(users), k=min(users, rng.randint(0, 40))):
-            data.registrations.append({"sessionId": session_id, "userId": f"u{user:04d}",
-                                       "registeredAt": _iso(base - timedelta(days=1, seconds=user))})
+            data.registrations.append(
+                {
+                    "sessionId": session_id,
+                    "userId": f"u{user:04d}",
+                    "registeredAt": _iso(base - timedelta(days=1, seconds=user)),
+                }
+            )
     return data
 
 
 async def _post_all(stack: Stack, path: str, items: list[dict[str, Any]]) -> dict[str, int]:
     totals = {"accepted": 0, "duplicates": 0}
     for i in range(0, len(items), 1000):
-        response = await stack.http.post(path, json=items[i:i + 1000], headers=stack.ingest_headers)
+        response = await stack.http.post(path, json=items[i : i + 1000], headers=stack.ingest_headers)
         body = await response.json()
         assert response.status == 200, body
         assert body["rejected"] == []
@@ -144,7 +166,7 @@ async def _ingest(stack: Stack, data: Attendance) -> None:
 
 
 async def _all_rolled_up(stack: Stack) -> bool:
-    return await stack.db.sessions.count_documents({"eventId": "ev1", "rollupPending": True}) == 0
+    return await sessions_with_work(stack.db) == []
 
 
 def _approx(value: Any) -> Any:
@@ -171,16 +193,24 @@ async def _assert_numbers_match_oracle(stack: Stack, data: Attendance) -> None:
         duration = meta["duration"] if meta["format"] == "BREAKOUT_SESSION" else None
         expected = expected_session(segments, registrations, duration, meta["provider"])
         item = by_id[session_id]
-        for key in ("registeredUserCount", "attendeeCount", "avgAttendedDuration", "liveViews",
-                    "recordingViews", "watchTime"):
+        for key in (
+            "registeredUserCount",
+            "attendeeCount",
+            "avgAttendedDuration",
+            "liveViews",
+            "recordingViews",
+            "watchTime",
+        ):
             assert item[key] == _approx(expected[key]), (session_id, key, item[key], expected[key])
         row = csv_rows[item["title"]]
         assert row["Number of Attendees Registered"] == str(expected["registeredUserCount"])
-        detail = await (await stack.http.get(f"/rest/host/session/{session_id}/analytics",
-                                             headers=stack.headers)).json()
+        detail = await (
+            await stack.http.get(f"/rest/host/session/{session_id}/analytics", headers=stack.headers)
+        ).json()
         assert detail["attendeeCount"] == expected["attendeeCount"]
-        attendees = await (await stack.http.get(f"/rest/host/session/{session_id}/attendee?size=500",
-                                                headers=stack.headers)).json()
+        attendees = await (
+            await stack.http.get(f"/rest/host/session/{session_id}/attendee?size=500", headers=stack.headers)
+        ).json()
         want = expected_attendees(segments, registrations, duration, meta["provider"])
         assert attendees["recordsTotal"] == len(want)
         assert [_strip(a) for a in attendees["data"]] == [_approx(_strip(a)) for a in want]
@@ -199,9 +229,22 @@ async def test_posted_segments_are_rolled_up_by_beat_and_worker_into_the_oracle_
     await _assert_numbers_match_oracle(stack, data)
 
     # The same batches again: all duplicates, and the numbers do not move.
-    numbers = {key: 1 for key in ("registeredUserCount", "attendeeCount", "avgAttendedDuration", "liveViews",
-                                  "recordingViews", "watchTime", "engagementLive", "engagementRecording",
-                                  "avgLiveWatch", "avgRecordingWatch", "attendeeRows")}
+    numbers = {
+        key: 1
+        for key in (
+            "registeredUserCount",
+            "attendeeCount",
+            "avgAttendedDuration",
+            "liveViews",
+            "recordingViews",
+            "watchTime",
+            "engagementLive",
+            "engagementRecording",
+            "avgLiveWatch",
+            "avgRecordingWatch",
+            "attendeeRows",
+        )
+    }
     before = await stack.db.sessions.find({"eventId": "ev1"}, numbers).to_list(None)
     again = await _post_all(stack, "/rest/events/ev1/watch-segments", data.segments)
     assert again == {"accepted": 0, "duplicates": len(data.segments)}
@@ -214,7 +257,9 @@ async def test_recompute_survives_a_worker_killed_mid_task(stack: Stack) -> None
     data = await _random_event(stack.db, random.Random(5), sessions=150, users=200, segments_per_session=25)
     await _ingest(stack, data)
     first = stack.start("worker")
-    response = await stack.http.post("/rest/host/session/analytics/recompute?eventId=ev1", headers=stack.headers)
+    response = await stack.http.post(
+        "/rest/host/session/analytics/recompute?eventId=ev1", headers=stack.headers
+    )
     task_id = (await response.json())["taskId"]
     assert response.status == 202
 
@@ -228,8 +273,9 @@ async def test_recompute_survives_a_worker_killed_mid_task(stack: Stack) -> None
     assert status["state"] == "STARTED"
     assert 0 < status["progress"]["done"] < status["progress"]["total"]
     # One recompute per event: asking again while it is unfinished gives the same task.
-    again = await (await stack.http.post("/rest/host/session/analytics/recompute?eventId=ev1",
-                                         headers=stack.headers)).json()
+    again = await (
+        await stack.http.post("/rest/host/session/analytics/recompute?eventId=ev1", headers=stack.headers)
+    ).json()
     assert again["taskId"] == task_id
 
     stack.start("worker")
@@ -276,16 +322,20 @@ async def test_redis_outage_keeps_reads_and_ingestion_and_rolls_up_once_back(sta
 
     listing = await stack.http.get("/rest/host/session/analytics?eventId=ev1", headers=stack.headers)
     assert listing.status == 200
-    recompute = await stack.http.post("/rest/host/session/analytics/recompute?eventId=ev1", headers=stack.headers)
+    recompute = await stack.http.post(
+        "/rest/host/session/analytics/recompute?eventId=ev1", headers=stack.headers
+    )
     body = await recompute.json()
     assert recompute.status == 503 and body["errorCode"] == "503"
     ready = await stack.http.get("/readyz")
     assert ready.status == 503
     await _ingest(stack, data)
     assert await stack.db.watch_segments.count_documents({"eventId": "ev1"}) == len(data.segments)
-    assert await stack.db.sessions.count_documents({"eventId": "ev1", "rollupPending": True}) == len(data.sessions)
+    assert len(await sessions_with_work(stack.db)) == len(data.sessions)
 
     stack.redis.start()
-    await eventually(lambda: _all_rolled_up(stack), timeout=90, interval=0.5, what="rollup after Redis is back")
+    await eventually(
+        lambda: _all_rolled_up(stack), timeout=90, interval=0.5, what="rollup after Redis is back"
+    )
     await _assert_numbers_match_oracle(stack, data)
     assert (await stack.http.get("/readyz")).status == 200

@@ -32,8 +32,11 @@ async def recompute(request: web.Request) -> web.Response:
             await release_recompute(db, event_id, task["_id"])
             raise
     view = task_view(task)
-    return json_response({"taskId": view["taskId"], "status": view["state"], "eventId": event_id},
-                         status=202, headers={"Location": f"/rest/host/tasks/{view['taskId']}"})
+    return json_response(
+        {"taskId": view["taskId"], "status": view["state"], "eventId": event_id},
+        status=202,
+        headers={"Location": f"/rest/host/tasks/{view['taskId']}"},
+    )
 
 
 @routes.get("/rest/host/tasks/{taskId}")

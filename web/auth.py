@@ -134,8 +134,10 @@ async def _throttle(request: web.Request) -> None:
     )
     if doc["count"] > settings.login_throttle_per_minute:
         retry_after = 60 - now.second
-        raise TooManyRequests(f"more than {settings.login_throttle_per_minute} logins a minute from {address}",
-                              retry_after_s=retry_after)
+        raise TooManyRequests(
+            f"more than {settings.login_throttle_per_minute} logins a minute from {address}",
+            retry_after_s=retry_after,
+        )
 
 
 @routes.post("/rest/u/login")

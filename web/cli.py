@@ -72,12 +72,14 @@ def serve(host: str | None, port: int | None) -> None:
 @main.command("create-user")
 @click.option("--email", required=True)
 @click.option("--password", required=True, help="at least 8 characters")
-@click.option("--role", required=True,
-              type=click.Choice(["SUPER_ADMIN", "ORGANIZER_ADMIN", "EVENT_ADMIN", "ATTENDEE"]))
+@click.option(
+    "--role", required=True, type=click.Choice(["SUPER_ADMIN", "ORGANIZER_ADMIN", "EVENT_ADMIN", "ATTENDEE"])
+)
 @click.option("--event", "events", multiple=True, help="event id (EVENT_ADMIN); repeatable")
 @click.option("--organizer", "organizers", multiple=True, help="organizer id (ORGANIZER_ADMIN); repeatable")
-def create_user_cmd(email: str, password: str, role: str, events: tuple[str, ...],
-                    organizers: tuple[str, ...]) -> None:
+def create_user_cmd(
+    email: str, password: str, role: str, events: tuple[str, ...], organizers: tuple[str, ...]
+) -> None:
     """Create a user, or reset the password and grants of an existing one."""
     from shared.admin import create_user
 
@@ -109,11 +111,17 @@ def create_ingest_key_cmd(events: tuple[str, ...]) -> None:
 
 def read_session_rows(path: Path) -> list[dict[str, Any]]:
     text = path.read_text(encoding="utf-8-sig")
-    if path.suffix.lower() == ".csv" or not text.lstrip().startswith("["):
+    suffix = path.suffix.lower()
+    if suffix == ".csv" or (suffix != ".json" and not text.lstrip().startswith(("[", "{"))):
         rows: list[dict[str, Any]] = []
         for row in csv.DictReader(io.StringIO(text)):
-            rows.append({k.strip(): (v.strip() or None if isinstance(v, str) else v)
-                         for k, v in row.items() if k is not None})
+            rows.append(
+                {
+                    k.strip(): (v.strip() or None if isinstance(v, str) else v)
+                    for k, v in row.items()
+                    if k is not None
+                }
+            )
         return rows
     data = json.loads(text)
     if not isinstance(data, list):
@@ -127,7 +135,7 @@ def import_sessions_cmd(file: Path) -> None:
     """Create or update sessions from a JSON list or a CSV with a header; all rows or none."""
     import re
 
-    from shared.errors import EventNotFound
+    from shared.errors import BadRequest, EventNotFound
     from shared.store import upsert_session
 
     try:
@@ -136,6 +144,7 @@ def import_sessions_cmd(file: Path) -> None:
         raise click.ClickException(f"cannot read {file}: {err}") from err
     parsed: list[tuple[str, SessionIn]] = []
     problems: list[str] = []
+    seen: dict[str, int] = {}
     for number, row in enumerate(rows, start=1):
         if not isinstance(row, dict):
             problems.append(f"row {number}: not an object")
@@ -145,6 +154,10 @@ def import_sessions_cmd(file: Path) -> None:
         if not isinstance(session_id, str) or not re.match(ID_PATTERN, session_id):
             problems.append(f"row {number}: sessionId must be 1-64 letters, digits, '-' or '_'")
             continue
+        if session_id in seen:
+            problems.append(f"row {number}: sessionId {session_id} repeats row {seen[session_id]}")
+            continue
+        seen[session_id] = number
         try:
             parsed.append((session_id, SessionIn.model_validate(fields)))
         except ValidationError as err:
@@ -157,6 +170,14 @@ def import_sessions_cmd(file: Path) -> None:
         found = {e["_id"] for e in await db.events.find({"_id": {"$in": sorted(events)}}).to_list(None)}
         if missing := events - found:
             raise EventNotFound(f"nothing imported: unknown events {', '.join(sorted(missing))}")
+        # Every check before the first write: a file is imported whole or not at all.
+        existing = await db.sessions.find(
+            {"_id": {"$in": [sid for sid, _ in parsed]}}, {"eventId": 1}
+        ).to_list(None)
+        owners = {doc["_id"]: doc["eventId"] for doc in existing}
+        moved = [sid for sid, s in parsed if owners.get(sid, s.eventId) != s.eventId]
+        if moved:
+            raise BadRequest(f"nothing imported: sessions of another event: {', '.join(sorted(moved))}")
         for session_id, session in parsed:
             await upsert_session(db, session_id, session)
         return len(parsed)
@@ -180,7 +201,9 @@ def recompute(event_id: str, wait: bool) -> None:
         if created:
             queue = CeleryTaskQueue(settings.redis_url)
             try:
-                await queue.enqueue(TaskName.RECOMPUTE_EVENT, task_id=task["_id"], kwargs={"event_id": event_id})
+                await queue.enqueue(
+                    TaskName.RECOMPUTE_EVENT, task_id=task["_id"], kwargs={"event_id": event_id}
+                )
             except Unavailable:
                 await update_task(db, task["_id"], state=FAILURE, error="task broker unreachable")
                 await release_recompute(db, event_id, task["_id"])

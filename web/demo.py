@@ -74,8 +74,13 @@ def _attendance(start: datetime) -> tuple[list[dict[str, Any]], list[dict[str, A
         for u in range(240):
             user_id = f"user-{u:03d}"
             if rng.random() < 0.6:
-                registrations.append({"sessionId": session_id, "userId": user_id,
-                                      "registeredAt": format_utc(begins - timedelta(days=2, minutes=u))})
+                registrations.append(
+                    {
+                        "sessionId": session_id,
+                        "userId": user_id,
+                        "registeredAt": format_utc(begins - timedelta(days=2, minutes=u)),
+                    }
+                )
             if rng.random() < 0.45:
                 mode = "LIVE" if rng.random() < 0.65 else "RECORDING"
                 offset = timedelta(seconds=rng.randint(0, 1800)) + (
@@ -83,14 +88,16 @@ def _attendance(start: datetime) -> tuple[list[dict[str, Any]], list[dict[str, A
                 )
                 for part in range(rng.randint(1, 3)):
                     seg_start = begins + offset + timedelta(seconds=part * rng.randint(20, 400))
-                    segments.append({
-                        "segmentId": f"{session_id}-{user_id}-{part}",
-                        "sessionId": session_id,
-                        "userId": user_id,
-                        "mode": mode,
-                        "start": format_utc(seg_start),
-                        "end": format_utc(seg_start + timedelta(seconds=rng.randint(5, 900))),
-                    })
+                    segments.append(
+                        {
+                            "segmentId": f"{session_id}-{user_id}-{part}",
+                            "sessionId": session_id,
+                            "userId": user_id,
+                            "mode": mode,
+                            "start": format_utc(seg_start),
+                            "end": format_utc(seg_start + timedelta(seconds=rng.randint(5, 900))),
+                        }
+                    )
     return registrations, segments
 
 
@@ -125,11 +132,13 @@ async def run_demo(host: str, port: int, *, check: bool = False) -> None:
         async def run_sync(task_id: str) -> dict[str, Any]:
             return await sync(db, settings)
 
-        queue = InProcessTaskQueue({
-            TaskName.RECOMPUTE_EVENT: run_recompute,
-            TaskName.ROLLUP_PENDING: run_rollup,
-            TaskName.SYNC_DURATIONS: run_sync,
-        })
+        queue = InProcessTaskQueue(
+            {
+                TaskName.RECOMPUTE_EVENT: run_recompute,
+                TaskName.ROLLUP_PENDING: run_rollup,
+                TaskName.SYNC_DURATIONS: run_sync,
+            }
+        )
         runner = web.AppRunner(create_app(settings, database=db, task_queue=queue), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, host, port).start()
@@ -155,10 +164,19 @@ async def _seed(db: Any, settings: Settings, base: str) -> None:
     start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=3)
     for n, (session_id, title, session_format, provider, video_id, _) in enumerate(SESSIONS):
         begins = start + timedelta(hours=n)
-        await upsert_session(db, session_id, SessionIn(
-            eventId=EVENT_ID, title=title, startTime=begins, endTime=begins + timedelta(hours=1),
-            format=session_format, streamProvider=provider, videoId=video_id,
-        ))
+        await upsert_session(
+            db,
+            session_id,
+            SessionIn(
+                eventId=EVENT_ID,
+                title=title,
+                startTime=begins,
+                endTime=begins + timedelta(hours=1),
+                format=session_format,
+                streamProvider=provider,
+                videoId=video_id,
+            ),
+        )
     key = await create_ingest_key(db, [EVENT_ID])
     registrations, segments = _attendance(start)
     async with aiohttp.ClientSession() as http:
@@ -181,7 +199,9 @@ async def _periodic_jobs(db: Any, settings: Settings, sync: Any) -> None:
 async def _walkthrough(base: str) -> dict[str, Any]:
     """Log in, recompute the event, and read the list back, as a host would."""
     async with aiohttp.ClientSession(base_url=base) as http:
-        async with http.post("/rest/u/login", json={"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD}) as r:
+        async with http.post(
+            "/rest/u/login", json={"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+        ) as r:
             login = await r.json()
         auth = {"Authorization": f"Bearer {login['access_token']}"}
         async with http.post(f"/rest/host/session/analytics/recompute?eventId={EVENT_ID}", headers=auth) as r:
@@ -194,8 +214,9 @@ async def _walkthrough(base: str) -> dict[str, Any]:
             await asyncio.sleep(0.05)
         if task["state"] != "SUCCESS":
             raise RuntimeError(f"demo recompute did not succeed: {task}")
-        async with http.get(f"/rest/host/session/analytics?eventId={EVENT_ID}&expand=duration,watchTime",
-                            headers=auth) as r:
+        async with http.get(
+            f"/rest/host/session/analytics?eventId={EVENT_ID}&expand=duration,watchTime", headers=auth
+        ) as r:
             listing = await r.json()
     with_duration = [s for s in listing["data"] if s.get("duration")]
     attended = [s for s in listing["data"] if s["attendeeCount"]]
@@ -206,6 +227,7 @@ async def _walkthrough(base: str) -> dict[str, Any]:
 
 def _print_intro(base: str, report: dict[str, Any]) -> None:
     token = report["token"]
+    curl = 'curl -s -H "Authorization: Bearer $TOKEN"'
     lines = [
         "",
         f"Session Analytics demo is running on {base}",
@@ -214,20 +236,21 @@ def _print_intro(base: str, report: dict[str, Any]) -> None:
         "",
         "Try:",
         f"  curl -s -X POST {base}/rest/u/login -H 'Content-Type: application/json' \\",
-        f"       -d '{{\"username\":\"{ADMIN_EMAIL}\",\"password\":\"{ADMIN_PASSWORD}\"}}'",
+        f'       -d \'{{"username":"{ADMIN_EMAIL}","password":"{ADMIN_PASSWORD}"}}\'',
         f"  TOKEN={token}",
-        f"  curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/rest/host/session/analytics?eventId={EVENT_ID}&expand=duration,watchTime'",
-        f"  curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/rest/host/session/keynote/analytics'",
-        f"  curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/rest/host/session/keynote/attendee?size=5'",
-        f"  curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/rest/host/session/analytics/csv?eventId={EVENT_ID}'",
-        f"  curl -s -X POST -H \"Authorization: Bearer $TOKEN\" '{base}/rest/host/session/analytics/recompute?eventId={EVENT_ID}'",
+        f"  {curl} '{base}/rest/host/session/analytics?eventId={EVENT_ID}&expand=duration,watchTime'",
+        f"  {curl} '{base}/rest/host/session/keynote/analytics'",
+        f"  {curl} '{base}/rest/host/session/keynote/attendee?size=5'",
+        f"  {curl} '{base}/rest/host/session/analytics/csv?eventId={EVENT_ID}'",
+        f"  {curl} -X POST '{base}/rest/host/session/analytics/recompute?eventId={EVENT_ID}'",
         "",
         "Sessions after the worker jobs (duration sync, rollup, recompute):",
     ]
     for item in report["listing"]["data"]:
         lines.append(
-            f"  {item['title']:<22} {item['streamProvider'] or '-':<9} duration={item.get('duration')!s:<8}"
-            f" attendees={item['attendeeCount']:<4} live={item['liveViews']!s:<5} rec={item['recordingViews']!s:<5}"
+            f"  {item['title']:<22} {item['streamProvider'] or '-':<9}"
+            f" duration={item.get('duration')!s:<8} attendees={item['attendeeCount']:<4}"
+            f" live={item['liveViews']!s:<5} rec={item['recordingViews']!s:<5}"
             f" avg={item['avgAttendedDuration']}"
         )
     lines.append("")

@@ -21,9 +21,13 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    timeout = min(request.app[SETTINGS].request_timeout_s, request.app[SETTINGS].mongodb_timeout_ms / 1000 + 0.5)
-    checks = {"mongodb": _check(request.app[DB].ping(), timeout),
-              "redis": _check(request.app[TASKS].ping(), timeout)}
+    timeout = min(
+        request.app[SETTINGS].request_timeout_s, request.app[SETTINGS].mongodb_timeout_ms / 1000 + 0.5
+    )
+    checks = {
+        "mongodb": _check(request.app[DB].ping(), timeout),
+        "redis": _check(request.app[TASKS].ping(), timeout),
+    }
     results = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
     down = [name for name, ok in results.items() if not ok]
     if down:
@@ -31,9 +35,9 @@ async def readyz(request: web.Request) -> web.Response:
     return json_response({"status": "ready", "checks": {name: "ok" for name in results}})
 
 
-async def _check(probe: object, timeout: float) -> bool:
+async def _check(probe: object, limit_s: float) -> bool:
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(limit_s):
             await probe  # type: ignore[misc]
         return True
     except asyncio.CancelledError:

@@ -12,7 +12,7 @@ from pymongo.errors import BulkWriteError
 from shared.errors import BadRequest, EventNotFound
 from shared.models import RegistrationIn, WatchSegmentIn, describe_validation_error
 from shared.rules import MAX_FUTURE_S, MAX_SEGMENT_S
-from shared.store import mark_for_rollup, now
+from shared.store import now
 from web.auth import authenticate_ingest
 from web.jsonio import json_response, read_json
 from web.keys import DB
@@ -50,7 +50,7 @@ async def _items(request: web.Request) -> tuple[str, list[Any]]:
     if isinstance(body, dict) and set(body) == {"items"}:
         body = body["items"]
     if not isinstance(body, list):
-        raise BadRequest("body must be a JSON list of items (or {\"items\": [...]})")
+        raise BadRequest('body must be a JSON list of items (or {"items": [...]})')
     if len(body) > MAX_ITEMS:
         raise BadRequest(f"at most {MAX_ITEMS} items a request; got {len(body)}")
     if await request.app[DB].events.find_one({"_id": event_id}, {"_id": 1}) is None:
@@ -61,9 +61,11 @@ async def _items(request: web.Request) -> tuple[str, list[Any]]:
 async def _known_sessions(request: web.Request, event_id: str, session_ids: set[str]) -> set[str]:
     if not session_ids:
         return set()
-    docs = await request.app[DB].sessions.find(
-        {"_id": {"$in": sorted(session_ids)}, "eventId": event_id}, {"_id": 1}
-    ).to_list(length=None)
+    docs = (
+        await request.app[DB]
+        .sessions.find({"_id": {"$in": sorted(session_ids)}, "eventId": event_id}, {"_id": 1})
+        .to_list(length=None)
+    )
     return {doc["_id"] for doc in docs}
 
 
@@ -81,8 +83,9 @@ async def _insert_new(collection: Any, documents: list[dict[str, Any]]) -> set[i
         return {e["index"] for e in errors}
 
 
-async def _store(db: Any, collection_name: str, kind: str,
-                 documents: list[dict[str, Any]]) -> tuple[int, int]:
+async def _store(
+    db: Any, collection_name: str, kind: str, documents: list[dict[str, Any]]
+) -> tuple[int, int]:
     """Store items once (by `_id`) and queue them for the next rollup.
 
     The rollup inbox is written first, then the permanent collection: a failure between the
@@ -101,8 +104,9 @@ async def _store(db: Any, collection_name: str, kind: str,
     return len(documents) - len(duplicates), len(duplicates)
 
 
-async def _ingest(request: web.Request, model: type[BaseModel], to_document: Any,
-                  check: Any, collection_name: str) -> web.Response:
+async def _ingest(
+    request: web.Request, model: type[BaseModel], to_document: Any, check: Any, collection_name: str
+) -> web.Response:
     event_id, items = await _items(request)
     valid: list[tuple[int, Any]] = []
     rejected: list[dict[str, Any]] = []
@@ -124,8 +128,6 @@ async def _ingest(request: web.Request, model: type[BaseModel], to_document: Any
     db = request.app[DB]
     kind = "S" if collection_name == "watch_segments" else "R"
     accepted, duplicates = await _store(db, collection_name, kind, documents)
-    # Duplicates mark too: a retry after a crash between insert and mark must still roll up.
-    await mark_for_rollup(db, event_id, {d["sessionId"] for d in documents})
     rejected.sort(key=lambda r: r["index"])
     return json_response({"accepted": accepted, "duplicates": duplicates, "rejected": rejected})
 

@@ -20,9 +20,7 @@ def dumps(value: Any) -> bytes:
 
 
 def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        body=dumps(value), status=status, content_type="application/json", headers=headers
-    )
+    return web.Response(body=dumps(value), status=status, content_type="application/json", headers=headers)
 
 
 async def read_json(request: web.Request) -> Any:

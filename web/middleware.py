@@ -103,8 +103,12 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         if status >= 500 or elapsed > 1.0:
             log.warning(
                 "request answered",
-                extra={"method": request.method, "path": request.path, "status": status,
-                       "ms": round(elapsed * 1000, 1)},
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "status": status,
+                    "ms": round(elapsed * 1000, 1),
+                },
             )
         request_id_var.reset(token)
 

@@ -79,8 +79,15 @@ class SessionListQuery:
     expand: frozenset[str]
 
     def cache_key(self) -> tuple[object, ...]:
-        return (self.paging.page, self.paging.size, self.search, self.session_format,
-                self.sort_field, self.descending, tuple(sorted(self.expand)))
+        return (
+            self.paging.page,
+            self.paging.size,
+            self.search,
+            self.session_format,
+            self.sort_field,
+            self.descending,
+            tuple(sorted(self.expand)),
+        )
 
 
 def expand_param(request: web.Request) -> frozenset[str]:

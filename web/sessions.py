@@ -25,9 +25,20 @@ from web.params import event_id_param, paging, session_list_query, valid_id
 routes = web.RouteTableDef()
 
 _LIST_FIELDS = {
-    "_id": 1, "title": 1, "startTime": 1, "endTime": 1, "format": 1, "streamProvider": 1,
-    "registeredUserCount": 1, "attendeeCount": 1, "avgAttendedDuration": 1, "recordingViews": 1,
-    "liveViews": 1, "analyticsUpdatedAt": 1, "duration": 1, "watchTime": 1,
+    "_id": 1,
+    "title": 1,
+    "startTime": 1,
+    "endTime": 1,
+    "format": 1,
+    "streamProvider": 1,
+    "registeredUserCount": 1,
+    "attendeeCount": 1,
+    "avgAttendedDuration": 1,
+    "recordingViews": 1,
+    "liveViews": 1,
+    "analyticsUpdatedAt": 1,
+    "duration": 1,
+    "watchTime": 1,
 }
 
 
@@ -152,10 +163,14 @@ async def session_attendees(request: web.Request) -> web.Response:
         # The chunks the page overlaps, of the generation the session document points to,
         # each looked up by `_id`.
         numbers = range(first // chunk_rows, (last - 1) // chunk_rows + 1)
-        chunks = await asyncio.gather(*(
-            request.app[DB].session_attendees.find_one({"_id": attendee_chunk_id(doc["_id"], doc.get("rollupGen"), n)})
-            for n in numbers
-        ))
+        chunks = await asyncio.gather(
+            *(
+                request.app[DB].session_attendees.find_one(
+                    {"_id": attendee_chunk_id(doc["_id"], doc.get("rollupGen"), n)}
+                )
+                for n in numbers
+            )
+        )
         for n, chunk in zip(numbers, chunks, strict=True):
             offset = n * chunk_rows
             for i, row in enumerate(decode_attendee_rows(chunk) if chunk else ()):
@@ -177,9 +192,16 @@ def _attendee(row: dict[str, Any]) -> dict[str, Any]:
 
 
 CSV_COLUMNS = (
-    "Session Name", "Session Date", "Session Length", "Number of Attendees Registered",
-    "Number of Views (Live)", "Average Watch Time (Live)", "Engagement (Live)",
-    "Number of Views (Recorded)", "Average Watch Time (Recorded)", "Engagement (Recorded)",
+    "Session Name",
+    "Session Date",
+    "Session Length",
+    "Number of Attendees Registered",
+    "Number of Views (Live)",
+    "Average Watch Time (Live)",
+    "Engagement (Live)",
+    "Number of Views (Recorded)",
+    "Average Watch Time (Recorded)",
+    "Engagement (Recorded)",
 )
 
 
@@ -200,9 +222,15 @@ def csv_row(doc: dict[str, Any]) -> list[Any]:
     available = analytics_available(doc.get("streamProvider"))
     pick = (lambda key: doc.get(key)) if available else (lambda key: None)
     return [
-        _csv_safe(doc["title"]), format_utc(doc.get("startTime")), session_duration(doc),
-        doc.get("registeredUserCount", 0), pick("liveViews"), pick("avgLiveWatch"),
-        pick("engagementLive"), pick("recordingViews"), pick("avgRecordingWatch"),
+        _csv_safe(doc["title"]),
+        format_utc(doc.get("startTime")),
+        session_duration(doc),
+        doc.get("registeredUserCount", 0),
+        pick("liveViews"),
+        pick("avgLiveWatch"),
+        pick("engagementLive"),
+        pick("recordingViews"),
+        pick("avgRecordingWatch"),
         pick("engagementRecording"),
     ]
 
@@ -220,9 +248,12 @@ async def session_csv(request: web.Request) -> web.StreamResponse:
             "X-Request-Id": request_id_var.get() or "",
         }
     )
-    cursor = request.app[DB].sessions.find({"eventId": event_id}).sort(
-        [("startTime", ASCENDING), ("_id", ASCENDING)]
-    ).batch_size(500)
+    cursor = (
+        request.app[DB]
+        .sessions.find({"eventId": event_id})
+        .sort([("startTime", ASCENDING), ("_id", ASCENDING)])
+        .batch_size(500)
+    )
     first = await cursor.to_list(length=500)  # errors here still get the envelope
     await response.prepare(request)
     buffer = io.StringIO()

@@ -16,5 +16,8 @@ async def cleanup_expired(db: Database, grace_s: int = 0) -> dict[str, int]:
     tokens = await db.tokens.delete_many({"expiresAt": {"$lt": cutoff}})
     attempts = await db.login_attempts.delete_many({"expiresAt": {"$lt": now()}})
     garbage = await cleanup_garbage(db)
-    return {"tokens": tokens.deleted_count, "loginWindows": attempts.deleted_count,
-            "replacedRollupDocuments": garbage}
+    return {
+        "tokens": tokens.deleted_count,
+        "loginWindows": attempts.deleted_count,
+        "replacedRollupDocuments": garbage,
+    }

@@ -125,21 +125,24 @@ async def _sync_provider(
         if len(sessions) < settings.duration_sync_batch:
             break
     if missing and metrics.waiting:
-        metrics.error = (
-            f"{name}: {metrics.waiting} sessions wait for credentials; set {', '.join(missing)}"
-        )
+        metrics.error = f"{name}: {metrics.waiting} sessions wait for credentials; set {', '.join(missing)}"
         log.warning("%s", metrics.error, extra={"provider": name})
     elif metrics.paused and new_pause is None:
         metrics.error = f"{name}: paused until {iso_z(paused_until)} (daily quota exceeded)"
         if metrics.waiting:
-            log.info("%s; %d sessions wait", metrics.error, metrics.waiting,
-                     extra={"provider": name})
+            log.info("%s; %d sessions wait", metrics.error, metrics.waiting, extra={"provider": name})
     await _save_state(db, name, metrics, started, new_pause)
     if metrics.last_success_at is None and isinstance(state.get("lastSuccessAt"), datetime):
         metrics.last_success_at = state["lastSuccessAt"]
     result = metrics.as_dict()
-    log.info("duration sync %s: %d calls, %d updated, %d waiting", name, metrics.calls,
-             metrics.updated, metrics.waiting, extra={"provider": name, "metrics": result})
+    log.info(
+        "duration sync %s: %d calls, %d updated, %d waiting",
+        name,
+        metrics.calls,
+        metrics.updated,
+        metrics.waiting,
+        extra={"provider": name, "metrics": result},
+    )
     return result
 
 
@@ -226,15 +229,21 @@ async def _write_answers(
         if duration != old:
             changed[session["eventId"]].append(session["_id"])
         # The video may have changed while we asked: then this answer is not for it.
-        match = {"_id": session["_id"], "durationProvider": provider,
-                 "videoId": session.get("videoId")}
-        updates.append((match, {"$set": {
-            "duration": duration,
-            "durationStatus": answer.status,
-            "durationDetail": answer.detail,
-            "durationSyncedAt": moment,
-            "durationCheckAt": _next_check(settings, answer.status, moment),
-        }}))
+        match = {"_id": session["_id"], "durationProvider": provider, "videoId": session.get("videoId")}
+        updates.append(
+            (
+                match,
+                {
+                    "$set": {
+                        "duration": duration,
+                        "durationStatus": answer.status,
+                        "durationDetail": answer.detail,
+                        "durationSyncedAt": moment,
+                        "durationCheckAt": _next_check(settings, answer.status, moment),
+                    }
+                },
+            )
+        )
     await _set_all(db, settings, updates)
     for event_id, session_ids in changed.items():
         await mark_for_rollup(db, event_id, session_ids)
@@ -243,8 +252,9 @@ async def _write_answers(
     metrics.changed += sum(len(ids) for ids in changed.values())
 
 
-async def _set_all(db: Database, settings: Settings,
-                   updates: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+async def _set_all(
+    db: Database, settings: Settings, updates: list[tuple[dict[str, Any], dict[str, Any]]]
+) -> None:
     """One bulk_write of `$set`s per chunk. The embedded store (mongomock 4.3) rejects every bulk
     update pymongo 4.10+ sends, so there the same updates go one by one."""
     for start in range(0, len(updates), WRITE_CHUNK):
@@ -266,8 +276,9 @@ async def _mark_waiting(db: Database, provider: str, sessions: list[dict[str, An
         )
 
 
-async def _save_state(db: Database, provider: str, metrics: ProviderMetrics, started: datetime,
-                      paused_until: datetime | None) -> None:
+async def _save_state(
+    db: Database, provider: str, metrics: ProviderMetrics, started: datetime, paused_until: datetime | None
+) -> None:
     """Persist the run's counters; the quota pause is shared by every worker process through it."""
     fields: dict[str, Any] = {
         "lastRunAt": started,

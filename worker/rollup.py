@@ -10,8 +10,8 @@ Ingestion puts every accepted item in `segment_inbox` as well as in the permanen
 an incremental rollup merges the inbox into the stored unions, so its cost follows the new
 input, not the session's history. Merging is idempotent: an interrupted rollup run again gives
 the same document. A full recompute rebuilds the unions from the permanent collections in one
-pass over the event. Queries are few and set-wise: on a store without secondary indexes (the
-FerretDB test server) each query other than a lookup by `_id` costs a scan, so documents are read by `_id`, written
+pass over the event. On a store without secondary indexes (the FerretDB test server) each
+query other than a lookup by `_id` costs a scan, so these documents are read by `_id`, written
 by insert, and a replaced generation is only recorded in `rollup_garbage` for the hourly
 cleanup to delete.
 """
@@ -35,7 +35,15 @@ from pymongo.errors import BulkWriteError
 
 from shared.db import UNAVAILABLE_ERRORS, Database
 from shared.jobs import FAILURE, STARTED, SUCCESS, TERMINAL, release_recompute, update_task
-from shared.rules import LIVE, Interval, SessionNumbers, UserWatch, merge_intervals, session_numbers, union_length
+from shared.rules import (
+    LIVE,
+    Interval,
+    SessionNumbers,
+    UserWatch,
+    merge_intervals,
+    session_numbers,
+    union_length,
+)
 from shared.settings import Settings
 from shared.store import (
     attendee_chunk_id,
@@ -50,8 +58,18 @@ log = logging.getLogger(__name__)
 
 INBOX_READ_LIMIT = 200_000
 STATE_DOC_ENTRIES = 100_000  # users + intervals per state document: a few MB, far from 16 MB
-_SESSION_FIELDS = {"_id": 1, "eventId": 1, "streamProvider": 1, "format": 1, "duration": 1,
-                   "rollupVersion": 1, "rollupGen": 1, "stateDocs": 1, "attendeeChunks": 1}
+_SESSION_FIELDS = {
+    "_id": 1,
+    "rollupPending": 1,
+    "eventId": 1,
+    "streamProvider": 1,
+    "format": 1,
+    "duration": 1,
+    "rollupVersion": 1,
+    "rollupGen": 1,
+    "stateDocs": 1,
+    "attendeeChunks": 1,
+}
 
 
 def epoch_ms(moment: datetime) -> int:
@@ -127,15 +145,20 @@ def _encode_state(session: dict[str, Any], gen: str, state: SessionState) -> Ite
     part = 0
 
     def document() -> dict[str, Any]:
-        return {"_id": _state_id(session["_id"], gen, part), "sessionId": session["_id"],
-                "eventId": session["eventId"], "gen": gen,
-                "data": Binary(zlib.compress(orjson.dumps(entries), 1))}
+        return {
+            "_id": _state_id(session["_id"], gen, part),
+            "sessionId": session["_id"],
+            "eventId": session["eventId"],
+            "gen": gen,
+            "data": Binary(zlib.compress(orjson.dumps(entries), 1)),
+        }
 
     for user_id in sorted(state):
         user = state[user_id]
         registered = None if user.registered_at is None else epoch_ms(user.registered_at)
-        entries.append([user_id, registered, [t for i in user.live for t in i],
-                        [t for i in user.recording for t in i]])
+        entries.append(
+            [user_id, registered, [t for i in user.live for t in i], [t for i in user.recording for t in i]]
+        )
         size += 1 + len(user.live) + len(user.recording)
         if size >= STATE_DOC_ENTRIES:
             yield document()
@@ -164,18 +187,31 @@ class Generation:
     fields: dict[str, Any]
 
 
-def build_generation(settings: Settings, session: dict[str, Any], gen: str, state: SessionState) -> Generation:
+def build_generation(
+    settings: Settings, session: dict[str, Any], gen: str, state: SessionState
+) -> Generation:
     numbers = _numbers(session, state)
     rows, size = numbers.attendee_rows, settings.attendee_chunk_rows
     attendee_docs = [
-        {"_id": attendee_chunk_id(session["_id"], gen, n), "sessionId": session["_id"],
-         "eventId": session["eventId"], "gen": gen, "chunk": n,
-         "data": encode_attendee_rows(rows[i : i + size])}
+        {
+            "_id": attendee_chunk_id(session["_id"], gen, n),
+            "sessionId": session["_id"],
+            "eventId": session["eventId"],
+            "gen": gen,
+            "chunk": n,
+            "data": encode_attendee_rows(rows[i : i + size]),
+        }
         for n, i in enumerate(range(0, len(rows), size))
     ]
     state_docs = list(_encode_state(session, gen, state))
-    fields = {**numbers_fields(numbers), "attendeeChunkRows": size, "attendeeChunks": len(attendee_docs),
-              "stateDocs": len(state_docs), "rollupGen": gen, "analyticsUpdatedAt": now()}
+    fields = {
+        **numbers_fields(numbers),
+        "attendeeChunkRows": size,
+        "attendeeChunks": len(attendee_docs),
+        "stateDocs": len(state_docs),
+        "rollupGen": gen,
+        "analyticsUpdatedAt": now(),
+    }
     return Generation(session, gen, state_docs, attendee_docs, fields)
 
 
@@ -236,9 +272,9 @@ async def _consume_inbox(db: Database, query: dict[str, Any], cutoff: datetime) 
 
 async def cleanup_garbage(db: Database, older_than_s: int = 600) -> int:
     """Delete replaced generations once no reader can still be in the middle of one."""
-    garbage = await db.rollup_garbage.find(
-        {"at": {"$lt": now() - timedelta(seconds=older_than_s)}}
-    ).to_list(None)
+    garbage = await db.rollup_garbage.find({"at": {"$lt": now() - timedelta(seconds=older_than_s)}}).to_list(
+        None
+    )
     by_collection: dict[str, list[str]] = defaultdict(list)
     for doc in garbage:
         by_collection[doc["collection"]].append(doc["docId"])
@@ -282,13 +318,12 @@ async def _rollup_batch(db: Database, settings: Settings, sessions: list[dict[st
     cutoff = now() - timedelta(seconds=settings.inbox_settle_s)
     inbox = await db.segment_inbox.find({"sessionId": {"$in": ids}}).limit(INBOX_READ_LIMIT).to_list(None)
     ripe: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    unripe: set[str] = set()
     for entry in inbox:
         if entry["receivedAt"] < cutoff:
             ripe[entry["sessionId"]].append(entry)
-        else:
-            unripe.add(entry["sessionId"])
     complete = len(inbox) < INBOX_READ_LIMIT
+    # Sessions whose only input is still settling wait for a later run.
+    sessions = [s for s in sessions if s.get("rollupPending") or s["_id"] in ripe]
     states = await asyncio.gather(*(_load_state(db, session) for session in sessions))
 
     gen = uuid.uuid4().hex[:12]
@@ -299,14 +334,17 @@ async def _rollup_batch(db: Database, settings: Settings, sessions: list[dict[st
         generations.append(build_generation(settings, session, gen, merged))
 
     # Checked after reading the inbox: see rollup_pending.
-    busy = {e for e in {s["eventId"] for s in sessions} if await _recompute_running(db, e, settings.recompute_stale_s)}
+    busy = {
+        e
+        for e in {s["eventId"] for s in sessions}
+        if await _recompute_running(db, e, settings.recompute_stale_s)
+    }
     generations = [g for g in generations if g.session["eventId"] not in busy]
     await _insert(db.session_watch, [d for g in generations for d in g.state_docs])
     await _insert(db.session_attendees, [d for g in generations for d in g.attendee_docs])
     written, lost = [], []
     for generation in generations:
-        settled = complete and generation.session["_id"] not in unripe
-        (written if await _switch(db, generation, clear_pending=settled) else lost).append(generation)
+        (written if await _switch(db, generation, clear_pending=complete) else lost).append(generation)
     await _discard_generations(db, written, old=True)
     await _discard_generations(db, lost, old=False)
     written_ids = [g.session["_id"] for g in written]
@@ -315,28 +353,35 @@ async def _rollup_batch(db: Database, settings: Settings, sessions: list[dict[st
     return written_ids
 
 
+async def sessions_with_work(db: Database) -> list[str]:
+    """Sessions flagged for a rollup (new duration, new video) or with input in the inbox.
+
+    The inbox itself marks the sessions ingestion touched: ingestion writes no session
+    document, so a batch of attendance costs inserts only.
+    """
+    flagged = await db.sessions.find({"rollupPending": True}, {"_id": 1}).to_list(None)
+    queued = await db.segment_inbox.aggregate([{"$group": {"_id": "$sessionId"}}]).to_list(None)
+    return sorted({doc["_id"] for doc in flagged} | {doc["_id"] for doc in queued})
+
+
 async def rollup_pending(db: Database, settings: Settings, max_batches: int = 20) -> dict[str, int]:
-    """Fold new input into sessions flagged by ingestion or duration changes, in bounded batches.
+    """Fold new input into the sessions that have some, in bounded batches.
 
     Events under a full recompute are left alone: the recompute reads everything stored before
     it began, and inbox entries it did not see stay for the next run. The lock is checked after
     the inbox was read, so anything this rollup consumes was stored before any recompute that
     it did not see began.
     """
+    work = await sessions_with_work(db)
+    size = settings.rollup_batch_sessions
     done = 0
-    skipped: set[str] = set()
-    for _ in range(max_batches):
-        candidates = await db.sessions.find({"rollupPending": True}, _SESSION_FIELDS).limit(
-            settings.rollup_batch_sessions + len(skipped)
-        ).to_list(None)
-        sessions = [s for s in candidates if s["_id"] not in skipped][: settings.rollup_batch_sessions]
-        if not sessions:
-            break
-        written = await _rollup_batch(db, settings, sessions)
-        skipped.update(s["_id"] for s in sessions if s["_id"] not in written)
+    for start in range(0, min(len(work), size * max_batches), size):
+        ids = work[start : start + size]
+        sessions = await db.sessions.find({"_id": {"$in": ids}}, _SESSION_FIELDS).to_list(None)
+        written = await _rollup_batch(db, settings, sessions) if sessions else []
         done += len(written)
         await bump_analytics_version(db, {s["eventId"] for s in sessions if s["_id"] in written})
-    remaining = await db.sessions.count_documents({"rollupPending": True})
+    remaining = len(await sessions_with_work(db)) if work else 0
     if done:
         log.info("rolled up sessions", extra={"sessions": done, "remaining": remaining})
         await _settle_caches(settings)
@@ -428,7 +473,9 @@ async def recompute_event(
             await _insert(db.session_attendees, generation.attendee_docs)
             if not await _switch(db, generation, clear_pending=True):
                 # A rollup that began before this recompute switched the session meanwhile.
-                generation.session = await db.sessions.find_one({"_id": session["_id"]}, _SESSION_FIELDS) or session
+                generation.session = (
+                    await db.sessions.find_one({"_id": session["_id"]}, _SESSION_FIELDS) or session
+                )
                 if not await _switch(db, generation, clear_pending=True):
                     await _discard_generations(db, [generation], old=False)
                     continue

@@ -68,8 +68,9 @@ class ProviderStopped(ProviderError):
 class QuotaExceeded(ProviderStopped):
     """The provider's quota is spent until `paused_until`; only this provider pauses."""
 
-    def __init__(self, provider: str, message: str, *, paused_until: datetime,
-                 http_status: int | None = None) -> None:
+    def __init__(
+        self, provider: str, message: str, *, paused_until: datetime, http_status: int | None = None
+    ) -> None:
         super().__init__(provider, message, http_status=http_status)
         self.paused_until = paused_until
 
@@ -201,8 +202,9 @@ class ProviderClient(ABC):
     name: ClassVar[str]
     batch_size: ClassVar[int] = 1
 
-    def __init__(self, http: aiohttp.ClientSession, settings: Settings,
-                 *, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, http: aiohttp.ClientSession, settings: Settings, *, rng: random.Random | None = None
+    ) -> None:
         self.http = http
         self.timeout = aiohttp.ClientTimeout(total=settings.provider_timeout_s)
         self.concurrency = max(1, settings.provider_concurrency)
@@ -247,8 +249,12 @@ class ProviderClient(ABC):
                 except TransientProviderError as err:
                     outcome.failed_batches += 1
                     self.metrics.error = str(err)
-                    log.warning("%s; giving up on %d videos until the next run", err, len(batch),
-                                extra={"provider": self.name})
+                    log.warning(
+                        "%s; giving up on %d videos until the next run",
+                        err,
+                        len(batch),
+                        extra={"provider": self.name},
+                    )
 
         workers = min(self.concurrency, math.ceil(len(ids) / self.batch_size))
         async with asyncio.TaskGroup() as group:
@@ -318,9 +324,7 @@ class ProviderClient(ABC):
                 self.name, f"no answer within {self.timeout.total}s from {method} {_path(url)}"
             ) from err
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as err:
-            raise TransientProviderError(
-                self.name, f"network error on {method} {_path(url)}: {err}"
-            ) from err
+            raise TransientProviderError(self.name, f"network error on {method} {_path(url)}: {err}") from err
         throttled = answer.status == 429
         wait_s = rate_limit_wait_s(answer.headers, datetime.now(UTC), throttled=throttled)
         if wait_s:
@@ -346,7 +350,8 @@ class ProviderClient(ABC):
 
     def unexpected(self, answer: Answer, what: str) -> UnexpectedAnswer:
         return UnexpectedAnswer(
-            self.name, f"HTTP {answer.status} for {what}: {self.error_text(answer)}",
+            self.name,
+            f"HTTP {answer.status} for {what}: {self.error_text(answer)}",
             http_status=answer.status,
         )
 
@@ -360,6 +365,7 @@ def json_object(client: ProviderClient, answer: Answer, what: str) -> dict[str, 
     """The body of a 2xx answer as a JSON object, else UnexpectedAnswer."""
     body = answer.json()
     if not isinstance(body, dict):
-        raise UnexpectedAnswer(client.name, f"{what}: the answer is not a JSON object",
-                               http_status=answer.status)
+        raise UnexpectedAnswer(
+            client.name, f"{what}: the answer is not a JSON object", http_status=answer.status
+        )
     return body

@@ -59,9 +59,11 @@ def _rsa_key_pair() -> tuple[str, str]:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode()
-    public_pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    public_pem = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     return private_pem, public_pem
 
 
@@ -101,8 +103,9 @@ def _json(status: int, body: Any, headers: Mapping[str, str] | None = None) -> w
     return web.json_response(body, status=status, headers=dict(headers or {}))
 
 
-def _google_error(status: int, message: str, reason: str, domain: str = "global",
-                  extra: Mapping[str, Any] | None = None) -> web.Response:
+def _google_error(
+    status: int, message: str, reason: str, domain: str = "global", extra: Mapping[str, Any] | None = None
+) -> web.Response:
     error: dict[str, Any] = {
         "code": status,
         "message": message,
@@ -121,8 +124,7 @@ def _vimeo_error(status: int, message: str, code: int, headers: Mapping[str, str
 
 
 def _dolby_error(status: int, error: str, message: str) -> web.Response:
-    return _json(status, {"type": "ErrorResponse", "status": status, "error": error,
-                          "message": message})
+    return _json(status, {"type": "ErrorResponse", "status": status, "error": error, "message": message})
 
 
 class FakeProviders:
@@ -176,8 +178,16 @@ class FakeProviders:
         self.videos[video.provider][video.video_id] = video
         return video
 
-    def add(self, provider: str, video_id: str, duration: float | None = None, *,
-            live: bool = False, status: str | None = None, recordings: int = 1) -> FakeVideo:
+    def add(
+        self,
+        provider: str,
+        video_id: str,
+        duration: float | None = None,
+        *,
+        live: bool = False,
+        status: str | None = None,
+        recordings: int = 1,
+    ) -> FakeVideo:
         """Register a video with its duration in seconds (None while live or processing)."""
         return self.add_video(FakeVideo(provider, video_id, duration, live, status, recordings))
 
@@ -241,8 +251,14 @@ class FakeProviders:
             self.calls[provider] += 1
             body = dict(await request.post()) if request.method == "POST" else {}
             self.requests.append(
-                FakeRequest(provider, request.method, request.path, dict(request.query),
-                            dict(request.headers), {k: str(v) for k, v in body.items()})
+                FakeRequest(
+                    provider,
+                    request.method,
+                    request.path,
+                    dict(request.query),
+                    dict(request.headers),
+                    {k: str(v) for k, v in body.items()},
+                )
             )
             if self.latency_s > 0:
                 await asyncio.sleep(self.latency_s)
@@ -256,8 +272,12 @@ class FakeProviders:
     def _maybe_inject(self, provider: str, request: web.Request) -> web.Response | None:
         if self.error_rate <= 0:
             return None
-        key = (provider, request.method, request.path,
-               *sorted(f"{k}={v}" for k, v in request.query.items() if k != "key"))
+        key = (
+            provider,
+            request.method,
+            request.path,
+            *sorted(f"{k}={v}" for k, v in request.query.items() if k != "key"),
+        )
         limit = self.max_errors_per_request
         if limit is not None and self.errors_by_request[key] >= limit:
             return None
@@ -274,8 +294,12 @@ class FakeProviders:
             message = "Backend Error" if status == 500 else "The service is currently unavailable."
             return _google_error(status, message, "backendError")
         if provider == "VIMEO":
-            return _vimeo_error(503, "Vimeo is temporarily unavailable. Please try again later.",
-                                7300, self._vimeo_rate_headers())
+            return _vimeo_error(
+                503,
+                "Vimeo is temporarily unavailable. Please try again later.",
+                7300,
+                self._vimeo_rate_headers(),
+            )
         if provider == "TOKBOX":
             return _json(500, {"code": 500, "message": "An unexpected error occurred."})
         if provider == "VOXEET":
@@ -292,13 +316,20 @@ class FakeProviders:
                 "X-RateLimit-Remaining": "0",
                 "X-RateLimit-Reset": reset.replace(microsecond=0).isoformat(),
             }
-            return _vimeo_error(429, "Too many API requests. Please wait and try again.",
-                                9000, headers)
+            return _vimeo_error(429, "Too many API requests. Please wait and try again.", 9000, headers)
         if provider == "TOKBOX":
             return _json(429, {"code": 429, "message": "Too many requests"}, retry_after)
         if provider == "VOXEET":
-            return _json(429, {"type": "ErrorResponse", "status": 429, "error": "Too Many Requests",
-                               "message": "Rate limit exceeded"}, retry_after)
+            return _json(
+                429,
+                {
+                    "type": "ErrorResponse",
+                    "status": 429,
+                    "error": "Too Many Requests",
+                    "message": "Rate limit exceeded",
+                },
+                retry_after,
+            )
         return _json(429, {"error": "Rate limit exceeded. Try again later."}, retry_after)
 
     # -- YouTube Data API v3 ----------------------------------------------------------------
@@ -307,27 +338,37 @@ class FakeProviders:
         key = request.query.get("key")
         if not key:
             return _google_error(
-                403, "The request is missing a valid API key.", "forbidden",
+                403,
+                "The request is missing a valid API key.",
+                "forbidden",
                 extra={"status": "PERMISSION_DENIED"},
             )
         if key != self.credentials.youtube_api_key:
             message = "API key not valid. Please pass a valid API key."
-            return _google_error(400, message, "badRequest", extra={
-                "status": "INVALID_ARGUMENT",
-                "details": [{
-                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                    "reason": "API_KEY_INVALID",
-                    "domain": "googleapis.com",
-                    "metadata": {"service": "youtube.googleapis.com"},
-                }],
-            })
+            return _google_error(
+                400,
+                message,
+                "badRequest",
+                extra={
+                    "status": "INVALID_ARGUMENT",
+                    "details": [
+                        {
+                            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                            "reason": "API_KEY_INVALID",
+                            "domain": "googleapis.com",
+                            "metadata": {"service": "youtube.googleapis.com"},
+                        }
+                    ],
+                },
+            )
         if self.youtube_quota is not None:
             if self.youtube_quota <= 0:
                 return _google_error(
                     403,
                     "The request cannot be completed because you have exceeded your "
                     '<a href="/youtube/v3/getting-started#quota">quota</a>.',
-                    "quotaExceeded", "youtube.quota",
+                    "quotaExceeded",
+                    "youtube.quota",
                 )
             self.youtube_quota -= 1
         parts = request.query.get("part", "")
@@ -340,8 +381,12 @@ class FakeProviders:
             )
         if len(ids) > YOUTUBE_MAX_IDS:
             # The fake is strict here so a client that forgets to batch finds out in tests.
-            return _google_error(400, "The request specifies an invalid filter parameter.",
-                                 "invalidFilters", "youtube.parameter")
+            return _google_error(
+                400,
+                "The request specifies an invalid filter parameter.",
+                "invalidFilters",
+                "youtube.parameter",
+            )
         items = []
         for vid in ids:
             video = self.videos["YOUTUBE"].get(vid)
@@ -360,12 +405,15 @@ class FakeProviders:
                     "projection": "rectangular",
                 }
             items.append(item)
-        return _json(200, {
-            "kind": "youtube#videoListResponse",
-            "etag": _etag("list", *ids),
-            "items": items,
-            "pageInfo": {"totalResults": len(items), "resultsPerPage": len(items)},
-        })
+        return _json(
+            200,
+            {
+                "kind": "youtube#videoListResponse",
+                "etag": _etag("list", *ids),
+                "items": items,
+                "pageInfo": {"totalResults": len(items), "resultsPerPage": len(items)},
+            },
+        )
 
     # -- Vimeo API 3.4 ----------------------------------------------------------------------
 
@@ -385,8 +433,7 @@ class FakeProviders:
         headers = self._vimeo_rate_headers()
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or token != self.credentials.vimeo_access_token:
-            return _vimeo_error(401, "You must provide a valid authenticated access token.", 8003,
-                                headers)
+            return _vimeo_error(401, "You must provide a valid authenticated access token.", 8003, headers)
         video_id = request.match_info["video_id"]
         video = self.videos["VIMEO"].get(video_id)
         if video is None:
@@ -413,34 +460,38 @@ class FakeProviders:
         application_id = request.match_info["application_id"]
         refusal = self._vonage_refusal(request, application_id)
         if refusal is not None:
-            return _json(403, {"code": 403, "message": "Authentication failed.",
-                               "description": refusal})
+            return _json(403, {"code": 403, "message": "Authentication failed.", "description": refusal})
         archive_id = request.match_info["archive_id"]
         video = self.videos["TOKBOX"].get(archive_id)
         if video is None:
             return _json(404, {"code": 404, "message": f"Archive {archive_id} not found."})
         status = video.status or ("started" if video.live else "available")
         duration = 0 if video.live else round(video.duration or 0)
-        return _json(200, {
-            "id": archive_id,
-            "status": status,
-            "name": f"Session recording {archive_id}",
-            "reason": "",
-            "sessionId": f"2_MX4{archive_id}",
-            "applicationId": application_id,
-            "createdAt": 1_709_287_200_000,
-            "updatedAt": 1_709_287_200_000 + duration * 1000,
-            "size": 0 if status == "started" else duration * 250_000,
-            "duration": duration,
-            "outputMode": "composed",
-            "streamMode": "auto",
-            "hasAudio": True,
-            "hasVideo": True,
-            "resolution": "1280x720",
-            "url": f"https://example.invalid/archives/{archive_id}.mp4" if status == "available" else None,
-            "sha256sum": _etag("archive", archive_id) if status == "available" else None,
-            "streams": [],
-        })
+        return _json(
+            200,
+            {
+                "id": archive_id,
+                "status": status,
+                "name": f"Session recording {archive_id}",
+                "reason": "",
+                "sessionId": f"2_MX4{archive_id}",
+                "applicationId": application_id,
+                "createdAt": 1_709_287_200_000,
+                "updatedAt": 1_709_287_200_000 + duration * 1000,
+                "size": 0 if status == "started" else duration * 250_000,
+                "duration": duration,
+                "outputMode": "composed",
+                "streamMode": "auto",
+                "hasAudio": True,
+                "hasVideo": True,
+                "resolution": "1280x720",
+                "url": f"https://example.invalid/archives/{archive_id}.mp4"
+                if status == "available"
+                else None,
+                "sha256sum": _etag("archive", archive_id) if status == "available" else None,
+                "streams": [],
+            },
+        )
 
     def _vonage_refusal(self, request: web.Request, application_id: str) -> str | None:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -448,7 +499,9 @@ class FakeProviders:
             return "missing bearer JWT"
         try:
             claims = jwt.decode(
-                token, self.credentials.vonage_public_key, algorithms=["RS256"],
+                token,
+                self.credentials.vonage_public_key,
+                algorithms=["RS256"],
                 options={"require": ["application_id", "iat", "exp", "jti"]},
             )
         except jwt.PyJWTError as err:
@@ -494,13 +547,16 @@ class FakeProviders:
             return _dolby_error(400, "Bad Request", "max and start must be numbers")
         page = recordings[start : start + size]
         following = start + size if start + size < len(recordings) else None
-        return _json(200, {
-            "first": "0",
-            "next": str(following) if following is not None else None,
-            "conference": {"confId": conference_id, "confAlias": f"session-{conference_id}"},
-            "liveConference": video.live,
-            "recordings": page,
-        })
+        return _json(
+            200,
+            {
+                "first": "0",
+                "next": str(following) if following is not None else None,
+                "conference": {"confId": conference_id, "confAlias": f"session-{conference_id}"},
+                "liveConference": video.live,
+                "recordings": page,
+            },
+        )
 
     # -- Wistia ------------------------------------------------------------------------------
 
@@ -513,22 +569,28 @@ class FakeProviders:
         if video is None:
             return _json(404, {"error": "The requested media could not be found."})
         status = video.status or ("processing" if video.live else "ready")
-        return _json(200, {
-            "id": int(hashlib.sha1(hashed_id.encode()).hexdigest()[:8], 16),
-            "name": f"Media {hashed_id}",
-            "type": "Video",
-            "archived": False,
-            "created": "2024-03-01T10:00:00+00:00",
-            "updated": "2024-03-01T10:05:00+00:00",
-            "duration": 0.0 if video.live else float(video.duration or 0.0),
-            "hashed_id": hashed_id,
-            "description": "",
-            "progress": 1.0 if status == "ready" else 0.4,
-            "status": status,
-            "thumbnail": {"url": f"https://embed-ssl.wistia.com/deliveries/{hashed_id}.jpg",
-                          "width": 200, "height": 120},
-            "project": {"id": 1, "name": "Sessions", "hashed_id": "sessions01"},
-        })
+        return _json(
+            200,
+            {
+                "id": int(hashlib.sha1(hashed_id.encode()).hexdigest()[:8], 16),
+                "name": f"Media {hashed_id}",
+                "type": "Video",
+                "archived": False,
+                "created": "2024-03-01T10:00:00+00:00",
+                "updated": "2024-03-01T10:05:00+00:00",
+                "duration": 0.0 if video.live else float(video.duration or 0.0),
+                "hashed_id": hashed_id,
+                "description": "",
+                "progress": 1.0 if status == "ready" else 0.4,
+                "status": status,
+                "thumbnail": {
+                    "url": f"https://embed-ssl.wistia.com/deliveries/{hashed_id}.jpg",
+                    "width": 200,
+                    "height": 120,
+                },
+                "project": {"id": 1, "name": "Sessions", "hashed_id": "sessions01"},
+            },
+        )
 
 
 def _vimeo_fields(full: dict[str, Any], fields: str | None) -> dict[str, Any]:
@@ -559,18 +621,20 @@ def _dolby_recordings(conference_id: str, video: FakeVideo) -> list[dict[str, An
     started = 1_709_287_200_000
     out = []
     for n, duration_ms in enumerate(parts):
-        out.append({
-            "region": "us-west-1",
-            "url": f"https://example.invalid/recordings/{conference_id}-{n}.mp4",
-            "createdAt": started + duration_ms,
-            "recordingType": "MP4",
-            "duration": duration_ms,
-            "filename": f"{conference_id}-{n}.mp4",
-            "size": duration_ms * 250,
-            "startTime": started,
-            "mediaType": "MP4",
-            "mix": {"mixId": "default", "width": 1280, "height": 720, "layoutUrl": None},
-        })
+        out.append(
+            {
+                "region": "us-west-1",
+                "url": f"https://example.invalid/recordings/{conference_id}-{n}.mp4",
+                "createdAt": started + duration_ms,
+                "recordingType": "MP4",
+                "duration": duration_ms,
+                "filename": f"{conference_id}-{n}.mp4",
+                "size": duration_ms * 250,
+                "startTime": started,
+                "mediaType": "MP4",
+                "mix": {"mixId": "default", "width": 1280, "height": 720, "layoutUrl": None},
+            }
+        )
         started += duration_ms + 60_000
     return out
 
@@ -592,8 +656,9 @@ async def run_fake_providers(
     """
     fake = fake or FakeProviders(videos, **knobs)
     # Handlers stop when their client goes away, and shutdown does not wait for slow answers.
-    runner = web.AppRunner(fake.create_app(), access_log=None, handler_cancellation=True,
-                           shutdown_timeout=1.0)
+    runner = web.AppRunner(
+        fake.create_app(), access_log=None, handler_cancellation=True, shutdown_timeout=1.0
+    )
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

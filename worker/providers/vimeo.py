@@ -78,7 +78,8 @@ class VimeoClient(ProviderClient):
             return VideoDuration(MISSING, None, f"access denied: {self.error_text(answer)}")
         if answer.status == 401:
             raise CredentialsRejected(
-                self.name, f"VIMEO_ACCESS_TOKEN was refused: {self.error_text(answer)}",
+                self.name,
+                f"VIMEO_ACCESS_TOKEN was refused: {self.error_text(answer)}",
                 http_status=401,
             )
         raise self.unexpected(answer, f"video {video_id}")

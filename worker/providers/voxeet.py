@@ -92,7 +92,8 @@ class DolbyClient(ProviderClient):
             )
             if answer.status in (400, 401, 403):
                 raise CredentialsRejected(
-                    self.name, f"DOLBY_APP_KEY / DOLBY_APP_SECRET were refused: {self.error_text(answer)}",
+                    self.name,
+                    f"DOLBY_APP_KEY / DOLBY_APP_SECRET were refused: {self.error_text(answer)}",
                     http_status=answer.status,
                 )
             if answer.status != 200:
@@ -138,7 +139,8 @@ class DolbyClient(ProviderClient):
             answer = await self.call("GET", url, params=params, headers=self._headers(token))
         if answer.status in (401, 403):
             raise CredentialsRejected(
-                self.name, f"the Dolby access token was refused: {self.error_text(answer)}",
+                self.name,
+                f"the Dolby access token was refused: {self.error_text(answer)}",
                 http_status=answer.status,
             )
         return answer

@@ -63,7 +63,8 @@ class WistiaClient(ProviderClient):
             return VideoDuration(MISSING, None, self.error_text(answer))
         if answer.status in (401, 403):
             raise CredentialsRejected(
-                self.name, f"WISTIA_API_TOKEN was refused: {self.error_text(answer)}",
+                self.name,
+                f"WISTIA_API_TOKEN was refused: {self.error_text(answer)}",
                 http_status=answer.status,
             )
         raise self.unexpected(answer, f"media {hashed_id}")

@@ -36,8 +36,15 @@ _ISO_DURATION = re.compile(
 _QUOTA_REASONS = frozenset({"quotaExceeded", "dailyLimitExceeded"})
 _RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
 _KEY_REASONS = frozenset(
-    {"keyInvalid", "keyExpired", "accessNotConfigured", "ipRefererBlocked", "API_KEY_INVALID",
-     "API_KEY_SERVICE_BLOCKED", "SERVICE_DISABLED"}
+    {
+        "keyInvalid",
+        "keyExpired",
+        "accessNotConfigured",
+        "ipRefererBlocked",
+        "API_KEY_INVALID",
+        "API_KEY_SERVICE_BLOCKED",
+        "SERVICE_DISABLED",
+    }
 )
 
 
@@ -49,8 +56,9 @@ def parse_iso8601_duration(text: str) -> float:
     match = _ISO_DURATION.fullmatch(text.strip())
     if match is None or text.strip() in ("P", "PT") or text.strip().endswith("T"):
         raise ValueError(f"not an ISO 8601 duration: {text!r}")
-    parts = {key: float(value.replace(",", ".")) if value else 0.0
-             for key, value in match.groupdict().items()}
+    parts = {
+        key: float(value.replace(",", ".")) if value else 0.0 for key, value in match.groupdict().items()
+    }
     return (
         parts["weeks"] * 604_800
         + parts["days"] * 86_400
@@ -130,8 +138,7 @@ class YouTubeClient(ProviderClient):
             else:
                 found[item["id"]] = VideoDuration(OK, seconds)
         return {
-            vid: found.get(vid, VideoDuration(MISSING, None, "not in videos.list items"))
-            for vid in video_ids
+            vid: found.get(vid, VideoDuration(MISSING, None, "not in videos.list items")) for vid in video_ids
         }
 
     def error_text(self, answer: Answer) -> str:
@@ -146,8 +153,10 @@ class YouTubeClient(ProviderClient):
         if reasons & _QUOTA_REASONS:
             until = next_quota_reset(datetime.now(UTC))
             return QuotaExceeded(
-                self.name, f"daily quota exceeded; paused until {until.isoformat()}: {text}",
-                paused_until=until, http_status=answer.status,
+                self.name,
+                f"daily quota exceeded; paused until {until.isoformat()}: {text}",
+                paused_until=until,
+                http_status=answer.status,
             )
         if reasons & _RATE_REASONS:
             return TransientProviderError(self.name, f"rate limited: {text}", http_status=answer.status)
