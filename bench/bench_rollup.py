@@ -65,6 +65,7 @@ def load(url: str, segments: int, sessions: int, users: int) -> float:
                 "endTime": T0,
                 "rollupVersion": 0,
                 "rollupPending": False,
+                "rollupGen": "",
             }
             for i in range(sessions)
         ]

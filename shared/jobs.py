@@ -85,3 +85,25 @@ def task_view(task: dict[str, Any]) -> dict[str, Any]:
     if task["state"] == FAILURE:
         view["error"] = task.get("error")
     return view
+
+
+async def start_recompute(
+    db: Database, queue: Any, event_id: str, stale_s: int
+) -> tuple[dict[str, Any], bool]:
+    """The event's running recompute, or a new one handed to the workers; True when new.
+
+    When the broker cannot take it, the new task is marked failed and the event freed, and
+    Unavailable propagates: the caller answers 503 and nothing is left half-started.
+    """
+    from shared.errors import Unavailable
+    from shared.tasks import TaskName
+
+    task, created = await claim_recompute(db, event_id, stale_s)
+    if created:
+        try:
+            await queue.enqueue(TaskName.RECOMPUTE_EVENT, task_id=task["_id"], kwargs={"event_id": event_id})
+        except Unavailable:
+            await update_task(db, task["_id"], state=FAILURE, error="task broker unreachable")
+            await release_recompute(db, event_id, task["_id"])
+            raise
+    return task, created

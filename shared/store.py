@@ -114,6 +114,7 @@ async def upsert_session(db: Database, session_id: str, body: SessionIn) -> tupl
         update["$setOnInsert"] = {
             **numbers_fields(session_numbers([], {}, None, body.streamProvider)),
             "analyticsUpdatedAt": None,
+            "rollupGen": "",  # no rollup generation yet
         }
     try:
         doc = await db.sessions.find_one_and_update(

@@ -518,9 +518,7 @@ class _LateInputDatabase(Database):
         return _SessionsWithLateInput(self.db.sessions, self.session_id, self.arrive)
 
 
-async def test_input_arriving_during_a_rollup_waits_for_the_next_one(
-    client, database, host, rollup_settings
-):
+async def test_input_arriving_during_a_rollup_waits_for_the_next_one(client, database, host, rollup_settings):
     world = make_world(seed=5, users=40)
     await create_sessions(database, world)
     await ingest(client, database, world)

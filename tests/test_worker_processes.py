@@ -72,7 +72,7 @@ async def stack(
         mongodb_url=env["MONGODB_URL"],
         redis_url=env["REDIS_URL"],
         log_json=False,
-        request_timeout_s=5.0,
+        request_timeout_s=30.0,  # several servers and workers share two cores here
         mongodb_timeout_ms=1500,
     )
     db = connect(settings)
@@ -339,3 +339,30 @@ async def test_redis_outage_keeps_reads_and_ingestion_and_rolls_up_once_back(sta
     )
     await _assert_numbers_match_oracle(stack, data)
     assert (await stack.http.get("/readyz")).status == 200
+
+
+async def test_the_recompute_command_waits_with_progress_until_the_worker_finishes(stack: Stack) -> None:
+    import asyncio
+    import subprocess
+    import sys
+
+    data = await _random_event(stack.db, random.Random(9), sessions=12, users=60, segments_per_session=40)
+    await _ingest(stack, data)
+    stack.start("worker")
+    env = {**stack.processes[0].env}
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "web.cli", "recompute", "--event", "ev1", "--wait"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    task_id = done.stdout.strip()
+    total = len(data.sessions) + 2
+    assert f"recompute: {total}/{total} SUCCESS" in done.stderr.splitlines()
+    task = await stack.db.tasks.find_one({"_id": task_id})
+    assert task["state"] == "SUCCESS"
+    assert task["progress"]["done"] == task["progress"]["total"] == len(data.sessions) + 2
+    await _assert_numbers_match_oracle(stack, data)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from shared.errors import NotFound, Unavailable
-from shared.jobs import FAILURE, claim_recompute, release_recompute, task_view, update_task
-from shared.tasks import TaskName
+from shared.errors import NotFound
+from shared.jobs import start_recompute, task_view
 from web.auth import authenticate_host, hosted_event
 from web.jsonio import json_response
 from web.keys import DB, SETTINGS, TASKS
@@ -21,16 +20,7 @@ async def recompute(request: web.Request) -> web.Response:
     event_id = event_id_param(request)
     await hosted_event(request, principal, event_id)
     db = request.app[DB]
-    task, created = await claim_recompute(db, event_id, request.app[SETTINGS].recompute_stale_s)
-    if created:
-        try:
-            await request.app[TASKS].enqueue(
-                TaskName.RECOMPUTE_EVENT, task_id=task["_id"], kwargs={"event_id": event_id}
-            )
-        except Unavailable:
-            await update_task(db, task["_id"], state=FAILURE, error="task broker unreachable")
-            await release_recompute(db, event_id, task["_id"])
-            raise
+    task, _ = await start_recompute(db, request.app[TASKS], event_id, request.app[SETTINGS].recompute_stale_s)
     view = task_view(task)
     return json_response(
         {"taskId": view["taskId"], "status": view["state"], "eventId": event_id},

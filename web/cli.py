@@ -185,47 +185,54 @@ def import_sessions_cmd(file: Path) -> None:
     click.echo(f"imported {_run_with_db(body)} sessions")
 
 
+async def _follow(db: Database, task_id: str) -> dict[str, Any]:
+    """Show a task's progress until it ends: a bar on a terminal, else a line per change."""
+    from shared.jobs import TERMINAL
+
+    interactive = sys.stderr.isatty()
+    bar = click.progressbar(length=1, label="recompute", file=sys.stderr) if interactive else None
+    shown = (-1, -1)
+    try:
+        while True:
+            current = await db.tasks.find_one({"_id": task_id})
+            assert current is not None
+            done, total = current["progress"]["done"], current["progress"]["total"]
+            if (done, total) != shown:
+                if bar is not None and total:
+                    bar.length = total
+                    bar.update(done - max(shown[0], 0))
+                elif bar is None:
+                    click.echo(f"recompute: {done}/{total} {current['state']}", err=True)
+                shown = (done, total)
+            if current["state"] in TERMINAL:
+                return current
+            await asyncio.sleep(0.5)
+    finally:
+        if bar is not None:
+            bar.render_finish()
+
+
 @main.command()
 @click.option("--event", "event_id", required=True)
 @click.option("--wait", is_flag=True, help="follow progress until the recompute ends")
 def recompute(event_id: str, wait: bool) -> None:
     """Recompute durations and every number of one event (one at a time per event)."""
-    from shared.errors import EventNotFound, Unavailable
-    from shared.jobs import FAILURE, TERMINAL, claim_recompute, release_recompute, update_task
-    from shared.tasks import CeleryTaskQueue, TaskName
+    from shared.errors import EventNotFound
+    from shared.jobs import FAILURE, start_recompute
+    from shared.tasks import CeleryTaskQueue
 
     async def body(db: Database, settings: Settings) -> str:
         if await db.events.find_one({"_id": event_id}) is None:
             raise EventNotFound(f"no event {event_id}")
-        task, created = await claim_recompute(db, event_id, settings.recompute_stale_s)
-        if created:
-            queue = CeleryTaskQueue(settings.redis_url)
-            try:
-                await queue.enqueue(
-                    TaskName.RECOMPUTE_EVENT, task_id=task["_id"], kwargs={"event_id": event_id}
-                )
-            except Unavailable:
-                await update_task(db, task["_id"], state=FAILURE, error="task broker unreachable")
-                await release_recompute(db, event_id, task["_id"])
-                raise
-            finally:
-                await queue.close()
+        queue = CeleryTaskQueue(settings.redis_url)
+        try:
+            task, created = await start_recompute(db, queue, event_id, settings.recompute_stale_s)
+        finally:
+            await queue.close()
         click.echo(f"task {task['_id']} ({'started' if created else 'already running'})", err=True)
         if not wait:
             return task["_id"]
-        with click.progressbar(length=1, label="recompute", file=sys.stderr) as bar:
-            shown = 0
-            while True:
-                current = await db.tasks.find_one({"_id": task["_id"]})
-                assert current is not None
-                done, total = current["progress"]["done"], current["progress"]["total"]
-                if total:
-                    bar.length = total
-                    bar.update(done - shown)
-                    shown = done
-                if current["state"] in TERMINAL:
-                    break
-                await asyncio.sleep(0.5)
+        current = await _follow(db, task["_id"])
         if current["state"] == FAILURE:
             raise click.ClickException(f"recompute failed: {current.get('error')}")
         click.echo(json.dumps(current.get("result"), default=str), err=True)

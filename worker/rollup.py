@@ -19,6 +19,7 @@ cleanup to delete.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 import uuid
@@ -57,6 +58,7 @@ from shared.store import (
 log = logging.getLogger(__name__)
 
 INBOX_READ_LIMIT = 200_000
+RECOMPUTE_SWITCHES_AT_ONCE = 4
 STATE_DOC_ENTRIES = 100_000  # users + intervals per state document: a few MB, far from 16 MB
 _SESSION_FIELDS = {
     "_id": 1,
@@ -123,7 +125,7 @@ def _state_id(session_id: str, gen: str | None, part: int) -> str:
 def _generation_ids(session: dict[str, Any]) -> tuple[list[str], list[str]]:
     """`_id`s of the state and attendee documents of the generation a session points to."""
     gen = session.get("rollupGen")
-    if gen is None:
+    if not gen:  # never rolled up
         return [], []
     return (
         [_state_id(session["_id"], gen, n) for n in range(int(session.get("stateDocs") or 0))],
@@ -227,6 +229,8 @@ async def _switch(db: Database, generation: Generation, *, clear_pending: bool) 
     rollupVersion is unchanged); otherwise the numbers are still written and it stays pending.
     """
     session = generation.session
+    # Sessions are created with rollupGen "" (see upsert_session): matching a string is far
+    # cheaper on the test server than matching a missing field (None), which still works.
     expected = {"_id": session["_id"], "rollupGen": session.get("rollupGen")}
     if clear_pending:
         done = await db.sessions.update_one(
@@ -272,7 +276,7 @@ async def _consume_inbox(db: Database, query: dict[str, Any], cutoff: datetime) 
 
 async def cleanup_garbage(db: Database, older_than_s: int = 600) -> int:
     """Delete replaced generations once no reader can still be in the middle of one."""
-    garbage = await db.rollup_garbage.find({"at": {"$lt": now() - timedelta(seconds=older_than_s)}}).to_list(
+    garbage = await db.rollup_garbage.find({"at": {"$lte": now() - timedelta(seconds=older_than_s)}}).to_list(
         None
     )
     by_collection: dict[str, list[str]] = defaultdict(list)
@@ -428,6 +432,17 @@ async def _event_state(db: Database, settings: Settings, event_id: str) -> dict[
     return states
 
 
+async def _switch_for_recompute(db: Database, generation: Generation) -> None:
+    if not await _switch(db, generation, clear_pending=True):
+        # A rollup that began before this recompute switched the session meanwhile.
+        session = generation.session
+        generation.session = await db.sessions.find_one({"_id": session["_id"]}, _SESSION_FIELDS) or session
+        if not await _switch(db, generation, clear_pending=True):
+            await _discard_generations(db, [generation], old=False)
+            return
+    await _discard_generations(db, [generation], old=True)
+
+
 class _Progress:
     """Task progress, written at most twice a second (each write is a database round trip)."""
 
@@ -436,8 +451,8 @@ class _Progress:
 
     async def report(self, done: int, *, force: bool = False, **fields: Any) -> None:
         if force or time.monotonic() - self._last >= 0.5:
+            self._last = time.monotonic()  # before the write: concurrent callers skip theirs
             await update_task(self.db, self.task_id, progress={"done": done, "total": self.total}, **fields)
-            self._last = time.monotonic()
 
 
 async def recompute_event(
@@ -451,6 +466,24 @@ async def recompute_event(
     task = await db.tasks.find_one({"_id": task_id})
     if task is not None and task["state"] in TERMINAL:
         return task.get("result") or {}  # a redelivered message for a finished job
+    # The event's attendance is millions of small objects without reference cycles; the cyclic
+    # collector would traverse all of them again and again while they are built and used.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return await _recompute_event(db, settings, task_id, event_id, sync_durations)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+async def _recompute_event(
+    db: Database,
+    settings: Settings,
+    task_id: str,
+    event_id: str,
+    sync_durations: DurationSync | None,
+) -> dict[str, Any]:
     try:
         progress = _Progress(db, task_id, await db.sessions.count_documents({"eventId": event_id}) + 2)
         await progress.report(0, force=True, state=STARTED)
@@ -466,21 +499,27 @@ async def recompute_event(
         states = await _event_state(db, settings, event_id)
         await progress.report(2, force=True)
         gen = uuid.uuid4().hex[:12]
-        for done, session in enumerate(sessions, start=3):
+        # All new documents first, then the switches: interleaving large inserts with small
+        # updates makes every update wait on the growing write-ahead log of the test server.
+        generations = []
+        for session in sessions:
             state = {user_id: user.merged() for user_id, user in states.pop(session["_id"], {}).items()}
             generation = build_generation(settings, session, gen, state)
             await _insert(db.session_watch, generation.state_docs)
             await _insert(db.session_attendees, generation.attendee_docs)
-            if not await _switch(db, generation, clear_pending=True):
-                # A rollup that began before this recompute switched the session meanwhile.
-                generation.session = (
-                    await db.sessions.find_one({"_id": session["_id"]}, _SESSION_FIELDS) or session
-                )
-                if not await _switch(db, generation, clear_pending=True):
-                    await _discard_generations(db, [generation], old=False)
-                    continue
-            await _discard_generations(db, [generation], old=True)
-            await progress.report(done)
+            generations.append(generation)
+        # A few switches at once: each is a small write the database serves in parallel.
+        gate = asyncio.Semaphore(RECOMPUTE_SWITCHES_AT_ONCE)
+        switched = 0
+
+        async def switch(generation: Generation) -> None:
+            nonlocal switched
+            async with gate:
+                await _switch_for_recompute(db, generation)
+                switched += 1
+                await progress.report(2 + switched)
+
+        await asyncio.gather(*(switch(g) for g in generations))
         await _consume_inbox(db, {"eventId": event_id}, cutoff)
         await bump_analytics_version(db, [event_id])
         await _settle_caches(settings)
