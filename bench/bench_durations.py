@@ -32,6 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.machine import cpu_model
 from shared.db import connect
 from shared.settings import Settings
 from worker.durations import sync_durations
@@ -42,16 +43,6 @@ from worker.providers.fakes import FakeVideo, run_fake_providers
 SESSIONS = {"YOUTUBE": 10_000, "VIMEO": 1_000, "TOKBOX": 500, "WISTIA": 500}
 YOUTUBE_IDS_PER_CALL = 50
 TARGET = 0.8
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load_average() -> str:

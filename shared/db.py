@@ -43,6 +43,7 @@ INDEXES: dict[str, list[IndexModel]] = {
     # Per-session unions and attendee pages are read and written by `_id` only.
     "session_watch": [],
     "rollup_garbage": [IndexModel([("at", ASCENDING)])],
+    "rollup_leases": [IndexModel([("events", ASCENDING)])],
     "session_attendees": [],
     "tasks": [IndexModel([("eventId", ASCENDING), ("createdAt", DESCENDING)])],
     "recompute_locks": [],
@@ -95,6 +96,10 @@ class Database:
     @property
     def segment_inbox(self) -> AsyncIOMotorCollection:
         return self.db.segment_inbox
+
+    @property
+    def rollup_leases(self) -> AsyncIOMotorCollection:
+        return self.db.rollup_leases
 
     @property
     def rollup_garbage(self) -> AsyncIOMotorCollection:

@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 
 INBOX_READ_LIMIT = 200_000
 RECOMPUTE_SWITCHES_AT_ONCE = 4
+LEASE_STALE_S = 300.0  # a rollup lease older than this belongs to a dead worker
 STATE_DOC_ENTRIES = 100_000  # users + intervals per state document: a few MB, far from 16 MB
 _SESSION_FIELDS = {
     "_id": 1,
@@ -337,23 +338,25 @@ async def _rollup_batch(db: Database, settings: Settings, sessions: list[dict[st
         merged = {user_id: user.merged() for user_id, user in state.items()}
         generations.append(build_generation(settings, session, gen, merged))
 
-    # Checked after reading the inbox: see rollup_pending.
-    busy = {
-        e
-        for e in {s["eventId"] for s in sessions}
-        if await _recompute_running(db, e, settings.recompute_stale_s)
-    }
-    generations = [g for g in generations if g.session["eventId"] not in busy]
-    await _insert(db.session_watch, [d for g in generations for d in g.state_docs])
-    await _insert(db.session_attendees, [d for g in generations for d in g.attendee_docs])
-    written, lost = [], []
-    for generation in generations:
-        (written if await _switch(db, generation, clear_pending=complete) else lost).append(generation)
-    await _discard_generations(db, written, old=True)
-    await _discard_generations(db, lost, old=False)
-    written_ids = [g.session["_id"] for g in written]
-    if written_ids:
-        await _consume_inbox(db, {"sessionId": {"$in": written_ids}}, cutoff)
+    # A lease on the events first, then the recompute check (after reading the inbox): a
+    # recompute that begins later waits for the lease; one that began earlier is seen here.
+    lease = {"_id": uuid.uuid4().hex, "events": sorted({s["eventId"] for s in sessions}), "at": now()}
+    await db.rollup_leases.insert_one(lease)
+    try:
+        busy = {e for e in lease["events"] if await _recompute_running(db, e, settings.recompute_stale_s)}
+        generations = [g for g in generations if g.session["eventId"] not in busy]
+        await _insert(db.session_watch, [d for g in generations for d in g.state_docs])
+        await _insert(db.session_attendees, [d for g in generations for d in g.attendee_docs])
+        written, lost = [], []
+        for generation in generations:
+            (written if await _switch(db, generation, clear_pending=complete) else lost).append(generation)
+        await _discard_generations(db, written, old=True)
+        await _discard_generations(db, lost, old=False)
+        written_ids = [g.session["_id"] for g in written]
+        if written_ids:
+            await _consume_inbox(db, {"sessionId": {"$in": written_ids}}, cutoff)
+    finally:
+        await db.rollup_leases.delete_one({"_id": lease["_id"]})
     return written_ids
 
 
@@ -432,15 +435,30 @@ async def _event_state(db: Database, settings: Settings, event_id: str) -> dict[
     return states
 
 
+async def _wait_for_rollups(db: Database, event_id: str, stale_s: float = LEASE_STALE_S) -> None:
+    """Let rollups that began before this recompute claimed its event finish writing."""
+    # Polling the database: the rollups run in other processes, nothing here could signal it.
+    while await db.rollup_leases.find_one(  # noqa: ASYNC110
+        {"events": event_id, "at": {"$gt": now() - timedelta(seconds=stale_s)}}
+    ):
+        await asyncio.sleep(0.2)
+
+
 async def _switch_for_recompute(db: Database, generation: Generation) -> None:
-    if not await _switch(db, generation, clear_pending=True):
-        # A rollup that began before this recompute switched the session meanwhile.
-        session = generation.session
-        generation.session = await db.sessions.find_one({"_id": session["_id"]}, _SESSION_FIELDS) or session
-        if not await _switch(db, generation, clear_pending=True):
-            await _discard_generations(db, [generation], old=False)
-            return
-    await _discard_generations(db, [generation], old=True)
+    """No rollup writes this event meanwhile (see _wait_for_rollups), so a plain update by `_id`
+    does: the cheapest write there is. The pending flag is cleared afterwards, only where no
+    input arrived meanwhile."""
+    session = generation.session
+    current = await db.sessions.find_one({"_id": session["_id"]}, _SESSION_FIELDS)
+    if current is None:
+        return
+    await db.sessions.update_one({"_id": session["_id"]}, {"$set": generation.fields})
+    await _discard_generations(db, [Generation(current, "", [], [], {})], old=True)
+    if session.get("rollupPending"):
+        await db.sessions.update_one(
+            {"_id": session["_id"], "rollupVersion": session.get("rollupVersion", 0)},
+            {"$set": {"rollupPending": False}},
+        )
 
 
 class _Progress:
@@ -487,6 +505,7 @@ async def _recompute_event(
     try:
         progress = _Progress(db, task_id, await db.sessions.count_documents({"eventId": event_id}) + 2)
         await progress.report(0, force=True, state=STARTED)
+        await _wait_for_rollups(db, event_id)
         durations: dict[str, Any] = {}
         if sync_durations is not None:
             durations = await sync_durations(db, settings, event_id)
