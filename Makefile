@@ -32,12 +32,14 @@ servers:
 	    echo "could not install redis-server (needs root and Debian's package registry)"; exit 1; }; }
 	@scripts/install-ferretdb.sh "$(FERRETDB_BIN)"
 
-## test: install, start Redis and FerretDB on free ports, run the whole suite, stop them
-test: install servers
+## test: lint, then start Redis and FerretDB on free ports, run the whole suite, stop them
+test: install servers lint
 	FERRETDB_BIN="$(FERRETDB_BIN)" $(BIN)/pytest $(PYTEST_ARGS)
 
+## lint: ruff (rules and formatting) and mypy, as CI runs them
 lint: install
 	$(BIN)/ruff check web worker shared tests bench
+	$(BIN)/ruff format --check web worker shared tests bench
 	$(BIN)/mypy
 
 ## bench: the benchmarks of docs/BENCHMARKS.md (needs `make servers`)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 LIVE = "LIVE"
@@ -141,7 +141,7 @@ def mode_engagement(watched: list[float], threshold: float, duration: float | No
 
 def session_numbers(
     watches: Iterable[UserWatch],
-    registrations: dict[str, object],
+    registrations: Mapping[str, object],
     duration: float | None,
     stream_provider: str | None,
 ) -> SessionNumbers:

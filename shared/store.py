@@ -79,7 +79,8 @@ async def bump_analytics_version(db: Database, event_ids: Iterable[str]) -> None
 
 
 async def mark_for_rollup(db: Database, event_id: str, session_ids: Iterable[str]) -> None:
-    """Flag sessions whose inputs changed; the version lets a running rollup notice late input."""
+    """Flag sessions whose duration or video changed (new attendance is flagged by the inbox);
+    the version lets a running rollup notice a change that arrived while it worked."""
     ids = sorted(set(session_ids))
     if ids:
         await db.sessions.update_many(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -86,7 +86,7 @@ class CeleryTaskQueue:
         await asyncio.to_thread(self._celery.close)
 
 
-TaskRunner = Callable[..., Awaitable[Any]]
+TaskRunner = Callable[..., Coroutine[Any, Any, Any]]
 
 
 class InProcessTaskQueue:

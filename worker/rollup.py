@@ -340,14 +340,16 @@ async def _rollup_batch(db: Database, settings: Settings, sessions: list[dict[st
 
     # A lease on the events first, then the recompute check (after reading the inbox): a
     # recompute that begins later waits for the lease; one that began earlier is seen here.
-    lease = {"_id": uuid.uuid4().hex, "events": sorted({s["eventId"] for s in sessions}), "at": now()}
+    events = sorted({s["eventId"] for s in sessions})
+    lease: dict[str, Any] = {"_id": uuid.uuid4().hex, "events": events, "at": now()}
     await db.rollup_leases.insert_one(lease)
     try:
-        busy = {e for e in lease["events"] if await _recompute_running(db, e, settings.recompute_stale_s)}
+        busy = {e for e in events if await _recompute_running(db, e, settings.recompute_stale_s)}
         generations = [g for g in generations if g.session["eventId"] not in busy]
         await _insert(db.session_watch, [d for g in generations for d in g.state_docs])
         await _insert(db.session_attendees, [d for g in generations for d in g.attendee_docs])
-        written, lost = [], []
+        written: list[Generation] = []
+        lost: list[Generation] = []
         for generation in generations:
             (written if await _switch(db, generation, clear_pending=complete) else lost).append(generation)
         await _discard_generations(db, written, old=True)
