@@ -61,6 +61,14 @@ async def claim_recompute(db: Database, event_id: str, stale_s: int) -> tuple[di
     raise RuntimeError("could not claim the recompute lock")  # pragma: no cover
 
 
+async def recompute_running(db: Database, event_id: str, stale_s: int) -> bool:
+    """Whether a live recompute holds the event (rollups leave such an event alone)."""
+    lock = await db.recompute_locks.find_one({"_id": event_id})
+    if lock is None:
+        return False
+    return _is_live(await db.tasks.find_one({"_id": lock["taskId"]}), stale_s)
+
+
 async def release_recompute(db: Database, event_id: str, task_id: str) -> None:
     await db.recompute_locks.delete_one({"_id": event_id, "taskId": task_id})
 

@@ -35,7 +35,15 @@ from bson import Binary
 from pymongo.errors import BulkWriteError
 
 from shared.db import UNAVAILABLE_ERRORS, Database
-from shared.jobs import FAILURE, STARTED, SUCCESS, TERMINAL, release_recompute, update_task
+from shared.jobs import (
+    FAILURE,
+    STARTED,
+    SUCCESS,
+    TERMINAL,
+    recompute_running,
+    release_recompute,
+    update_task,
+)
 from shared.rules import (
     LIVE,
     Interval,
@@ -255,19 +263,23 @@ async def _discard(db: Database, collection: str, ids: Iterable[str]) -> None:
                 raise
 
 
-async def _discard_generations(db: Database, generations: Iterable[Generation], *, old: bool) -> None:
-    """The generation each session pointed to before (old) or the ones that lost a race (new)."""
+async def _discard_replaced(db: Database, sessions: Iterable[dict[str, Any]]) -> None:
+    """The generations these session documents pointed to before their switch."""
     state_ids: list[str] = []
     attendee_ids: list[str] = []
-    for g in generations:
-        if old:
-            s_ids, a_ids = _generation_ids(g.session)
-        else:
-            s_ids, a_ids = [d["_id"] for d in g.state_docs], [d["_id"] for d in g.attendee_docs]
+    for session in sessions:
+        s_ids, a_ids = _generation_ids(session)
         state_ids += s_ids
         attendee_ids += a_ids
     await _discard(db, "session_watch", state_ids)
     await _discard(db, "session_attendees", attendee_ids)
+
+
+async def _discard_unused(db: Database, generations: Iterable[Generation]) -> None:
+    """New generations that lost a race and were never switched to."""
+    generations = list(generations)
+    await _discard(db, "session_watch", [d["_id"] for g in generations for d in g.state_docs])
+    await _discard(db, "session_attendees", [d["_id"] for g in generations for d in g.attendee_docs])
 
 
 async def _consume_inbox(db: Database, query: dict[str, Any], cutoff: datetime) -> None:
@@ -289,18 +301,6 @@ async def cleanup_garbage(db: Database, older_than_s: int = 600) -> int:
     for i in range(0, len(garbage), 1000):
         await db.rollup_garbage.delete_many({"_id": {"$in": [d["_id"] for d in garbage[i : i + 1000]]}})
     return len(garbage)
-
-
-async def _recompute_running(db: Database, event_id: str, stale_s: int) -> bool:
-    lock = await db.recompute_locks.find_one({"_id": event_id})
-    if lock is None:
-        return False
-    task = await db.tasks.find_one({"_id": lock["taskId"]})
-    return (
-        task is not None
-        and task["state"] not in TERMINAL
-        and task["heartbeatAt"] > now() - timedelta(seconds=stale_s)
-    )
 
 
 def _apply_inbox(state: SessionState, entries: Iterable[dict[str, Any]]) -> None:
@@ -344,7 +344,7 @@ async def _rollup_batch(db: Database, settings: Settings, sessions: list[dict[st
     lease: dict[str, Any] = {"_id": uuid.uuid4().hex, "events": events, "at": now()}
     await db.rollup_leases.insert_one(lease)
     try:
-        busy = {e for e in events if await _recompute_running(db, e, settings.recompute_stale_s)}
+        busy = {e for e in events if await recompute_running(db, e, settings.recompute_stale_s)}
         generations = [g for g in generations if g.session["eventId"] not in busy]
         await _insert(db.session_watch, [d for g in generations for d in g.state_docs])
         await _insert(db.session_attendees, [d for g in generations for d in g.attendee_docs])
@@ -352,8 +352,8 @@ async def _rollup_batch(db: Database, settings: Settings, sessions: list[dict[st
         lost: list[Generation] = []
         for generation in generations:
             (written if await _switch(db, generation, clear_pending=complete) else lost).append(generation)
-        await _discard_generations(db, written, old=True)
-        await _discard_generations(db, lost, old=False)
+        await _discard_replaced(db, [g.session for g in written])
+        await _discard_unused(db, lost)
         written_ids = [g.session["_id"] for g in written]
         if written_ids:
             await _consume_inbox(db, {"sessionId": {"$in": written_ids}}, cutoff)
@@ -455,7 +455,7 @@ async def _switch_for_recompute(db: Database, generation: Generation) -> None:
     if current is None:
         return
     await db.sessions.update_one({"_id": session["_id"]}, {"$set": generation.fields})
-    await _discard_generations(db, [Generation(current, "", [], [], {})], old=True)
+    await _discard_replaced(db, [current])
     if session.get("rollupPending"):
         await db.sessions.update_one(
             {"_id": session["_id"], "rollupVersion": session.get("rollupVersion", 0)},
