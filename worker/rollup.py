@@ -390,7 +390,9 @@ async def rollup_pending(db: Database, settings: Settings, max_batches: int = 20
         written = await _rollup_batch(db, settings, sessions) if sessions else []
         done += len(written)
         await bump_analytics_version(db, {s["eventId"] for s in sessions if s["_id"] in written})
-    remaining = len(await sessions_with_work(db)) if work else 0
+    # Sessions left for a later run (still settling, under a recompute, past the batch bound);
+    # input that arrived meanwhile is found by the next run.
+    remaining = len(work) - done
     if done:
         log.info("rolled up sessions", extra={"sessions": done, "remaining": remaining})
         await _settle_caches(settings)
