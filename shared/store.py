@@ -14,8 +14,12 @@ from pymongo.errors import DuplicateKeyError
 
 from shared.db import Database
 from shared.errors import BadRequest
-from shared.models import SessionIn
+from shared.models import SessionIn, format_utc
 from shared.rules import SessionNumbers, has_provider_duration, session_numbers
+
+# Kinds of rollup-inbox entries (written by ingestion, read by rollups).
+INBOX_SEGMENT = "S"
+INBOX_REGISTRATION = "R"
 
 
 def now() -> datetime:
@@ -53,8 +57,6 @@ def encode_attendee_rows(rows: list[dict[str, Any]]) -> Binary:
 
     `registeredAt` is kept as the API spells it, so a page read decodes straight to its answer.
     """
-    from shared.models import format_utc
-
     prepared = [{**row, "registeredAt": format_utc(row["registeredAt"])} for row in rows]
     return Binary(zlib.compress(orjson.dumps(prepared), 1))
 
@@ -67,6 +69,14 @@ def decode_attendee_rows(chunk: dict[str, Any]) -> list[dict[str, Any]]:
 def duration_source(stream_provider: str | None, session_format: str | None) -> str | None:
     """The provider to ask for this session's duration, or None when it has none by rule."""
     return stream_provider if has_provider_duration(stream_provider, session_format) else None
+
+
+def session_duration(session: dict[str, Any]) -> float | None:
+    """A stored session's duration under rule 8: null when its video has none by rule."""
+    if duration_source(session.get("streamProvider"), session.get("format")) is None:
+        return None
+    duration: float | None = session.get("duration")
+    return duration
 
 
 async def bump_analytics_version(db: Database, event_ids: Iterable[str]) -> None:

@@ -23,7 +23,7 @@ from shared.settings import Settings
 from shared.store import upsert_session
 from shared.tasks import InProcessTaskQueue, TaskName
 from web.app import create_app
-from worker.durations import sync_durations
+from worker.durations import sync_durations, sync_event_durations
 from worker.providers.fakes import FakeVideo, run_fake_providers
 from worker.rollup import recompute_event, rollup_pending
 
@@ -120,17 +120,14 @@ async def run_demo(host: str, port: int, *, check: bool = False) -> None:
         db = connect(settings)
         await db.ensure_indexes()
 
-        async def sync(db_: Any, settings_: Settings, event_id: str | None = None) -> dict[str, Any]:
-            return await sync_durations(db_, settings_, event_id, force=event_id is not None)
-
         async def run_recompute(task_id: str, event_id: str) -> dict[str, Any]:
-            return await recompute_event(db, settings, task_id, event_id, sync)
+            return await recompute_event(db, settings, task_id, event_id, sync_event_durations)
 
         async def run_rollup(task_id: str) -> dict[str, int]:
             return await rollup_pending(db, settings)
 
         async def run_sync(task_id: str) -> dict[str, Any]:
-            return await sync(db, settings)
+            return await sync_durations(db, settings)
 
         queue = InProcessTaskQueue(
             {
@@ -145,7 +142,7 @@ async def run_demo(host: str, port: int, *, check: bool = False) -> None:
         base = f"http://{host}:{port}"
         try:
             await _seed(db, settings, base)
-            jobs = asyncio.create_task(_periodic_jobs(db, settings, sync))
+            jobs = asyncio.create_task(_periodic_jobs(db, settings))
             report = await _walkthrough(base)
             _print_intro(base, report)
             if not check:
@@ -184,13 +181,13 @@ async def _seed(db: Any, settings: Settings, base: str) -> None:
         await _post_batches(http, f"{base}/rest/events/{EVENT_ID}/watch-segments", key, segments)
 
 
-async def _periodic_jobs(db: Any, settings: Settings, sync: Any) -> None:
+async def _periodic_jobs(db: Any, settings: Settings) -> None:
     """The beat schedule, in process: rollups and duration sync on their intervals."""
     last_sync = 0.0
     loop = asyncio.get_running_loop()
     while True:
         if loop.time() - last_sync >= settings.duration_sync_interval_s:
-            await sync(db, settings)
+            await sync_durations(db, settings)
             last_sync = loop.time()
         await rollup_pending(db, settings)
         await asyncio.sleep(settings.rollup_interval_s)

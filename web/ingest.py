@@ -12,7 +12,7 @@ from pymongo.errors import BulkWriteError
 from shared.errors import BadRequest, EventNotFound
 from shared.models import RegistrationIn, WatchSegmentIn, describe_validation_error
 from shared.rules import MAX_FUTURE_S, MAX_SEGMENT_S
-from shared.store import now
+from shared.store import INBOX_REGISTRATION, INBOX_SEGMENT, now
 from web.auth import authenticate_ingest
 from web.jsonio import json_response, read_json
 from web.keys import DB
@@ -105,7 +105,12 @@ async def _store(
 
 
 async def _ingest(
-    request: web.Request, model: type[BaseModel], to_document: Any, check: Any, collection_name: str
+    request: web.Request,
+    model: type[BaseModel],
+    to_document: Any,
+    check: Any,
+    collection_name: str,
+    inbox_kind: str,
 ) -> web.Response:
     event_id, items = await _items(request)
     valid: list[tuple[int, Any]] = []
@@ -126,8 +131,7 @@ async def _ingest(
         else:
             documents.append(to_document(event_id, parsed))
     db = request.app[DB]
-    kind = "S" if collection_name == "watch_segments" else "R"
-    accepted, duplicates = await _store(db, collection_name, kind, documents)
+    accepted, duplicates = await _store(db, collection_name, inbox_kind, documents)
     rejected.sort(key=lambda r: r["index"])
     return json_response({"accepted": accepted, "duplicates": duplicates, "rejected": rejected})
 
@@ -163,11 +167,18 @@ def _registration_problem(registration: RegistrationIn) -> str | None:
 
 @routes.post("/rest/events/{eventId}/watch-segments")
 async def post_watch_segments(request: web.Request) -> web.Response:
-    return await _ingest(request, WatchSegmentIn, _segment_document, _segment_problem, "watch_segments")
+    return await _ingest(
+        request, WatchSegmentIn, _segment_document, _segment_problem, "watch_segments", INBOX_SEGMENT
+    )
 
 
 @routes.post("/rest/events/{eventId}/registrations")
 async def post_registrations(request: web.Request) -> web.Response:
     return await _ingest(
-        request, RegistrationIn, _registration_document, _registration_problem, "registrations"
+        request,
+        RegistrationIn,
+        _registration_document,
+        _registration_problem,
+        "registrations",
+        INBOX_REGISTRATION,
     )

@@ -92,7 +92,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     route = _route_name(request)
     status = 500
     try:
-        response = await _answer(request, handler, request_id)
+        response = await _answer(request, handler, request_id, streaming=route in request.app[STREAMING])
         status = response.status
         response.headers["X-Request-Id"] = request_id
         return response
@@ -113,12 +113,12 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         request_id_var.reset(token)
 
 
-async def _answer(request: web.Request, handler: Handler, request_id: str) -> web.StreamResponse:
+async def _answer(
+    request: web.Request, handler: Handler, request_id: str, *, streaming: bool
+) -> web.StreamResponse:
     timeout = request.app[SETTINGS].request_timeout_s
     try:
-        if request.match_info.route.resource is not None and (
-            request.match_info.route.resource.canonical in request.app[STREAMING]
-        ):
+        if streaming:
             return await handler(request)
         async with asyncio.timeout(timeout):
             return await handler(request)

@@ -15,12 +15,12 @@ from shared.errors import SessionNotFound
 from shared.logs import request_id_var
 from shared.models import SessionIn, format_utc
 from shared.rules import analytics_available
-from shared.store import attendee_chunk_id, decode_attendee_rows, duration_source, upsert_session
+from shared.store import attendee_chunk_id, decode_attendee_rows, session_duration, upsert_session
 from web.auth import authenticate_host, hosted_event
 from web.cache import CachedAnswer
 from web.jsonio import conditional_json, dumps, etag_of, json_response, parse_model, read_json
 from web.keys import DB, EVENTS, HTTP_METRICS, LIST_CACHE
-from web.params import event_id_param, paging, session_list_query, valid_id
+from web.params import SessionListQuery, event_id_param, paging, session_list_query, valid_id
 
 routes = web.RouteTableDef()
 
@@ -73,12 +73,6 @@ def session_item(doc: dict[str, Any], expand: frozenset[str] = frozenset()) -> d
     return item
 
 
-def session_duration(doc: dict[str, Any]) -> float | None:
-    if duration_source(doc.get("streamProvider"), doc.get("format")) is None:
-        return None
-    return doc.get("duration")
-
-
 @routes.get("/rest/host/session/analytics")
 async def list_sessions(request: web.Request) -> web.Response:
     principal = await authenticate_host(request)
@@ -97,7 +91,7 @@ async def list_sessions(request: web.Request) -> web.Response:
     return conditional_json(request, cached.body, cached.etag)
 
 
-async def _session_page(request: web.Request, query: Any) -> dict[str, Any]:
+async def _session_page(request: web.Request, query: SessionListQuery) -> dict[str, Any]:
     sessions = request.app[DB].sessions
     base = {"eventId": query.event_id}
     filtered: dict[str, Any] = dict(base)

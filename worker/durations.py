@@ -301,3 +301,8 @@ async def _save_state(
         },
         upsert=True,
     )
+
+
+async def sync_event_durations(db: Database, settings: Settings, event_id: str) -> dict[str, Any]:
+    """The duration step of a recompute: every session of the event, due or not."""
+    return await sync_durations(db, settings, event_id, force=True)

@@ -55,12 +55,13 @@ from shared.rules import (
 )
 from shared.settings import Settings
 from shared.store import (
+    INBOX_SEGMENT,
     attendee_chunk_id,
     bump_analytics_version,
-    duration_source,
     encode_attendee_rows,
     now,
     numbers_fields,
+    session_duration,
 )
 
 log = logging.getLogger(__name__)
@@ -180,8 +181,7 @@ def _encode_state(session: dict[str, Any], gen: str, state: SessionState) -> Ite
 
 def _numbers(session: dict[str, Any], state: SessionState) -> SessionNumbers:
     provider = session.get("streamProvider")
-    # Rule 8: a session without a video has no duration, whatever its document holds.
-    duration = session.get("duration") if duration_source(provider, session.get("format")) else None
+    duration = session_duration(session)  # rule 8, as the API shows it
     watches = [user.watch(user_id) for user_id, user in state.items()]
     registrations = {u: s.registered_at for u, s in state.items() if s.registered_at is not None}
     return session_numbers(watches, registrations, duration, provider)
@@ -306,7 +306,7 @@ async def cleanup_garbage(db: Database, older_than_s: int = 600) -> int:
 def _apply_inbox(state: SessionState, entries: Iterable[dict[str, Any]]) -> None:
     for entry in entries:
         user = state.setdefault(entry["userId"], UserState())
-        if entry["kind"] == "S":
+        if entry["kind"] == INBOX_SEGMENT:
             user.add(entry["mode"], epoch_ms(entry["start"]), epoch_ms(entry["end"]))
         else:
             user.register(entry["registeredAt"])

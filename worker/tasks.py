@@ -13,6 +13,7 @@ from shared.logs import task_id_var
 from shared.tasks import TaskName
 from worker import app
 from worker.cleanup import cleanup_expired
+from worker.durations import sync_durations, sync_event_durations
 from worker.rollup import recompute_event, rollup_pending
 from worker.runtime import WorkerRuntime, run
 
@@ -47,12 +48,6 @@ def _close_runtime(**_: Any) -> None:
         runtime_module._runtime.close()
 
 
-async def sync_event_durations(db: Any, settings: Any, event_id: str) -> dict[str, Any]:
-    from worker.durations import sync_durations
-
-    return await sync_durations(db, settings, event_id, force=True)
-
-
 @app.task(name=TaskName.ROLLUP_PENDING.value, **RETRY)
 def rollup_pending_task() -> dict[str, int]:
     async def body(rt: WorkerRuntime) -> dict[str, int]:
@@ -74,8 +69,6 @@ def recompute_event_task(self: Task, event_id: str) -> dict[str, Any]:
 @app.task(name=TaskName.SYNC_DURATIONS.value, **RETRY)
 def sync_durations_task() -> dict[str, Any]:
     async def body(rt: WorkerRuntime) -> dict[str, Any]:
-        from worker.durations import sync_durations
-
         return await sync_durations(rt.db, rt.settings)
 
     return run(body)
