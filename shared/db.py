@@ -39,13 +39,19 @@ INDEXES: dict[str, list[IndexModel]] = {
     "segment_inbox": [
         IndexModel([("sessionId", ASCENDING)]),
         IndexModel([("eventId", ASCENDING)]),
+        # The oldest item not rolled up yet: session_analytics_rollup_lag_seconds (shared/ops.py).
+        IndexModel([("receivedAt", ASCENDING)]),
     ],
     # Per-session unions and attendee pages are read and written by `_id` only.
     "session_watch": [],
     "rollup_garbage": [IndexModel([("at", ASCENDING)])],
     "rollup_leases": [IndexModel([("events", ASCENDING)])],
     "session_attendees": [],
-    "tasks": [IndexModel([("eventId", ASCENDING), ("createdAt", DESCENDING)])],
+    "tasks": [
+        IndexModel([("eventId", ASCENDING), ("createdAt", DESCENDING)]),
+        # The sweep of recomputes whose worker died or that no worker took (shared/jobs.py).
+        IndexModel([("state", ASCENDING), ("heartbeatAt", ASCENDING)]),
+    ],
     "recompute_locks": [],
     "provider_state": [],
 }

@@ -46,7 +46,15 @@ class Settings(BaseSettings):
     duration_live_retry_s: int = 15 * 60
     duration_sync_batch: int = 500
     token_cleanup_interval_s: float = 3600.0
-    recompute_stale_s: int = 600
+    recompute_stale_s: int = Field(
+        30, ge=5, description="a running recompute without a heartbeat for this long is taken as dead"
+    )
+    task_heartbeat_s: float = Field(5.0, gt=0, description="how often a running recompute renews heartbeatAt")
+    task_sweep_interval_s: float = Field(10.0, gt=0, description="how often beat looks for dead recomputes")
+    worker_metrics_port: int = Field(
+        9808, ge=0, le=65535, description="first port of the worker processes' /metrics; 0 = off"
+    )
+    metrics_cache_s: float = Field(5.0, ge=0, description="how long /metrics reuses its database reads")
     visibility_timeout_s: int = 3600
     task_soft_time_limit_s: int = 1800
     task_max_retries: int = 5
