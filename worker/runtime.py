@@ -1,16 +1,25 @@
-"""One event loop per worker process, and the clients created on it."""
+"""One event loop per worker process, the clients created on it, and the heartbeat of long tasks."""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import logging
 import os
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from pymongo import MongoClient
+
 from shared.db import Database, connect
+from shared.jobs import renew_heartbeat_filter
 from shared.settings import Settings, get_settings
+from shared.store import now
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class WorkerRuntime:
@@ -21,6 +30,7 @@ class WorkerRuntime:
         self.pid = os.getpid()
         self.runner = asyncio.Runner()
         self._db: Database | None = None
+        self._sync_client: MongoClient[Any] | None = None
 
     @property
     def db(self) -> Database:
@@ -28,12 +38,65 @@ class WorkerRuntime:
             self._db = connect(self.settings)
         return self._db
 
+    @property
+    def sync_client(self) -> MongoClient[Any]:
+        """A blocking client for the heartbeat thread: it must not depend on the busy loop."""
+        if self._sync_client is None:
+            timeout = self.settings.mongodb_timeout_ms
+            self._sync_client = MongoClient(
+                self.settings.mongodb_url,
+                tz_aware=True,
+                serverSelectionTimeoutMS=timeout,
+                connectTimeoutMS=timeout,
+                socketTimeoutMS=max(timeout * 5, 10_000),
+                retryWrites=False,
+            )
+        return self._sync_client
+
     def run(self, body: Callable[[WorkerRuntime], Awaitable[T]]) -> T:
-        return self.runner.run(body(self))  # type: ignore[arg-type]
+        # asyncio.Runner copies the context once, when it starts; without a fresh copy per task
+        # every task would see the context (and log the taskId) of the first one this process ran.
+        return self.runner.run(body(self), context=contextvars.copy_context())  # type: ignore[arg-type]
+
+    @contextmanager
+    def heartbeat(self, task_id: str, run_id: str) -> Iterator[None]:
+        """Renew the task's `heartbeatAt` every `task_heartbeat_s` while the body runs,
+        from a thread, so a long step without progress never looks like a dead worker."""
+        if self.settings.embedded:
+            yield
+            return
+        stop = threading.Event()
+        tasks = self.sync_client[self.settings.mongodb_database_name].tasks
+        interval = self.settings.task_heartbeat_s
+
+        def beat() -> None:
+            while not stop.wait(interval):
+                try:
+                    held = tasks.update_one(
+                        renew_heartbeat_filter(task_id, run_id), {"$set": {"heartbeatAt": now()}}
+                    )
+                except Exception as err:  # the next beat tries again; the database may be back
+                    log.warning("heartbeat of task %s not written: %s", task_id, err)
+                    continue
+                if held.matched_count == 0:
+                    log.warning("task %s is no longer held by this run; heartbeat stops", task_id)
+                    return
+
+        thread = threading.Thread(
+            target=contextvars.copy_context().run, args=(beat,), name=f"heartbeat-{task_id}", daemon=True
+        )
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=interval + 1)
 
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
+        if self._sync_client is not None:
+            self._sync_client.close()
         self.runner.close()
 
 

@@ -23,6 +23,13 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "schedule": settings.duration_sync_interval_s,
             "options": {"expires": settings.duration_sync_interval_s},
         },
+        # Recomputes whose worker died or that no worker took are sent again (shared/jobs.py):
+        # often, so that another worker takes over within a minute.
+        "sweep-recomputes": {
+            "task": TaskName.SWEEP_RECOMPUTES.value,
+            "schedule": settings.task_sweep_interval_s,
+            "options": {"expires": settings.task_sweep_interval_s},
+        },
         # Expired tokens, login-throttle windows: there are no TTL indexes (DESIGN §6).
         "cleanup-expired": {
             "task": TaskName.CLEANUP_EXPIRED.value,

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import uuid
 from typing import Any
 
 from celery import Task
-from celery.signals import task_postrun, task_prerun, worker_process_shutdown
+from celery.signals import (
+    task_postrun,
+    task_prerun,
+    task_retry,
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+)
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, NetworkTimeout
 
+from shared.jobs import Start, begin_recompute, sweep_recomputes
 from shared.logs import task_id_var
 from shared.tasks import TaskName
-from worker import app
+from worker import app, metrics
 from worker.cleanup import cleanup_expired
 from worker.durations import sync_durations, sync_event_durations
 from worker.rollup import recompute_event, rollup_pending
-from worker.runtime import WorkerRuntime, run
+from worker.runtime import WorkerRuntime, run, runtime
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +43,39 @@ RETRY = {
 @task_prerun.connect
 def _bind_task_id(task_id: str | None = None, **_: Any) -> None:
     task_id_var.set(task_id)
+    if task_id is not None:
+        metrics.task_started(task_id)
 
 
 @task_postrun.connect
-def _unbind_task_id(**_: Any) -> None:
+def _unbind_task_id(task_id: str | None = None, task: Any = None, state: str | None = None, **_: Any) -> None:
     task_id_var.set(None)
+    if task_id is not None and task is not None:
+        metrics.task_finished(task.name, task_id, state)
+
+
+@task_retry.connect
+def _count_retry(sender: Any = None, **_: Any) -> None:
+    if sender is not None:
+        metrics.task_retried(sender.name)
+
+
+@worker_process_init.connect
+def _serve_child_metrics(**_: Any) -> None:
+    """A prefork child serves its metrics on WORKER_METRICS_PORT + its pool index."""
+    from shared.settings import get_settings
+
+    metrics.serve(get_settings().worker_metrics_port, metrics.pool_index())
+
+
+@worker_init.connect
+def _serve_worker_metrics(sender: Any = None, **_: Any) -> None:
+    """Solo and thread pools run tasks in the main process, which then serves the metrics."""
+    from shared.settings import get_settings
+
+    pool = getattr(sender, "pool_cls", "")
+    if "prefork" not in str(getattr(pool, "__module__", pool)):
+        metrics.serve(get_settings().worker_metrics_port)
 
 
 @worker_process_shutdown.connect
@@ -58,12 +96,34 @@ def rollup_pending_task() -> dict[str, int]:
 
 @app.task(name=TaskName.RECOMPUTE_EVENT.value, bind=True, **RETRY)
 def recompute_event_task(self: Task, event_id: str) -> dict[str, Any]:
+    """Runs the recompute unless it is done or alive on another worker; renews its heartbeat."""
     task_id = self.request.id
+    run_id = uuid.uuid4().hex
+    rt = runtime()
+
+    async def begin(rt: WorkerRuntime) -> Any:
+        return await begin_recompute(
+            rt.db, task_id, event_id, run_id, self.request.hostname or "", rt.settings.recompute_stale_s
+        )
+
+    started = rt.run(begin)
+    if started.outcome == Start.DONE:
+        log.info("recompute %s of event %s: already finished or replaced; nothing to do", task_id, event_id)
+        return {}
+    if started.outcome == Start.BUSY:
+        log.info(
+            "recompute %s of event %s runs on a live worker; looking again in %.0fs",
+            task_id,
+            event_id,
+            started.retry_in_s,
+        )
+        raise self.retry(countdown=started.retry_in_s)
 
     async def body(rt: WorkerRuntime) -> dict[str, Any]:
         return await recompute_event(rt.db, rt.settings, task_id, event_id, sync_event_durations)
 
-    return run(body)
+    with rt.heartbeat(task_id, run_id):
+        return rt.run(body)
 
 
 @app.task(name=TaskName.SYNC_DURATIONS.value, **RETRY)
@@ -78,5 +138,26 @@ def sync_durations_task() -> dict[str, Any]:
 def cleanup_expired_task() -> dict[str, int]:
     async def body(rt: WorkerRuntime) -> dict[str, int]:
         return await cleanup_expired(rt.db)
+
+    return run(body)
+
+
+class _AppQueue:
+    """Sends tasks from inside a worker through the worker's own Celery app."""
+
+    async def enqueue(self, name: TaskName, *, task_id: str, kwargs: dict[str, Any]) -> None:
+        from shared.errors import Unavailable
+
+        try:
+            await asyncio.to_thread(app.send_task, name.value, kwargs=kwargs, task_id=task_id)
+        except Exception as err:  # kombu raises many kinds; all mean "not sent"
+            raise Unavailable(f"task broker unreachable: {type(err).__name__}") from err
+
+
+@app.task(name=TaskName.SWEEP_RECOMPUTES.value, **RETRY)
+def sweep_recomputes_task() -> dict[str, list[str]]:
+    async def body(rt: WorkerRuntime) -> dict[str, list[str]]:
+        report = await sweep_recomputes(rt.db, _AppQueue(), stale_s=rt.settings.recompute_stale_s)
+        return {"restarted": report.restarted, "resent": report.resent, "failed": report.failed}
 
     return run(body)
