@@ -24,12 +24,20 @@ class TaskName(StrEnum):
     RECOMPUTE_EVENT = "analytics.recompute_event"
     SYNC_DURATIONS = "providers.sync_durations"
     CLEANUP_EXPIRED = "auth.cleanup_expired"
+    SWEEP_RECOMPUTES = "analytics.sweep_recomputes"
+
+
+def task_routes() -> dict[str, dict[str, str]]:
+    """Where each task goes; tasks not named here go to the default queue."""
+    return {TaskName.SYNC_DURATIONS.value: {"queue": Queue.PROVIDERS.value}}
 
 
 class TaskQueue(Protocol):
     async def enqueue(self, name: TaskName, *, task_id: str, kwargs: dict[str, Any]) -> None: ...
 
     async def ping(self) -> None: ...
+
+    async def queue_lengths(self) -> dict[str, int]: ...
 
     async def close(self) -> None: ...
 
@@ -51,8 +59,9 @@ class CeleryTaskQueue:
                 "socket_timeout": timeout_s,
                 "socket_connect_timeout": timeout_s,
             },
-            task_routes={TaskName.SYNC_DURATIONS.value: {"queue": Queue.PROVIDERS.value}},
+            task_routes=task_routes(),
             task_default_queue=Queue.DEFAULT.value,
+            task_send_sent_event=True,
         )
         self._redis: Any = None
 
@@ -66,7 +75,7 @@ class CeleryTaskQueue:
         except Exception as err:  # kombu raises many kinds; all mean "not enqueued"
             raise Unavailable(f"task broker unreachable: {type(err).__name__}") from err
 
-    async def ping(self) -> None:
+    def _client(self) -> Any:
         import redis.asyncio as aioredis
 
         if self._redis is None:
@@ -75,10 +84,24 @@ class CeleryTaskQueue:
                 socket_timeout=self._timeout_s,
                 socket_connect_timeout=self._timeout_s,
             )
+        return self._redis
+
+    async def ping(self) -> None:
         try:
-            await self._redis.ping()
+            await self._client().ping()
         except Exception as err:
             raise Unavailable(f"redis unreachable: {type(err).__name__}") from err
+
+    async def queue_lengths(self) -> dict[str, int]:
+        """Messages waiting in each queue (the Redis transport keeps a queue as a list of its name)."""
+        try:
+            async with self._client().pipeline(transaction=False) as pipe:
+                for queue in Queue:
+                    pipe.llen(queue.value)
+                lengths = await pipe.execute()
+        except Exception as err:
+            raise Unavailable(f"redis unreachable: {type(err).__name__}") from err
+        return {queue.value: int(length) for queue, length in zip(Queue, lengths, strict=True)}
 
     async def close(self) -> None:
         if self._redis is not None:
@@ -109,6 +132,10 @@ class InProcessTaskQueue:
 
     async def ping(self) -> None:
         return None
+
+    async def queue_lengths(self) -> dict[str, int]:
+        """Tasks of this process not finished yet (all on one queue: there are no others)."""
+        return {Queue.DEFAULT.value: len(self._running), Queue.PROVIDERS.value: 0}
 
     async def close(self) -> None:
         for task in list(self._running):

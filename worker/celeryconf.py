@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from celery import Celery
+from kombu import Queue as KombuQueue
 
 from shared.settings import Settings
-from shared.tasks import Queue, TaskName
+from shared.tasks import Queue, task_routes
 from worker.schedule import beat_schedule
 
 
@@ -29,7 +30,13 @@ def create_celery(settings: Settings) -> Celery:
         result_backend_transport_options=transport,
         result_expires=24 * 3600,
         task_default_queue=Queue.DEFAULT.value,
-        task_routes={TaskName.SYNC_DURATIONS.value: {"queue": Queue.PROVIDERS.value}},
+        # Every queue the app routes to: a plain `celery -A worker worker` consumes them all,
+        # `-Q` narrows it to some.
+        task_queues=[KombuQueue(queue.value, routing_key=queue.value) for queue in Queue],
+        task_routes=task_routes(),
+        # Events for Flower and `celery events`: received, started, succeeded, failed, retried.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
         task_soft_time_limit=settings.task_soft_time_limit_s,
         task_time_limit=settings.task_soft_time_limit_s + 60,
         task_serializer="json",
