@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared.errors import Unavailable
 from web.jsonio import json_response
-from web.keys import DB, REGISTRY, SETTINGS, TASKS
+from web.keys import DB, HTTP_METRICS, REGISTRY, SETTINGS, TASKS
 
 routes = web.RouteTableDef()
 
@@ -48,5 +48,7 @@ async def _check(probe: object, limit_s: float) -> bool:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
+    app = request.app
+    await app[HTTP_METRICS].operations.refresh(app[DB], app[TASKS], app[SETTINGS])
     body = generate_latest(request.app[REGISTRY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

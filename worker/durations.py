@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -131,7 +132,7 @@ async def _sync_provider(
         metrics.error = f"{name}: paused until {iso_z(paused_until)} (daily quota exceeded)"
         if metrics.waiting:
             log.info("%s; %d sessions wait", metrics.error, metrics.waiting, extra={"provider": name})
-    await _save_state(db, name, metrics, started, new_pause)
+    await _save_state(db, name, metrics, started, new_pause, missing_credentials=missing)
     if metrics.last_success_at is None and isinstance(state.get("lastSuccessAt"), datetime):
         metrics.last_success_at = state["lastSuccessAt"]
     result = metrics.as_dict()
@@ -277,13 +278,21 @@ async def _mark_waiting(db: Database, provider: str, sessions: list[dict[str, An
 
 
 async def _save_state(
-    db: Database, provider: str, metrics: ProviderMetrics, started: datetime, paused_until: datetime | None
+    db: Database,
+    provider: str,
+    metrics: ProviderMetrics,
+    started: datetime,
+    paused_until: datetime | None,
+    *,
+    missing_credentials: Sequence[str] = (),
 ) -> None:
     """Persist the run's counters; the quota pause is shared by every worker process through it."""
     fields: dict[str, Any] = {
         "lastRunAt": started,
         "lastRun": metrics.as_dict(),
         "lastError": metrics.error,
+        # Read by the web's session_analytics_provider_paused gauge (shared/ops.py).
+        "missingCredentials": list(missing_credentials),
     }
     if metrics.last_success_at is not None:
         fields["lastSuccessAt"] = metrics.last_success_at

@@ -17,6 +17,7 @@ import aiohttp
 import orjson
 
 from shared.settings import Settings
+from worker.metrics import provider_call
 
 log = logging.getLogger(__name__)
 
@@ -320,11 +321,14 @@ class ProviderClient(ABC):
             ) as response:
                 answer = Answer(response.status, response.headers.copy(), await response.read())
         except TimeoutError as err:
+            provider_call(self.name, "timeout")
             raise TransientProviderError(
                 self.name, f"no answer within {self.timeout.total}s from {method} {_path(url)}"
             ) from err
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as err:
+            provider_call(self.name, "network_error")
             raise TransientProviderError(self.name, f"network error on {method} {_path(url)}: {err}") from err
+        provider_call(self.name, call_outcome(answer.status))
         throttled = answer.status == 429
         wait_s = rate_limit_wait_s(answer.headers, datetime.now(UTC), throttled=throttled)
         if wait_s:
@@ -354,6 +358,17 @@ class ProviderClient(ABC):
             f"HTTP {answer.status} for {what}: {self.error_text(answer)}",
             http_status=answer.status,
         )
+
+
+def call_outcome(status: int) -> str:
+    """The `outcome` label of session_analytics_provider_calls_total for an HTTP status."""
+    if status == 429:
+        return "throttled"
+    if status >= 500:
+        return "server_error"
+    if status >= 400:
+        return "client_error"
+    return "ok"
 
 
 def _path(url: str) -> str:

@@ -1,0 +1,43 @@
+"""What the operations gauges of /metrics read from MongoDB: inbox depth and age, provider pauses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from shared.db import Database
+from shared.rules import PROVIDERS_WITH_DURATION
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class InboxStats:
+    """Ingested items not yet folded into the numbers, and when the oldest of them arrived."""
+
+    items: int
+    oldest_received_at: datetime | None
+
+
+async def inbox_stats(db: Database) -> InboxStats:
+    """One count from the collection's metadata and one index lookup (segment_inbox.receivedAt)."""
+    items = await db.segment_inbox.estimated_document_count()
+    oldest = (
+        await db.segment_inbox.find({"receivedAt": {"$gte": _EPOCH}}, {"_id": 0, "receivedAt": 1})
+        .sort("receivedAt", 1)
+        .limit(1)
+        .to_list(1)
+    )
+    return InboxStats(items, oldest[0]["receivedAt"] if oldest else None)
+
+
+async def provider_pauses(db: Database, at: datetime) -> dict[str, bool]:
+    """Per provider: paused for its quota until later than `at`, or waiting for credentials."""
+    names = sorted(PROVIDERS_WITH_DURATION)
+    states = {doc["_id"]: doc async for doc in db.provider_state.find({"_id": {"$in": names}})}
+    paused: dict[str, bool] = {}
+    for name in names:
+        state = states.get(name, {})
+        until = state.get("pausedUntil")
+        paused[name] = bool(state.get("missingCredentials")) or (isinstance(until, datetime) and until > at)
+    return paused
