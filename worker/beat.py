@@ -22,7 +22,10 @@ class ResilientRedBeatScheduler(RedBeatScheduler):
     Plain redbeat raises out of `tick` when Redis is unreachable, which ends the beat process,
     and it never takes its lock again once the lock expired. Here a tick that cannot reach Redis
     sleeps and retries, and a beat without the lock tries to take it (without blocking) on
-    every tick: the lock still makes sure only one beat schedules at a time.
+    every tick: the lock still makes sure only one beat schedules at a time. Redis that comes
+    back without its data (no persistence, a failover to an empty replica) has lost the schedule
+    entries too: plain redbeat creates them only at start-up and would never send a task again,
+    so every tick checks that they exist and creates the missing ones (due at once).
     """
 
     retry_interval_s = 2.0
@@ -46,10 +49,23 @@ class ResilientRedBeatScheduler(RedBeatScheduler):
         self.lock = lock
         return True
 
+    def _restore_missing_entries(self) -> None:
+        conf = self.app.redbeat_conf
+        keys = [self.Entry.generate_key(self.app, name) for name in conf.schedule]
+        if not keys:
+            return
+        client = get_redis(self.app)
+        if client.exists(*keys) == len(keys) and client.exists(conf.schedule_key):
+            return
+        log.warning("beat: schedule entries missing from Redis (it lost its data?); creating them again")
+        self.update_from_dict(conf.schedule)
+        client.sadd(conf.statics_key, *conf.schedule.keys())
+
     def tick(self, min: Any = min, **kwargs: Any) -> float:
         try:
             if self.lock_key and self.lock is None and not self._try_lock():
                 return self.max_interval  # another beat schedules; stand by
+            self._restore_missing_entries()
             return super().tick(min=min, **kwargs)
         except LockError as err:
             log.warning("beat: lost the schedule lock (%s); will take it again when free", err)

@@ -1,0 +1,105 @@
+"""A recompute never stays stuck: a dead worker's task is sent again, an untaken one too, then failed."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from shared.jobs import (
+    FAILURE,
+    PENDING,
+    PICKUP_S,
+    STARTED,
+    Start,
+    begin_recompute,
+    claim_recompute,
+    recompute_running,
+    sweep_recomputes,
+)
+from shared.settings import Settings
+from shared.store import now
+from tests.seed import seed_world
+
+DEFAULTS = Settings()
+
+
+async def _age(database, task_id: str, seconds: float) -> None:
+    """The task's last heartbeat (or sending) as if `seconds` ago."""
+    await database.tasks.update_one(
+        {"_id": task_id}, {"$set": {"heartbeatAt": now() - timedelta(seconds=seconds)}}
+    )
+
+
+async def _state(database, task_id: str) -> dict:
+    return await database.tasks.find_one({"_id": task_id})
+
+
+async def test_a_started_recompute_without_heartbeat_is_sent_again_and_taken_by_the_next_worker(
+    database, task_queue
+):
+    await seed_world(database)
+    task, _ = await claim_recompute(database, "ev1", DEFAULTS.recompute_stale_s)
+    first = await begin_recompute(database, task["_id"], "ev1", "run-1", "w1", DEFAULTS.recompute_stale_s)
+    assert first.outcome == Start.RUN
+
+    # Alive: a second message for it waits, the sweep leaves it, rollups leave the event alone.
+    second = await begin_recompute(database, task["_id"], "ev1", "run-2", "w2", DEFAULTS.recompute_stale_s)
+    assert second.outcome == Start.BUSY and 0 < second.retry_in_s <= DEFAULTS.recompute_stale_s + 1
+    report = await sweep_recomputes(database, task_queue, stale_s=DEFAULTS.recompute_stale_s)
+    assert report.restarted == [] and task_queue.sent == []
+    assert await recompute_running(database, "ev1", DEFAULTS.recompute_stale_s)
+
+    # Dead: the event is free for rollups, the task is sent again, and the next worker runs it.
+    await _age(database, task["_id"], DEFAULTS.recompute_stale_s + 1)
+    assert not await recompute_running(database, "ev1", DEFAULTS.recompute_stale_s)
+    report = await sweep_recomputes(database, task_queue, stale_s=DEFAULTS.recompute_stale_s)
+    assert report.restarted == [task["_id"]]
+    assert task_queue.sent == [("analytics.recompute_event", task["_id"], {"event_id": "ev1"})]
+    assert (await _state(database, task["_id"]))["state"] == PENDING
+    # Asking again meanwhile gives the same task back: it is on its way to a worker.
+    again, created = await claim_recompute(database, "ev1", DEFAULTS.recompute_stale_s)
+    assert not created and again["_id"] == task["_id"]
+
+    third = await begin_recompute(database, task["_id"], "ev1", "run-3", "w3", DEFAULTS.recompute_stale_s)
+    assert third.outcome == Start.RUN
+    taken = await _state(database, task["_id"])
+    assert (taken["state"], taken["worker"], taken["attempts"], taken["restarts"]) == (STARTED, "w3", 2, 1)
+
+
+async def test_a_recompute_no_worker_takes_is_sent_again_then_failed_with_a_reason(database, task_queue):
+    await seed_world(database)
+    task, _ = await claim_recompute(database, "ev1", DEFAULTS.recompute_stale_s)
+
+    await _age(database, task["_id"], PICKUP_S - 5)
+    assert (await sweep_recomputes(database, task_queue, stale_s=DEFAULTS.recompute_stale_s)).resent == []
+    for _ in range(2):
+        await _age(database, task["_id"], PICKUP_S + 1)
+        report = await sweep_recomputes(database, task_queue, stale_s=DEFAULTS.recompute_stale_s)
+        assert report.resent == [task["_id"]]
+    await _age(database, task["_id"], PICKUP_S + 1)
+    report = await sweep_recomputes(database, task_queue, stale_s=DEFAULTS.recompute_stale_s)
+
+    assert report.failed == [task["_id"]]
+    assert [sent[1] for sent in task_queue.sent] == [task["_id"], task["_id"]]
+    failed = await _state(database, task["_id"])
+    assert failed["state"] == FAILURE
+    assert failed["error"].startswith("no worker took the task within 60s, 3 times")
+    # The event is free: the next request starts a new recompute.
+    fresh, created = await claim_recompute(database, "ev1", DEFAULTS.recompute_stale_s)
+    assert created and fresh["_id"] != task["_id"]
+
+
+async def test_a_recompute_replaced_by_a_newer_one_never_runs(database, task_queue):
+    await seed_world(database)
+    old, _ = await claim_recompute(database, "ev1", DEFAULTS.recompute_stale_s)
+    await begin_recompute(database, old["_id"], "ev1", "run-1", "w1", DEFAULTS.recompute_stale_s)
+    await _age(database, old["_id"], DEFAULTS.recompute_stale_s + 1)
+    new, created = await claim_recompute(database, "ev1", DEFAULTS.recompute_stale_s)
+    assert created
+
+    late = await begin_recompute(database, old["_id"], "ev1", "run-2", "w2", DEFAULTS.recompute_stale_s)
+
+    assert late.outcome == Start.DONE
+    replaced = await _state(database, old["_id"])
+    assert replaced["state"] == FAILURE and "replaced by a newer recompute" in replaced["error"]
+    started = await begin_recompute(database, new["_id"], "ev1", "run-3", "w2", DEFAULTS.recompute_stale_s)
+    assert started.outcome == Start.RUN
