@@ -14,10 +14,14 @@ from pathlib import Path
 class CeleryProcess:
     """`celery -A worker worker|beat` with the given settings as environment variables."""
 
-    def __init__(self, role: str, env: dict[str, str], *extra: str) -> None:
+    def __init__(
+        self, role: str, env: dict[str, str], *extra: str, queues: str | None = "default,providers"
+    ) -> None:
+        """`queues` is the worker's `-Q`; None starts a plain worker that consumes every queue."""
         self.role = role
         self.env = {**os.environ, **env, "LOG_JSON": "false", "PYTHONUNBUFFERED": "1"}
         self.extra = extra
+        self.queues = queues
         self.process: subprocess.Popen[bytes] | None = None
         self.log = Path(tempfile.mkstemp(prefix=f"sa-{role}-", suffix=".log")[1])
 
@@ -29,8 +33,7 @@ class CeleryProcess:
                 "prefork",
                 "--concurrency",
                 "1",
-                "-Q",
-                "default,providers",
+                *(["-Q", self.queues] if self.queues else []),
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",

@@ -128,3 +128,13 @@ class Redis(ServerProcess):
 
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def restart_empty(self) -> None:
+        """Stop, lose every key (as a server without persistence does), start on the same port."""
+        self.stop()
+        for path in self.root.iterdir():
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.name != f"{self.name}.log":
+                path.unlink()
+        self.start()

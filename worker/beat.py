@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
 
 import redis
-from redbeat import RedBeatScheduler
+from redbeat import RedBeatScheduler, RedBeatSchedulerEntry
 from redbeat.schedulers import LUA_EXTEND_TO_SCRIPT, get_redis
 from redis.exceptions import LockError
 
 log = logging.getLogger(__name__)
 
 _REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+
+
+class _Entry(RedBeatSchedulerEntry):
+    def reschedule_due_now(self) -> None:
+        """Store "never ran" (redbeat's reschedule always stores a time), due at once."""
+        client = get_redis(self.app)
+        with client.pipeline() as pipe:
+            pipe.hset(self.key, "meta", json.dumps({"last_run_at": None}))
+            pipe.zadd(self.app.redbeat_conf.schedule_key, {self.key: self.score})
+            pipe.execute()
 
 
 class ResilientRedBeatScheduler(RedBeatScheduler):
@@ -28,12 +39,15 @@ class ResilientRedBeatScheduler(RedBeatScheduler):
     so every tick checks that they exist and creates the missing ones (due at once).
     """
 
+    Entry = _Entry
     retry_interval_s = 2.0
 
     def setup_schedule(self) -> None:
         while True:
             try:
+                missing = self._missing_entries()
                 super().setup_schedule()
+                self._make_due_now(missing)
                 return
             except _REDIS_DOWN as err:
                 log.warning("beat: Redis unreachable at start-up (%s); retrying", err)
@@ -49,17 +63,34 @@ class ResilientRedBeatScheduler(RedBeatScheduler):
         self.lock = lock
         return True
 
-    def _restore_missing_entries(self) -> None:
+    def _missing_entries(self) -> list[str]:
         conf = self.app.redbeat_conf
-        keys = [self.Entry.generate_key(self.app, name) for name in conf.schedule]
-        if not keys:
-            return
         client = get_redis(self.app)
-        if client.exists(*keys) == len(keys) and client.exists(conf.schedule_key):
+        keys = {name: self.Entry.generate_key(self.app, name) for name in conf.schedule}
+        missing = [name for name, key in keys.items() if not client.exists(key)]
+        if not missing and keys and not client.exists(conf.schedule_key):
+            missing = list(keys)  # the index of due times is gone: all entries need it again
+        return missing
+
+    def _make_due_now(self, names: list[str]) -> None:
+        """Entries Redis did not have run at once: nobody knows when they last ran."""
+        for name in names:
+            entry = self.Entry.from_key(self.Entry.generate_key(self.app, name), app=self.app)
+            entry.last_run_at = None
+            entry.reschedule_due_now()
+
+    def _restore_missing_entries(self) -> None:
+        missing = self._missing_entries()
+        if not missing:
             return
-        log.warning("beat: schedule entries missing from Redis (it lost its data?); creating them again")
+        log.warning(
+            "beat: schedule entries missing from Redis (it lost its data?): %s; creating them, due now",
+            ", ".join(sorted(missing)),
+        )
+        conf = self.app.redbeat_conf
         self.update_from_dict(conf.schedule)
-        client.sadd(conf.statics_key, *conf.schedule.keys())
+        get_redis(self.app).sadd(conf.statics_key, *conf.schedule.keys())
+        self._make_due_now(missing)
 
     def tick(self, min: Any = min, **kwargs: Any) -> float:
         try:
