@@ -27,6 +27,7 @@ from tests.test_worker_processes import (
     _all_rolled_up,
     _assert_numbers_match_oracle,
     _ingest,
+    _post_all,
     _random_event,
 )
 
@@ -210,17 +211,35 @@ async def test_a_worker_process_serves_its_task_and_provider_metrics_over_http(s
     assert ("process_resident_memory_bytes", ()) in samples
 
 
-async def test_rollups_and_syncs_run_again_after_redis_restarted_empty(stack: Stack) -> None:
+async def test_rollups_syncs_and_a_recompute_in_flight_run_again_after_redis_restarted_empty(
+    stack: Stack,
+) -> None:
     at_defaults(stack)
+    data = await _random_event(stack.db, random.Random(3), sessions=60, users=120, segments_per_session=40)
+    half = len(data.segments) // 2
+    await _post_all(stack, "/rest/events/ev1/registrations", data.registrations)
+    await _post_all(stack, "/rest/events/ev1/watch-segments", data.segments[:half])
     worker = start(stack, "worker")
     beat = start(stack, "beat")
     await _wait_for_log(worker, lambda p: succeeded(p, TaskName.SYNC_DURATIONS.value) >= 1, 90, "first sync")
     rollups_before = succeeded(worker, TaskName.ROLLUP_PENDING.value)
+    response = await stack.http.post(
+        "/rest/host/session/analytics/recompute?eventId=ev1", headers=stack.headers
+    )
+    task_id = (await response.json())["taskId"]
 
-    stack.redis.restart_empty()
+    async def started() -> bool:
+        task = await stack.db.tasks.find_one({"_id": task_id})
+        return bool(task["state"] == "STARTED")
+
+    await eventually(started, timeout=60, interval=0.05, what="recompute under way")
+    stack.redis.restart_empty()  # the recompute's message, the schedule and beat's lock are gone
     restarted_at = time.monotonic()
-    data = await _random_event(stack.db, random.Random(3), sessions=8, users=80, segments_per_session=60)
-    await _ingest(stack, data)
+    await _post_all(stack, "/rest/events/ev1/watch-segments", data.segments[half:])
+
+    async def recomputed() -> bool:
+        task = await stack.db.tasks.find_one({"_id": task_id})
+        return bool(task["state"] == "SUCCESS")
 
     await eventually(lambda: _all_rolled_up(stack), timeout=120, interval=1, what="rollup after empty Redis")
     await _wait_for_log(
@@ -229,7 +248,13 @@ async def test_rollups_and_syncs_run_again_after_redis_restarted_empty(stack: St
         max(1.0, 120 - (time.monotonic() - restarted_at)),
         "sync after empty Redis",
     )
-    print(f"rollups and syncs ran again within {time.monotonic() - restarted_at:.1f}s")
+    await eventually(
+        recomputed,
+        timeout=max(1.0, 120 - (time.monotonic() - restarted_at)),
+        what="recompute after empty Redis",
+    )
+    print(f"rollups, syncs and the recompute ran again within {time.monotonic() - restarted_at:.1f}s")
     assert succeeded(worker, TaskName.ROLLUP_PENDING.value) > rollups_before
     assert worker.alive() and beat.alive()
+    assert "Unrecoverable error" not in worker.output()
     await _assert_numbers_match_oracle(stack, data)
