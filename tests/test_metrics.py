@@ -118,10 +118,10 @@ async def test_paused_providers_and_running_recomputes_are_gauged(
 
 
 async def test_queue_lengths_are_read_from_the_broker(aiohttp_client, settings, database, redis_server):
+    import redis
+
     from tests.seed import login
     from web.app import create_app
-
-    import redis
 
     broker = redis.Redis.from_url(redis_server.url(3))
     broker.flushdb()
