@@ -138,3 +138,21 @@ async def test_queue_lengths_are_read_from_the_broker(aiohttp_client, settings, 
 
     assert samples[("session_analytics_queue_length", (("queue", "default"),))] == 1
     assert samples[("session_analytics_queue_length", (("queue", "providers"),))] == 0
+
+
+async def test_a_provider_without_credentials_is_gauged_paused_once_a_sync_ran(
+    aiohttp_client, settings, database, task_queue, monkeypatch
+):
+    from worker.durations import sync_durations
+
+    await _world(database, monkeypatch)
+    from pydantic import SecretStr
+
+    configured = settings.model_copy(update={"vimeo_access_token": SecretStr("token")})
+    client = await app_client(aiohttp_client, configured, database, task_queue)
+
+    await sync_durations(database, configured)
+    samples = await scrape(client)
+
+    assert samples[("session_analytics_provider_paused", (("provider", "YOUTUBE"),))] == 1
+    assert samples[("session_analytics_provider_paused", (("provider", "VIMEO"),))] == 0

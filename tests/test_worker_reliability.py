@@ -16,6 +16,7 @@ from typing import Any
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from shared.jobs import begin_recompute, claim_recompute
 from shared.settings import Settings
 from shared.tasks import CeleryTaskQueue, TaskName
 from tests import test_worker_processes
@@ -195,9 +196,16 @@ async def test_a_worker_process_serves_its_task_and_provider_metrics_over_http(s
     # YouTube configured but unreachable: the sync's calls fail on the network.
     at_defaults(stack, WORKER_METRICS_PORT=str(port), YOUTUBE_API_KEY="key", PROVIDER_MAX_RETRIES="1")
     await add_session(stack.db, "yt1", provider="YOUTUBE", video_id="abc")
+    # A recompute alive on another worker: a message for it is retried later.
+    busy, _ = await claim_recompute(stack.db, "ev1", DEFAULTS.recompute_stale_s)
+    await begin_recompute(stack.db, busy["_id"], "ev1", "run", "elsewhere", DEFAULTS.recompute_stale_s)
     worker = start(stack, "worker")
     await _send(stack, TaskName.SYNC_DURATIONS, "sync-1")
     await _wait_for_log(worker, lambda p: succeeded(p, TaskName.SYNC_DURATIONS.value) == 1, 60, "the sync")
+    queue = CeleryTaskQueue(stack.env["REDIS_URL"])
+    await queue.enqueue(TaskName.RECOMPUTE_EVENT, task_id=busy["_id"], kwargs={"event_id": "ev1"})
+    await queue.close()
+    await _wait_for_log(worker, lambda p: "runs on a live worker" in p.output(), 60, "the retry")
 
     samples = await asyncio.to_thread(_scrape, port)
 
@@ -208,6 +216,9 @@ async def test_a_worker_process_serves_its_task_and_provider_metrics_over_http(s
         ("session_analytics_provider_calls_total", (("outcome", "network_error"), ("provider", "YOUTUBE")))
     ]
     assert calls == 2  # the first call and its one retry
+    recompute = TaskName.RECOMPUTE_EVENT.value
+    assert samples[("session_analytics_task_retries_total", (("task", recompute),))] == 1
+    assert samples[("session_analytics_tasks_total", (("state", "RETRY"), ("task", recompute)))] == 1
     assert ("process_resident_memory_bytes", ()) in samples
 
 
