@@ -112,7 +112,7 @@ async def client(
     aiohttp_client: Any, settings: Settings, database: Database, task_queue: RecordingTaskQueue
 ) -> Any:
     """The real app; every answer it gives is checked against its /openapi.json."""
-    from tests.openapi_validation import validate_every_answer
+    from tests.contract import validate_every_answer
     from web.app import create_app
 
     app = create_app(settings, database=database, task_queue=task_queue)

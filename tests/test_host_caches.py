@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.openapi_validation import validate_every_answer
+from tests.contract import validate_every_answer
 from tests.seed import add_session, app_client, ingest_headers, login, seed_world, watch_segment
 from worker.rollup import rollup_pending
 

@@ -28,7 +28,8 @@ from shared.errors import (
 )
 from shared.models import LoginIn, format_utc
 from shared.security import HOST_ROLES, new_token, token_digest, verify_password
-from web.jsonio import json_response, parse_model, read_json
+from web.contract.auth import LoginAnswer
+from web.jsonio import parse_model, read_json
 from web.keys import DB, EVENTS, PRINCIPALS, SETTINGS
 
 log = logging.getLogger(__name__)
@@ -182,15 +183,13 @@ async def login(request: web.Request) -> web.Response:
             "revoked": False,
         }
     )
-    return json_response(
-        {
-            "access_token": token,
-            "token_type": "Bearer",
-            "expires_in": format_utc(expires_at),
-            "userId": user["_id"],
-            "userRole": user["role"],
-        }
-    )
+    return LoginAnswer(
+        access_token=token,
+        token_type="Bearer",
+        expires_in=expires_at,
+        userId=user["_id"],
+        userRole=user["role"],
+    ).response()
 
 
 @routes.post("/rest/u/logout")

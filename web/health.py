@@ -8,7 +8,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared.errors import Unavailable
-from web.jsonio import json_response
+from web.contract.health import Checks, Health, Ready
 from web.keys import DB, HTTP_METRICS, REGISTRY, SETTINGS, TASKS
 
 routes = web.RouteTableDef()
@@ -16,7 +16,7 @@ routes = web.RouteTableDef()
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
+    return Health(status="ok").response()
 
 
 @routes.get("/readyz")
@@ -32,7 +32,7 @@ async def readyz(request: web.Request) -> web.Response:
     down = [name for name, ok in results.items() if not ok]
     if down:
         raise Unavailable(f"not ready: {', '.join(down)} unreachable")
-    return json_response({"status": "ready", "checks": {name: "ok" for name in results}})
+    return Ready(status="ready", checks=Checks(mongodb="ok", redis="ok")).response()
 
 
 async def _check(probe: object, limit_s: float) -> bool:

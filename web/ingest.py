@@ -14,12 +14,12 @@ from shared.models import RegistrationIn, WatchSegmentIn, describe_validation_er
 from shared.rules import MAX_FUTURE_S, MAX_SEGMENT_S
 from shared.store import INBOX_REGISTRATION, INBOX_SEGMENT, now
 from web.auth import authenticate_ingest
-from web.jsonio import json_response, read_json
+from web.contract.common import path_id
+from web.contract.ingest import MAX_ITEMS, IngestResult
+from web.jsonio import read_json
 from web.keys import DB
-from web.params import valid_id
 
 routes = web.RouteTableDef()
-MAX_ITEMS = 1000
 DUPLICATE_KEY = 11000
 
 
@@ -44,7 +44,7 @@ def _segment_problem(segment: WatchSegmentIn) -> str | None:
 
 
 async def _items(request: web.Request) -> tuple[str, list[Any]]:
-    event_id = valid_id(request.match_info["eventId"], "eventId")
+    event_id = path_id(request, "eventId")
     await authenticate_ingest(request, event_id)
     body = await read_json(request)
     if isinstance(body, dict) and set(body) == {"items"}:
@@ -133,7 +133,8 @@ async def _ingest(
     db = request.app[DB]
     accepted, duplicates = await _store(db, collection_name, inbox_kind, documents)
     rejected.sort(key=lambda r: r["index"])
-    return json_response({"accepted": accepted, "duplicates": duplicates, "rejected": rejected})
+    answer = {"accepted": accepted, "duplicates": duplicates, "rejected": rejected}
+    return IngestResult.model_validate(answer).response()
 
 
 def _segment_document(event_id: str, segment: WatchSegmentIn) -> dict[str, Any]:

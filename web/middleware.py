@@ -23,7 +23,7 @@ from shared.errors import (
     Unavailable,
 )
 from shared.logs import request_id_var
-from web.jsonio import dumps
+from web.contract.common import ErrorEnvelope
 from web.keys import HTTP_METRICS, SETTINGS
 
 log = logging.getLogger("web.request")
@@ -44,18 +44,11 @@ def _new_request_id() -> str:
 
 
 def envelope(err: ServiceError, request_id: str) -> web.Response:
-    body = {
-        "errorCode": err.error_code,
-        "errorMessage": err.error_message,
-        "developerMessage": err.developer_message,
-        "requestId": request_id,
-    }
+    body = ErrorEnvelope.of(err, request_id).body()
     headers = {"X-Request-Id": request_id}
     if isinstance(err, TooManyRequests):
         headers["Retry-After"] = str(err.retry_after_s)
-    return web.Response(
-        body=dumps(body), status=err.http_status, content_type="application/json", headers=headers
-    )
+    return web.Response(body=body, status=err.http_status, content_type="application/json", headers=headers)
 
 
 def _from_http_exception(exc: web.HTTPException) -> ServiceError:

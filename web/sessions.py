@@ -18,9 +18,19 @@ from shared.rules import analytics_available
 from shared.store import attendee_chunk_id, decode_attendee_rows, session_duration, upsert_session
 from web.auth import authenticate_host, hosted_event
 from web.cache import CachedAnswer
-from web.jsonio import conditional_json, dumps, etag_of, json_response, parse_model, read_json
+from web.contract.common import path_id
+from web.contract.sessions import (
+    Attendee,
+    AttendeeList,
+    EventQuery,
+    PageQuery,
+    SessionDetail,
+    SessionItem,
+    SessionList,
+    SessionListQuery,
+)
+from web.jsonio import conditional_json, etag_of, parse_model, read_json
 from web.keys import DB, EVENTS, HTTP_METRICS, LIST_CACHE
-from web.params import SessionListQuery, event_id_param, paging, session_list_query, valid_id
 
 routes = web.RouteTableDef()
 
@@ -42,7 +52,7 @@ _LIST_FIELDS = {
 }
 
 
-def session_item(doc: dict[str, Any], expand: frozenset[str] = frozenset()) -> dict[str, Any]:
+def session_fields(doc: dict[str, Any], expand: frozenset[str] = frozenset()) -> dict[str, Any]:
     """A session as the list shows it; DESIGN §4 rules 7–8 applied on the way out."""
     provider = doc.get("streamProvider")
     available = analytics_available(provider)
@@ -73,17 +83,21 @@ def session_item(doc: dict[str, Any], expand: frozenset[str] = frozenset()) -> d
     return item
 
 
+def session_item(doc: dict[str, Any], expand: frozenset[str] = frozenset()) -> SessionItem:
+    return SessionItem.model_validate(session_fields(doc, expand))
+
+
 @routes.get("/rest/host/session/analytics")
 async def list_sessions(request: web.Request) -> web.Response:
     principal = await authenticate_host(request)
-    query = session_list_query(request)
-    event = await hosted_event(request, principal, query.event_id)
+    query = SessionListQuery.parse(request)
+    event = await hosted_event(request, principal, query.eventId)
     cache, metrics = request.app[LIST_CACHE], request.app[HTTP_METRICS]
-    key = (query.event_id, event.get("analyticsVersion", 0), *query.cache_key())
+    key = (query.eventId, event.get("analyticsVersion", 0), query)
     cached = cache.get(key)
     if cached is None:
         metrics.list_cache.labels("miss").inc()
-        body = dumps(await _session_page(request, query))
+        body = (await _session_page(request, query)).body()
         cached = CachedAnswer(body, etag_of(body))
         cache.put(key, cached)
     else:
@@ -91,36 +105,36 @@ async def list_sessions(request: web.Request) -> web.Response:
     return conditional_json(request, cached.body, cached.etag)
 
 
-async def _session_page(request: web.Request, query: SessionListQuery) -> dict[str, Any]:
+async def _session_page(request: web.Request, query: SessionListQuery) -> SessionList:
     sessions = request.app[DB].sessions
-    base = {"eventId": query.event_id}
+    base = {"eventId": query.eventId}
     filtered: dict[str, Any] = dict(base)
-    if query.session_format:
-        filtered["format"] = query.session_format
-    if query.search:
-        filtered["title"] = {"$regex": re.escape(query.search), "$options": "i"}
+    if query.sessionFormat:
+        filtered["format"] = query.sessionFormat
+    if query.searchString:
+        filtered["title"] = {"$regex": re.escape(query.searchString), "$options": "i"}
     direction = DESCENDING if query.descending else ASCENDING
     cursor = (
         sessions.find(filtered, _LIST_FIELDS)
         .sort([(query.sort_field, direction), ("_id", direction)])
-        .skip(query.paging.skip)
-        .limit(query.paging.size)
+        .skip(query.skip)
+        .limit(query.size)
     )
-    docs = await cursor.to_list(length=query.paging.size)
+    docs = await cursor.to_list(length=query.size)
     total = await sessions.count_documents(base)
     matching = total if filtered == base else await sessions.count_documents(filtered)
-    return {
-        "recordsTotal": total,
-        "recordsFiltered": matching,
-        "page": query.paging.page,
-        "size": query.paging.size,
-        "data": [session_item(doc, query.expand) for doc in docs],
-    }
+    return SessionList(
+        recordsTotal=total,
+        recordsFiltered=matching,
+        page=query.page,
+        size=query.size,
+        data=[session_item(doc, query.expand) for doc in docs],
+    )
 
 
 async def _hosted_session(request: web.Request) -> dict[str, Any]:
     principal = await authenticate_host(request)
-    session_id = valid_id(request.match_info["sessionId"], "sessionId")
+    session_id = path_id(request, "sessionId")
     doc = await request.app[DB].sessions.find_one({"_id": session_id})
     if doc is None:
         raise SessionNotFound(f"no session {session_id}")
@@ -132,7 +146,7 @@ async def _hosted_session(request: web.Request) -> dict[str, Any]:
 async def session_detail(request: web.Request) -> web.Response:
     doc = await _hosted_session(request)
     available = analytics_available(doc.get("streamProvider"))
-    detail = session_item(doc, frozenset({"duration", "watchTime"}))
+    detail = session_fields(doc, frozenset({"duration", "watchTime"}))
     detail.update(
         eventId=doc["eventId"],
         videoId=doc.get("videoId"),
@@ -141,18 +155,18 @@ async def session_detail(request: web.Request) -> web.Response:
         liveEngagement=doc.get("engagementLive") if available else None,
         recordingEngagement=doc.get("engagementRecording") if available else None,
     )
-    body = dumps(detail)
+    body = SessionDetail.model_validate(detail).body()
     return conditional_json(request, body, etag_of(body))
 
 
 @routes.get("/rest/host/session/{sessionId}/attendee")
 async def session_attendees(request: web.Request) -> web.Response:
     doc = await _hosted_session(request)
-    page = paging(request)
+    page = PageQuery.parse(request)
     total = int(doc.get("attendeeRows", 0))
     chunk_rows = int(doc.get("attendeeChunkRows") or 1000)
     first, last = page.skip, min(page.skip + page.size, total)
-    rows: list[dict[str, Any]] = []
+    rows: list[Attendee] = []
     if first < last:
         # The chunks the page overlaps, of the generation the session document points to,
         # each looked up by `_id`.
@@ -170,19 +184,11 @@ async def session_attendees(request: web.Request) -> web.Response:
             for i, row in enumerate(decode_attendee_rows(chunk) if chunk else ()):
                 if first <= offset + i < last:
                     rows.append(_attendee(row))
-    return json_response({"recordsTotal": total, "page": page.page, "size": page.size, "data": rows})
+    return AttendeeList(recordsTotal=total, page=page.page, size=page.size, data=rows).response()
 
 
-def _attendee(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "userId": row["userId"],
-        "attended": row["attended"],
-        "attendedSeconds": row["attendedSeconds"],
-        "liveSeconds": row["liveSeconds"],
-        "recordingSeconds": row["recordingSeconds"],
-        "engagement": row["engagement"],
-        "registeredAt": row["registeredAt"],
-    }
+def _attendee(row: dict[str, Any]) -> Attendee:
+    return Attendee.model_validate({name: row[name] for name in Attendee.model_fields})
 
 
 CSV_COLUMNS = (
@@ -232,7 +238,7 @@ def csv_row(doc: dict[str, Any]) -> list[Any]:
 @routes.get("/rest/host/session/analytics/csv")
 async def session_csv(request: web.Request) -> web.StreamResponse:
     principal = await authenticate_host(request)
-    event_id = event_id_param(request)
+    event_id = EventQuery.parse(request).eventId
     event = await hosted_event(request, principal, event_id)
     response = web.StreamResponse(
         headers={
@@ -270,9 +276,9 @@ async def session_csv(request: web.Request) -> web.StreamResponse:
 @routes.put("/rest/host/session/{sessionId}")
 async def put_session(request: web.Request) -> web.Response:
     principal = await authenticate_host(request)
-    session_id = valid_id(request.match_info["sessionId"], "sessionId")
+    session_id = path_id(request, "sessionId")
     body = parse_model(SessionIn, await read_json(request))
     await hosted_event(request, principal, body.eventId)
     doc, created = await upsert_session(request.app[DB], session_id, body)
     request.app[EVENTS].drop(body.eventId)  # this process shows the change at once
-    return json_response(session_item(doc), status=201 if created else 200)
+    return session_item(doc).response(status=201 if created else 200)

@@ -1,0 +1,55 @@
+"""Attendance ingestion: the batches the platform posts and what became of each item."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+
+from shared.models import RegistrationIn, WatchSegmentIn
+from web.contract.common import Answer, Count
+
+MAX_ITEMS = 1000
+BATCH = (
+    f'Up to {MAX_ITEMS} items, as a list or as `{{"items": [...]}}`. An item that fails validation, '
+    "or names a session not of this event, is reported in `rejected` and does not fail the request."
+)
+
+
+Segments = Annotated[list[WatchSegmentIn], Field(max_length=MAX_ITEMS)]
+Registrations = Annotated[list[RegistrationIn], Field(max_length=MAX_ITEMS)]
+
+
+class _Items(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WatchSegmentItems(_Items):
+    items: Segments
+
+
+class RegistrationItems(_Items):
+    items: Registrations
+
+
+class WatchSegmentBatch(RootModel[Segments | WatchSegmentItems]):
+    __doc__ = BATCH
+
+
+class RegistrationBatch(RootModel[Registrations | RegistrationItems]):
+    __doc__ = BATCH
+
+
+class Rejected(Answer):
+    """One refused item."""
+
+    index: Count = Field(description="Position of the item in the request, 0-based.")
+    reason: str
+
+
+class IngestResult(Answer):
+    """What became of each item of an ingestion request."""
+
+    accepted: Count = Field(description="Items stored now.")
+    duplicates: Count = Field(description="Items already stored before (same unique key).")
+    rejected: list[Rejected] = Field(description="Items refused, by position in the request, in order.")
