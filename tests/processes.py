@@ -19,7 +19,14 @@ class CeleryProcess:
     ) -> None:
         """`queues` is the worker's `-Q`; None starts a plain worker that consumes every queue."""
         self.role = role
-        self.env = {**os.environ, **env, "LOG_JSON": "false", "PYTHONUNBUFFERED": "1"}
+        # Metrics off unless a test asks for them: parallel workers would all try port 9808.
+        self.env = {
+            **os.environ,
+            "WORKER_METRICS_PORT": "0",
+            **env,
+            "LOG_JSON": "false",
+            "PYTHONUNBUFFERED": "1",
+        }
         self.extra = extra
         self.queues = queues
         self.process: subprocess.Popen[bytes] | None = None
