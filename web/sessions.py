@@ -273,6 +273,10 @@ async def put_session(request: web.Request) -> web.Response:
     session_id = valid_id(request.match_info["sessionId"], "sessionId")
     body = parse_model(SessionIn, await read_json(request))
     await hosted_event(request, principal, body.eventId)
+    stored = await request.app[DB].sessions.find_one({"_id": session_id}, {"eventId": 1})
+    if stored is not None and stored["eventId"] != body.eventId:
+        # Someone else's session: 403 like every other route, before saying it cannot move.
+        await hosted_event(request, principal, stored["eventId"])
     doc, created = await upsert_session(request.app[DB], session_id, body)
     request.app[EVENTS].drop(body.eventId)  # this process shows the change at once
     return json_response(session_item(doc), status=201 if created else 200)
