@@ -42,7 +42,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _bearer(request: web.Request) -> str:
+def bearer_token(request: web.Request) -> str:
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
@@ -59,7 +59,7 @@ async def authenticate_host(request: web.Request, *, host_role: bool = True) -> 
     """The user behind the token. With `host_role` (every host route), a user whose role has no
     host access is refused before any event or session is looked up, so that role cannot learn
     which ids exist."""
-    token = _bearer(request)
+    token = bearer_token(request)
     if token.startswith(INGEST_KEY_PREFIX):
         await _ingest_key(request, token)  # a valid key is 403 here, an unknown one 401
         raise WrongCredentialKind("ingest keys may only post attendance")
@@ -99,7 +99,7 @@ async def _ingest_key(request: web.Request, token: str) -> IngestPrincipal:
 
 
 async def authenticate_ingest(request: web.Request, event_id: str) -> IngestPrincipal:
-    token = _bearer(request)
+    token = bearer_token(request)
     if token.startswith(USER_TOKEN_PREFIX):
         await authenticate_host(request, host_role=False)
         raise WrongCredentialKind("user tokens may not post attendance; use an ingest key")
@@ -238,7 +238,7 @@ async def login(request: web.Request) -> web.Response:
 @routes.post("/rest/u/logout")
 async def logout(request: web.Request) -> web.Response:
     await authenticate_host(request, host_role=False)
-    token = _bearer(request)
+    token = bearer_token(request)
     await request.app[DB].tokens.update_one({"_id": token_digest(token)}, {"$set": {"revoked": True}})
     request.app[PRINCIPALS].drop(token)
     return web.Response(status=204)
