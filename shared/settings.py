@@ -34,7 +34,7 @@ class Settings(BaseSettings):
         8, ge=1, description="database operations in flight per process; the rest wait in line (FIFO)"
     )
     list_stale_after_s: float = Field(
-        1.0, gt=0, description="the session list serves its last good answer when a fresh one takes longer"
+        0.25, gt=0, description="the session list serves its last good answer when a fresh one takes longer"
     )
     log_level: str = "INFO"
     host_cache_ttl_s: float = Field(

@@ -40,7 +40,26 @@ class ListCache:
     def __init__(self, max_entries: int = 256) -> None:
         self._entries: OrderedDict[tuple[object, ...], CachedAnswer] = OrderedDict()
         self._last_good: OrderedDict[tuple[object, ...], LastGoodAnswer] = OrderedDict()
+        # When each fresh answer still being worked out for a query began (monotonic).
+        self._refreshing: dict[tuple[object, ...], list[float]] = {}
         self._max = max_entries
+
+    def refresh_started(self, key: tuple[object, ...]) -> float:
+        began = time.monotonic()
+        self._refreshing.setdefault(key, []).append(began)
+        return began
+
+    def refresh_ended(self, key: tuple[object, ...], began: float) -> None:
+        running = self._refreshing.get(key, [])
+        if began in running:
+            running.remove(began)
+        if not running:
+            self._refreshing.pop(key, None)
+
+    def refreshing_for(self, key: tuple[object, ...]) -> float:
+        """Seconds the oldest running refresh of this query has taken (0 when none runs)."""
+        running = self._refreshing.get(key)
+        return time.monotonic() - min(running) if running else 0.0
 
     def remember(self, key: tuple[object, ...], event: dict[str, object], answer: CachedAnswer) -> None:
         """The newest answer to a query (event id and query parameters, no version)."""

@@ -19,7 +19,7 @@ from shared.models import SessionIn, format_utc
 from shared.rules import analytics_available
 from shared.store import attendee_chunk_id, decode_attendee_rows, session_duration, upsert_session
 from web.auth import authenticate_host, bearer_token, hosted_event
-from web.cache import CachedAnswer
+from web.cache import CachedAnswer, ListCache
 from web.jsonio import conditional_json, dumps, etag_of, json_response, parse_model, read_json
 from web.keys import DB, EVENTS, HTTP_METRICS, LIST_CACHE, PRINCIPALS, SETTINGS
 from web.middleware import credential_id_var
@@ -78,30 +78,41 @@ def session_item(doc: dict[str, Any], expand: frozenset[str] = frozenset()) -> d
 
 @routes.get("/rest/host/session/analytics")
 async def list_sessions(request: web.Request) -> web.Response:
-    stale = _last_good_answer(request)
-    if stale is None:
+    last = _last_good_answer(request)
+    if last is None:
         return await _fresh_list(request)
-    # The database may be queueing (DESIGN §8 overload): wait a little for a fresh answer, then
-    # give the last good one; the fresh one still finishes and refreshes the cache.
+    key, stale = last
+    cache, limit = request.app[LIST_CACHE], request.app[SETTINGS].list_stale_after_s
+    if cache.refreshing_for(key) > limit:
+        # The database is already too slow for this query: do not queue one more refresh.
+        return _stale_answer(request, stale)
+    # Wait a little for a fresh answer, then give the last good one; the fresh one still
+    # finishes (the refresh the requests above wait for) and refreshes the cache.
+    began = cache.refresh_started(key)
     fresh = asyncio.ensure_future(_fresh_list(request))
+    fresh.add_done_callback(lambda task: _refresh_done(cache, key, began, task))
     try:
-        done, _ = await asyncio.wait({fresh}, timeout=request.app[SETTINGS].list_stale_after_s)
+        done, _ = await asyncio.wait({fresh}, timeout=limit)
     except asyncio.CancelledError:
         fresh.cancel()
         raise
     if fresh in done:
         return fresh.result()
-    fresh.add_done_callback(_forget_outcome)
+    return _stale_answer(request, stale)
+
+
+def _stale_answer(request: web.Request, answer: CachedAnswer) -> web.Response:
     request.app[HTTP_METRICS].list_cache.labels("stale").inc()
-    return conditional_json(request, stale.body, stale.etag)
+    return conditional_json(request, answer.body, answer.etag)
 
 
-def _forget_outcome(task: asyncio.Future[Any]) -> None:
+def _refresh_done(cache: ListCache, key: tuple[object, ...], began: float, task: asyncio.Future[Any]) -> None:
+    cache.refresh_ended(key, began)
     if not task.cancelled():
         task.exception()  # retrieved: a late failure is not worth a log line per request
 
 
-def _last_good_answer(request: web.Request) -> CachedAnswer | None:
+def _last_good_answer(request: web.Request) -> tuple[tuple[object, ...], CachedAnswer] | None:
     """This process's last answer to the same query, when the same token already proved it may
     see that event (from memory only: no database call)."""
     try:
@@ -110,13 +121,14 @@ def _last_good_answer(request: web.Request) -> CachedAnswer | None:
     except ServiceError:
         return None
     principal = request.app[PRINCIPALS].get_stale(token)
-    last = request.app[LIST_CACHE].last_good((query.event_id, *query.cache_key()))
+    key = (query.event_id, *query.cache_key())
+    last = request.app[LIST_CACHE].last_good(key)
     if principal is None or last is None or principal.expires_at is None:
         return None
     if principal.expires_at <= datetime.now(UTC) or not may_host(principal, last.event):
         return None
     credential_id_var.set(principal.user_id)
-    return last.answer
+    return key, last.answer
 
 
 async def _fresh_list(request: web.Request) -> web.Response:
