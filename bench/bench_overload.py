@@ -245,6 +245,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rate", type=int, default=400, help="segments a second posted")
+    parser.add_argument("--no-recompute", action="store_true", help="the same load without the recompute")
     args = parser.parse_args()
 
     from tests.servers import FerretDB, Redis
@@ -283,7 +284,14 @@ def main() -> None:
         # A host has looked at the list before the rush: this process knows a good answer.
         http_json("GET", base + LIST_PATH, headers={"Authorization": f"Bearer {token}"})
         recompute = subprocess.Popen(
-            [sys.executable, "-c", RECOMPUTE, mongodb_url, EVENT_ID, str(args.seconds)],
+            [
+                sys.executable,
+                "-c",
+                RECOMPUTE,
+                mongodb_url,
+                EVENT_ID,
+                "0" if args.no_recompute else str(args.seconds),
+            ],
             env=env,
             cwd=ROOT,
             stdout=subprocess.PIPE,

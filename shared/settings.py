@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     trusted_proxies: str = Field(
         "", description="comma-separated CIDRs whose X-Forwarded-For is believed; empty: none"
     )
+    request_concurrency: int = Field(
+        32, ge=1, description="API requests handled at once per web process; the rest wait in line (FIFO)"
+    )
     mongodb_max_concurrency: int = Field(
         8, ge=1, description="database operations in flight per process; the rest wait in line (FIFO)"
     )

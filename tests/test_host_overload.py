@@ -113,3 +113,30 @@ async def test_a_logged_out_token_gets_no_last_good_answer(
         assert (await response.json())["errorCode"] in ("401", "503")
     finally:
         _release(database, held)
+
+
+async def test_api_requests_wait_in_one_line_and_probes_do_not(
+    aiohttp_client: Any, settings, database, task_queue
+):
+    from web.middleware import REQUEST_LINE
+
+    client = await app_client(aiohttp_client, settings, database, task_queue)
+    await seed_world(database)
+    await add_session(database, "s1")
+    headers = await login(client, "super")
+    line = client.app[REQUEST_LINE]
+    held = 0
+    while not line.locked():
+        await line.acquire()
+        held += 1
+    assert held == Settings().request_concurrency == 32
+    waiting = asyncio.ensure_future(client.get(LIST, headers=headers))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()  # a full line: the list waits its turn
+    assert (await client.get("/readyz")).status == 200
+    assert (await client.get("/healthz")).status == 200
+    assert (await client.get("/metrics")).status == 200
+    line.release()
+    assert (await waiting).status == 200
+    for _ in range(held - 1):
+        line.release()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from importlib.metadata import PackageNotFoundError, version
@@ -18,7 +19,7 @@ from web import admin_tasks, auth, health, ingest, openapi, sessions
 from web.cache import ListCache, TtlCache
 from web.keys import DB, EVENTS, HTTP_METRICS, LIST_CACHE, PRINCIPALS, REGISTRY, SETTINGS, TASKS
 from web.metrics import HttpMetrics
-from web.middleware import STREAMING, request_context, trusted_proxy_middleware
+from web.middleware import REQUEST_LINE, STREAMING, UNQUEUED, request_context, trusted_proxy_middleware
 
 log = logging.getLogger("web.app")
 
@@ -48,6 +49,8 @@ def create_app(
     app[PRINCIPALS] = TtlCache(settings.host_cache_ttl_s)
     app[EVENTS] = TtlCache(settings.host_cache_ttl_s, max_entries=1000)
     app[STREAMING] = {"/rest/host/session/analytics/csv"}
+    app[UNQUEUED] = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/host/"}
+    app[REQUEST_LINE] = asyncio.Semaphore(settings.request_concurrency)
 
     async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         db = database or connect(settings)

@@ -42,6 +42,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # Routes that stream their answer: the time limit covers them only until the first byte.
 STREAMING = web.AppKey("streaming_routes", set)
+# Routes that never wait in the request line: probes must answer while the line is long.
+UNQUEUED = web.AppKey("unqueued_routes", set)
+# The per-process line of API requests (REQUEST_CONCURRENCY handlers at a time, FIFO).
+REQUEST_LINE = web.AppKey("request_line", asyncio.Semaphore)
 
 
 _PROCESS_ID = secrets.token_hex(6)
@@ -103,7 +107,13 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     route = _route_name(request)
     status = 500
     try:
-        response = await _answer(request, handler, request_id, streaming=route in request.app[STREAMING])
+        response = await _answer(
+            request,
+            handler,
+            request_id,
+            streaming=route in request.app[STREAMING],
+            queued=route not in request.app[UNQUEUED],
+        )
         status = response.status
         response.headers["X-Request-Id"] = request_id
         return response
@@ -139,14 +149,22 @@ def _log_access(request: web.Request, route: str, status: int, elapsed: float) -
 
 
 async def _answer(
-    request: web.Request, handler: Handler, request_id: str, *, streaming: bool
+    request: web.Request, handler: Handler, request_id: str, *, streaming: bool, queued: bool
 ) -> web.StreamResponse:
     timeout = request.app[SETTINGS].request_timeout_s
     try:
         if streaming:
             return await handler(request)
         async with asyncio.timeout(timeout):
-            return await handler(request)
+            if not queued:
+                return await handler(request)
+            if request.body_exists:
+                # The body first, outside the line: a slow client must not hold a place in it.
+                await request.read()
+            # One FIFO line for every kind of request, so a flood of one kind (cheap list
+            # reads) cannot starve another (ingestion) of the event loop.
+            async with request.app[REQUEST_LINE]:
+                return await handler(request)
     except ServiceError as err:
         if err.http_status >= 500:
             log.warning("service unavailable: %s", err.developer_message)

@@ -81,7 +81,9 @@ async def list_sessions(request: web.Request) -> web.Response:
     last = _last_good_answer(request)
     if last is None:
         return await _fresh_list(request)
-    key, stale = last
+    key, stale, token = last
+    if _answerable_from_memory(request, token, key):
+        return await _fresh_list(request)  # no database call on the way: nothing to wait for
     cache, limit = request.app[LIST_CACHE], request.app[SETTINGS].list_stale_after_s
     if cache.refreshing_for(key) > limit:
         # The database is already too slow for this query: do not queue one more refresh.
@@ -101,6 +103,14 @@ async def list_sessions(request: web.Request) -> web.Response:
     return _stale_answer(request, stale)
 
 
+def _answerable_from_memory(request: web.Request, token: str, key: tuple[object, ...]) -> bool:
+    event = request.app[EVENTS].get(str(key[0]))
+    if event is None or request.app[PRINCIPALS].get(token) is None:
+        return False
+    versioned = (key[0], event.get("analyticsVersion", 0), *key[1:])
+    return request.app[LIST_CACHE].get(versioned) is not None
+
+
 def _stale_answer(request: web.Request, answer: CachedAnswer) -> web.Response:
     request.app[HTTP_METRICS].list_cache.labels("stale").inc()
     return conditional_json(request, answer.body, answer.etag)
@@ -112,7 +122,7 @@ def _refresh_done(cache: ListCache, key: tuple[object, ...], began: float, task:
         task.exception()  # retrieved: a late failure is not worth a log line per request
 
 
-def _last_good_answer(request: web.Request) -> tuple[tuple[object, ...], CachedAnswer] | None:
+def _last_good_answer(request: web.Request) -> tuple[tuple[object, ...], CachedAnswer, str] | None:
     """This process's last answer to the same query, when the same token already proved it may
     see that event (from memory only: no database call)."""
     try:
@@ -128,7 +138,7 @@ def _last_good_answer(request: web.Request) -> tuple[tuple[object, ...], CachedA
     if principal.expires_at <= datetime.now(UTC) or not may_host(principal, last.event):
         return None
     credential_id_var.set(principal.user_id)
-    return key, last.answer
+    return key, last.answer, token
 
 
 async def _fresh_list(request: web.Request) -> web.Response:
