@@ -95,6 +95,7 @@ def log_start(settings: Settings, host: str, port: int) -> None:
             "redis": _without_credentials(settings.redis_url),
             "requestTimeoutS": settings.request_timeout_s,
             "headerTimeoutS": settings.header_timeout_s,
+            "requestConcurrency": settings.request_concurrency,
             "mongodbMaxConcurrency": settings.mongodb_max_concurrency,
             "trustedProxies": settings.trusted_proxies or "none",
             "accessLog": settings.access_log,
