@@ -4,6 +4,7 @@ account-existence leak, and X-Forwarded-For believed only from TRUSTED_PROXIES."
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -97,7 +98,7 @@ async def test_lock_out_answers_the_same_for_unknown_and_known_accounts(client, 
 
 
 async def test_trusted_proxy_forwarded_addresses_get_a_throttle_each(
-    aiohttp_client, settings, database, task_queue, mid_minute
+    aiohttp_client, settings, database, task_queue, mid_minute, caplog
 ):
     client = await app_client(
         aiohttp_client, settings, database, task_queue, trusted_proxies="127.0.0.1/32, 10.0.0.0/8"
@@ -110,7 +111,10 @@ async def test_trusted_proxy_forwarded_addresses_get_a_throttle_each(
         headers = {"X-Forwarded-For": f"{address}, 10.1.2.3"}
         return await _answer(await client.post(LOGIN, json=right, headers=headers))
 
+    caplog.set_level(logging.INFO, logger="web.access")
     first = [await from_client("203.0.113.7") for _ in range(21)]
+    # The access log names the client, not the proxy.
+    assert {r.client for r in caplog.records if r.name == "web.access"} == {"203.0.113.7"}
     assert first == [(200, "ok")] * 20 + [(429, "429")]
     assert await from_client("203.0.113.8") == (200, "ok")
     assert await from_client("2001:db8::1") == (200, "ok")

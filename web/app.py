@@ -17,7 +17,7 @@ from shared.settings import Settings
 from shared.tasks import CeleryTaskQueue, TaskQueue
 from web import admin_tasks, auth, health, ingest, openapi, sessions
 from web.cache import ListCache, TtlCache
-from web.keys import DB, EVENTS, HTTP_METRICS, LIST_CACHE, PRINCIPALS, REGISTRY, SETTINGS, TASKS
+from web.keys import DB, EVENTS, HTTP_METRICS, INGEST_KEYS, LIST_CACHE, PRINCIPALS, REGISTRY, SETTINGS, TASKS
 from web.metrics import HttpMetrics
 from web.middleware import REQUEST_LINE, STREAMING, UNQUEUED, request_context, trusted_proxy_middleware
 
@@ -48,6 +48,7 @@ def create_app(
     app[LIST_CACHE] = ListCache()
     app[PRINCIPALS] = TtlCache(settings.host_cache_ttl_s)
     app[EVENTS] = TtlCache(settings.host_cache_ttl_s, max_entries=1000)
+    app[INGEST_KEYS] = TtlCache(settings.host_cache_ttl_s, max_entries=1000)
     app[STREAMING] = {"/rest/host/session/analytics/csv"}
     app[UNQUEUED] = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/host/"}
     app[REQUEST_LINE] = asyncio.Semaphore(settings.request_concurrency)

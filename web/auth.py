@@ -31,7 +31,7 @@ from shared.errors import (
 from shared.models import LoginIn, format_utc
 from shared.security import HOST_ROLES, new_token, token_digest, verify_password
 from web.jsonio import json_response, parse_model, read_json
-from web.keys import DB, EVENTS, PRINCIPALS, SETTINGS
+from web.keys import DB, EVENTS, INGEST_KEYS, PRINCIPALS, SETTINGS
 from web.middleware import credential_id_var
 
 log = logging.getLogger(__name__)
@@ -90,12 +90,18 @@ async def authenticate_host(request: web.Request, *, host_role: bool = True) -> 
 async def _ingest_key(request: web.Request, token: str) -> IngestPrincipal:
     if len(token) > 100:
         raise Unauthorized("unknown ingest key")
-    doc = await request.app[DB].ingest_keys.find_one({"_id": token_digest(token)})
-    if doc is None or doc.get("revoked"):
-        raise Unauthorized("unknown or revoked ingest key")
-    event_ids = doc.get("eventIds")
-    credential_id_var.set("key:" + doc["_id"][:12])
-    return IngestPrincipal(doc["_id"][:12], None if event_ids is None else frozenset(event_ids))
+    # Reused for HOST_CACHE_TTL_S like a user's token: a player posts every few seconds.
+    cache = request.app[INGEST_KEYS]
+    principal = cache.get(token)
+    if principal is None:
+        doc = await request.app[DB].ingest_keys.find_one({"_id": token_digest(token)})
+        if doc is None or doc.get("revoked"):
+            raise Unauthorized("unknown or revoked ingest key")
+        event_ids = doc.get("eventIds")
+        principal = IngestPrincipal(doc["_id"][:12], None if event_ids is None else frozenset(event_ids))
+        cache.put(token, principal)
+    credential_id_var.set("key:" + principal.key_id)
+    return principal
 
 
 async def authenticate_ingest(request: web.Request, event_id: str) -> IngestPrincipal:
