@@ -11,9 +11,10 @@ from typing import Any
 
 from aiohttp import web
 from pymongo import ASCENDING, DESCENDING
+from pymongo.errors import PyMongoError
 
 from shared.access import may_host
-from shared.errors import ServiceError, SessionNotFound
+from shared.errors import ServiceError, SessionNotFound, Unavailable
 from shared.logs import request_id_var
 from shared.models import SessionIn, format_utc
 from shared.rules import analytics_available
@@ -98,9 +99,14 @@ async def list_sessions(request: web.Request) -> web.Response:
     except asyncio.CancelledError:
         fresh.cancel()
         raise
-    if fresh in done:
+    if fresh in done and not _database_trouble(fresh.exception()):
         return fresh.result()
     return _stale_answer(request, stale)
+
+
+def _database_trouble(error: BaseException | None) -> bool:
+    """A failure of the backing services (not of the request): the last good answer still holds."""
+    return isinstance(error, Unavailable | PyMongoError)
 
 
 def _answerable_from_memory(request: web.Request, token: str, key: tuple[object, ...]) -> bool:
