@@ -152,3 +152,15 @@ async def test_the_window_starts_again_the_next_minute(client, database, monkeyp
     await asyncio.gather(*(client.post(LOGIN, json=right) for _ in range(21)))
     monkeypatch.setattr(web.auth, "_now", lambda: mid_minute + timedelta(minutes=1))
     assert (await client.post(LOGIN, json=right)).status == 200
+
+
+def test_trusted_proxies_takes_a_cidr_list_and_refuses_anything_else():
+    from pydantic import ValidationError
+
+    from shared.settings import Settings
+
+    assert Settings().trusted_proxy_networks == ()  # trust none by default
+    networks = Settings(trusted_proxies="10.0.0.0/8, 192.168.1.7,::1").trusted_proxy_networks
+    assert [str(n) for n in networks] == ["10.0.0.0/8", "192.168.1.7/32", "::1/128"]
+    with pytest.raises(ValidationError, match="not-a-network"):
+        Settings(trusted_proxies="10.0.0.0/8,not-a-network")
