@@ -59,9 +59,10 @@ is answered 403, an unknown, expired or revoked one 401.
 | 404 | `4040200` | Event Not Found |
 | 404 | `404800` | Session Not Found |
 | 404 | `404` | no such route or task |
-| 405 | `405` | a known path asked with a method it does not take |
+| 405 | `405` | a known path asked with a method it does not take (`Allow` lists the ones it takes) |
+| 408 | `408` | the client did not send its whole body within the request time limit |
 | 429 | `429` | too many login attempts from one address (`Retry-After` says when to retry) |
-| 503 | `503` | MongoDB or Redis unreachable, or no answer within the request time limit |
+| 503 | `503` | MongoDB or Redis unreachable, or no answer within the request time limit (`Retry-After`) |
 
 A request to any path not listed here is answered with the `NoSuchRoute` response (404); a
 listed path asked with an unlisted method, with the `MethodNotAllowed` response (405).
@@ -631,6 +632,11 @@ def _headers() -> dict[str, Schema]:
             "required": True,
             "schema": {"type": "integer", "minimum": 0},
         },
+        "Allow": {
+            "description": "The methods this path takes.",
+            "required": True,
+            "schema": {"type": "string"},
+        },
         "ContentDisposition": {
             "description": '`attachment; filename="session-overview-<eventId>.csv"`.',
             "required": True,
@@ -651,6 +657,7 @@ def _header_refs(*names: str) -> dict[str, Schema]:
         "CacheControl": "Cache-Control",
         "Location": "Location",
         "RetryAfter": "Retry-After",
+        "Allow": "Allow",
         "ContentDisposition": "Content-Disposition",
         "ContentSecurityPolicy": "Content-Security-Policy",
     }
@@ -690,9 +697,16 @@ def _responses() -> dict[str, Schema]:
             "400",
         ),
         "Unauthorized": error("No credential, or an unknown, expired or revoked one.", "401"),
-        "Unavailable": error("MongoDB or Redis unreachable, or no answer within the time limit.", "503"),
+        "Unavailable": error(
+            "MongoDB or Redis unreachable, or no answer within the time limit.",
+            "503",
+            headers=("RetryAfter",),
+        ),
+        "RequestTimeout": error("The body did not arrive within the request time limit.", "408"),
         "NoSuchRoute": error("No such route (any path not listed in this document).", "404"),
-        "MethodNotAllowed": error("A listed path asked with a method it does not take.", "405"),
+        "MethodNotAllowed": error(
+            "A listed path asked with a method it does not take.", "405", headers=("Allow",)
+        ),
         "TooManyLogins": error(
             "Too many login attempts from this address in this minute.",
             "429",
@@ -767,6 +781,7 @@ def _paths() -> dict[str, dict[str, Schema]]:
             "403",
         ),
         "404": event_404,
+        "408": common("RequestTimeout"),
         "503": common("Unavailable"),
     }
     return {
@@ -784,6 +799,7 @@ def _paths() -> dict[str, dict[str, Schema]]:
                         "4010101",
                         "4010102",
                     ),
+                    "408": common("RequestTimeout"),
                     "429": common("TooManyLogins"),
                     "503": common("Unavailable"),
                 },
@@ -914,10 +930,12 @@ def _paths() -> dict[str, dict[str, Schema]]:
                     "400": common("BadRequest"),
                     **host,
                     "404": event_404,
+                    "408": common("RequestTimeout"),
                     "503": common("Unavailable"),
                 },
                 description="A changed video resets the duration and schedules a rollup. A session "
-                "never moves to another event (400).",
+                "never moves to another event (400); a session of an event the user does not "
+                "administer is 403 4030201.",
                 parameters=("SessionIdPath",),
                 body=json_body(ref("SessionIn"), "The session's fields."),
                 security=HOST_SECURITY,

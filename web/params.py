@@ -9,10 +9,9 @@ from aiohttp import web
 
 from shared.db import SORT_FIELDS
 from shared.errors import BadRequest
-from shared.models import ID_PATTERN
+from shared.models import is_id
 from shared.rules import FORMATS
 
-_ID = re.compile(ID_PATTERN)
 MAX_PAGE_SIZE = 500
 
 # The vendor's spellings of each expand value, compared after lower-casing and dropping
@@ -30,7 +29,7 @@ def _single(request: web.Request, name: str) -> str | None:
 def valid_id(value: str | None, name: str) -> str:
     if value is None or value == "":
         raise BadRequest(f"{name} is required")
-    if not _ID.match(value):
+    if not is_id(value):
         raise BadRequest(f"{name} must be 1-64 letters, digits, '-' or '_'")
     return value
 
