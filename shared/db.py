@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorCollection, AsyncIOMotorDatabase
 from pymongo import ASCENDING, DESCENDING, IndexModel
@@ -57,12 +59,127 @@ INDEXES: dict[str, list[IndexModel]] = {
 }
 
 
+# Operations that make a round trip to the server: each waits for a slot of the process's gate.
+_GATED_CALLS = frozenset(
+    {
+        "find_one",
+        "insert_one",
+        "insert_many",
+        "update_one",
+        "update_many",
+        "replace_one",
+        "delete_one",
+        "delete_many",
+        "find_one_and_update",
+        "find_one_and_replace",
+        "find_one_and_delete",
+        "count_documents",
+        "estimated_document_count",
+        "distinct",
+        "bulk_write",
+        "create_index",
+        "create_indexes",
+        "drop_index",
+        "drop_indexes",
+        "index_information",
+        "drop",
+        "rename",
+        # cursor reads
+        "to_list",
+        "next",
+        "explain",
+    }
+)
+_CURSOR_CALLS = frozenset({"find", "aggregate", "find_raw_batches", "aggregate_raw_batches", "list_indexes"})
+
+
+def _gated(call: Callable[..., Awaitable[Any]], gate: asyncio.Semaphore) -> Callable[..., Awaitable[Any]]:
+    async def one_at_a_slot(*args: Any, **kwargs: Any) -> Any:
+        async with gate:
+            return await call(*args, **kwargs)
+
+    return one_at_a_slot
+
+
+class _GatedCursor:
+    """A Motor cursor whose reads wait for the gate; building calls (sort, limit...) chain as usual."""
+
+    def __init__(self, cursor: Any, gate: asyncio.Semaphore) -> None:
+        self._cursor = cursor
+        self._gate = gate
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._cursor, name)
+        if name in _GATED_CALLS:
+            return _gated(attr, self._gate)
+        if not callable(attr):
+            return attr
+
+        def chain(*args: Any, **kwargs: Any) -> Any:
+            result = attr(*args, **kwargs)
+            return self if result is self._cursor else result
+
+        return chain
+
+    def __aiter__(self) -> _GatedCursor:
+        return self
+
+    async def __anext__(self) -> Any:
+        async with self._gate:
+            return await self._cursor.__anext__()
+
+
+class _GatedCollection:
+    def __init__(self, collection: Any, gate: asyncio.Semaphore) -> None:
+        self._collection = collection
+        self._gate = gate
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._collection, name)
+        if name in _GATED_CALLS:
+            return _gated(attr, self._gate)
+        if name in _CURSOR_CALLS:
+            return lambda *args, **kwargs: _GatedCursor(attr(*args, **kwargs), self._gate)
+        return attr
+
+
+class _GatedDatabase:
+    """Collections whose operations wait in one FIFO line per process (asyncio.Semaphore wakes
+    waiters in order), so list reads, ingestion and tasks share the database fairly instead of
+    piling up on the driver's thread pool and timing out together. `command` (ping) does not
+    wait: readiness must not queue behind user traffic."""
+
+    def __init__(self, database: Any, gate: asyncio.Semaphore) -> None:
+        self._database = database
+        self._gate = gate
+
+    def __getitem__(self, name: str) -> Any:
+        return _GatedCollection(self._database[name], self._gate)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._database, name)
+        if isinstance(attr, AsyncIOMotorCollection):
+            return _GatedCollection(attr, self._gate)
+        return attr
+
+
+def database_slots(settings: Settings) -> int:
+    """MONGODB_MAX_CONCURRENCY, but always two fewer than Motor's threads (MOTOR_MAX_WORKERS,
+    default 5 per CPU), so a readiness ping always finds a free thread."""
+    from motor.frameworks import asyncio as motor_asyncio
+
+    threads = int(getattr(motor_asyncio, "max_workers", 10))
+    return max(1, min(settings.mongodb_max_concurrency, threads - 2))
+
+
 @dataclass
 class Database:
     """The collections of one database, created on the running event loop."""
 
     client: Any
     db: AsyncIOMotorDatabase
+    # The per-process line every operation waits in (None: no limit, as for the embedded store).
+    gate: asyncio.Semaphore | None = field(default=None, kw_only=True)
 
     def __getitem__(self, name: str) -> AsyncIOMotorCollection:
         return self.db[name]
@@ -164,4 +281,6 @@ def connect(settings: Settings) -> Database:
         socketTimeoutMS=max(settings.mongodb_timeout_ms * 5, 10_000),
         retryWrites=False,
     )
-    return Database(client, client[settings.mongodb_database_name])
+    gate = asyncio.Semaphore(database_slots(settings))
+    gated = cast(AsyncIOMotorDatabase, _GatedDatabase(client[settings.mongodb_database_name], gate))
+    return Database(client, gated, gate=gate)

@@ -16,6 +16,10 @@ class ServiceError(Exception):
         if error_message is not None:
             self.error_message = error_message
 
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the answer carries besides the envelope (e.g. `Retry-After`)."""
+        return {}
+
 
 class BadRequest(ServiceError):
     http_status = 400
@@ -76,6 +80,21 @@ class MethodNotAllowed(ServiceError):
     error_code = "405"
     error_message = "Method not allowed"
 
+    def __init__(self, developer_message: str | None = None, *, allowed: frozenset[str] = frozenset()):
+        super().__init__(developer_message)
+        self.allowed = allowed
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": ", ".join(sorted(self.allowed))}
+
+
+class RequestTimeout(ServiceError):
+    """The client did not send its whole body within the request time limit."""
+
+    http_status = 408
+    error_code = "408"
+    error_message = "The request body did not arrive in time"
+
 
 class PayloadTooLarge(ServiceError):
     http_status = 400
@@ -92,8 +111,16 @@ class TooManyRequests(ServiceError):
         super().__init__(developer_message)
         self.retry_after_s = retry_after_s
 
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
 
 class Unavailable(ServiceError):
     http_status = 503
     error_code = "503"
     error_message = "A backing service is unreachable; try again shortly"
+    # Long enough for a failover or a queue to drain, short enough for a client to come back soon.
+    retry_after_s = 5
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}

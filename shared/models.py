@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -17,11 +18,26 @@ from pydantic import (
 
 from shared.rules import FORMATS, PROVIDERS
 
+# `$` here is the end of the text as JSON Schema and pydantic read it. Python's `re` lets `$`
+# match before a final newline, so Python code checks ids with `is_id` (a whole match).
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+# DESIGN §3: times sent to the service lie in [1970-01-01, 2100-01-01) UTC.
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def is_id(value: object) -> bool:
+    """1-64 letters, digits, `-` and `_`, and nothing else (no trailing newline)."""
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
+
 
 Id = Annotated[str, StringConstraints(strict=True, pattern=ID_PATTERN)]
 VideoId = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9_-]{1,128}$")]
-Title = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=500, strip_whitespace=True)]
+Title = Annotated[
+    str, StringConstraints(strict=True, min_length=1, max_length=500, strip_whitespace=True, pattern=r"\S")
+]
 
 
 def parse_utc(value: object) -> datetime:
@@ -37,21 +53,31 @@ def parse_utc(value: object) -> datetime:
         raise ValueError("must be an ISO 8601 time string")
     if parsed.tzinfo is None:
         raise ValueError("must carry a time zone, e.g. 2024-05-01T10:00:00Z")
-    parsed = parsed.astimezone(UTC)
+    try:
+        parsed = parsed.astimezone(UTC)
+    except OverflowError as err:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise ValueError("must lie between 1970-01-01 and 2100-01-01 UTC") from err
+    if not EARLIEST_TIME <= parsed < LATEST_TIME:
+        raise ValueError("must lie between 1970-01-01 and 2100-01-01 UTC")
     # BSON dates hold milliseconds; truncate here so what is stored is what was validated.
     return parsed.replace(microsecond=parsed.microsecond // 1000 * 1000)
 
 
 def format_utc(value: datetime | None) -> str | None:
-    """ISO 8601 in UTC with `Z`, milliseconds only when there are some."""
+    """ISO 8601 in UTC with `Z` and a four-digit year, milliseconds only when there are some."""
     if value is None:
         return None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     value = value.astimezone(UTC)
+    # Not strftime("%Y"): the C library writes year 347 as "347", which is not ISO 8601.
+    text = (
+        f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
+        f"T{value.hour:02d}:{value.minute:02d}:{value.second:02d}"
+    )
     if value.microsecond:
-        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return f"{text}.{value.microsecond // 1000:03d}Z"
+    return text + "Z"
 
 
 UtcTime = Annotated[datetime, BeforeValidator(parse_utc), PlainSerializer(format_utc, when_used="json")]
@@ -60,12 +86,35 @@ StreamProvider = Literal[PROVIDERS]  # type: ignore[valid-type]
 Mode = Literal["LIVE", "RECORDING"]
 
 
+# Examples of each body, shown in the OpenAPI document and the /docs page.
+SESSION_EXAMPLE = {
+    "eventId": "ev1",
+    "title": "Keynote",
+    "startTime": "2024-05-01T09:00:00Z",
+    "endTime": "2024-05-01T10:00:00Z",
+    "format": "MAINSTAGE_SESSION",
+    "streamProvider": "VIMEO",
+    "videoId": "76979871",
+}
+SEGMENT_EXAMPLE = {
+    "segmentId": "g1",
+    "sessionId": "s1",
+    "userId": "u1",
+    "mode": "LIVE",
+    "start": "2024-05-01T09:00:00Z",
+    "end": "2024-05-01T09:05:00Z",
+}
+REGISTRATION_EXAMPLE = {"sessionId": "s1", "userId": "u1", "registeredAt": "2024-04-20T08:00:00Z"}
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class SessionIn(Strict):
     """Body of PUT /rest/host/session/{sessionId}."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [SESSION_EXAMPLE]})
 
     eventId: Id
     title: Title
@@ -83,6 +132,8 @@ class SessionIn(Strict):
 
 
 class WatchSegmentIn(Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [SEGMENT_EXAMPLE]})
+
     segmentId: Id
     sessionId: Id
     userId: Id
@@ -92,12 +143,18 @@ class WatchSegmentIn(Strict):
 
 
 class RegistrationIn(Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [REGISTRATION_EXAMPLE]})
+
     sessionId: Id
     userId: Id
     registeredAt: UtcTime
 
 
 class LoginIn(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"username": "host@example.com", "password": "pw"}]}
+    )
+
     username: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=320)]
     password: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=1024)]
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -22,6 +23,22 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(5.0, gt=0)
     max_body_bytes: int = 1_048_576
     log_json: bool = True
+    access_log: bool = Field(True, description="one INFO line per request (method, route, status, ms, ids)")
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="close a connection that sends no complete request head this long"
+    )
+    trusted_proxies: str = Field(
+        "", description="comma-separated CIDRs whose X-Forwarded-For is believed; empty: none"
+    )
+    request_concurrency: int = Field(
+        32, ge=1, description="API requests handled at once per web process; the rest wait in line (FIFO)"
+    )
+    mongodb_max_concurrency: int = Field(
+        8, ge=1, description="database operations in flight per process; the rest wait in line (FIFO)"
+    )
+    list_stale_after_s: float = Field(
+        0.25, gt=0, description="the session list serves its last good answer when a fresh one takes longer"
+    )
     log_level: str = "INFO"
     host_cache_ttl_s: float = Field(
         1.0,
@@ -83,6 +100,22 @@ class Settings(BaseSettings):
     dolby_app_secret: SecretStr | None = None
     wistia_api_url: str = "https://api.wistia.com"
     wistia_api_token: SecretStr | None = None
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidr_list(cls, value: str) -> str:
+        for part in value.split(","):
+            if part.strip():
+                ipaddress.ip_network(part.strip(), strict=False)  # ValueError names the bad entry
+        return value
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(
+            ipaddress.ip_network(part.strip(), strict=False)
+            for part in self.trusted_proxies.split(",")
+            if part.strip()
+        )
 
     @property
     def mongodb_database_name(self) -> str:

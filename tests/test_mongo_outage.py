@@ -71,10 +71,15 @@ async def test_requests_get_503_while_mongodb_is_down_and_normal_answers_when_it
 
     own_ferretdb.stop()
 
-    for path in (LIST, "/rest/host/session/s1/analytics"):
+    for path in (LIST + "&size=7", "/rest/host/session/s1/analytics"):
         response, elapsed = await _timed(client, path, headers=headers)
         assert await error_of(response) == (503, "503"), path
         assert elapsed < REQUEST_TIMEOUT_S + 0.5, (path, elapsed)
+    # A list query this token already saw is answered from this process's last good answer.
+    stale, elapsed = await _timed(client, LIST, headers=headers)
+    assert stale.status == 200, await stale.text()
+    assert await stale.read() == body_before
+    assert elapsed < REQUEST_TIMEOUT_S + 0.5
     login_down = await client.post("/rest/u/login", json={"username": "super@example.com", "password": "x"})
     assert await error_of(login_down) == (503, "503")
     ready, elapsed = await _timed(client, "/readyz")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry
 
 from shared.db import Database, connect
@@ -13,9 +17,11 @@ from shared.settings import Settings
 from shared.tasks import CeleryTaskQueue, TaskQueue
 from web import admin_tasks, auth, docs, health, ingest, sessions
 from web.cache import ListCache, TtlCache
-from web.keys import DB, EVENTS, HTTP_METRICS, LIST_CACHE, PRINCIPALS, REGISTRY, SETTINGS, TASKS
+from web.keys import DB, EVENTS, HTTP_METRICS, INGEST_KEYS, LIST_CACHE, PRINCIPALS, REGISTRY, SETTINGS, TASKS
 from web.metrics import HttpMetrics
-from web.middleware import STREAMING, request_context
+from web.middleware import REQUEST_LINE, STREAMING, UNQUEUED, request_context, trusted_proxy_middleware
+
+log = logging.getLogger("web.app")
 
 
 def create_app(
@@ -25,7 +31,16 @@ def create_app(
     task_queue: TaskQueue | None = None,
 ) -> web.Application:
     """Build the app. `database` / `task_queue` let the embedded demo and tests inject their own."""
-    app = web.Application(middlewares=[request_context], client_max_size=settings.max_body_bytes)
+    middlewares: list[Middleware] = [request_context]
+    if settings.trusted_proxy_networks:
+        middlewares.insert(0, trusted_proxy_middleware(settings.trusted_proxy_networks))
+    app = web.Application(
+        middlewares=middlewares,
+        client_max_size=settings.max_body_bytes,
+        # aiohttp closes a connection that has not sent a complete request head within its
+        # keep-alive timeout, counted from the connection's start or its last answer.
+        handler_args={"keepalive_timeout": settings.header_timeout_s},
+    )
     app[SETTINGS] = settings
     registry = CollectorRegistry()
     app[REGISTRY] = registry
@@ -33,7 +48,10 @@ def create_app(
     app[LIST_CACHE] = ListCache()
     app[PRINCIPALS] = TtlCache(settings.host_cache_ttl_s)
     app[EVENTS] = TtlCache(settings.host_cache_ttl_s, max_entries=1000)
+    app[INGEST_KEYS] = TtlCache(settings.host_cache_ttl_s, max_entries=1000)
     app[STREAMING] = {"/rest/host/session/analytics/csv"}
+    app[UNQUEUED] = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/host/"}
+    app[REQUEST_LINE] = asyncio.Semaphore(settings.request_concurrency)
 
     async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         db = database or connect(settings)
@@ -54,3 +72,43 @@ def create_app(
     for module in (auth, sessions, ingest, admin_tasks, health, docs):
         app.add_routes(module.routes)
     return app
+
+
+def service_version() -> str:
+    try:
+        return version("session-analytics")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
+
+
+def log_start(settings: Settings, host: str, port: int) -> None:
+    """The start-up line of `serve`: what runs, where, and the settings that shape it (no secrets,
+    no credentials inside the URLs)."""
+    log.info(
+        "session-analytics %s serving on http://%s:%s",
+        service_version(),
+        host,
+        port,
+        extra={
+            "version": service_version(),
+            "address": f"{host}:{port}",
+            "mongodb": _without_credentials(settings.mongodb_url),
+            "redis": _without_credentials(settings.redis_url),
+            "requestTimeoutS": settings.request_timeout_s,
+            "headerTimeoutS": settings.header_timeout_s,
+            "requestConcurrency": settings.request_concurrency,
+            "mongodbMaxConcurrency": settings.mongodb_max_concurrency,
+            "trustedProxies": settings.trusted_proxies or "none",
+            "accessLog": settings.access_log,
+            "loginThrottlePerMinute": settings.login_throttle_per_minute,
+        },
+    )
+
+
+def _without_credentials(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    host = authority.rpartition("@")[2]
+    return f"{scheme}://{host}{slash}{path.split('?', 1)[0]}"

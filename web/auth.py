@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from aiohttp import web
-from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 from shared.access import (
     INGEST_KEY_PREFIX,
@@ -26,11 +28,12 @@ from shared.errors import (
     WrongCredentialKind,
     WrongCredentials,
 )
-from shared.models import LoginIn, format_utc
+from shared.models import LoginIn
 from shared.security import HOST_ROLES, new_token, token_digest, verify_password
 from web.contract.auth import LoginAnswer
 from web.jsonio import parse_model, read_json
-from web.keys import DB, EVENTS, PRINCIPALS, SETTINGS
+from web.keys import DB, EVENTS, INGEST_KEYS, PRINCIPALS, SETTINGS
+from web.middleware import credential_id_var
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -40,7 +43,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _bearer(request: web.Request) -> str:
+def bearer_token(request: web.Request) -> str:
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
@@ -57,7 +60,7 @@ async def authenticate_host(request: web.Request, *, host_role: bool = True) -> 
     """The user behind the token. With `host_role` (every host route), a user whose role has no
     host access is refused before any event or session is looked up, so that role cannot learn
     which ids exist."""
-    token = _bearer(request)
+    token = bearer_token(request)
     if token.startswith(INGEST_KEY_PREFIX):
         await _ingest_key(request, token)  # a valid key is 403 here, an unknown one 401
         raise WrongCredentialKind("ingest keys may only post attendance")
@@ -79,6 +82,7 @@ async def authenticate_host(request: web.Request, *, host_role: bool = True) -> 
         cache.put(token, principal)
     if principal.expires_at is None or principal.expires_at <= _now():
         raise Unauthorized("unknown, expired or revoked token")
+    credential_id_var.set(principal.user_id)
     if host_role and principal.role not in HOST_ROLES:
         raise NotEventHost(f"role {principal.role} has no host access")
     return principal
@@ -87,15 +91,22 @@ async def authenticate_host(request: web.Request, *, host_role: bool = True) -> 
 async def _ingest_key(request: web.Request, token: str) -> IngestPrincipal:
     if len(token) > 100:
         raise Unauthorized("unknown ingest key")
-    doc = await request.app[DB].ingest_keys.find_one({"_id": token_digest(token)})
-    if doc is None or doc.get("revoked"):
-        raise Unauthorized("unknown or revoked ingest key")
-    event_ids = doc.get("eventIds")
-    return IngestPrincipal(doc["_id"][:12], None if event_ids is None else frozenset(event_ids))
+    # Reused for HOST_CACHE_TTL_S like a user's token: a player posts every few seconds.
+    cache = request.app[INGEST_KEYS]
+    principal = cache.get(token)
+    if principal is None:
+        doc = await request.app[DB].ingest_keys.find_one({"_id": token_digest(token)})
+        if doc is None or doc.get("revoked"):
+            raise Unauthorized("unknown or revoked ingest key")
+        event_ids = doc.get("eventIds")
+        principal = IngestPrincipal(doc["_id"][:12], None if event_ids is None else frozenset(event_ids))
+        cache.put(token, principal)
+    credential_id_var.set("key:" + principal.key_id)
+    return principal
 
 
 async def authenticate_ingest(request: web.Request, event_id: str) -> IngestPrincipal:
-    token = _bearer(request)
+    token = bearer_token(request)
     if token.startswith(USER_TOKEN_PREFIX):
         await authenticate_host(request, host_role=False)
         raise WrongCredentialKind("user tokens may not post attendance; use an ingest key")
@@ -121,19 +132,37 @@ async def hosted_event(request: web.Request, principal: HostPrincipal, event_id:
     return event
 
 
+async def _claim_slot(collection: Any, key: str, limit: int, expires_at: datetime) -> int | None:
+    """The rank (1..limit) of this attempt among those counted under `key`, or None past the limit.
+
+    Each attempt inserts its own document `key|n`, n the lowest free rank: the unique `_id` makes
+    concurrent attempts (in any web process) take distinct ranks, so exactly `limit` get one. A
+    read-modify-write counter cannot promise that on every MongoDB-wire server, and two upserts of
+    one new `_id` race. The ranks taken always form 1..k, so counting them gives where to start.
+    """
+    taken = await collection.count_documents({"_id": {"$gt": f"{key}|", "$lt": f"{key}}}"}})
+    for rank in range(taken + 1, limit + 1):
+        try:
+            await collection.insert_one({"_id": f"{key}|{rank:05d}", "expiresAt": expires_at})
+            return rank
+        except DuplicateKeyError:
+            continue  # taken by a concurrent attempt since the count: try the next rank
+    return None
+
+
 async def _throttle(request: web.Request) -> None:
     """Fixed one-minute windows per client address, shared by every web process via MongoDB."""
     settings = request.app[SETTINGS]
     now = _now()
     window = now.replace(second=0, microsecond=0)
     address = request.remote or "unknown"
-    doc = await request.app[DB].login_attempts.find_one_and_update(
-        {"_id": f"{address}|{window.isoformat()}"},
-        {"$inc": {"count": 1}, "$setOnInsert": {"expiresAt": window + timedelta(minutes=2)}},
-        upsert=True,
-        return_document=ReturnDocument.AFTER,
+    rank = await _claim_slot(
+        request.app[DB].login_attempts,
+        f"{address}|{window.isoformat()}",
+        settings.login_throttle_per_minute,
+        window + timedelta(minutes=2),
     )
-    if doc["count"] > settings.login_throttle_per_minute:
+    if rank is None:
         retry_after = 60 - now.second
         raise TooManyRequests(
             f"more than {settings.login_throttle_per_minute} logins a minute from {address}",
@@ -141,34 +170,53 @@ async def _throttle(request: web.Request) -> None:
         )
 
 
+def _lock_key(username: str) -> str:
+    """The lock-out of a username, whether or not an account has it: unknown names lock the same
+    way, so the answers never tell which accounts exist."""
+    return "account|" + hashlib.sha256(username.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+async def _count_failure(request: web.Request, lock_key: str, now: datetime) -> None:
+    """Count a wrong password; the one that reaches LOCKOUT_FAILURES locks the name, and every
+    failure past it answers "locked" however many run at once."""
+    db, settings = request.app[DB], request.app[SETTINGS]
+    lock_s = timedelta(seconds=settings.lockout_s)
+    rank = await _claim_slot(db.login_attempts, lock_key, settings.lockout_failures, now + lock_s)
+    if rank is not None and rank < settings.lockout_failures:
+        raise WrongCredentials("no such user or wrong password")
+    if rank == settings.lockout_failures:
+        await db.login_attempts.update_one(
+            {"_id": lock_key}, {"$set": {"lockedUntil": now + lock_s, "expiresAt": now + lock_s}}, upsert=True
+        )
+        log.warning("login locked", extra={"lockKey": lock_key[8:20]})
+    raise AccountLocked(f"{settings.lockout_failures} wrong passwords in a row")
+
+
+async def _forget_failures(db: Any, lock_key: str) -> None:
+    """Drop the lock and the counted failures of a name (`key` and `key|n`) in one write."""
+    await db.login_attempts.delete_many({"_id": {"$gte": lock_key, "$lt": f"{lock_key}}}"}})
+
+
 @routes.post("/rest/u/login")
 async def login(request: web.Request) -> web.Response:
     await _throttle(request)
     body = parse_model(LoginIn, await read_json(request))
     db, settings = request.app[DB], request.app[SETTINGS]
-    user = await db.users.find_one({"email": body.username.strip().lower()})
+    username = body.username.strip().lower()
+    lock_key = _lock_key(username)
     now = _now()
-    if user is not None and user.get("lockedUntil") and user["lockedUntil"] > now:
-        raise AccountLocked(f"locked until {format_utc(user['lockedUntil'])}")
+    lock = await db.login_attempts.find_one({"_id": lock_key})
+    if lock is not None and lock.get("lockedUntil"):
+        if lock["lockedUntil"] > now:
+            raise AccountLocked("locked after repeated wrong passwords")
+        await _forget_failures(db, lock_key)  # the lock has ended: its count goes with it
+    user = await db.users.find_one({"email": username})
     ok = await asyncio.to_thread(verify_password, user and user.get("passwordHash"), body.password)
-    if user is None:
-        raise WrongCredentials("no such user or wrong password")
-    if not ok:
-        failures = await db.users.find_one_and_update(
-            {"_id": user["_id"]},
-            {"$inc": {"failedLogins": 1}},
-            return_document=ReturnDocument.AFTER,
-        )
-        if failures and failures.get("failedLogins", 0) >= settings.lockout_failures:
-            await db.users.update_one(
-                {"_id": user["_id"]},
-                {"$set": {"lockedUntil": now + timedelta(seconds=settings.lockout_s), "failedLogins": 0}},
-            )
-            log.warning("account locked", extra={"userId": user["_id"]})
-            raise AccountLocked(f"{settings.lockout_failures} wrong passwords in a row")
-        raise WrongCredentials("no such user or wrong password")
-    if user.get("failedLogins") or user.get("lockedUntil"):
-        await db.users.update_one({"_id": user["_id"]}, {"$set": {"failedLogins": 0, "lockedUntil": None}})
+    if user is None or not ok:
+        await _count_failure(request, lock_key, now)
+    assert user is not None
+    await _forget_failures(db, lock_key)  # a right password starts the count again
+    credential_id_var.set(user["_id"])
     token = USER_TOKEN_PREFIX + new_token()
     expires_at = (now + timedelta(seconds=settings.token_ttl_s)).replace(microsecond=0)
     await db.tokens.insert_one(
@@ -195,7 +243,7 @@ async def login(request: web.Request) -> web.Response:
 @routes.post("/rest/u/logout")
 async def logout(request: web.Request) -> web.Response:
     await authenticate_host(request, host_role=False)
-    token = _bearer(request)
+    token = bearer_token(request)
     await request.app[DB].tokens.update_one({"_id": token_digest(token)}, {"$set": {"revoked": True}})
     request.app[PRINCIPALS].drop(token)
     return web.Response(status=204)

@@ -56,10 +56,11 @@ def serve(host: str | None, port: int | None) -> None:
     """Serve the HTTP API on MONGODB_URL and REDIS_URL."""
     from aiohttp import web
 
-    from web.app import create_app
+    from web.app import create_app, log_start
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
+    log_start(settings, host or settings.host, port or settings.port)
     web.run_app(
         create_app(settings),
         host=host or settings.host,

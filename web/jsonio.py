@@ -19,10 +19,6 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
-def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=dumps(value), status=status, content_type="application/json", headers=headers)
-
-
 async def read_json(request: web.Request) -> Any:
     """The parsed body; BadRequest when it is missing, too large or not JSON."""
     if request.content_type not in ("application/json", "", "text/plain"):

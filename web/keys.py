@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from shared.access import HostPrincipal
+from shared.access import HostPrincipal, IngestPrincipal
 from shared.db import Database
 from shared.settings import Settings
 from shared.tasks import TaskQueue
@@ -20,3 +20,4 @@ HTTP_METRICS = web.AppKey("http_metrics", HttpMetrics)
 LIST_CACHE = web.AppKey("list_cache", ListCache)
 PRINCIPALS = web.AppKey("principals", TtlCache[str, HostPrincipal])
 EVENTS = web.AppKey("events", TtlCache[str, dict])
+INGEST_KEYS = web.AppKey("ingest_keys", TtlCache[str, IngestPrincipal])

@@ -1,15 +1,21 @@
-"""Request id, time limit, metrics, and the one place every failure becomes the error envelope."""
+"""Request id, client address, time limit, metrics, the access log, and the one place every
+failure becomes the error envelope."""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import ipaddress
 import itertools
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.typedefs import Middleware
+from aiohttp_remotes import XForwardedFiltered
 from pymongo.errors import PyMongoError
 
 from shared.db import UNAVAILABLE_ERRORS
@@ -18,8 +24,8 @@ from shared.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    RequestTimeout,
     ServiceError,
-    TooManyRequests,
     Unavailable,
 )
 from shared.logs import request_id_var
@@ -27,11 +33,19 @@ from web.contract.common import ErrorEnvelope
 from web.keys import HTTP_METRICS, SETTINGS
 
 log = logging.getLogger("web.request")
+access_log = logging.getLogger("web.access")
+
+# Who made the request (user id or ingest key id), set by authentication, read by the access log.
+credential_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("credential_id", default=None)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # Routes that stream their answer: the time limit covers them only until the first byte.
 STREAMING = web.AppKey("streaming_routes", set)
+# Routes that never wait in the request line: probes must answer while the line is long.
+UNQUEUED = web.AppKey("unqueued_routes", set)
+# The per-process line of API requests (REQUEST_CONCURRENCY handlers at a time, FIFO).
+REQUEST_LINE = web.AppKey("request_line", asyncio.Semaphore)
 
 
 _PROCESS_ID = secrets.token_hex(6)
@@ -45,9 +59,7 @@ def _new_request_id() -> str:
 
 def envelope(err: ServiceError, request_id: str) -> web.Response:
     body = ErrorEnvelope.of(err, request_id).body()
-    headers = {"X-Request-Id": request_id}
-    if isinstance(err, TooManyRequests):
-        headers["Retry-After"] = str(err.retry_after_s)
+    headers = {**err.headers(), "X-Request-Id": request_id}
     return web.Response(body=body, status=err.http_status, content_type="application/json", headers=headers)
 
 
@@ -55,7 +67,9 @@ def _from_http_exception(exc: web.HTTPException) -> ServiceError:
     if isinstance(exc, web.HTTPNotFound):
         return NotFound("no such route")
     if isinstance(exc, web.HTTPMethodNotAllowed):
-        return MethodNotAllowed(f"method {exc.method} not allowed here")
+        return MethodNotAllowed(
+            f"method {exc.method} not allowed here", allowed=frozenset(exc.allowed_methods)
+        )
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
         return PayloadTooLarge("request body over the size limit")
     if exc.status == 400:
@@ -80,12 +94,19 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     if not (0 < len(request_id) <= 64 and request_id.isascii() and request_id.isprintable()):
         request_id = _new_request_id()
     token = request_id_var.set(request_id)
+    credential_token = credential_id_var.set(None)
     started = time.perf_counter()
     metrics = request.app[HTTP_METRICS]
     route = _route_name(request)
     status = 500
     try:
-        response = await _answer(request, handler, request_id, streaming=route in request.app[STREAMING])
+        response = await _answer(
+            request,
+            handler,
+            request_id,
+            streaming=route in request.app[STREAMING],
+            queued=route not in request.app[UNQUEUED],
+        )
         status = response.status
         response.headers["X-Request-Id"] = request_id
         return response
@@ -93,28 +114,50 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         elapsed = time.perf_counter() - started
         metrics.requests.labels(route, request.method, str(status)).inc()
         metrics.latency.labels(route, request.method).observe(elapsed)
-        if status >= 500 or elapsed > 1.0:
-            log.warning(
-                "request answered",
-                extra={
-                    "method": request.method,
-                    "path": request.path,
-                    "status": status,
-                    "ms": round(elapsed * 1000, 1),
-                },
-            )
+        _log_access(request, route, status, elapsed)
+        credential_id_var.reset(credential_token)
         request_id_var.reset(token)
 
 
+def _log_access(request: web.Request, route: str, status: int, elapsed: float) -> None:
+    """One line a request with ACCESS_LOG on; otherwise only server errors and slow answers."""
+    troubling = status >= 500 or elapsed > 1.0
+    if not (request.app[SETTINGS].access_log or troubling):
+        return
+    (access_log.warning if troubling else access_log.info)(
+        "%s %s %s %.1fms",
+        request.method,
+        route,
+        status,
+        elapsed * 1000,
+        extra={
+            "method": request.method,
+            "route": route,
+            "status": status,
+            "ms": round(elapsed * 1000, 1),
+            "client": request.remote,
+            "credential": credential_id_var.get(),
+        },
+    )
+
+
 async def _answer(
-    request: web.Request, handler: Handler, request_id: str, *, streaming: bool
+    request: web.Request, handler: Handler, request_id: str, *, streaming: bool, queued: bool
 ) -> web.StreamResponse:
     timeout = request.app[SETTINGS].request_timeout_s
     try:
         if streaming:
             return await handler(request)
         async with asyncio.timeout(timeout):
-            return await handler(request)
+            if not queued:
+                return await handler(request)
+            if request.body_exists:
+                # The body first, outside the line: a slow client must not hold a place in it.
+                await request.read()
+            # One FIFO line for every kind of request, so a flood of one kind (cheap list
+            # reads) cannot starve another (ingestion) of the event loop.
+            async with request.app[REQUEST_LINE]:
+                return await handler(request)
     except ServiceError as err:
         if err.http_status >= 500:
             log.warning("service unavailable: %s", err.developer_message)
@@ -123,7 +166,18 @@ async def _answer(
         if exc.status < 400:
             raise
         return envelope(_from_http_exception(exc), request_id)
+    except (HttpProcessingError, web.RequestPayloadError) as err:
+        # aiohttp's own parsing, met while the handler reads the body (e.g. an undecodable gzip).
+        reason = " ".join(str(err).split())
+        response = envelope(BadRequest(f"malformed request body: {reason}"), request_id)
+        response.force_close()
+        return response
     except TimeoutError:
+        if _body_unfinished(request):
+            # The client is slow, not the service: 408, and the connection is not reused.
+            response = envelope(RequestTimeout(f"the body was not received within {timeout:g}s"), request_id)
+            response.force_close()
+            return response
         log.warning("request timed out after %.1fs", timeout)
         return envelope(Unavailable(f"no answer within {timeout:g}s"), request_id)
     except UNAVAILABLE_ERRORS as err:
@@ -136,3 +190,40 @@ async def _answer(
     except Exception:
         log.exception("unhandled error")
         return envelope(ServiceError("unexpected error; see the server log for this requestId"), request_id)
+
+
+def _body_unfinished(request: web.Request) -> bool:
+    return request.body_exists and not request.content.is_eof()
+
+
+def trusted_proxy_middleware(
+    networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network],
+) -> Middleware:
+    """`request.remote` becomes the client named in `X-Forwarded-For`, but only when the peer is
+    one of the trusted proxies (TRUSTED_PROXIES); anyone else's header is ignored. Within the
+    header, aiohttp-remotes skips trusted hops from the right and takes the first other address."""
+    forwarded = XForwardedFiltered(networks)
+
+    @web.middleware
+    async def client_address(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not _from_trusted_peer(request, networks):
+            return await handler(request)
+        try:
+            return await forwarded.middleware(request, handler)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            # Raised while reading the header, before the request reaches request_context.
+            return envelope(BadRequest(exc.reason), _new_request_id())
+
+    return client_address
+
+
+def _from_trusted_peer(
+    request: web.Request, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
+) -> bool:
+    try:
+        peer = ipaddress.ip_address(request.remote or "")
+    except ValueError:  # a Unix socket has no address
+        return False
+    return any(peer in network for network in networks)

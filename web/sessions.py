@@ -6,18 +6,21 @@ import asyncio
 import csv
 import io
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 from pymongo import ASCENDING, DESCENDING
+from pymongo.errors import PyMongoError
 
-from shared.errors import SessionNotFound
+from shared.access import may_host
+from shared.errors import ServiceError, SessionNotFound, Unavailable
 from shared.logs import request_id_var
 from shared.models import SessionIn, format_utc
 from shared.rules import analytics_available
 from shared.store import attendee_chunk_id, decode_attendee_rows, session_duration, upsert_session
-from web.auth import authenticate_host, hosted_event
-from web.cache import CachedAnswer
+from web.auth import authenticate_host, bearer_token, hosted_event
+from web.cache import CachedAnswer, ListCache
 from web.contract.common import path_id
 from web.contract.sessions import (
     Attendee,
@@ -30,7 +33,8 @@ from web.contract.sessions import (
     SessionListQuery,
 )
 from web.jsonio import conditional_json, etag_of, parse_model, read_json
-from web.keys import DB, EVENTS, HTTP_METRICS, LIST_CACHE
+from web.keys import DB, EVENTS, HTTP_METRICS, LIST_CACHE, PRINCIPALS, SETTINGS
+from web.middleware import credential_id_var
 
 routes = web.RouteTableDef()
 
@@ -89,11 +93,80 @@ def session_item(doc: dict[str, Any], expand: frozenset[str] = frozenset()) -> S
 
 @routes.get("/rest/host/session/analytics")
 async def list_sessions(request: web.Request) -> web.Response:
+    last = _last_good_answer(request)
+    if last is None:
+        return await _fresh_list(request)
+    key, stale, token = last
+    if _answerable_from_memory(request, token, key):
+        return await _fresh_list(request)  # no database call on the way: nothing to wait for
+    cache, limit = request.app[LIST_CACHE], request.app[SETTINGS].list_stale_after_s
+    if cache.refreshing_for(key) > limit:
+        # The database is already too slow for this query: do not queue one more refresh.
+        return _stale_answer(request, stale)
+    # Wait a little for a fresh answer, then give the last good one; the fresh one still
+    # finishes (the refresh the requests above wait for) and refreshes the cache.
+    began = cache.refresh_started(key)
+    fresh = asyncio.ensure_future(_fresh_list(request))
+    fresh.add_done_callback(lambda task: _refresh_done(cache, key, began, task))
+    try:
+        done, _ = await asyncio.wait({fresh}, timeout=limit)
+    except asyncio.CancelledError:
+        fresh.cancel()
+        raise
+    if fresh in done and not _database_trouble(fresh.exception()):
+        return fresh.result()
+    return _stale_answer(request, stale)
+
+
+def _database_trouble(error: BaseException | None) -> bool:
+    """A failure of the backing services (not of the request): the last good answer still holds."""
+    return isinstance(error, Unavailable | PyMongoError)
+
+
+def _answerable_from_memory(request: web.Request, token: str, key: tuple[object, ...]) -> bool:
+    event = request.app[EVENTS].get(str(key[0]))
+    if event is None or request.app[PRINCIPALS].get(token) is None:
+        return False
+    versioned = (key[0], event.get("analyticsVersion", 0), *key[1:])
+    return request.app[LIST_CACHE].get(versioned) is not None
+
+
+def _stale_answer(request: web.Request, answer: CachedAnswer) -> web.Response:
+    request.app[HTTP_METRICS].list_cache.labels("stale").inc()
+    return conditional_json(request, answer.body, answer.etag)
+
+
+def _refresh_done(cache: ListCache, key: tuple[object, ...], began: float, task: asyncio.Future[Any]) -> None:
+    cache.refresh_ended(key, began)
+    if not task.cancelled():
+        task.exception()  # retrieved: a late failure is not worth a log line per request
+
+
+def _last_good_answer(request: web.Request) -> tuple[tuple[object, ...], CachedAnswer, str] | None:
+    """This process's last answer to the same query, when the same token already proved it may
+    see that event (from memory only: no database call)."""
+    try:
+        token = bearer_token(request)
+        query = SessionListQuery.parse(request)
+    except ServiceError:
+        return None
+    principal = request.app[PRINCIPALS].get_stale(token)
+    key = (query.eventId, *query.cache_key())
+    last = request.app[LIST_CACHE].last_good(key)
+    if principal is None or last is None or principal.expires_at is None:
+        return None
+    if principal.expires_at <= datetime.now(UTC) or not may_host(principal, last.event):
+        return None
+    credential_id_var.set(principal.user_id)
+    return key, last.answer, token
+
+
+async def _fresh_list(request: web.Request) -> web.Response:
     principal = await authenticate_host(request)
     query = SessionListQuery.parse(request)
     event = await hosted_event(request, principal, query.eventId)
     cache, metrics = request.app[LIST_CACHE], request.app[HTTP_METRICS]
-    key = (query.eventId, event.get("analyticsVersion", 0), query)
+    key = (query.eventId, event.get("analyticsVersion", 0), *query.cache_key())
     cached = cache.get(key)
     if cached is None:
         metrics.list_cache.labels("miss").inc()
@@ -102,6 +175,7 @@ async def list_sessions(request: web.Request) -> web.Response:
         cache.put(key, cached)
     else:
         metrics.list_cache.labels("hit").inc()
+    cache.remember((query.eventId, *query.cache_key()), event, cached)
     return conditional_json(request, cached.body, cached.etag)
 
 
@@ -273,12 +347,17 @@ async def session_csv(request: web.Request) -> web.StreamResponse:
     return response
 
 
-@routes.put("/rest/host/session/{sessionId}")
+# Not "analytics": that path is the session list, and a PUT there would make its Allow lie.
+@routes.put(r"/rest/host/session/{sessionId:(?!analytics$)[^{}/]+}")
 async def put_session(request: web.Request) -> web.Response:
     principal = await authenticate_host(request)
     session_id = path_id(request, "sessionId")
     body = parse_model(SessionIn, await read_json(request))
     await hosted_event(request, principal, body.eventId)
+    stored = await request.app[DB].sessions.find_one({"_id": session_id}, {"eventId": 1})
+    if stored is not None and stored["eventId"] != body.eventId:
+        # Someone else's session: 403 like every other route, before saying it cannot move.
+        await hosted_event(request, principal, stored["eventId"])
     doc, created = await upsert_session(request.app[DB], session_id, body)
     request.app[EVENTS].drop(body.eventId)  # this process shows the change at once
     return session_item(doc).response(status=201 if created else 200)

@@ -19,7 +19,7 @@ from pydantic import (
 )
 
 from shared.errors import BadRequest, ServiceError
-from shared.models import ID_PATTERN, describe_validation_error, format_utc
+from shared.models import ID_PATTERN, describe_validation_error, format_utc, is_id
 
 MAX_PAGE_SIZE = 500
 MAX_PAGE = 10_000_000
@@ -93,12 +93,9 @@ def _not_empty(value: object) -> object:
     return value
 
 
-def query_int(low: int, high: int) -> Any:
-    """A query number: digits only (no sign, spaces, `_` or point), in [low, high]."""
-    return Annotated[int, Field(ge=low, le=high), BeforeValidator(_digits)]
-
-
 NotEmpty = BeforeValidator(_not_empty)
+# A query number: digits only (no sign, spaces, `_` or point); bounds come with Field.
+Digits = BeforeValidator(_digits)
 
 
 class Query(BaseModel):
@@ -129,6 +126,6 @@ class Query(BaseModel):
 def path_id(request: web.Request, name: str) -> str:
     """An id from the path, matched whole against the one id pattern."""
     value = request.match_info[name]
-    if not re.fullmatch(ID_PATTERN.strip("^$"), value):
+    if not is_id(value):
         raise BadRequest(f"{name} must be 1-64 letters, digits, '-' or '_'")
     return value

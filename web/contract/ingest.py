@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
-from shared.models import RegistrationIn, WatchSegmentIn
+from shared.models import REGISTRATION_EXAMPLE, SEGMENT_EXAMPLE, RegistrationIn, WatchSegmentIn
 from web.contract.common import Answer, Count
 
 MAX_ITEMS = 1000
@@ -16,8 +16,10 @@ BATCH = (
 )
 
 
-Segments = Annotated[list[WatchSegmentIn], Field(max_length=MAX_ITEMS)]
-Registrations = Annotated[list[RegistrationIn], Field(max_length=MAX_ITEMS)]
+# Each item is judged alone: one that is not a valid item is reported in `rejected`, and the
+# request still succeeds; so an item may be any JSON value, and the model says what is accepted.
+Segments = Annotated[list[WatchSegmentIn | Any], Field(max_length=MAX_ITEMS)]
+Registrations = Annotated[list[RegistrationIn | Any], Field(max_length=MAX_ITEMS)]
 
 
 class _Items(BaseModel):
@@ -34,10 +36,12 @@ class RegistrationItems(_Items):
 
 class WatchSegmentBatch(RootModel[Segments | WatchSegmentItems]):
     __doc__ = BATCH
+    model_config = ConfigDict(json_schema_extra={"examples": [[SEGMENT_EXAMPLE]]})
 
 
 class RegistrationBatch(RootModel[Registrations | RegistrationItems]):
     __doc__ = BATCH
+    model_config = ConfigDict(json_schema_extra={"examples": [[REGISTRATION_EXAMPLE]]})
 
 
 class Rejected(Answer):

@@ -8,20 +8,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel
 
-from shared.errors import (
-    AccountLocked,
-    BadRequest,
-    EventNotFound,
-    NotEventHost,
-    NotFound,
-    ServiceError,
-    SessionNotFound,
-    TooManyRequests,
-    Unauthorized,
-    Unavailable,
-    WrongCredentialKind,
-    WrongCredentials,
-)
+from shared import errors as e
 from shared.models import LoginIn, SessionIn
 from web.contract import auth, health, ingest, sessions, tasks
 from web.contract.common import OpenAPIDocument, Query
@@ -38,6 +25,21 @@ class Who(Enum):
     ANYONE = "anyone"
     HOST = "host roles (user token)"
     INGEST = "ingest key"
+
+
+# What every route a kind of caller may call can answer besides its own errors.
+CALLER_ERRORS: dict[Who, tuple[type[e.ServiceError], ...]] = {
+    Who.ANYONE: (),
+    Who.HOST: (e.Unauthorized, e.NotEventHost, e.WrongCredentialKind, e.Unavailable),
+    Who.INGEST: (
+        e.BadRequest,
+        e.Unauthorized,
+        e.NotEventHost,
+        e.WrongCredentialKind,
+        e.EventNotFound,
+        e.Unavailable,
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -57,138 +59,83 @@ class Operation:
     summary: str
     who: Who
     replies: dict[int, Reply]
-    errors: tuple[type[ServiceError], ...] = ()
+    errors: tuple[type[e.ServiceError], ...] = ()
     query: type[Query] | None = None
-    path_model: type[BaseModel] | None = None  # path parameters other than ids
     body: type[BaseModel] | None = None
     description: str = ""
-    example: dict[str, Any] = field(default_factory=dict)  # parameter names, "body"
+    example: dict[str, Any] = field(default_factory=dict)  # parameter values
+    path_model: type[BaseModel] | None = None  # path parameters other than ids
 
     @property
-    def all_errors(self) -> tuple[type[ServiceError], ...]:
-        """The errors of the route plus those its caller kind and the backing services bring."""
-        by_caller: dict[Who, tuple[type[ServiceError], ...]] = {
-            Who.ANYONE: (),
-            Who.HOST: (Unauthorized, NotEventHost, WrongCredentialKind, Unavailable),
-            Who.INGEST: (
-                BadRequest,
-                Unauthorized,
-                NotEventHost,
-                WrongCredentialKind,
-                EventNotFound,
-                Unavailable,
-            ),
-        }
-        return tuple(dict.fromkeys((*self.errors, *by_caller[self.who])))
+    def all_errors(self) -> tuple[type[e.ServiceError], ...]:
+        slow_body = (e.RequestTimeout,) if self.body is not None else ()  # body not in in time
+        return tuple(dict.fromkeys((*self.errors, *CALLER_ERRORS[self.who], *slow_body)))
 
 
-CACHED = ("ETag", "CacheControl")
-SESSION_ERRORS = (BadRequest, SessionNotFound, EventNotFound)
-SEGMENT = {
-    "segmentId": "g1",
-    "sessionId": "s1",
-    "userId": "u1",
-    "mode": "LIVE",
-    "start": "2024-05-01T10:00:00Z",
-    "end": "2024-05-01T10:05:00Z",
-}
-SESSION_BODY = {
-    "eventId": "ev1",
-    "title": "Keynote",
-    "startTime": "2024-05-01T09:00:00Z",
-    "endTime": "2024-05-01T10:00:00Z",
-    "format": "MAINSTAGE_SESSION",
-    "streamProvider": "VIMEO",
-    "videoId": "76979871",
-}
+CACHED = ("ETag", "Cache-Control")
+NOT_MODIFIED = Reply("The client's ETag still matches; no body.", headers=CACHED)
+SESSION_ERRORS = (e.BadRequest, e.SessionNotFound, e.EventNotFound)
+EVENT_ERRORS = (e.BadRequest, e.EventNotFound)
 
 OPERATIONS: tuple[Operation, ...] = (
-    Operation(
-        "POST", "/rest/u/login", "login", "auth", "Log in", Who.ANYONE,
-        {200: Reply("A new token.", auth.LoginAnswer)},
-        (BadRequest, WrongCredentials, AccountLocked, TooManyRequests, Unavailable), body=LoginIn,
-        description="Exchanges an email and password for a user token.",
-        example={"body": {"username": "host@example.com", "password": "a long passphrase"}},
-    ),
-    Operation(
-        "POST", "/rest/u/logout", "logout", "auth", "Log out", Who.HOST,
-        {204: Reply("The token is revoked.")}, description="Revokes the token the request carries.",
-    ),
-    Operation(
-        "GET", "/rest/host/session/analytics", "listSessions", "sessions",
-        "An event's sessions with their numbers", Who.HOST,
-        {200: Reply("One page of sessions.", sessions.SessionList, headers=CACHED),
-         304: Reply("The client's ETag still matches; no body.", headers=CACHED)},
-        (BadRequest, EventNotFound), query=sessions.SessionListQuery,
-        description="Reads precomputed numbers; the answer carries an ETag.",
-        example={"eventId": "ev1", "size": 50, "expand": ["duration", "watchTime"]},
-    ),
-    Operation(
-        "GET", "/rest/host/session/analytics/csv", "sessionOverviewCsv", "sessions",
-        "Session Overview CSV of an event", Who.HOST,
-        {200: Reply("The CSV, streamed, one row per session ordered by startTime; empty cells are "
-                    "nulls.", media="text/csv", headers=("ContentDisposition",))},
-        (BadRequest, EventNotFound), query=sessions.EventQuery, example={"eventId": "ev1"},
-    ),
-    Operation(
-        "POST", "/rest/host/session/analytics/recompute", "recomputeEvent", "tasks",
-        "Recompute an event's numbers", Who.HOST,
-        {202: Reply("The task; while one runs for the event, the same task.", tasks.RecomputeAccepted,
-                    headers=("Location",))},
-        (BadRequest, EventNotFound), query=sessions.EventQuery, example={"eventId": "ev1"},
-        description="Duration sync plus a full rollup of every session of the event, one at a time.",
-    ),
-    Operation(
-        "GET", "/rest/host/session/{sessionId}/analytics", "sessionDetail", "sessions",
-        "One session's numbers", Who.HOST,
-        {200: Reply("The session.", sessions.SessionDetail, headers=CACHED),
-         304: Reply("The client's ETag still matches; no body.", headers=CACHED)},
-        SESSION_ERRORS, example={"sessionId": "s1"},
-    ),
-    Operation(
-        "GET", "/rest/host/session/{sessionId}/attendee", "sessionAttendees", "sessions",
-        "A session's attendees", Who.HOST, {200: Reply("One page of attendees.", sessions.AttendeeList)},
-        SESSION_ERRORS, query=sessions.PageQuery, example={"sessionId": "s1", "page": 0, "size": 50},
-    ),
-    Operation(
-        "PUT", "/rest/host/session/{sessionId}", "putSession", "sessions", "Create or update a session",
-        Who.HOST,
-        {200: Reply("Updated; the session as the list shows it.", sessions.SessionItem),
-         201: Reply("Created; the session as the list shows it.", sessions.SessionItem)},
-        (BadRequest, EventNotFound), body=SessionIn, example={"sessionId": "s1", "body": SESSION_BODY},
-        description="A changed video resets the duration and schedules a rollup. A session never "
-        "moves to another event (400).",
-    ),
-    Operation(
-        "GET", "/rest/host/tasks/{taskId}", "taskStatus", "tasks", "Follow a task", Who.HOST,
-        {200: Reply("The task.", tasks.TaskStatus)}, (NotFound, EventNotFound),
-        example={"taskId": "3f2c9a1e7b5d4c6a8e0f1a2b3c4d5e6f"},
-    ),
-    Operation(
-        "POST", "/rest/events/{eventId}/watch-segments", "postWatchSegments", "ingest",
-        "Send watch segments", Who.INGEST, {200: Reply("What became of each segment.", ingest.IngestResult)},
-        body=ingest.WatchSegmentBatch, example={"eventId": "ev1", "body": [SEGMENT]},
-    ),
-    Operation(
-        "POST", "/rest/events/{eventId}/registrations", "postRegistrations", "ingest",
-        "Send registrations", Who.INGEST,
-        {200: Reply("What became of each registration.", ingest.IngestResult)},
-        body=ingest.RegistrationBatch,
-        example={"eventId": "ev1", "body": [{"sessionId": "s1", "userId": "u1",
-                                              "registeredAt": "2024-04-20T08:00:00Z"}]},
-    ),
+    Operation("POST", "/rest/u/login", "login", "auth", "Log in", Who.ANYONE,
+              {200: Reply("A new token.", auth.LoginAnswer)},
+              (e.BadRequest, e.WrongCredentials, e.AccountLocked, e.TooManyRequests, e.Unavailable),
+              body=LoginIn, description="Exchanges an email and password for a user token."),
+    Operation("POST", "/rest/u/logout", "logout", "auth", "Log out", Who.HOST,
+              {204: Reply("The token is revoked.")}, description="Revokes the token the request carries."),
+    Operation("GET", "/rest/host/session/analytics", "listSessions", "sessions",
+              "An event's sessions with their numbers", Who.HOST,
+              {200: Reply("One page of sessions.", sessions.SessionList, headers=CACHED), 304: NOT_MODIFIED},
+              EVENT_ERRORS, query=sessions.SessionListQuery, example={"eventId": "ev1", "size": 50},
+              description="Reads precomputed numbers; the answer carries an ETag."),
+    Operation("GET", "/rest/host/session/analytics/csv", "sessionOverviewCsv", "sessions",
+              "Session Overview CSV of an event", Who.HOST,
+              {200: Reply("The CSV, streamed, one row per session by startTime; empty cells are nulls.",
+                          media="text/csv", headers=("Content-Disposition",))},
+              EVENT_ERRORS, query=sessions.EventQuery, example={"eventId": "ev1"}),
+    Operation("POST", "/rest/host/session/analytics/recompute", "recomputeEvent", "tasks",
+              "Recompute an event's numbers", Who.HOST,
+              {202: Reply("The task; while one runs for the event, the same task.", tasks.RecomputeAccepted,
+                          headers=("Location",))},
+              EVENT_ERRORS, query=sessions.EventQuery, example={"eventId": "ev1"},
+              description="Duration sync plus a full rollup of every session of the event, one at a time."),
+    Operation("GET", "/rest/host/session/{sessionId}/analytics", "sessionDetail", "sessions",
+              "One session's numbers", Who.HOST,
+              {200: Reply("The session.", sessions.SessionDetail, headers=CACHED), 304: NOT_MODIFIED},
+              SESSION_ERRORS, example={"sessionId": "s1"}),
+    Operation("GET", "/rest/host/session/{sessionId}/attendee", "sessionAttendees", "sessions",
+              "A session's attendees", Who.HOST, {200: Reply("A page of attendees.", sessions.AttendeeList)},
+              SESSION_ERRORS, query=sessions.PageQuery, example={"sessionId": "s1", "page": 0, "size": 50}),
+    Operation("PUT", "/rest/host/session/{sessionId}", "putSession", "sessions", "Create or update a session",
+              Who.HOST,
+              {200: Reply("Updated; the session as the list shows it.", sessions.SessionItem),
+               201: Reply("Created; the session as the list shows it.", sessions.SessionItem)},
+              EVENT_ERRORS, body=SessionIn, example={"sessionId": "s1"},
+              description="A changed video resets the duration and schedules a rollup. A session never "
+              "moves to another event (400); a session of an event the user does not host is 403 4030201."),
+    Operation("GET", "/rest/host/tasks/{taskId}", "taskStatus", "tasks", "Follow a task", Who.HOST,
+              {200: Reply("The task.", tasks.TaskStatus)}, (e.NotFound, e.EventNotFound),
+              example={"taskId": "3f2c9a1e7b5d4c6a8e0f1a2b3c4d5e6f"}),
+    Operation("POST", "/rest/events/{eventId}/watch-segments", "postWatchSegments", "ingest",
+              "Send watch segments", Who.INGEST, {200: Reply("What became of each.", ingest.IngestResult)},
+              body=ingest.WatchSegmentBatch, example={"eventId": "ev1"}),
+    Operation("POST", "/rest/events/{eventId}/registrations", "postRegistrations", "ingest",
+              "Send registrations", Who.INGEST,
+              {200: Reply("What became of each registration.", ingest.IngestResult)},
+              body=ingest.RegistrationBatch, example={"eventId": "ev1"}),
     Operation("GET", "/healthz", "healthz", "operations", "Liveness", Who.ANYONE,
               {200: Reply("Alive.", health.Health)}),
     Operation("GET", "/readyz", "readyz", "operations", "Readiness", Who.ANYONE,
-              {200: Reply("MongoDB and Redis reachable.", health.Ready)}, (Unavailable,)),
+              {200: Reply("MongoDB and Redis reachable.", health.Ready)}, (e.Unavailable,)),
     Operation("GET", "/metrics", "metrics", "operations", "Prometheus metrics", Who.ANYONE,
               {200: Reply("Prometheus text exposition.", media="text/plain")}),
     Operation("GET", "/openapi.json", "openapi", "docs", "This OpenAPI document", Who.ANYONE,
               {200: Reply("OpenAPI 3.1.", OpenAPIDocument)}),
     Operation("GET", "/docs", "docs", "docs", "Docs page", Who.ANYONE,
               {200: Reply("Swagger UI rendering this document; every asset from this server.",
-                          media="text/html", headers=("ContentSecurityPolicy",))}),
+                          media="text/html", headers=("Content-Security-Policy",))}),
     Operation("GET", "/docs/{asset}", "docsAsset", "docs", "Docs page assets (Swagger UI, its licence)",
-              Who.ANYONE, {200: Reply("The file: CSS, JavaScript or text.", media="text/*")}, (NotFound,),
+              Who.ANYONE, {200: Reply("The file: CSS, JavaScript or text.", media="text/*")}, (e.NotFound,),
               path_model=DocsAssetPath, example={"asset": "LICENSE"}),
 )  # fmt: skip

@@ -15,13 +15,13 @@ from web.contract.common import (
     MAX_PAGE_SIZE,
     Answer,
     Count,
+    Digits,
     Id,
     NotEmpty,
     Percent,
     Query,
     Seconds,
     UtcTime,
-    query_int,
 )
 
 SORTS = tuple(form for field in SORT_FIELDS for form in (field, "-" + field))
@@ -45,8 +45,8 @@ def _expand_values(value: object) -> object:
     return chosen
 
 
-Page = query_int(0, MAX_PAGE)
-Size = query_int(1, MAX_PAGE_SIZE)
+Page = Annotated[int, Field(ge=0, le=MAX_PAGE), Digits]
+Size = Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE), Digits]
 EventId = Annotated[Id, NotEmpty, Field(description="The event.", examples=["ev1"])]
 
 
@@ -86,13 +86,17 @@ class SessionListQuery(PageQuery):
         examples=[["duration", "watchTime"]],
     )
 
+    def cache_key(self) -> tuple[object, ...]:
+        """Everything but the event: what makes two answers about one event differ."""
+        return tuple(value for name, value in self if name != "eventId")
+
     @property
     def sort_field(self) -> str:
-        return self.sort.removeprefix("-")
+        return str(self.sort).removeprefix("-")
 
     @property
     def descending(self) -> bool:
-        return self.sort.startswith("-")
+        return str(self.sort).startswith("-")
 
 
 class WatchTime(Answer):
