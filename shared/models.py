@@ -15,6 +15,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic.json_schema import JsonDict
 
 from shared.rules import FORMATS, PROVIDERS
 
@@ -87,7 +88,7 @@ Mode = Literal["LIVE", "RECORDING"]
 
 
 # Examples of each body, shown in the OpenAPI document and the /docs page.
-SESSION_EXAMPLE = {
+SESSION_EXAMPLE: JsonDict = {
     "eventId": "ev1",
     "title": "Keynote",
     "startTime": "2024-05-01T09:00:00Z",
@@ -96,7 +97,7 @@ SESSION_EXAMPLE = {
     "streamProvider": "VIMEO",
     "videoId": "76979871",
 }
-SEGMENT_EXAMPLE = {
+SEGMENT_EXAMPLE: JsonDict = {
     "segmentId": "g1",
     "sessionId": "s1",
     "userId": "u1",
@@ -104,7 +105,7 @@ SEGMENT_EXAMPLE = {
     "start": "2024-05-01T09:00:00Z",
     "end": "2024-05-01T09:05:00Z",
 }
-REGISTRATION_EXAMPLE = {"sessionId": "s1", "userId": "u1", "registeredAt": "2024-04-20T08:00:00Z"}
+REGISTRATION_EXAMPLE: JsonDict = {"sessionId": "s1", "userId": "u1", "registeredAt": "2024-04-20T08:00:00Z"}
 
 
 class Strict(BaseModel):

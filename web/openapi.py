@@ -147,7 +147,10 @@ def _schemas() -> Schema:
 
 
 def _components() -> Schema:
-    unmatched = {"NoSuchRoute": [errors.NotFound], "MethodNotAllowed": [errors.MethodNotAllowed]}
+    unmatched: dict[str, list[type[ServiceError]]] = {
+        "NoSuchRoute": [errors.NotFound],
+        "MethodNotAllowed": [errors.MethodNotAllowed],
+    }
     bearer, header = (
         {"type": "http", "scheme": "bearer"},
         {"type": "apiKey", "in": "header", "name": "AUTHENTICATION"},
