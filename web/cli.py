@@ -89,12 +89,10 @@ def _one_shot_settings() -> Settings:
 def _run_with_db(body: Callable[[Database, Settings], Awaitable[T]]) -> T:
     settings = _one_shot_settings()
 
+    _check_mongodb_url(settings.mongodb_url)
+
     async def main() -> T:
-        try:
-            db = connect(settings)
-        except (ValueError, TypeError) as err:  # PyMongo's own URI errors are caught by `describe`
-            url = without_credentials(settings.mongodb_url)
-            raise click.ClickException(f"MONGODB_URL {url} is not usable: {err}") from err
+        db = connect(settings)
         try:
             await db.ensure_indexes()
             return await body(db, settings)
@@ -102,6 +100,22 @@ def _run_with_db(body: Callable[[Database, Settings], Awaitable[T]]) -> T:
             db.close()
 
     return asyncio.run(main())
+
+
+def _check_mongodb_url(mongodb_url: str) -> None:
+    """Refuse a URL PyMongo cannot parse, or whose options it would ignore with a warning."""
+    import warnings
+
+    from pymongo.errors import ConfigurationError
+    from pymongo.uri_parser import parse_uri
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            parse_uri(mongodb_url)
+    except (ConfigurationError, ValueError, TypeError, UserWarning) as err:
+        url = without_credentials(mongodb_url)
+        raise click.ClickException(f"MONGODB_URL {url} is not usable: {err}") from err
 
 
 def _check_redis_url(redis_url: str) -> None:
@@ -124,6 +138,8 @@ def serve(host: str | None, port: int | None) -> None:
     from web.app import create_app
 
     settings = get_settings()
+    if not settings.embedded:
+        _check_mongodb_url(settings.mongodb_url)
     _check_redis_url(settings.redis_url)
     configure_logging(settings.log_level, settings.log_json)
     host = host or settings.host
