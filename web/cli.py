@@ -88,7 +88,6 @@ def _one_shot_settings() -> Settings:
 
 def _run_with_db(body: Callable[[Database, Settings], Awaitable[T]]) -> T:
     settings = _one_shot_settings()
-
     _check_mongodb_url(settings.mongodb_url)
 
     async def main() -> T:
@@ -119,10 +118,10 @@ def _check_mongodb_url(mongodb_url: str) -> None:
 
 
 def _check_redis_url(redis_url: str) -> None:
-    from redis.asyncio import from_url
+    from redis.connection import parse_url
 
     try:
-        from_url(redis_url)
+        parse_url(redis_url)
     except ValueError as err:
         raise click.ClickException(f"REDIS_URL {without_credentials(redis_url)} is malformed: {err}") from err
 
