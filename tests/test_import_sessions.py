@@ -319,3 +319,50 @@ async def test_sessions_come_from_standard_input_with_progress_on_stderr(client,
     body = await listed.json()
     assert body["recordsTotal"] == 1500
     assert body["data"][0]["title"] == "Talk 999"
+
+
+@pytest.mark.parametrize(("meanwhile_event", "outcome"), [("ev1", "written over"), ("ev2", "refused")])
+async def test_a_session_created_meanwhile_is_written_over_or_refused_by_its_event(
+    database, settings, meanwhile_event, outcome
+):
+    """Someone creates a session between the import's read and its insert (here: from the
+    progress report the import makes in between, on another connection)."""
+    from pymongo import MongoClient
+
+    from shared.errors import BadRequest
+
+    await seed_world(database)
+    other = MongoClient(settings.mongodb_url)
+    sessions = other[settings.mongodb_database_name].sessions
+
+    def someone_else_creates_keynote(done: int) -> None:
+        if done == 0:
+            sessions.insert_one({"_id": "keynote", "eventId": meanwhile_event, "title": "Created meanwhile"})
+
+    parsed = [
+        (str(r["sessionId"]), SessionIn.model_validate({k: v for k, v in r.items() if k != "sessionId"}))
+        for r in ROWS
+    ]
+    try:
+        if outcome == "refused":
+            with pytest.raises(
+                BadRequest, match="import stopped: sessions created meanwhile under another event: keynote"
+            ):
+                await import_sessions(database, parsed, someone_else_creates_keynote)
+        else:
+            result = await import_sessions(database, parsed, someone_else_creates_keynote)
+            assert result.created == 2
+    finally:
+        other.close()
+
+    keynote = await database.sessions.find_one({"_id": "keynote"})
+    assert keynote is not None
+    if outcome == "refused":
+        assert (keynote["eventId"], keynote["title"]) == ("ev2", "Created meanwhile")
+    else:
+        assert (keynote["eventId"], keynote["title"], keynote["durationStatus"]) == (
+            "ev1",
+            "Keynote",
+            "PENDING",
+        )
+    assert await database.sessions.find_one({"_id": "lounge"}) is not None
