@@ -143,9 +143,16 @@ def serve(host: str | None, port: int | None) -> None:
     configure_logging(settings.log_level, settings.log_json)
     host = host or settings.host
     port = settings.port if port is None else port
-    log_start(settings, host, port)
     with _listening(host, port):
-        web.run_app(create_app(settings), host=host, port=port, access_log=None, print=None)
+        # run_app calls `print` once it listens: the start-up line never announces a server
+        # that failed to start.
+        web.run_app(
+            create_app(settings),
+            host=host,
+            port=port,
+            access_log=None,
+            print=lambda _banner: log_start(settings, host, port),
+        )
 
 
 @contextlib.contextmanager
