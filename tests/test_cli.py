@@ -402,3 +402,24 @@ async def test_recompute_wait_says_when_no_worker_takes_the_task_and_ends_with_a
     summary = tail[-1]
     assert summary.startswith(f"recompute {task_id} SUCCESS: 2 sessions, 1 durations updated, in ")
     assert 15 < float(summary.rsplit(" in ", 1)[1].removesuffix(" s")) < 60
+
+
+@real_store
+def test_serve_says_once_it_listens_where_and_which_version(settings):
+    port = free_port()
+    server = subprocess.Popen(
+        [COMMAND, "serve"],
+        env=_environment(MONGODB_URL=settings.mongodb_url, PORT=str(port), LOG_JSON="false"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stderr is not None
+        line = server.stderr.readline()  # the first line is the start-up line, once bound
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # it really listens when it says so
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert f"session-analytics {version('session-analytics')} serving on http://127.0.0.1:{port}" in line
