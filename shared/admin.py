@@ -16,7 +16,7 @@ from pymongo.errors import BulkWriteError
 from shared.access import INGEST_KEY_PREFIX
 from shared.db import Database
 from shared.errors import BadRequest, EventNotFound
-from shared.models import ID_PATTERN, SessionIn
+from shared.models import SessionIn, is_id
 from shared.security import ROLES, hash_password, new_token, token_digest
 from shared.store import bump_analytics_version, now, session_upsert
 
@@ -27,10 +27,8 @@ ROWS_PER_COMMAND = 1000
 
 
 def _check_ids(ids: Sequence[str], what: str) -> list[str]:
-    import re
-
     for value in ids:
-        if not re.match(ID_PATTERN, value):
+        if not is_id(value):
             raise BadRequest(f"{what} {value!r} must be 1-64 letters, digits, '-' or '_'")
     return list(dict.fromkeys(ids))
 

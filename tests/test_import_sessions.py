@@ -172,6 +172,11 @@ BAD_FILES = {
         "2024-05-01T10:00:00Z,MAINSTAGE_SESSION,YOUTUBE,v1,extra\n",
         "row 1: more values than the header has columns",
     ),
+    "sessionId ending in a newline": (
+        "json",
+        json.dumps([{**ROWS[0], "sessionId": "keynote\n"}]),
+        "row 1: sessionId must be 1-64 letters",
+    ),
     "empty file": ("csv", "", "is empty"),
     "csv header only": ("csv", CSV_HEADER, "holds no sessions"),
     "empty JSON list": ("json", "[]", "holds no sessions"),
@@ -366,3 +371,16 @@ async def test_a_session_created_meanwhile_is_written_over_or_refused_by_its_eve
             "PENDING",
         )
     assert await database.sessions.find_one({"_id": "lounge"}) is not None
+
+
+async def test_an_event_id_ending_in_a_newline_is_refused_for_ingest_keys_and_users(database):
+    from shared.admin import create_ingest_key, create_user
+    from shared.errors import BadRequest
+
+    await seed_world(database)
+    with pytest.raises(BadRequest, match="event id 'ev1\\\\n' must be"):
+        await create_ingest_key(database, ["ev1\n"])
+    with pytest.raises(BadRequest, match="must be 1-64 letters"):
+        await create_user(database, "nl@example.com", "pw-long-enough", "EVENT_ADMIN", ["ev1\n"])
+    assert await database.ingest_keys.count_documents({}) == 0
+    assert await database.users.count_documents({"email": "nl@example.com"}) == 0

@@ -14,7 +14,6 @@ import errno
 import io
 import json
 import os
-import re
 import sys
 import time
 import traceback
@@ -27,7 +26,7 @@ import click
 from pydantic import ValidationError
 
 from shared.db import Database, connect
-from shared.models import ID_PATTERN, SessionIn, describe_validation_error
+from shared.models import SessionIn, describe_validation_error, is_id
 from shared.settings import Settings, get_settings
 from web.cli_errors import configured_urls, describe, one_line, without_credentials
 
@@ -311,7 +310,7 @@ def parse_sessions(rows: list[Any]) -> list[tuple[str, SessionIn]]:
             continue
         fields = dict(row)
         session_id = fields.pop("sessionId", None)
-        if not isinstance(session_id, str) or not re.match(ID_PATTERN, session_id):
+        if not is_id(session_id):
             problems.append(f"row {number}: sessionId must be 1-64 letters, digits, '-' or '_'")
             continue
         if session_id in seen:
