@@ -50,7 +50,7 @@ def create_app(
     app[EVENTS] = TtlCache(settings.host_cache_ttl_s, max_entries=1000)
     app[INGEST_KEYS] = TtlCache(settings.host_cache_ttl_s, max_entries=1000)
     app[STREAMING] = {"/rest/host/session/analytics/csv"}
-    app[UNQUEUED] = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/host/"}
+    app[UNQUEUED] = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/{asset}", "/host/"}
     app[REQUEST_LINE] = asyncio.Semaphore(settings.request_concurrency)
 
     async def database_ctx(app: web.Application) -> AsyncIterator[None]:
