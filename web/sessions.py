@@ -56,39 +56,8 @@ _LIST_FIELDS = {
 }
 
 
-def session_fields(doc: dict[str, Any], expand: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """A session as the list shows it; DESIGN §4 rules 7–8 applied on the way out."""
-    provider = doc.get("streamProvider")
-    available = analytics_available(provider)
-    item: dict[str, Any] = {
-        "sessionId": doc["_id"],
-        "title": doc["title"],
-        "startTime": format_utc(doc.get("startTime")),
-        "endTime": format_utc(doc.get("endTime")),
-        "format": doc["format"],
-        "streamProvider": provider,
-        "registeredUserCount": doc.get("registeredUserCount", 0),
-        "attendeeCount": doc.get("attendeeCount", 0),
-        "avgAttendedDuration": doc.get("avgAttendedDuration", 0.0) if available else None,
-        "recordingViews": doc.get("recordingViews", 0) if available else None,
-        "liveViews": doc.get("liveViews", 0) if available else None,
-        "analyticsAvailable": available,
-        "analyticsUpdatedAt": format_utc(doc.get("analyticsUpdatedAt")),
-    }
-    if "duration" in expand:
-        item["duration"] = session_duration(doc)
-    if "watchTime" in expand:
-        watch = doc.get("watchTime") or {}
-        item["watchTime"] = {
-            "total": watch.get("total", 0.0),
-            "live": watch.get("live", 0.0),
-            "recording": watch.get("recording", 0.0),
-        }
-    return item
-
-
 def session_item(doc: dict[str, Any], expand: frozenset[str] = frozenset()) -> SessionItem:
-    return SessionItem.model_validate(session_fields(doc, expand))
+    return SessionItem.of(doc, expand)
 
 
 @routes.get("/rest/host/session/analytics")
@@ -179,14 +148,17 @@ async def _fresh_list(request: web.Request) -> web.Response:
     return conditional_json(request, cached.body, cached.etag)
 
 
-async def _session_page(request: web.Request, query: SessionListQuery) -> SessionList:
-    sessions = request.app[DB].sessions
-    base = {"eventId": query.eventId}
-    filtered: dict[str, Any] = dict(base)
+def _list_filter(query: SessionListQuery) -> dict[str, Any]:
+    filtered: dict[str, Any] = {"eventId": query.eventId}
     if query.sessionFormat:
         filtered["format"] = query.sessionFormat
     if query.searchString:
         filtered["title"] = {"$regex": re.escape(query.searchString), "$options": "i"}
+    return filtered
+
+
+async def _session_page(request: web.Request, query: SessionListQuery) -> SessionList:
+    sessions, filtered = request.app[DB].sessions, _list_filter(query)
     direction = DESCENDING if query.descending else ASCENDING
     cursor = (
         sessions.find(filtered, _LIST_FIELDS)
@@ -195,14 +167,11 @@ async def _session_page(request: web.Request, query: SessionListQuery) -> Sessio
         .limit(query.size)
     )
     docs = await cursor.to_list(length=query.size)
-    total = await sessions.count_documents(base)
-    matching = total if filtered == base else await sessions.count_documents(filtered)
+    total = await sessions.count_documents({"eventId": query.eventId})
+    matching = total if len(filtered) == 1 else await sessions.count_documents(filtered)
+    items = [session_item(doc, query.expand) for doc in docs]
     return SessionList(
-        recordsTotal=total,
-        recordsFiltered=matching,
-        page=query.page,
-        size=query.size,
-        data=[session_item(doc, query.expand) for doc in docs],
+        recordsTotal=total, recordsFiltered=matching, page=query.page, size=query.size, data=items
     )
 
 
@@ -218,18 +187,7 @@ async def _hosted_session(request: web.Request) -> dict[str, Any]:
 
 @routes.get("/rest/host/session/{sessionId}/analytics")
 async def session_detail(request: web.Request) -> web.Response:
-    doc = await _hosted_session(request)
-    available = analytics_available(doc.get("streamProvider"))
-    detail = session_fields(doc, frozenset({"duration", "watchTime"}))
-    detail.update(
-        eventId=doc["eventId"],
-        videoId=doc.get("videoId"),
-        avgLiveWatchDuration=doc.get("avgLiveWatch", 0.0) if available else None,
-        avgRecordingWatchDuration=doc.get("avgRecordingWatch", 0.0) if available else None,
-        liveEngagement=doc.get("engagementLive") if available else None,
-        recordingEngagement=doc.get("engagementRecording") if available else None,
-    )
-    body = SessionDetail.model_validate(detail).body()
+    body = SessionDetail.of(await _hosted_session(request)).body()
     return conditional_json(request, body, etag_of(body))
 
 
@@ -238,27 +196,27 @@ async def session_attendees(request: web.Request) -> web.Response:
     doc = await _hosted_session(request)
     page = PageQuery.parse(request)
     total = int(doc.get("attendeeRows", 0))
-    chunk_rows = int(doc.get("attendeeChunkRows") or 1000)
-    first, last = page.skip, min(page.skip + page.size, total)
-    rows: list[Attendee] = []
-    if first < last:
-        # The chunks the page overlaps, of the generation the session document points to,
-        # each looked up by `_id`.
-        numbers = range(first // chunk_rows, (last - 1) // chunk_rows + 1)
-        chunks = await asyncio.gather(
-            *(
-                request.app[DB].session_attendees.find_one(
-                    {"_id": attendee_chunk_id(doc["_id"], doc.get("rollupGen"), n)}
-                )
-                for n in numbers
-            )
-        )
-        for n, chunk in zip(numbers, chunks, strict=True):
-            offset = n * chunk_rows
-            for i, row in enumerate(decode_attendee_rows(chunk) if chunk else ()):
-                if first <= offset + i < last:
-                    rows.append(_attendee(row))
+    rows = await _attendee_rows(request, doc, page.skip, min(page.skip + page.size, total))
     return AttendeeList(recordsTotal=total, page=page.page, size=page.size, data=rows).response()
+
+
+async def _attendee_rows(request: web.Request, doc: dict[str, Any], first: int, last: int) -> list[Attendee]:
+    """Rows [first, last) from the chunks the range overlaps, of the generation the session
+    document points to, each looked up by `_id`."""
+    if first >= last:
+        return []
+    chunk_rows = int(doc.get("attendeeChunkRows") or 1000)
+    numbers = range(first // chunk_rows, (last - 1) // chunk_rows + 1)
+    chunk_ids = [attendee_chunk_id(doc["_id"], doc.get("rollupGen"), n) for n in numbers]
+    attendees = request.app[DB].session_attendees
+    chunks = await asyncio.gather(*(attendees.find_one({"_id": chunk_id}) for chunk_id in chunk_ids))
+    rows: list[Attendee] = []
+    for n, chunk in zip(numbers, chunks, strict=True):
+        offset = n * chunk_rows
+        for i, row in enumerate(decode_attendee_rows(chunk) if chunk else ()):
+            if first <= offset + i < last:
+                rows.append(_attendee(row))
+    return rows
 
 
 def _attendee(row: dict[str, Any]) -> Attendee:
@@ -330,13 +288,17 @@ async def session_csv(request: web.Request) -> web.StreamResponse:
     )
     first = await cursor.to_list(length=500)  # errors here still get the envelope
     await response.prepare(request)
+    await _write_csv(response, first, cursor)
+    return response
+
+
+async def _write_csv(response: web.StreamResponse, batch: list[dict[str, Any]], cursor: Any) -> None:
+    """The header, then one write per batch of sessions as the cursor gives them."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
-    batch = first
     while batch:
-        for doc in batch:
-            writer.writerow([_cell(v) for v in csv_row(doc)])
+        writer.writerows([_cell(v) for v in csv_row(doc)] for doc in batch)
         await response.write(buffer.getvalue().encode())
         buffer.seek(0)
         buffer.truncate()
@@ -344,7 +306,6 @@ async def session_csv(request: web.Request) -> web.StreamResponse:
     if buffer.tell():
         await response.write(buffer.getvalue().encode())
     await response.write_eof()
-    return response
 
 
 # Not "analytics": that path is the session list, and a PUT there would make its Allow lie.

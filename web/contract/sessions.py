@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import BeforeValidator, Field
 
 from shared.db import SORT_FIELDS
 from shared.models import SessionFormat, StreamProvider
+from shared.rules import analytics_available
+from shared.store import session_duration
 from web.contract.common import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE,
@@ -127,6 +129,40 @@ class SessionItem(Answer):
     duration: Seconds | None = Field(None, description="Video length from the provider; null when unknown.")
     watchTime: WatchTime | None = None
 
+    @classmethod
+    def of(cls, doc: dict[str, Any], expand: frozenset[str] = frozenset()) -> Self:
+        """A stored session as the list shows it."""
+        return cls.model_validate(_item_fields(doc, expand))
+
+
+def _numbers(doc: dict[str, Any], available: bool) -> dict[str, Any]:
+    """DESIGN §4 rule 7: without analytics from the provider, these numbers are null."""
+    return {
+        "avgAttendedDuration": doc.get("avgAttendedDuration", 0.0) if available else None,
+        "recordingViews": doc.get("recordingViews", 0) if available else None,
+        "liveViews": doc.get("liveViews", 0) if available else None,
+    }
+
+
+def _item_fields(doc: dict[str, Any], expand: frozenset[str]) -> dict[str, Any]:
+    available = analytics_available(doc.get("streamProvider"))
+    fields = {
+        "sessionId": doc["_id"],
+        "title": doc["title"],
+        **{name: doc.get(name) for name in ("startTime", "endTime", "streamProvider", "analyticsUpdatedAt")},
+        "format": doc["format"],
+        "registeredUserCount": doc.get("registeredUserCount", 0),
+        "attendeeCount": doc.get("attendeeCount", 0),
+        "analyticsAvailable": available,
+        **_numbers(doc, available),
+    }
+    if "duration" in expand:
+        fields["duration"] = session_duration(doc)  # rule 8
+    if "watchTime" in expand:
+        watch = doc.get("watchTime") or {}
+        fields["watchTime"] = {key: watch.get(key, 0.0) for key in ("total", "live", "recording")}
+    return fields
+
 
 class SessionList(Answer):
     """One page of an event's sessions."""
@@ -147,6 +183,18 @@ class SessionDetail(SessionItem):
     avgRecordingWatchDuration: Seconds | None = Field(description="Mean recording seconds over viewers.")
     liveEngagement: Percent | None = Field(description="Mean over live viewers of min(watched/duration, 1).")
     recordingEngagement: Percent | None = Field(description="The same over recording viewers.")
+
+    @classmethod
+    def of(cls, doc: dict[str, Any], expand: frozenset[str] = frozenset({"duration", "watchTime"})) -> Self:
+        available = analytics_available(doc.get("streamProvider"))
+        split = {
+            "avgLiveWatchDuration": doc.get("avgLiveWatch", 0.0) if available else None,
+            "avgRecordingWatchDuration": doc.get("avgRecordingWatch", 0.0) if available else None,
+            "liveEngagement": doc.get("engagementLive") if available else None,
+            "recordingEngagement": doc.get("engagementRecording") if available else None,
+        }
+        fields = _item_fields(doc, expand) | {"eventId": doc["eventId"], "videoId": doc.get("videoId")}
+        return cls.model_validate(fields | split)
 
 
 class Attendee(Answer):
