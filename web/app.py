@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -22,6 +22,7 @@ from web.metrics import HttpMetrics
 from web.middleware import REQUEST_LINE, STREAMING, UNQUEUED, request_context, trusted_proxy_middleware
 
 log = logging.getLogger("web.app")
+CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 
 
 def create_app(
@@ -41,6 +42,15 @@ def create_app(
         # keep-alive timeout, counted from the connection's start or its last answer.
         handler_args={"keepalive_timeout": settings.header_timeout_s},
     )
+    _keep_state(app, settings)
+    app.cleanup_ctx.extend([_database_ctx(settings, database), _task_queue_ctx(settings, task_queue)])
+    for module in (auth, sessions, ingest, admin_tasks, health, docs):
+        app.add_routes(module.routes)
+    return app
+
+
+def _keep_state(app: web.Application, settings: Settings) -> None:
+    """The settings, metrics, caches and request line of this process, under their AppKeys."""
     app[SETTINGS] = settings
     registry = CollectorRegistry()
     app[REGISTRY] = registry
@@ -53,6 +63,8 @@ def create_app(
     app[UNQUEUED] = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/{asset}", "/host/"}
     app[REQUEST_LINE] = asyncio.Semaphore(settings.request_concurrency)
 
+
+def _database_ctx(settings: Settings, database: Database | None) -> CleanupContext:
     async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         db = database or connect(settings)
         app[DB] = db
@@ -61,6 +73,10 @@ def create_app(
         if database is None:
             db.close()
 
+    return database_ctx
+
+
+def _task_queue_ctx(settings: Settings, task_queue: TaskQueue | None) -> CleanupContext:
     async def task_queue_ctx(app: web.Application) -> AsyncIterator[None]:
         queue: Any = task_queue or CeleryTaskQueue(settings.redis_url)
         app[TASKS] = queue
@@ -68,10 +84,7 @@ def create_app(
         if task_queue is None:
             await queue.close()
 
-    app.cleanup_ctx.extend([database_ctx, task_queue_ctx])
-    for module in (auth, sessions, ingest, admin_tasks, health, docs):
-        app.add_routes(module.routes)
-    return app
+    return task_queue_ctx
 
 
 def service_version() -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 from aiohttp import web
 
 from shared.errors import NotFound
-from web.contract.routes import DOCS_ASSETS
+from web.contract.docs import DOCS_ASSETS
 from web.jsonio import dumps
 from web.openapi import SPEC
 

@@ -19,6 +19,12 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
+def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON answer without a contract model; every documented route answers with an
+    `web.contract` model instead (`Answer.response`), so its shape is the document's."""
+    return web.Response(body=dumps(value), status=status, content_type="application/json", headers=headers)
+
+
 async def read_json(request: web.Request) -> Any:
     """The parsed body; BadRequest when it is missing, too large or not JSON."""
     if request.content_type not in ("application/json", "", "text/plain"):

@@ -149,47 +149,51 @@ async def _answer(
         if streaming:
             return await handler(request)
         async with asyncio.timeout(timeout):
-            if not queued:
-                return await handler(request)
-            if request.body_exists:
-                # The body first, outside the line: a slow client must not hold a place in it.
-                await request.read()
-            # One FIFO line for every kind of request, so a flood of one kind (cheap list
-            # reads) cannot starve another (ingestion) of the event loop.
-            async with request.app[REQUEST_LINE]:
-                return await handler(request)
-    except ServiceError as err:
-        if err.http_status >= 500:
-            log.warning("service unavailable: %s", err.developer_message)
-        return envelope(err, request_id)
+            return await _in_line(request, handler) if queued else await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         return envelope(_from_http_exception(exc), request_id)
-    except (HttpProcessingError, web.RequestPayloadError) as err:
-        # aiohttp's own parsing, met while the handler reads the body (e.g. an undecodable gzip).
-        reason = " ".join(str(err).split())
-        response = envelope(BadRequest(f"malformed request body: {reason}"), request_id)
-        response.force_close()
+    except Exception as exc:  # CancelledError is not an Exception: it goes on up
+        err, close = _failure(request, exc, timeout)
+        response = envelope(err, request_id)
+        if close:
+            response.force_close()
         return response
-    except TimeoutError:
+
+
+async def _in_line(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.body_exists:
+        # The body first, outside the line: a slow client must not hold a place in it.
+        await request.read()
+    # One FIFO line for every kind of request, so a flood of one kind (cheap list reads)
+    # cannot starve another (ingestion) of the event loop.
+    async with request.app[REQUEST_LINE]:
+        return await handler(request)
+
+
+def _failure(request: web.Request, exc: Exception, timeout: float) -> tuple[ServiceError, bool]:
+    """The error a failure is answered with, and whether the connection must close after it."""
+    if isinstance(exc, ServiceError):
+        if exc.http_status >= 500:
+            log.warning("service unavailable: %s", exc.developer_message)
+        return exc, False
+    if isinstance(exc, HttpProcessingError | web.RequestPayloadError):
+        # aiohttp's own parsing, met while the handler reads the body (e.g. an undecodable gzip).
+        return BadRequest(f"malformed request body: {' '.join(str(exc).split())}"), True
+    if isinstance(exc, TimeoutError):
         if _body_unfinished(request):
             # The client is slow, not the service: 408, and the connection is not reused.
-            response = envelope(RequestTimeout(f"the body was not received within {timeout:g}s"), request_id)
-            response.force_close()
-            return response
+            return RequestTimeout(f"the body was not received within {timeout:g}s"), True
         log.warning("request timed out after %.1fs", timeout)
-        return envelope(Unavailable(f"no answer within {timeout:g}s"), request_id)
-    except UNAVAILABLE_ERRORS as err:
-        return envelope(Unavailable(f"database unreachable: {type(err).__name__}"), request_id)
-    except PyMongoError as err:
+        return Unavailable(f"no answer within {timeout:g}s"), False
+    if isinstance(exc, UNAVAILABLE_ERRORS):
+        return Unavailable(f"database unreachable: {type(exc).__name__}"), False
+    if isinstance(exc, PyMongoError):
         log.exception("database error")
-        return envelope(Unavailable(f"database error: {type(err).__name__}"), request_id)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("unhandled error")
-        return envelope(ServiceError("unexpected error; see the server log for this requestId"), request_id)
+        return Unavailable(f"database error: {type(exc).__name__}"), False
+    log.exception("unhandled error")
+    return ServiceError("unexpected error; see the server log for this requestId"), False
 
 
 def _body_unfinished(request: web.Request) -> bool:

@@ -16,10 +16,13 @@ from web.contract.routes import OPERATIONS, Operation, Who
 
 Schema = dict[str, Any]
 REF = "#/components/schemas/{model}"
-SECURITY: dict[Who, list[dict[str, list[str]]]] = {
-    Who.ANYONE: [],
-    Who.HOST: [{"userBearer": []}, {"userAuthenticationHeader": []}],
-    Who.INGEST: [{"ingestKeyBearer": []}, {"ingestKeyAuthenticationHeader": []}],
+BEARER = {"type": "http", "scheme": "bearer"}
+VENDOR = {"type": "apiKey", "in": "header", "name": "AUTHENTICATION"}
+SCHEMES = {  # name: (scheme, who presents it, what it is)
+    "userBearer": (BEARER, Who.HOST, "A user token from POST /rest/u/login (`sat_...`)."),
+    "userAuthenticationHeader": (VENDOR, Who.HOST, "The same user token, vendor style."),
+    "ingestKeyBearer": (BEARER, Who.INGEST, "An ingest key (`sak_...`)."),
+    "ingestKeyAuthenticationHeader": (VENDOR, Who.INGEST, "The same ingest key, vendor style."),
 }
 HEADERS = {  # answer headers: the component is named by the wire name without "-"
     "X-Request-Id": "The caller's printable id (<= 64 chars), or a new one.",
@@ -84,14 +87,11 @@ def _parameters(op: Operation) -> list[Schema]:
     typed = op.path_model.model_json_schema()["properties"] if op.path_model else {}
     names = re.findall(r"\{(\w+)\}", op.path)
     path = [_parameter(op, n, "path", typed.get(n, TypeAdapter(Id).json_schema()), True) for n in names]
-    headers = ["X-Request-Id"] + (
-        ["If-None-Match"] if any("ETag" in r.headers for r in op.replies.values()) else []
-    )
-    return (
-        path
-        + _query_parameters(op)
-        + [_parameter(op, h, "header", {"type": "string"}, False) for h in headers]
-    )
+    cached = any("ETag" in r.headers for r in op.replies.values())  # If-None-Match can match
+    headers = [
+        _parameter(op, h, "header", {"type": "string"}, False) for h in ("X-Request-Id", "If-None-Match")
+    ]
+    return path + _query_parameters(op) + headers[: 2 if cached else 1]
 
 
 def _responses(op: Operation) -> Schema:
@@ -110,7 +110,8 @@ def _responses(op: Operation) -> Schema:
 def _operation(op: Operation) -> Schema:
     document: Schema = {"operationId": op.operation_id, "tags": [op.tag], "summary": op.summary}
     document |= {"description": f"{op.description}\n\nWho may call it: {op.who.value}.".strip()}
-    document |= {"security": SECURITY[op.who], "parameters": _parameters(op), "responses": _responses(op)}
+    security: list[Schema] = [{name: []} for name, (_, who, _) in SCHEMES.items() if who is op.who]
+    document |= {"security": security, "parameters": _parameters(op), "responses": _responses(op)}
     if op.body is not None:
         body = {"$ref": REF.format(model=op.body.__name__)}
         example = op.body.model_json_schema()["examples"][0]  # each body model carries one
@@ -120,9 +121,7 @@ def _operation(op: Operation) -> Schema:
 
 def _head(get: Schema) -> Schema:
     """Every GET route also answers HEAD: the same statuses and headers, no body."""
-    replies = {
-        status: {k: v for k, v in r.items() if k != "content"} for status, r in get["responses"].items()
-    }
+    replies = {status: {k: r[k] for k in r if k != "content"} for status, r in get["responses"].items()}
     name = "head" + get["operationId"][0].upper() + get["operationId"][1:]
     return get | {"operationId": name, "summary": "Headers of: " + get["summary"], "responses": replies}
 
@@ -136,38 +135,22 @@ def _paths() -> Schema:
     return dict(paths)
 
 
-def _schemas() -> Schema:
+def _schemas() -> Any:
     models: list[tuple[type[BaseModel], Any]] = [(ErrorEnvelope, "serialization")]
     for op in OPERATIONS:
         models += [(reply.model, "serialization") for reply in op.replies.values() if reply.model]
         models += [(op.body, "validation")] if op.body else []
-    _, defs = models_json_schema(list(dict.fromkeys(models)), ref_template=REF)
-    schemas: Schema = defs["$defs"]
-    return schemas
+    return models_json_schema(list(dict.fromkeys(models)), ref_template=REF)[1]["$defs"]
 
 
 def _components() -> Schema:
-    unmatched: dict[str, list[type[ServiceError]]] = {
-        "NoSuchRoute": [errors.NotFound],
-        "MethodNotAllowed": [errors.MethodNotAllowed],
-    }
-    bearer, header = (
-        {"type": "http", "scheme": "bearer"},
-        {"type": "apiKey", "in": "header", "name": "AUTHENTICATION"},
-    )
+    unmatched = {"NoSuchRoute": errors.NotFound, "MethodNotAllowed": errors.MethodNotAllowed}
+    header = {"required": True, "schema": {"type": "string"}}
     return {
         "schemas": _schemas(),
-        "headers": {
-            n.replace("-", ""): {"description": d, "required": True, "schema": {"type": "string"}}
-            for n, d in HEADERS.items()
-        },
-        "responses": {name: _error_reply(classes) for name, classes in unmatched.items()},
-        "securitySchemes": {
-            "userBearer": bearer | {"description": "A user token from POST /rest/u/login (`sat_...`)."},
-            "userAuthenticationHeader": header | {"description": "The same user token, vendor style."},
-            "ingestKeyBearer": bearer | {"description": "An ingest key (`sak_...`)."},
-            "ingestKeyAuthenticationHeader": header | {"description": "The same ingest key, vendor style."},
-        },
+        "headers": {n.replace("-", ""): header | {"description": d} for n, d in HEADERS.items()},
+        "responses": {name: _error_reply([error]) for name, error in unmatched.items()},
+        "securitySchemes": {name: kind | {"description": d} for name, (kind, _, d) in SCHEMES.items()},
     }
 
 

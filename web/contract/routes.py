@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Literal, get_args
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -12,13 +12,7 @@ from shared import errors as e
 from shared.models import LoginIn, SessionIn
 from web.contract import auth, health, ingest, sessions, tasks
 from web.contract.common import OpenAPIDocument, Query
-
-DocsAsset = Literal["swagger-ui.css", "swagger-ui-bundle.js", "docs.js", "LICENSE"]
-DOCS_ASSETS: tuple[str, ...] = get_args(DocsAsset)
-
-
-class DocsAssetPath(BaseModel):
-    asset: DocsAsset
+from web.contract.docs import DocsAssetPath
 
 
 class Who(Enum):
@@ -27,19 +21,11 @@ class Who(Enum):
     INGEST = "ingest key"
 
 
-# What every route a kind of caller may call can answer besides its own errors.
+# What any route a kind of caller may call can answer, besides the route's own errors.
+CREDENTIALS = (e.Unauthorized, e.NotEventHost, e.WrongCredentialKind, e.Unavailable)
 CALLER_ERRORS: dict[Who, tuple[type[e.ServiceError], ...]] = {
-    Who.ANYONE: (),
-    Who.HOST: (e.Unauthorized, e.NotEventHost, e.WrongCredentialKind, e.Unavailable),
-    Who.INGEST: (
-        e.BadRequest,
-        e.Unauthorized,
-        e.NotEventHost,
-        e.WrongCredentialKind,
-        e.EventNotFound,
-        e.Unavailable,
-    ),
-}
+    Who.ANYONE: (), Who.HOST: CREDENTIALS, Who.INGEST: (e.BadRequest, e.EventNotFound, *CREDENTIALS)
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
