@@ -77,10 +77,11 @@ async def app_client(
     aiohttp_client: Any, settings: Any, database: Database, task_queue: Any, **changes: Any
 ) -> Any:
     """A client of the real app with some settings changed, e.g. login_throttle_per_minute."""
+    from tests.contract import validate_every_answer
     from web.app import create_app
 
     app = create_app(settings.model_copy(update=changes), database=database, task_queue=task_queue)
-    return await aiohttp_client(app)
+    return validate_every_answer(await aiohttp_client(app))
 
 
 async def clone_sessions(db: Database, template_id: str, count: int, *, prefix: str = "bulk") -> list[str]:

@@ -9,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from shared.jobs import begin_recompute, claim_recompute
 from shared.store import now
+from tests.contract import validate_every_answer
 from tests.seed import (
     T0,
     add_session,
@@ -128,7 +129,7 @@ async def test_queue_lengths_are_read_from_the_broker(aiohttp_client, settings, 
     broker.close()
     await seed_world(database)
     app = create_app(settings.model_copy(update={"redis_url": redis_server.url(3)}), database=database)
-    client = await aiohttp_client(app)
+    client = validate_every_answer(await aiohttp_client(app))
     posted = await client.post(
         "/rest/host/session/analytics/recompute?eventId=ev1", headers=await login(client, "organizer")
     )

@@ -11,6 +11,7 @@ import pytest
 
 from shared.db import Database, connect
 from shared.settings import Settings
+from tests.contract import validate_every_answer
 from tests.seed import add_session, cheap_password_hashing, error_of, login, seed_world
 from tests.servers import FerretDB
 from web.app import create_app
@@ -62,7 +63,9 @@ async def test_requests_get_503_while_mongodb_is_down_and_normal_answers_when_it
     settings, db = outage_db
     await seed_world(db)
     await add_session(db, "s1", numbers={"attendeeCount": 3})
-    client = await aiohttp_client(create_app(settings, database=db, task_queue=task_queue))
+    client = validate_every_answer(
+        await aiohttp_client(create_app(settings, database=db, task_queue=task_queue))
+    )
     headers = await login(client, "super")
     before = await client.get(LIST, headers=headers)
     assert before.status == 200

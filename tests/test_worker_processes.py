@@ -17,6 +17,7 @@ import redis
 from shared.admin import create_ingest_key
 from shared.db import Database, connect
 from shared.settings import Settings
+from tests.contract import validate_every_answer
 from tests.oracle import expected_attendees, expected_session
 from tests.processes import CeleryProcess, eventually
 from tests.seed import add_session, login, seed_world
@@ -79,7 +80,7 @@ async def stack(
     await db.client.drop_database(name)
     await db.ensure_indexes()
     await seed_world(db)
-    http = await aiohttp_client(create_app(settings))
+    http = validate_every_answer(await aiohttp_client(create_app(settings)))
     stack = Stack(db=db, redis=broker, env=env, http=http)
     stack.headers = await login(http, "organizer")
     stack.ingest_headers = {"Authorization": f"Bearer {await create_ingest_key(db, ['ev1'])}"}

@@ -32,11 +32,8 @@ def create_app(
     task_queue: TaskQueue | None = None,
 ) -> web.Application:
     """Build the app. `database` / `task_queue` let the embedded demo and tests inject their own."""
-    middlewares: list[Middleware] = [request_context]
-    if settings.trusted_proxy_networks:
-        middlewares.insert(0, trusted_proxy_middleware(settings.trusted_proxy_networks))
     app = web.Application(
-        middlewares=middlewares,
+        middlewares=_middlewares(settings),
         client_max_size=settings.max_body_bytes,
         # aiohttp closes a connection that has not sent a complete request head within its
         # keep-alive timeout, counted from the connection's start or its last answer.
@@ -47,6 +44,13 @@ def create_app(
     for module in (auth, sessions, ingest, admin_tasks, health, docs):
         app.add_routes(module.routes)
     return app
+
+
+def _middlewares(settings: Settings) -> list[Middleware]:
+    middlewares: list[Middleware] = [request_context]
+    if settings.trusted_proxy_networks:
+        middlewares.insert(0, trusted_proxy_middleware(settings.trusted_proxy_networks))
+    return middlewares
 
 
 def _keep_state(app: web.Application, settings: Settings) -> None:

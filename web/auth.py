@@ -66,6 +66,17 @@ async def authenticate_host(request: web.Request, *, host_role: bool = True) -> 
         raise WrongCredentialKind("ingest keys may only post attendance")
     if not token.startswith(USER_TOKEN_PREFIX) or len(token) > 100:
         raise Unauthorized("unknown token")
+    principal = await _user_principal(request, token)
+    if principal.expires_at is None or principal.expires_at <= _now():
+        raise Unauthorized("unknown, expired or revoked token")
+    credential_id_var.set(principal.user_id)
+    if host_role and principal.role not in HOST_ROLES:
+        raise NotEventHost(f"role {principal.role} has no host access")
+    return principal
+
+
+async def _user_principal(request: web.Request, token: str) -> HostPrincipal:
+    """The token's user, from this process's cache or the stored token (not checked for expiry)."""
     cache = request.app[PRINCIPALS]
     principal = cache.get(token)
     if principal is None:
@@ -80,11 +91,6 @@ async def authenticate_host(request: web.Request, *, host_role: bool = True) -> 
             expires_at=doc["expiresAt"],
         )
         cache.put(token, principal)
-    if principal.expires_at is None or principal.expires_at <= _now():
-        raise Unauthorized("unknown, expired or revoked token")
-    credential_id_var.set(principal.user_id)
-    if host_role and principal.role not in HOST_ROLES:
-        raise NotEventHost(f"role {principal.role} has no host access")
     return principal
 
 
@@ -217,8 +223,13 @@ async def login(request: web.Request) -> web.Response:
     assert user is not None
     await _forget_failures(db, lock_key)  # a right password starts the count again
     credential_id_var.set(user["_id"])
+    return (await _new_token(db, user, now, settings.token_ttl_s)).response()
+
+
+async def _new_token(db: Any, user: dict[str, Any], now: datetime, ttl_s: float) -> LoginAnswer:
+    """A new token for the user, stored by its digest only."""
     token = USER_TOKEN_PREFIX + new_token()
-    expires_at = (now + timedelta(seconds=settings.token_ttl_s)).replace(microsecond=0)
+    expires_at = (now + timedelta(seconds=ttl_s)).replace(microsecond=0)
     await db.tokens.insert_one(
         {
             "_id": token_digest(token),
@@ -237,7 +248,7 @@ async def login(request: web.Request) -> web.Response:
         expires_in=expires_at,
         userId=user["_id"],
         userRole=user["role"],
-    ).response()
+    )
 
 
 @routes.post("/rest/u/logout")

@@ -120,23 +120,7 @@ async def run_demo(host: str, port: int, *, check: bool = False) -> None:
         settings = settings.model_copy(update=fake.settings_overrides())
         db = connect(settings)
         await db.ensure_indexes()
-
-        async def run_recompute(task_id: str, event_id: str) -> dict[str, Any]:
-            return await recompute_event(db, settings, task_id, event_id, sync_event_durations)
-
-        async def run_rollup(task_id: str) -> dict[str, int]:
-            return await rollup_pending(db, settings)
-
-        async def run_sync(task_id: str) -> dict[str, Any]:
-            return await sync_durations(db, settings)
-
-        queue = InProcessTaskQueue(
-            {
-                TaskName.RECOMPUTE_EVENT: run_recompute,
-                TaskName.ROLLUP_PENDING: run_rollup,
-                TaskName.SYNC_DURATIONS: run_sync,
-            }
-        )
+        queue = _in_process_queue(db, settings)
         runner = web.AppRunner(create_app(settings, database=db, task_queue=queue), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, host, port).start()
@@ -154,6 +138,27 @@ async def run_demo(host: str, port: int, *, check: bool = False) -> None:
         finally:
             await queue.close()
             await runner.cleanup()
+
+
+def _in_process_queue(db: Any, settings: Settings) -> InProcessTaskQueue:
+    """The worker's tasks, run in this process on this loop."""
+
+    async def run_recompute(task_id: str, event_id: str) -> dict[str, Any]:
+        return await recompute_event(db, settings, task_id, event_id, sync_event_durations)
+
+    async def run_rollup(task_id: str) -> dict[str, int]:
+        return await rollup_pending(db, settings)
+
+    async def run_sync(task_id: str) -> dict[str, Any]:
+        return await sync_durations(db, settings)
+
+    return InProcessTaskQueue(
+        {
+            TaskName.RECOMPUTE_EVENT: run_recompute,
+            TaskName.ROLLUP_PENDING: run_rollup,
+            TaskName.SYNC_DURATIONS: run_sync,
+        }
+    )
 
 
 async def _seed(db: Any, settings: Settings, base: str) -> dict[str, Any]:

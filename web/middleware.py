@@ -182,11 +182,7 @@ def _failure(request: web.Request, exc: Exception, timeout: float) -> tuple[Serv
         # aiohttp's own parsing, met while the handler reads the body (e.g. an undecodable gzip).
         return BadRequest(f"malformed request body: {' '.join(str(exc).split())}"), True
     if isinstance(exc, TimeoutError):
-        if _body_unfinished(request):
-            # The client is slow, not the service: 408, and the connection is not reused.
-            return RequestTimeout(f"the body was not received within {timeout:g}s"), True
-        log.warning("request timed out after %.1fs", timeout)
-        return Unavailable(f"no answer within {timeout:g}s"), False
+        return _timed_out(request, timeout)
     if isinstance(exc, UNAVAILABLE_ERRORS):
         return Unavailable(f"database unreachable: {type(exc).__name__}"), False
     if isinstance(exc, PyMongoError):
@@ -194,6 +190,14 @@ def _failure(request: web.Request, exc: Exception, timeout: float) -> tuple[Serv
         return Unavailable(f"database error: {type(exc).__name__}"), False
     log.exception("unhandled error")
     return ServiceError("unexpected error; see the server log for this requestId"), False
+
+
+def _timed_out(request: web.Request, timeout: float) -> tuple[ServiceError, bool]:
+    if _body_unfinished(request):
+        # The client is slow, not the service: 408, and the connection is not reused.
+        return RequestTimeout(f"the body was not received within {timeout:g}s"), True
+    log.warning("request timed out after %.1fs", timeout)
+    return Unavailable(f"no answer within {timeout:g}s"), False
 
 
 def _body_unfinished(request: web.Request) -> bool:

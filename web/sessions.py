@@ -68,10 +68,14 @@ async def list_sessions(request: web.Request) -> web.Response:
     key, stale, token = last
     if _answerable_from_memory(request, token, key):
         return await _fresh_list(request)  # no database call on the way: nothing to wait for
-    cache, limit = request.app[LIST_CACHE], request.app[SETTINGS].list_stale_after_s
-    if cache.refreshing_for(key) > limit:
+    if request.app[LIST_CACHE].refreshing_for(key) > request.app[SETTINGS].list_stale_after_s:
         # The database is already too slow for this query: do not queue one more refresh.
         return _stale_answer(request, stale)
+    return await _fresh_or_stale(request, key, stale)
+
+
+async def _fresh_or_stale(request: web.Request, key: tuple[object, ...], stale: CachedAnswer) -> web.Response:
+    cache, limit = request.app[LIST_CACHE], request.app[SETTINGS].list_stale_after_s
     # Wait a little for a fresh answer, then give the last good one; the fresh one still
     # finishes (the refresh the requests above wait for) and refreshes the cache.
     began = cache.refresh_started(key)
@@ -272,14 +276,7 @@ async def session_csv(request: web.Request) -> web.StreamResponse:
     principal = await authenticate_host(request)
     event_id = EventQuery.parse(request).eventId
     event = await hosted_event(request, principal, event_id)
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/csv; charset=utf-8",
-            "Content-Disposition": f'attachment; filename="session-overview-{event["_id"]}.csv"',
-            # Sent with the first byte: the middleware's own header would come too late here.
-            "X-Request-Id": request_id_var.get() or "",
-        }
-    )
+    response = web.StreamResponse(headers=_csv_headers(event["_id"]))
     cursor = (
         request.app[DB]
         .sessions.find({"eventId": event_id})
@@ -290,6 +287,15 @@ async def session_csv(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     await _write_csv(response, first, cursor)
     return response
+
+
+def _csv_headers(event_id: str) -> dict[str, str]:
+    return {
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="session-overview-{event_id}.csv"',
+        # Sent with the first byte: the middleware's own header would come too late here.
+        "X-Request-Id": request_id_var.get() or "",
+    }
 
 
 async def _write_csv(response: web.StreamResponse, batch: list[dict[str, Any]], cursor: Any) -> None:
