@@ -19,7 +19,6 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from shared.db import Database
-from shared.models import format_utc
 from shared.store import now
 
 log = logging.getLogger(__name__)
@@ -108,24 +107,6 @@ async def release_recompute(db: Database, event_id: str, task_id: str) -> None:
 
 async def update_task(db: Database, task_id: str, **fields: Any) -> None:
     await db.tasks.update_one({"_id": task_id}, {"$set": {**fields, "heartbeatAt": now()}})
-
-
-def task_view(task: dict[str, Any]) -> dict[str, Any]:
-    view: dict[str, Any] = {
-        "taskId": task["_id"],
-        "eventId": task["eventId"],
-        "kind": task.get("kind", "recompute"),
-        "state": task["state"],
-        "status": task["state"],
-        "progress": {"done": task["progress"]["done"], "total": task["progress"]["total"]},
-        "createdAt": format_utc(task.get("createdAt")),
-        "updatedAt": format_utc(task.get("heartbeatAt")),
-    }
-    if task["state"] == SUCCESS:
-        view["result"] = task.get("result")
-    if task["state"] == FAILURE:
-        view["error"] = task.get("error")
-    return view
 
 
 async def start_recompute(
