@@ -98,8 +98,9 @@ OPERATIONS: tuple[Operation, ...] = (
               {200: Reply("Updated; the session as the list shows it.", sessions.SessionItem),
                201: Reply("Created; the session as the list shows it.", sessions.SessionItem)},
               EVENT_ERRORS, body=SessionIn, example={"sessionId": "s1"},
-              description="A changed video resets the duration and schedules a rollup. A session never "
-              "moves to another event (400); a session of an event the user does not host is 403 4030201."),
+              description="A changed video resets the duration and schedules a rollup. A session never moves "
+              "to another event (400); one of an event the user does not host is 403 4030201. `analytics` "
+              "is not a session id: that path is the session list (405)."),
     Operation("GET", "/rest/host/tasks/{taskId}", "taskStatus", "tasks", "Follow a task", Who.HOST,
               {200: Reply("The task.", tasks.TaskStatus)}, (e.NotFound, e.EventNotFound),
               example={"taskId": "3f2c9a1e7b5d4c6a8e0f1a2b3c4d5e6f"}),
