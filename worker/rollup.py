@@ -33,14 +33,14 @@ import time
 import uuid
 import zlib
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 from bson import Binary
-from pymongo import UpdateOne
+from pymongo import UpdateMany, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.db import UNAVAILABLE_ERRORS, Database
@@ -236,19 +236,41 @@ async def _insert(collection: Any, docs: list[dict[str, Any]]) -> None:
         await collection.insert_many(docs, ordered=False)
 
 
-async def _update_each(db: Database, settings: Settings, collection: Any, ops: list[UpdateOne]) -> int:
+_STATEMENT_LIMITS: dict[int, int | None] = {}
+FERRETDB_UPDATE_STATEMENTS = 99
+
+
+async def _statements_per_update(db: Database) -> int | None:
+    """How many statements one update command may carry on this server; None: no limit of ours.
+
+    MongoDB takes 100,000 (the driver splits beyond). FerretDB 1.24, the test server, never
+    answers an update command of 100 or more statements, so there the bulk is cut in pieces.
+    """
+    key = id(db.client)
+    if key not in _STATEMENT_LIMITS:
+        info = await db.db.command("buildInfo")
+        _STATEMENT_LIMITS[key] = FERRETDB_UPDATE_STATEMENTS if "ferretdbVersion" in info else None
+    return _STATEMENT_LIMITS[key]
+
+
+async def _update_each(
+    db: Database, settings: Settings, collection: Any, ops: Sequence[UpdateOne | UpdateMany]
+) -> int:
     """Updates as one bulk write; the number of documents matched. The embedded store
     (mongomock) rejects the bulk updates pymongo 4.10+ sends, so there they go one by one."""
     if not ops:
         return 0
+    matched = 0
     if settings.embedded:
-        matched = 0
         for op in ops:
-            doc = op._doc  # the update document pymongo keeps for the op
-            matched += (await collection.update_one(op._filter, doc)).matched_count
+            update = collection.update_one if isinstance(op, UpdateOne) else collection.update_many
+            matched += (await update(op._filter, op._doc)).matched_count
         return matched
-    result = await collection.bulk_write(ops, ordered=False)
-    return int(result.matched_count)
+    step = await _statements_per_update(db) or len(ops)
+    for start in range(0, len(ops), step):
+        result = await collection.bulk_write(list(ops[start : start + step]), ordered=False)
+        matched += int(result.matched_count)
+    return matched
 
 
 async def _discard(db: Database, collection: str, ids: Iterable[str]) -> None:
@@ -411,6 +433,20 @@ async def _load_states(db: Database, sessions: list[dict[str, Any]]) -> dict[str
     return {s["_id"]: _decode_state(by_session.get(s["_id"], ())) for s in sessions}
 
 
+async def _clear_flags(db: Database, settings: Settings, sessions: list[dict[str, Any]]) -> None:
+    """Clear the pending flag of sessions just written, where no change arrived since they were
+    read (their version is unchanged). One update per version number: usually one or two."""
+    by_version: dict[int, list[str]] = defaultdict(list)
+    for session in sessions:
+        if session.get("rollupPending"):
+            by_version[int(session.get("rollupVersion", 0))].append(session["_id"])
+    ops = [
+        UpdateMany({"_id": {"$in": ids}, "rollupVersion": version}, {"$set": {"rollupPending": False}})
+        for version, ids in sorted(by_version.items())
+    ]
+    await _update_each(db, settings, db.sessions, ops)
+
+
 @dataclass(slots=True)
 class BatchResult:
     sessions: int = 0
@@ -467,33 +503,24 @@ async def _rollup_batch(db: Database, settings: Settings, lease: EventLease) -> 
     await lease.renew()  # still ours: no other rollup or recompute writes these sessions
     await _insert(db.session_watch, [d for g in generations for d in g.state_docs])
     await _insert(db.session_attendees, [d for g in generations for d in g.attendee_docs])
-    switches = [
-        UpdateOne({"_id": g.session["_id"], "rollupGen": g.session.get("rollupGen")}, {"$set": g.fields})
-        for g in generations
-    ]
+    # The lease makes this worker the only writer of these sessions' generations: a switch is
+    # a plain update by `_id`.
+    switches = [UpdateOne({"_id": g.session["_id"]}, {"$set": g.fields}) for g in generations]
     matched = await _update_each(db, settings, db.sessions, switches)
     written, lost = generations, []
-    if matched != len(generations):  # a session replaced meanwhile (by hand, or a lease lost)
+    if matched != len(generations):  # sessions deleted meanwhile
         now_at = await db.sessions.find({"_id": {"$in": list(found)}}, {"rollupGen": 1}).to_list(None)
         switched = {d["_id"] for d in now_at if d.get("rollupGen") == gen}
         written = [g for g in generations if g.session["_id"] in switched]
         lost = [g for g in generations if g.session["_id"] not in switched]
-    # Flags are cleared only where no change arrived since the session was read.
-    clear = [
-        UpdateOne(
-            {"_id": g.session["_id"], "rollupVersion": g.session.get("rollupVersion", 0)},
-            {"$set": {"rollupPending": False}},
-        )
-        for g in written
-        if g.session.get("rollupPending")
-    ]
-    await _update_each(db, settings, db.sessions, clear)
+    await _clear_flags(db, settings, [g.session for g in written])
     await _discard_generations(db, [g.session for g in written] + [_pointing_to(g) for g in lost])
+    if written:
+        await bump_analytics_version(db, [event_id])
+    # Last: a crash before this leaves the entries to be folded again, which changes nothing.
     consumed = [e["_id"] for g in written for e in entries.get(g.session["_id"], ())] + orphans
     if consumed:
         await db.segment_inbox.delete_many({"_id": {"$in": consumed}})
-    if written:
-        await bump_analytics_version(db, [event_id])
     return BatchResult(len(written), len(consumed), more or bool(lost))
 
 
@@ -731,15 +758,7 @@ async def _rebuild_event(
             db.sessions,
             [UpdateOne({"_id": g.session["_id"]}, {"$set": g.fields}) for g in chunk],
         )
-        clear = [
-            UpdateOne(
-                {"_id": g.session["_id"], "rollupVersion": g.session.get("rollupVersion", 0)},
-                {"$set": {"rollupPending": False}},
-            )
-            for g in chunk
-            if g.session.get("rollupPending")
-        ]
-        await _update_each(db, settings, db.sessions, clear)
+        await _clear_flags(db, settings, [g.session for g in chunk])
         await _discard_generations(db, [g.session for g in chunk])
         switched += len(chunk)
         await progress.report(2 + switched)
