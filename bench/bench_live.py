@@ -212,6 +212,8 @@ async def _live(url: str, redis_url: str, args: argparse.Namespace) -> dict[str,
                             list_errors += 1
                     list_ms.append((time.perf_counter() - started) * 1000)
 
+            watchers: list[asyncio.Future[None]] = []
+
             async def probe() -> None:
                 count = 0
                 while time.monotonic() < stop - 12:
@@ -243,7 +245,7 @@ async def _live(url: str, redis_url: str, args: argparse.Namespace) -> dict[str,
                                     return
                             await asyncio.sleep(0.1)
 
-                    asyncio.ensure_future(watch())
+                    watchers.append(asyncio.ensure_future(watch()))
                     await asyncio.sleep(1.0)
 
             posters = max(1, min(8, args.rate // 250))
@@ -252,7 +254,7 @@ async def _live(url: str, redis_url: str, args: argparse.Namespace) -> dict[str,
                 *(read_lists() for _ in range(args.readers)),
                 probe(),
             )
-            await asyncio.sleep(12)  # the last probes' watchers finish
+            await asyncio.gather(*watchers)  # the last probes' watchers finish
     finally:
         for process in processes:
             process.terminate()
@@ -426,7 +428,8 @@ def main() -> None:
             total = sum(queries.values())
             per_k = total / max(1, result["items"]) * 1000
             print(
-                f"\n(b) backlog: {args.backlog_items:,} items over {args.backlog_sessions:,} sessions, one process"
+                f"\n(b) backlog: {args.backlog_items:,} items over {args.backlog_sessions:,} sessions, "
+                "one worker process"
             )
             print("| figure | value |")
             print("|---|---|")

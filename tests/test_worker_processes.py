@@ -296,6 +296,27 @@ async def test_recompute_survives_a_worker_killed_mid_task(stack: Stack) -> None
     await _assert_numbers_match_oracle(stack, data)
 
 
+async def test_a_rollup_killed_midway_loses_nothing_and_resumes_once_its_lease_expires(stack: Stack) -> None:
+    stack.env["ROLLUP_BATCH_SESSIONS"] = "10"  # several batches, so that one can be cut short
+    data = await _random_event(stack.db, random.Random(13), sessions=60, users=150, segments_per_session=40)
+    await _ingest(stack, data)  # no worker yet: the signals wait in Redis
+    first = stack.start("worker")
+
+    async def midway() -> bool:
+        lease = await stack.db.rollup_leases.find_one({"_id": "ev1"})
+        written = await stack.db.sessions.count_documents({"eventId": "ev1", "rollupGen": {"$ne": ""}})
+        return lease is not None and 0 < written < len(data.sessions)
+
+    await eventually(midway, timeout=60, interval=0.05, what="rollup under way")
+    first.kill()
+    assert await stack.db.rollup_leases.count_documents({"_id": "ev1"}) == 1  # left by the dead worker
+
+    stack.start("worker")
+    stack.start("beat")
+    await eventually(lambda: _all_rolled_up(stack), timeout=120, interval=0.5, what="rollup after the kill")
+    await _assert_numbers_match_oracle(stack, data)
+
+
 def _queued_task_names(redis_url: str, queue: str = "default") -> list[str]:
     client = redis.Redis.from_url(redis_url)
     try:
