@@ -162,7 +162,7 @@ async def _live(url: str, redis_url: str, args: argparse.Namespace) -> dict[str,
             host = {"Authorization": f"Bearer {token}"}
             ingest = {"Authorization": f"Bearer {key}"}
             stop = time.monotonic() + args.seconds
-            batch = 100
+            batch = 200  # segments a request: a player posting every few seconds
             n = 0
 
             async def post_segments(worker: int, posters: int) -> None:
@@ -248,7 +248,9 @@ async def _live(url: str, redis_url: str, args: argparse.Namespace) -> dict[str,
                     watchers.append(asyncio.ensure_future(watch()))
                     await asyncio.sleep(1.0)
 
-            posters = max(1, min(8, args.rate // 250))
+            posters = max(
+                2, args.rate // batch
+            )  # each posts once a second: the rate holds while answers take < 1 s
             await asyncio.gather(
                 *(post_segments(i, posters) for i in range(posters)),
                 *(read_lists() for _ in range(args.readers)),
@@ -367,9 +369,9 @@ def _backlog(url: str, items: int, sessions: int) -> dict[str, Any]:
     print(
         f"backlog loaded: {items:,} items over {sessions:,} sessions in {time.perf_counter() - started:.0f} s"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, url], check=True, capture_output=True, text=True, cwd=ROOT
-    )
+    out = subprocess.run([sys.executable, "-c", CHILD, url], capture_output=True, text=True, cwd=ROOT)
+    if out.returncode != 0:
+        raise RuntimeError(f"the backlog worker failed:\n{out.stderr[-3000:]}")
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 

@@ -110,7 +110,11 @@ class CeleryTaskQueue:
             async with asyncio.timeout(self._timeout_s):
                 if not await self._client().set(key, "1", nx=True, ex=SIGNAL_HOLD_S):
                     return True  # a task for this key is on its way
-                await asyncio.to_thread(self._send_later, name.value, kwargs, delay_s)
+                try:
+                    await asyncio.to_thread(self._send_later, name.value, kwargs, delay_s)
+                except Exception:
+                    await self._client().delete(key)  # let the next caller try again
+                    raise
             return True
         except Exception as err:  # Redis or kombu, any kind: not sent
             self._signals_paused_until = time.monotonic() + SIGNAL_PAUSE_S
