@@ -570,14 +570,18 @@ async def test_input_arriving_during_a_rollup_is_folded_by_the_next_batch(
     one_batch = rollup_settings.model_copy(
         update={"rollup_batch_sessions": len(world.sessions), "rollup_batch_items": 100_000}
     )
-    result = await rollup_event(during, one_batch, "ev1")
+    first = await rollup_event(during, one_batch, "ev1")
 
     assert arrived == [{"accepted": 1, "duplicates": 0, "rejected": []}]
-    # The late item came after the first batch's read: that batch left it, a second folded it.
-    assert (result.sessions, result.items) == (
-        len(world.sessions) + 1,
-        len(world.segments) + 1 + len(world.registrations),
+    # The late item came after the batch's read: the batch left it, and says input is waiting.
+    assert (first.sessions, first.items, first.more) == (
+        len(world.sessions),
+        len(world.segments) + len(world.registrations),
+        True,
     )
+    assert await sessions_with_work(database) == ["tokbox-30"]
+    second = await rollup_event(database, one_batch, "ev1")
+    assert (second.sessions, second.items, second.more) == (1, 1, False)
     assert await sessions_with_work(database) == []
     world.segments.append(late)
     await assert_everything_matches(client, host, world)

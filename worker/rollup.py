@@ -466,7 +466,7 @@ async def _rollup_batch(db: Database, settings: Settings, lease: EventLease) -> 
     inbox = await db.segment_inbox.find({"eventId": event_id}).limit(limit).batch_size(limit).to_list(None)
     flagged = await (
         db.sessions.find({"eventId": event_id, "rollupPending": True}, {"_id": 1})
-        .limit(settings.rollup_batch_sessions)
+        .limit(settings.rollup_batch_sessions + 1)  # one more: tells whether some are left
         .to_list(None)
     )
     ids: dict[str, None] = {}
@@ -475,7 +475,7 @@ async def _rollup_batch(db: Database, settings: Settings, lease: EventLease) -> 
     for entry in inbox:
         ids[entry["sessionId"]] = None
     chosen = list(ids)[: settings.rollup_batch_sessions]
-    more = len(inbox) == limit or len(ids) > len(chosen) or len(flagged) == settings.rollup_batch_sessions
+    more = len(inbox) == limit or len(ids) > len(chosen)
     if not chosen:
         return BatchResult(more=False)
     sessions = await (
@@ -537,35 +537,31 @@ class RollupResult:
 
 async def rollup_event(db: Database, settings: Settings, event_id: str) -> RollupResult:
     """Fold an event's new input in bounded batches, under its lease, for at most
-    `rollup_task_budget_s`; `more` says input was left for another run.
+    `rollup_task_budget_s`; `more` says input is waiting for another run.
 
     When another worker holds the event, this returns at once (busy): the holder looks at the
     inbox again after it let the lease go, so nothing queued meanwhile is left waiting.
     """
     result = RollupResult()
     deadline = time.monotonic() + settings.rollup_task_budget_s
-    while True:
-        lease = EventLease(db, event_id, settings.rollup_lease_s, "rollup")
-        if not await lease.try_acquire():
-            result.busy = True
-            return result
-        async with lease.held():
-            while True:
-                batch = await _rollup_batch(db, settings, lease)
-                result.sessions += batch.sessions
-                result.items += batch.items
-                if not batch.more:
-                    break
-                if time.monotonic() >= deadline:
-                    result.more = True
-                    return result
-        # Input queued while the lease was held may have been signalled to a worker that found
-        # the event busy and left it: look once more now that the lease is free.
-        if await db.segment_inbox.find_one({"eventId": event_id}, {"_id": 1}) is None:
-            return result
-        if time.monotonic() >= deadline:
-            result.more = True
-            return result
+    lease = EventLease(db, event_id, settings.rollup_lease_s, "rollup")
+    if not await lease.try_acquire():
+        result.busy = True
+        return result
+    async with lease.held():
+        while True:
+            batch = await _rollup_batch(db, settings, lease)
+            result.sessions += batch.sessions
+            result.items += batch.items
+            if not batch.more:
+                break
+            if time.monotonic() >= deadline:
+                result.more = True
+                return result
+    # Input queued while the lease was held may have been signalled to a worker that found the
+    # event busy and left it: say so, and the caller sends another rollup (behind other events).
+    result.more = await db.segment_inbox.find_one({"eventId": event_id}, {"_id": 1}) is not None
+    return result
 
 
 async def events_with_work(db: Database, limit: int = TICK_SCAN_ITEMS) -> list[str]:
@@ -605,7 +601,7 @@ async def rollup_pending(db: Database, settings: Settings, max_rounds: int = 20)
         if not events:
             break
         for event_id in events:
-            result = await rollup_event(db, settings, event_id)
+            result = await rollup_event(db, settings, event_id)  # `more`: the next round
             sessions += result.sessions
             items += result.items
             if result.busy:
