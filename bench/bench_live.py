@@ -20,6 +20,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -115,11 +116,11 @@ async def _live(url: str, redis_url: str, args: argparse.Namespace) -> dict[str,
                 "-Q",
                 "default,providers",
                 "--loglevel",
-                "WARNING",
+                "INFO",  # task run times, read back below
                 "--without-gossip",
                 "--without-mingle",
             ],
-            env,
+            {**env, "LOG_LEVEL": "INFO"},
             logs / "worker.log",
         ),
         _start(
@@ -248,9 +249,8 @@ async def _live(url: str, redis_url: str, args: argparse.Namespace) -> dict[str,
                     watchers.append(asyncio.ensure_future(watch()))
                     await asyncio.sleep(1.0)
 
-            posters = max(
-                2, args.rate // batch
-            )  # each posts once a second: the rate holds while answers take < 1 s
+            # Each poster posts once a second: the rate holds while answers take under 1 s.
+            posters = max(2, args.rate // batch)
             await asyncio.gather(
                 *(post_segments(i, posters) for i in range(posters)),
                 *(read_lists() for _ in range(args.readers)),
@@ -265,7 +265,14 @@ async def _live(url: str, redis_url: str, args: argparse.Namespace) -> dict[str,
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
+    runs = [
+        float(m.group(1))
+        for m in re.finditer(
+            r"analytics\.rollup_event\[[^\]]+\] succeeded in ([0-9.]+)s", (logs / "worker.log").read_text()
+        )
+    ]
     return {
+        "rollup_runs": runs,
         "accepted_per_s": accepted / args.seconds,
         "ingest_errors": posted_errors,
         "freshness": freshness,
@@ -418,6 +425,11 @@ def main() -> None:
             print(
                 f"| list p50 / p99 ({len(lists):,} requests, {live['list_errors']} errors) | "
                 f"{percentile(lists, 0.5):.0f} / {percentile(lists, 0.99):.0f} ms | |"
+            )
+            runs = live["rollup_runs"]
+            print(
+                f"| rollup tasks run (2 worker processes) | {len(runs)}, each p50 / max "
+                f"{percentile(runs, 0.5):.2f} / {max(runs, default=float('nan')):.2f} s | |"
             )
             if fresh:
                 print(f"freshness mean {statistics.mean(fresh):.2f} s; logs in {live['logs']}")
