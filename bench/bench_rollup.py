@@ -110,7 +110,7 @@ async def main(mode, url):
         task, _ = await claim_recompute(db, "bench", 600)
         result = await recompute_event(db, settings, task["_id"], "bench")
     else:
-        result = await rollup_pending(db, settings, max_batches=1000)
+        result = await rollup_pending(db, settings, max_rounds=1000)
     elapsed = time.perf_counter() - started
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"seconds": elapsed, "peak_mib": peak_mib, "result": result}, default=str))

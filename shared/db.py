@@ -23,7 +23,8 @@ SORT_FIELDS = ("startTime", "title", "attendeeCount", "liveViews", "recordingVie
 
 INDEXES: dict[str, list[IndexModel]] = {
     "users": [IndexModel([("email", ASCENDING)], unique=True)],
-    "tokens": [IndexModel([("expiresAt", ASCENDING)])],
+    # Expiry by the cleanup task; a user's grants are copied to all its tokens (create-user).
+    "tokens": [IndexModel([("expiresAt", ASCENDING)]), IndexModel([("userId", ASCENDING)])],
     "ingest_keys": [],
     "login_attempts": [IndexModel([("expiresAt", ASCENDING)])],
     "events": [IndexModel([("organizerId", ASCENDING)])],
@@ -31,6 +32,7 @@ INDEXES: dict[str, list[IndexModel]] = {
         # One index per sort key of the session list, each led by eventId, _id as the tie-break.
         *[IndexModel([("eventId", ASCENDING), (key, ASCENDING), ("_id", ASCENDING)]) for key in SORT_FIELDS],
         IndexModel([("eventId", ASCENDING), ("format", ASCENDING), ("startTime", ASCENDING)]),
+        # The beat tick finds sessions whose duration or video changed (see worker/rollup.py).
         IndexModel([("rollupPending", ASCENDING)]),
         IndexModel([("durationProvider", ASCENDING), ("durationCheckAt", ASCENDING)]),
     ],
@@ -38,17 +40,19 @@ INDEXES: dict[str, list[IndexModel]] = {
     # a full recompute reads one event's attendance at a time.
     "watch_segments": [IndexModel([("eventId", ASCENDING), ("sessionId", ASCENDING)])],
     "registrations": [IndexModel([("eventId", ASCENDING), ("sessionId", ASCENDING)])],
+    # Items stored but not yet rolled up: a rollup reads one event's; the beat tick and the lag
+    # gauge read the oldest. Consumed by `_id`. (Why each rollup collection exists: worker/rollup.py.)
     "segment_inbox": [
-        IndexModel([("sessionId", ASCENDING)]),
         IndexModel([("eventId", ASCENDING)]),
-        # The oldest item not rolled up yet: session_analytics_rollup_lag_seconds (shared/ops.py).
         IndexModel([("receivedAt", ASCENDING)]),
     ],
     # Per-session unions and attendee pages are read and written by `_id` only.
     "session_watch": [],
-    "rollup_garbage": [IndexModel([("at", ASCENDING)])],
-    "rollup_leases": [IndexModel([("events", ASCENDING)])],
     "session_attendees": [],
+    # Replaced generations, deleted by the cleanup once old enough.
+    "rollup_garbage": [IndexModel([("at", ASCENDING)])],
+    # One lease per event (`_id` = eventId).
+    "rollup_leases": [],
     "tasks": [
         IndexModel([("eventId", ASCENDING), ("createdAt", DESCENDING)]),
         # The sweep of recomputes whose worker died or that no worker took (shared/jobs.py).

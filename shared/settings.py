@@ -55,8 +55,18 @@ class Settings(BaseSettings):
     login_throttle_per_minute: int = 20
 
     # Worker.
-    rollup_interval_s: float = 60.0
-    rollup_batch_sessions: int = 50
+    rollup_interval_s: float = Field(60.0, gt=0, description="beat tick: the safety net for lost signals")
+    rollup_debounce_s: float = Field(
+        1.0, ge=0, description="ingestion's signal waits this long, so a burst of posts shares one rollup"
+    )
+    rollup_batch_items: int = Field(20_000, ge=1, description="inbox entries one rollup batch folds in")
+    rollup_batch_sessions: int = Field(2_000, ge=1, description="sessions one rollup batch writes")
+    rollup_lease_s: float = Field(
+        30.0, gt=0, le=60, description="an event's rollup lease expires this long after its last renewal"
+    )
+    rollup_task_budget_s: float = Field(
+        20.0, gt=0, description="a rollup task's work before it hands the rest to a new task"
+    )
     duration_sync_interval_s: float = 15 * 60.0
     duration_refresh_s: int = 24 * 3600
     duration_missing_retry_s: int = 24 * 3600
@@ -76,9 +86,6 @@ class Settings(BaseSettings):
     task_soft_time_limit_s: int = 1800
     task_max_retries: int = 5
     segment_read_batch: int = 5000
-    inbox_settle_s: float = Field(
-        30.0, ge=0, description="age before a rollup folds in an ingested item (covers writes in flight)"
-    )
     attendee_chunk_rows: int = 1000
 
     # Provider access (base URLs default to the real APIs; credentials have no default).

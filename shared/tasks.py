@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from enum import StrEnum
 from typing import Any, Protocol
@@ -11,6 +12,8 @@ from typing import Any, Protocol
 from shared.errors import Unavailable
 
 log = logging.getLogger(__name__)
+
+SIGNAL_PAUSE_S = 5.0  # after a failed signal, ingestion skips signalling this long
 
 
 class Queue(StrEnum):
@@ -21,6 +24,7 @@ class Queue(StrEnum):
 
 class TaskName(StrEnum):
     ROLLUP_PENDING = "analytics.rollup_pending"
+    ROLLUP_EVENT = "analytics.rollup_event"
     RECOMPUTE_EVENT = "analytics.recompute_event"
     SYNC_DURATIONS = "providers.sync_durations"
     CLEANUP_EXPIRED = "auth.cleanup_expired"
@@ -32,8 +36,20 @@ def task_routes() -> dict[str, dict[str, str]]:
     return {TaskName.SYNC_DURATIONS.value: {"queue": Queue.PROVIDERS.value}}
 
 
+SIGNAL_HOLD_S = 30  # a signal key outlives a lost task by at most this; the beat tick covers that
+
+
+def rollup_signal_key(event_id: str) -> str:
+    """Set while a rollup of the event is on its way; the task deletes it before it reads."""
+    return f"session-analytics:rollup-signal:{event_id}"
+
+
 class TaskQueue(Protocol):
     async def enqueue(self, name: TaskName, *, task_id: str, kwargs: dict[str, Any]) -> None: ...
+
+    async def enqueue_debounced(
+        self, name: TaskName, *, key: str, kwargs: dict[str, Any], delay_s: float
+    ) -> bool: ...
 
     async def ping(self) -> None: ...
 
@@ -65,6 +81,7 @@ class CeleryTaskQueue:
             task_send_sent_event=True,
         )
         self._redis: Any = None
+        self._signals_paused_until = 0.0
 
     def _send(self, name: str, task_id: str, kwargs: dict[str, Any]) -> None:
         self._celery.send_task(name, kwargs=kwargs, task_id=task_id, retry=False)
@@ -86,6 +103,36 @@ class CeleryTaskQueue:
                 socket_connect_timeout=self._timeout_s,
             )
         return self._redis
+
+    async def enqueue_debounced(
+        self, name: TaskName, *, key: str, kwargs: dict[str, Any], delay_s: float
+    ) -> bool:
+        """Send `name` in `delay_s` unless one with this key is already on its way; never raises.
+
+        Whatever happens after this call (a new item queued, say) is seen by a task sent for the
+        key: a task deletes its key before it reads. When Redis is unreachable nothing is sent
+        (False) and the beat tick is the safety net; signalling then pauses for a few seconds
+        so that every request does not wait for the same timeout.
+        """
+        if time.monotonic() < self._signals_paused_until:
+            return False
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                if not await self._client().set(key, "1", nx=True, ex=SIGNAL_HOLD_S):
+                    return True  # a task for this key is on its way
+                try:
+                    await asyncio.to_thread(self._send_later, name.value, kwargs, delay_s)
+                except Exception:
+                    await self._client().delete(key)  # let the next caller try again
+                    raise
+            return True
+        except Exception as err:  # Redis or kombu, any kind: not sent
+            self._signals_paused_until = time.monotonic() + SIGNAL_PAUSE_S
+            log.warning("could not signal %s (%s); the beat tick will run it", name.value, type(err).__name__)
+            return False
+
+    def _send_later(self, name: str, kwargs: dict[str, Any], delay_s: float) -> None:
+        self._celery.send_task(name, kwargs=kwargs, countdown=delay_s, retry=False)
 
     async def ping(self) -> None:
         try:
@@ -119,6 +166,24 @@ class InProcessTaskQueue:
     def __init__(self, runners: dict[TaskName, TaskRunner]) -> None:
         self._runners = runners
         self._running: set[asyncio.Task[Any]] = set()
+        self._signalled: set[str] = set()
+
+    async def enqueue_debounced(
+        self, name: TaskName, *, key: str, kwargs: dict[str, Any], delay_s: float
+    ) -> bool:
+        if key in self._signalled or name not in self._runners:
+            return True
+        self._signalled.add(key)
+
+        async def later() -> Any:
+            await asyncio.sleep(delay_s)
+            self._signalled.discard(key)  # before the task reads, as a worker does
+            return await self._runners[name](task_id=key, **kwargs)
+
+        task = asyncio.create_task(later())
+        self._running.add(task)
+        task.add_done_callback(self._done)
+        return True
 
     async def enqueue(self, name: TaskName, *, task_id: str, kwargs: dict[str, Any]) -> None:
         runner = self._runners[name]

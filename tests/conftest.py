@@ -59,7 +59,6 @@ def settings(mongodb_url: str) -> Settings:
         log_json=False,
         request_timeout_s=5.0,
         mongodb_timeout_ms=1500,
-        inbox_settle_s=0,  # tests ingest and roll up one after the other, never concurrently
         host_cache_ttl_s=0,  # each test sees its own writes at once; tests/test_host_caches.py
     )
 
@@ -83,6 +82,7 @@ class RecordingTaskQueue:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, str, dict[str, Any]]] = []
+        self.signals: list[tuple[str, str, dict[str, Any]]] = []
         self.down = False
 
     async def enqueue(self, name: Any, *, task_id: str, kwargs: dict[str, Any]) -> None:
@@ -91,6 +91,12 @@ class RecordingTaskQueue:
         if self.down:
             raise Unavailable("broker down (test)")
         self.sent.append((str(name), task_id, kwargs))
+
+    async def enqueue_debounced(self, name: Any, *, key: str, kwargs: dict[str, Any], delay_s: float) -> bool:
+        if self.down:
+            return False
+        self.signals.append((str(name), key, kwargs))
+        return True
 
     async def ping(self) -> None:
         from shared.errors import Unavailable

@@ -425,30 +425,128 @@ async def test_ingestion_writes_no_session_document(client, database, world):
     assert await database.sessions.find({}).sort("_id", 1).to_list(None) == before
 
 
-async def test_duplicates_of_items_already_rolled_up_queue_nothing(client, database, world):
-    batch = [watch_segment("g1", "s1"), watch_segment("g2", "s2")]
-    await post(client, SEGMENTS, batch, world)
-    await post(client, REGISTRATIONS, [registration("s1", "u1")], world)
+async def test_a_duplicate_is_queued_again_in_its_stored_version(client, database, world):
+    first = watch_segment("g1", "s1", seconds=60)
+    await post(client, SEGMENTS, [first], world)
     await clear_pending(database)  # as a rollup leaves it
 
-    body = (await post(client, SEGMENTS, batch, world))[1]
-    assert (body["accepted"], body["duplicates"]) == (0, 2)
-    body = (await post(client, REGISTRATIONS, [registration("s1", "u1")], world))[1]
+    # The same id with other content: the stored (first) version is what gets queued.
+    body = (await post(client, SEGMENTS, [watch_segment("g1", "s1", seconds=600)], world))[1]
     assert (body["accepted"], body["duplicates"]) == (0, 1)
-    assert await pending_sessions(database) == set()
-    assert await database.segment_inbox.count_documents({}) == 0
+    queued = await database.segment_inbox.find({}).to_list(None)
+    assert [(q["_id"], (q["end"] - q["start"]).total_seconds()) for q in queued] == [("S|ev1:g1", 60.0)]
 
 
-async def test_a_retry_after_a_failure_between_the_two_writes_is_stored_and_queued(client, database, world):
-    # The inbox is written first; a failure before the permanent insert leaves only the inbox entry.
+class _FailingCollection:
+    """A collection whose inserts fail as an unreachable server does, once armed."""
+
+    def __init__(self, collection: Any, failing: dict[str, bool]) -> None:
+        self._collection, self._failing = collection, failing
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._collection, name)
+
+    async def insert_many(self, *args: Any, **kwargs: Any) -> Any:
+        if self._failing["on"]:
+            from pymongo.errors import AutoReconnect
+
+            raise AutoReconnect("connection reset (test)")
+        return await self._collection.insert_many(*args, **kwargs)
+
+
+def _database_failing_on(database: Any, collection: str, failing: dict[str, bool]) -> Any:
+    from dataclasses import dataclass
+
+    from shared.db import Database
+
+    @dataclass
+    class FailingDatabase(Database):
+        def __getitem__(self, name: str) -> Any:
+            found = self.db[name]
+            return _FailingCollection(found, failing) if name == collection else found
+
+        @property
+        def segment_inbox(self) -> Any:
+            return self["segment_inbox"]
+
+        @property
+        def watch_segments(self) -> Any:
+            return self["watch_segments"]
+
+    return FailingDatabase(database.client, database.db)
+
+
+async def _attendees_after_rollup(database, settings) -> int:
+    from worker.rollup import rollup_pending
+
+    await rollup_pending(database, settings)
+    return int((await database.sessions.find_one({"_id": "s1"}))["attendeeCount"])
+
+
+async def test_a_request_failing_between_its_two_writes_leaves_nothing_to_count_until_retried(
+    aiohttp_client, settings, database, task_queue, world
+):
+    from tests.seed import app_client
+
+    failing = {"on": False}
+    broken = _database_failing_on(database, "segment_inbox", failing)
+    client = await app_client(aiohttp_client, settings, broken, task_queue)
     await clear_pending(database)
-    await post(client, SEGMENTS, [watch_segment("g1", "s1")], world)
-    await database.watch_segments.delete_many({})
 
-    body = (await post(client, SEGMENTS, [watch_segment("g1", "s1")], world))[1]
-    assert (body["accepted"], body["duplicates"]) == (1, 0)
+    failing["on"] = True  # the permanent write lands, the inbox write fails
+    response = await client.post(SEGMENTS, json=[watch_segment("g1", "s1", "u1")], headers=world)
+    assert response.status == 503
+    assert (await response.json())["errorCode"] == "503"
     assert await database.watch_segments.count_documents({}) == 1
-    assert await database.segment_inbox.count_documents({"sessionId": "s1"}) == 1
+    assert await database.segment_inbox.count_documents({}) == 0
+    assert task_queue.signals == []
+    # An answered error: no rollup counts the item.
+    assert await _attendees_after_rollup(database, settings) == 0
+
+    failing["on"] = False  # the client retries: stored already, so queued now, and counted
+    status, body = await post(client, SEGMENTS, [watch_segment("g1", "s1", "u1")], world)
+    assert (status, body["accepted"], body["duplicates"]) == (200, 0, 1)
+    assert await _attendees_after_rollup(database, settings) == 1
+
+
+async def test_a_request_whose_permanent_write_fails_stores_and_queues_nothing(
+    aiohttp_client, settings, database, task_queue, world
+):
+    from tests.seed import app_client
+
+    failing = {"on": True}
+    broken = _database_failing_on(database, "watch_segments", failing)
+    client = await app_client(aiohttp_client, settings, broken, task_queue)
+    await clear_pending(database)
+
+    response = await client.post(SEGMENTS, json=[watch_segment("g1", "s1", "u1")], headers=world)
+    assert response.status == 503
+    assert await database.watch_segments.count_documents({}) == 0
+    assert await database.segment_inbox.count_documents({}) == 0
+    assert await _attendees_after_rollup(database, settings) == 0
+
+
+async def test_accepted_attendance_signals_a_rollup_of_its_event(client, database, world, task_queue):
+    await post(client, SEGMENTS, [watch_segment("g1", "s1")], world)
+    await post(client, REGISTRATIONS, [registration("s2", "u1")], world)
+    await post(client, SEGMENTS, [watch_segment("bad", "s404")], world)  # nothing stored: no signal
+    assert task_queue.signals == [
+        ("analytics.rollup_event", "session-analytics:rollup-signal:ev1", {"event_id": "ev1"}),
+        ("analytics.rollup_event", "session-analytics:rollup-signal:ev1", {"event_id": "ev1"}),
+    ]
+
+
+async def test_ingestion_answers_while_the_broker_is_down_and_the_items_wait_for_the_tick(
+    aiohttp_client, settings, database, world
+):
+    from tests.seed import app_client
+
+    # The real Celery client, its Redis unreachable (settings.redis_url points at port 1).
+    client = await app_client(aiohttp_client, settings, database, None)
+    await clear_pending(database)
+    for n in range(3):
+        status, body = await post(client, SEGMENTS, [watch_segment(f"g{n}", "s1")], world)
+        assert (status, body["accepted"]) == (200, 1)
     assert await pending_sessions(database) == {"s1"}
 
 

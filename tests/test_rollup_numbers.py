@@ -15,7 +15,7 @@ import pytest
 
 from shared.db import Database
 from shared.jobs import claim_recompute
-from shared.store import decode_attendee_rows
+from shared.store import decode_attendee_rows, now
 from tests import oracle
 from tests.seed import (
     T0,
@@ -25,7 +25,14 @@ from tests.seed import (
     login,
     seed_world,
 )
-from worker.rollup import cleanup_garbage, recompute_event, rollup_pending, sessions_with_work
+from worker.rollup import (
+    EventLease,
+    cleanup_garbage,
+    recompute_event,
+    rollup_event,
+    rollup_pending,
+    sessions_with_work,
+)
 
 CHUNK_ROWS = 7  # attendee rows per stored chunk: small, so pages cross chunk boundaries
 BATCH = 700  # items per ingestion request
@@ -225,7 +232,8 @@ async def world_rolled_up(
     world = make_world(seed, users, sessions)
     await create_sessions(database, world)
     await ingest(client, database, world)
-    assert (await rollup_pending(database, settings))["remaining"] == 0
+    assert (await rollup_pending(database, settings))["busyEvents"] == 0
+    assert await sessions_with_work(database) == []
     return world
 
 
@@ -238,8 +246,14 @@ async def host(client, database, monkeypatch) -> dict[str, str]:
 
 @pytest.fixture
 def rollup_settings(settings):
+    # Small batches: a rollup takes several, each bounded in sessions or in items.
     return settings.model_copy(
-        update={"attendee_chunk_rows": CHUNK_ROWS, "rollup_batch_sessions": 5, "segment_read_batch": 97}
+        update={
+            "attendee_chunk_rows": CHUNK_ROWS,
+            "rollup_batch_sessions": 5,
+            "rollup_batch_items": 500,
+            "segment_read_batch": 97,
+        }
     )
 
 
@@ -410,7 +424,10 @@ async def test_rolled_up_numbers_match_the_design_in_list_detail_attendees_and_c
 
     result = await rollup_pending(database, rollup_settings)
 
-    assert result == {"sessions": len(SESSIONS), "remaining": 0}
+    # Sessions are written once per batch that touches them: at least once each.
+    assert result["sessions"] >= len(SESSIONS)
+    assert result["items"] == len(world.segments) + len(world.registrations)
+    assert result["busyEvents"] == 0
     assert await sessions_with_work(database) == []
     await assert_list_matches(client, host, world)
     await assert_details_match(client, host, world)
@@ -491,6 +508,10 @@ async def test_a_larger_chunk_size_leaves_no_stale_attendee_chunks_after_cleanup
     await assert_attendees_match(client, host, world, (5, 50))
 
 
+def _writes_numbers_of(session_id: str, query: dict[str, Any], update: dict[str, Any]) -> bool:
+    return query.get("_id") == session_id and "attendeeCount" in update.get("$set", {})
+
+
 class _SessionsWithLateInput:
     """The sessions collection, letting input arrive just before a rollup writes the numbers."""
 
@@ -503,9 +524,14 @@ class _SessionsWithLateInput:
     async def update_one(
         self, query: dict[str, Any], update: dict[str, Any], *args: Any, **kwargs: Any
     ) -> Any:
-        if query.get("_id") == self._session_id and "attendeeCount" in update.get("$set", {}):
+        if _writes_numbers_of(self._session_id, query, update):
             await self._arrive()
         return await self._collection.update_one(query, update, *args, **kwargs)
+
+    async def bulk_write(self, ops: list[Any], *args: Any, **kwargs: Any) -> Any:
+        if any(_writes_numbers_of(self._session_id, op._filter, op._doc) for op in ops):
+            await self._arrive()
+        return await self._collection.bulk_write(ops, *args, **kwargs)
 
 
 @dataclass
@@ -518,7 +544,9 @@ class _LateInputDatabase(Database):
         return _SessionsWithLateInput(self.db.sessions, self.session_id, self.arrive)
 
 
-async def test_input_arriving_during_a_rollup_waits_for_the_next_one(client, database, host, rollup_settings):
+async def test_input_arriving_during_a_rollup_is_folded_by_the_next_batch(
+    client, database, host, rollup_settings
+):
     world = make_world(seed=5, users=40)
     await create_sessions(database, world)
     await ingest(client, database, world)
@@ -539,16 +567,22 @@ async def test_input_arriving_during_a_rollup_waits_for_the_next_one(client, dat
             arrived.append(await response.json())
 
     during = _LateInputDatabase(database.client, database.db, "tokbox-30", arrive)
-    one_batch = rollup_settings.model_copy(update={"rollup_batch_sessions": len(world.sessions)})
-    first = await rollup_pending(during, one_batch, max_batches=1)
+    one_batch = rollup_settings.model_copy(
+        update={"rollup_batch_sessions": len(world.sessions), "rollup_batch_items": 100_000}
+    )
+    first = await rollup_event(during, one_batch, "ev1")
 
     assert arrived == [{"accepted": 1, "duplicates": 0, "rejected": []}]
-    assert first == {"sessions": len(world.sessions), "remaining": 0}  # it came after the read
+    # The late item came after the batch's read: the batch left it, and says input is waiting.
+    assert (first.sessions, first.items, first.more) == (
+        len(world.sessions),
+        len(world.segments) + len(world.registrations),
+        True,
+    )
     assert await sessions_with_work(database) == ["tokbox-30"]
-
-    second = await rollup_pending(database, rollup_settings)
-
-    assert second == {"sessions": 1, "remaining": 0}
+    second = await rollup_event(database, one_batch, "ev1")
+    assert (second.sessions, second.items, second.more) == (1, 1, False)
+    assert await sessions_with_work(database) == []
     world.segments.append(late)
     await assert_everything_matches(client, host, world)
     rows = await attendee_pages(client, host, "tokbox-30", 500)
@@ -562,9 +596,10 @@ async def test_posting_the_same_attendance_again_changes_no_number(client, datab
     before = await api_answers(client, host, world)
 
     await ingest(client, database, world, repeated=True)
-    # Items already folded in are not queued again (see web/ingest.py): nothing to do.
-    assert await sessions_with_work(database) == []
+    # Duplicates are queued again as stored (see web/ingest.py); folding them changes nothing.
+    assert set(await sessions_with_work(database)) == {s["sessionId"] for s in world.segments}
     await rollup_pending(database, rollup_settings)
+    assert await sessions_with_work(database) == []
 
     assert await api_answers(client, host, world) == before
     await assert_everything_matches(client, host, world)
@@ -610,7 +645,9 @@ async def test_rollups_leave_an_event_under_recompute_to_the_recompute(
     await ingest(client, database, before)
     await rollup_pending(database, rollup_settings)
     await add_session(database, "elsewhere", "ev2")
-    task, _ = await claim_recompute(database, "ev1", rollup_settings.recompute_stale_s)
+    # A recompute of ev1 under way in another worker holds the event's lease.
+    recompute = EventLease(database, "ev1", rollup_settings.rollup_lease_s, "recompute")
+    assert await recompute.try_acquire()
 
     headers = await ingest_headers(database)
     await post_all(client, headers, "/rest/events/ev1/watch-segments", after.segments[half:])
@@ -620,33 +657,35 @@ async def test_rollups_leave_an_event_under_recompute_to_the_recompute(
         "/rest/events/ev2/watch-segments",
         [{**after.segments[0], "segmentId": "x1", "sessionId": "elsewhere"}],
     )
-    touched = len({s["sessionId"] for s in after.segments[half:]})
+    touched = {s["sessionId"] for s in after.segments[half:]}
     result = await rollup_pending(database, rollup_settings)
 
-    assert result == {"sessions": 1, "remaining": touched}
+    assert (result["sessions"], result["items"], result["busyEvents"]) == (1, 1, 1)
+    assert set(await sessions_with_work(database)) == touched
     other = await get_json(client, await login(client, "super"), "/rest/host/session/elsewhere/analytics")
     assert other["attendeeCount"] == 1
     await assert_everything_matches(client, host, before)
 
+    await recompute.release()
+    task, _ = await claim_recompute(database, "ev1", rollup_settings.recompute_stale_s)
     await recompute_event(database, rollup_settings, task["_id"], "ev1", sync_durations=None)
 
     assert await sessions_with_work(database) == []
     await assert_everything_matches(client, host, after)
-    assert await rollup_pending(database, rollup_settings) == {"sessions": 0, "remaining": 0}
+    assert await rollup_pending(database, rollup_settings) == {"sessions": 0, "items": 0, "busyEvents": 0}
     await assert_everything_matches(client, host, after)
 
 
-async def test_a_recompute_whose_worker_stopped_does_not_hold_back_rollups(
-    client, database, host, rollup_settings
-):
+async def test_a_lease_whose_holder_died_does_not_hold_back_rollups(client, database, host, rollup_settings):
     world = make_world(seed=9, users=30)
     await create_sessions(database, world)
-    task, _ = await claim_recompute(database, "ev1", rollup_settings.recompute_stale_s)
-    silent_since = task["heartbeatAt"] - timedelta(seconds=rollup_settings.recompute_stale_s + 1)
-    await database.tasks.update_one({"_id": task["_id"]}, {"$set": {"heartbeatAt": silent_since}})
+    await database.rollup_leases.insert_one(
+        {"_id": "ev1", "owner": "dead-worker", "kind": "recompute", "expiresAt": now() - timedelta(seconds=1)}
+    )
     await ingest(client, database, world)
 
     result = await rollup_pending(database, rollup_settings)
 
-    assert result == {"sessions": len(world.sessions), "remaining": 0}
+    assert result["busyEvents"] == 0 and result["sessions"] >= len(world.sessions)
+    assert await database.rollup_leases.count_documents({"_id": "ev1"}) == 0
     await assert_everything_matches(client, host, world)

@@ -26,7 +26,7 @@ from shared.tasks import InProcessTaskQueue, TaskName
 from web.app import create_app
 from worker.durations import sync_durations, sync_event_durations
 from worker.providers.fakes import FakeVideo, run_fake_providers
-from worker.rollup import recompute_event, rollup_pending
+from worker.rollup import recompute_event, rollup_event, rollup_pending
 
 ADMIN_EMAIL = "host@demo.example"
 ADMIN_PASSWORD = "demo-password"
@@ -54,7 +54,6 @@ def demo_settings() -> Settings:
         log_json=False,
         rollup_interval_s=10,
         duration_sync_interval_s=60,
-        inbox_settle_s=1,
     )
 
 
@@ -149,6 +148,9 @@ def _in_process_queue(db: Any, settings: Settings) -> InProcessTaskQueue:
     async def run_rollup(task_id: str) -> dict[str, int]:
         return await rollup_pending(db, settings)
 
+    async def run_event_rollup(task_id: str, event_id: str) -> dict[str, Any]:
+        return (await rollup_event(db, settings, event_id)).as_dict()
+
     async def run_sync(task_id: str) -> dict[str, Any]:
         return await sync_durations(db, settings)
 
@@ -156,6 +158,7 @@ def _in_process_queue(db: Any, settings: Settings) -> InProcessTaskQueue:
         {
             TaskName.RECOMPUTE_EVENT: run_recompute,
             TaskName.ROLLUP_PENDING: run_rollup,
+            TaskName.ROLLUP_EVENT: run_event_rollup,
             TaskName.SYNC_DURATIONS: run_sync,
         }
     )

@@ -13,11 +13,12 @@ from shared.errors import BadRequest, EventNotFound
 from shared.models import RegistrationIn, WatchSegmentIn, describe_validation_error
 from shared.rules import MAX_FUTURE_S, MAX_SEGMENT_S
 from shared.store import INBOX_REGISTRATION, INBOX_SEGMENT, now
+from shared.tasks import TaskName, rollup_signal_key
 from web.auth import authenticate_ingest
 from web.contract.common import path_id
 from web.contract.ingest import MAX_ITEMS, IngestResult
 from web.jsonio import read_json
-from web.keys import DB
+from web.keys import DB, SETTINGS, TASKS
 
 routes = web.RouteTableDef()
 DUPLICATE_KEY = 11000
@@ -83,25 +84,42 @@ async def _insert_new(collection: Any, documents: list[dict[str, Any]]) -> set[i
         return {e["index"] for e in errors}
 
 
+def _queued(kind: str, documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    received = now()
+    return [{**d, "_id": f"{kind}|{d['_id']}", "kind": kind, "receivedAt": received} for d in documents]
+
+
 async def _store(
     db: Any, collection_name: str, kind: str, documents: list[dict[str, Any]]
 ) -> tuple[int, int]:
-    """Store items once (by `_id`) and queue them for the next rollup.
+    """Store items once (by `_id`), then queue what is stored for the next rollup.
 
-    The rollup inbox is written first, then the permanent collection: a failure between the
-    two leaves the client with an error to retry, and the retry completes both. An item that
-    turns out to be a duplicate is taken back out of the inbox if this request queued it, so a
-    reused id never adds its second version; queuing the same item twice is harmless (merging
-    is idempotent).
+    The permanent write comes first: an item reaches the rollup inbox only once it is stored
+    for good, so a request that fails between the two writes leaves nothing a rollup folds in
+    (its client retries). A duplicate is queued again *as stored* — the first version of a
+    reused id, never the new one: after such a failure the retry is what queues it, and
+    queuing an item already folded in changes no number (merging is idempotent).
     """
-    received = now()
-    queued = [{**d, "_id": f"{kind}|{d['_id']}", "kind": kind, "receivedAt": received} for d in documents]
-    already_queued = await _insert_new(db.segment_inbox, queued)
-    duplicates = await _insert_new(db[collection_name], documents)
-    redundant = [queued[i]["_id"] for i in sorted(duplicates) if i not in already_queued]
-    if redundant:
-        await db.segment_inbox.delete_many({"_id": {"$in": redundant}})
+    collection = db[collection_name]
+    duplicates = await _insert_new(collection, documents)
+    stored = [d for i, d in enumerate(documents) if i not in duplicates]
+    if duplicates:
+        ids = sorted({documents[i]["_id"] for i in duplicates})
+        stored += await collection.find({"_id": {"$in": ids}}).to_list(None)
+    await _insert_new(db.segment_inbox, _queued(kind, stored))
     return len(documents) - len(duplicates), len(duplicates)
+
+
+async def _signal_rollup(request: web.Request, event_id: str) -> None:
+    """Ask a worker to roll the event up within the debounce; a broker outage fails nothing
+    here (the beat tick is the safety net)."""
+    settings = request.app[SETTINGS]
+    await request.app[TASKS].enqueue_debounced(
+        TaskName.ROLLUP_EVENT,
+        key=rollup_signal_key(event_id),
+        kwargs={"event_id": event_id},
+        delay_s=settings.rollup_debounce_s,
+    )
 
 
 async def _ingest(
@@ -132,6 +150,8 @@ async def _ingest(
             documents.append(to_document(event_id, parsed))
     db = request.app[DB]
     accepted, duplicates = await _store(db, collection_name, inbox_kind, documents)
+    if documents:
+        await _signal_rollup(request, event_id)
     rejected.sort(key=lambda r: r["index"])
     answer = {"accepted": accepted, "duplicates": duplicates, "rejected": rejected}
     return IngestResult.model_validate(answer).response()

@@ -1,38 +1,47 @@
 """Rollups: fold watch segments and registrations into per-session numbers (DESIGN §4).
 
-Each session keeps its per-user interval unions in `session_watch` and its attendee pages in
-`session_attendees`, both written as a new *generation* and then switched to by one
-conditional update of the session document; the old generation is deleted afterwards. A
-reader or a crashed rollup therefore never sees half a session, and two rollups racing on one
-session cannot both win.
+Storage, and why each piece exists (MongoDB would need each of them too):
 
-Ingestion puts every accepted item in `segment_inbox` as well as in the permanent collections;
-an incremental rollup merges the inbox into the stored unions, so its cost follows the new
-input, not the session's history. Merging is idempotent: an interrupted rollup run again gives
-the same document. A full recompute rebuilds the unions from the permanent collections in one
-pass over the event. On a store without secondary indexes (the FerretDB test server) each
-query other than a lookup by `_id` costs a scan, so these documents are read by `_id`, written
-by insert, and a replaced generation is only recorded in `rollup_garbage` for the hourly
-cleanup to delete.
+- `segment_inbox`: a copy of every stored item not yet folded in, written *after* its permanent
+  document, so the permanent collections stay insert-only and a rollup reads only new input;
+  an item is in the inbox only once it is stored for good, so nothing unstored is ever counted.
+- `session_watch` / `session_attendees`: a session's per-user interval unions (read by rollups
+  only) and its attendee pages (read by the API), written as a new *generation* and switched to
+  by one update of the session document (`rollupGen`), so a reader never sees half a session
+  and a worker killed mid-write leaves the previous generation in force.
+- `rollup_garbage`: replaced generations, deleted by the hourly cleanup once no request can
+  still be reading them (a request reads the session, then its pages).
+- `rollup_leases`: one lease per event, held by the rollup or recompute writing its sessions;
+  it expires unless renewed, so a dead worker holds an event for at most `ROLLUP_LEASE_S`.
+- `rollupPending` / `rollupVersion` on sessions: a duration or video change flags its session
+  in the same write that makes it; the version tells a rollup whether a change came meanwhile.
+
+A rollup of one event reads a bounded batch of its inbox, the affected sessions and their
+unions in bulk, and writes the new generations, the switches and the consumed inbox entries in
+bulk: its round trips per batch do not depend on how many sessions the batch touches. Merging
+is idempotent: an interrupted rollup run again gives the same document. A full recompute
+rebuilds the unions from the permanent collections in one pass over the event.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
 import uuid
 import zlib
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 from bson import Binary
-from pymongo.errors import BulkWriteError
+from pymongo import UpdateMany, UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.db import UNAVAILABLE_ERRORS, Database
 from shared.jobs import (
@@ -40,7 +49,6 @@ from shared.jobs import (
     STARTED,
     SUCCESS,
     TERMINAL,
-    recompute_running,
     release_recompute,
     update_task,
 )
@@ -66,9 +74,8 @@ from shared.store import (
 
 log = logging.getLogger(__name__)
 
-INBOX_READ_LIMIT = 200_000
-RECOMPUTE_SWITCHES_AT_ONCE = 4
-LEASE_STALE_S = 300.0  # a rollup lease older than this belongs to a dead worker
+RECOMPUTE_SWITCH_CHUNK = 25  # sessions switched per bulk write of a recompute (progress steps)
+TICK_SCAN_ITEMS = 1000  # oldest inbox entries a beat tick looks at to find events with work
 STATE_DOC_ENTRIES = 100_000  # users + intervals per state document: a few MB, far from 16 MB
 _SESSION_FIELDS = {
     "_id": 1,
@@ -141,12 +148,6 @@ def _generation_ids(session: dict[str, Any]) -> tuple[list[str], list[str]]:
         [_state_id(session["_id"], gen, n) for n in range(int(session.get("stateDocs") or 0))],
         [attendee_chunk_id(session["_id"], gen, n) for n in range(int(session.get("attendeeChunks") or 0))],
     )
-
-
-async def _load_state(db: Database, session: dict[str, Any]) -> SessionState:
-    state_ids, _ = _generation_ids(session)
-    docs = await asyncio.gather(*(db.session_watch.find_one({"_id": i}) for i in state_ids))
-    return _decode_state(doc for doc in docs if doc is not None)
 
 
 def _encode_state(session: dict[str, Any], gen: str, state: SessionState) -> Iterator[dict[str, Any]]:
@@ -226,45 +227,65 @@ def build_generation(
     return Generation(session, gen, state_docs, attendee_docs, fields)
 
 
+# --- writing generations ----------------------------------------------------------------------
+
+
 async def _insert(collection: Any, docs: list[dict[str, Any]]) -> None:
-    for i in range(0, len(docs), 500):
-        await collection.insert_many(docs[i : i + 500], ordered=False)
+    """One insert command (the driver splits it only past the server's batch or message limit)."""
+    if docs:
+        await collection.insert_many(docs, ordered=False)
 
 
-async def _switch(db: Database, generation: Generation, *, clear_pending: bool) -> bool:
-    """Point the session at its new generation, if no other rollup switched it meanwhile.
+_STATEMENT_LIMITS: dict[int, int | None] = {}
+FERRETDB_UPDATE_STATEMENTS = 99
 
-    The pending flag is cleared only when no input arrived since the session was read (its
-    rollupVersion is unchanged); otherwise the numbers are still written and it stays pending.
+
+async def _statements_per_update(db: Database) -> int | None:
+    """How many statements one update command may carry on this server; None: no limit of ours.
+
+    MongoDB takes 100,000 (the driver splits beyond). FerretDB 1.24, the test server, never
+    answers an update command of 100 or more statements, so there the bulk is cut in pieces.
     """
-    session = generation.session
-    # Sessions are created with rollupGen "" (see upsert_session): matching a string is far
-    # cheaper on the test server than matching a missing field (None), which still works.
-    expected = {"_id": session["_id"], "rollupGen": session.get("rollupGen")}
-    if clear_pending:
-        done = await db.sessions.update_one(
-            {**expected, "rollupVersion": session.get("rollupVersion", 0)},
-            {"$set": {**generation.fields, "rollupPending": False}},
-        )
-        if done.matched_count:
-            return True
-    done = await db.sessions.update_one(expected, {"$set": generation.fields})
-    return bool(done.matched_count)
+    key = id(db.client)
+    if key not in _STATEMENT_LIMITS:
+        info = await db.db.command("buildInfo")
+        _STATEMENT_LIMITS[key] = FERRETDB_UPDATE_STATEMENTS if "ferretdbVersion" in info else None
+    return _STATEMENT_LIMITS[key]
+
+
+async def _update_each(
+    db: Database, settings: Settings, collection: Any, ops: Sequence[UpdateOne | UpdateMany]
+) -> int:
+    """Updates as one bulk write; the number of documents matched. The embedded store
+    (mongomock) rejects the bulk updates pymongo 4.10+ sends, so there they go one by one."""
+    if not ops:
+        return 0
+    matched = 0
+    if settings.embedded:
+        for op in ops:
+            update = collection.update_one if isinstance(op, UpdateOne) else collection.update_many
+            matched += (await update(op._filter, op._doc)).matched_count
+        return matched
+    step = await _statements_per_update(db) or len(ops)
+    for start in range(0, len(ops), step):
+        result = await collection.bulk_write(list(ops[start : start + step]), ordered=False)
+        matched += int(result.matched_count)
+    return matched
 
 
 async def _discard(db: Database, collection: str, ids: Iterable[str]) -> None:
-    """Record documents no session points to any more, for cleanup_garbage (deletes are scans)."""
-    docs = [{"_id": f"{collection}|{i}", "collection": collection, "docId": i, "at": now()} for i in ids]
-    for i in range(0, len(docs), 1000):
-        try:
-            await db.rollup_garbage.insert_many(docs[i : i + 1000], ordered=False)
-        except BulkWriteError as err:
-            if any(e.get("code") != 11000 for e in err.details.get("writeErrors", [])):
-                raise
+    """Record documents no session points to any more, for cleanup_garbage to delete."""
+    stamp = now()
+    docs = [{"_id": f"{collection}|{i}", "collection": collection, "docId": i, "at": stamp} for i in ids]
+    try:
+        await _insert(db.rollup_garbage, docs)
+    except BulkWriteError as err:
+        if any(e.get("code") != 11000 for e in err.details.get("writeErrors", [])):
+            raise
 
 
-async def _discard_replaced(db: Database, sessions: Iterable[dict[str, Any]]) -> None:
-    """The generations these session documents pointed to before their switch."""
+async def _discard_generations(db: Database, sessions: Iterable[dict[str, Any]]) -> None:
+    """The generations these session documents point to (replaced ones, or never switched to)."""
     state_ids: list[str] = []
     attendee_ids: list[str] = []
     for session in sessions:
@@ -275,16 +296,14 @@ async def _discard_replaced(db: Database, sessions: Iterable[dict[str, Any]]) ->
     await _discard(db, "session_attendees", attendee_ids)
 
 
-async def _discard_unused(db: Database, generations: Iterable[Generation]) -> None:
-    """New generations that lost a race and were never switched to."""
-    generations = list(generations)
-    await _discard(db, "session_watch", [d["_id"] for g in generations for d in g.state_docs])
-    await _discard(db, "session_attendees", [d["_id"] for g in generations for d in g.attendee_docs])
-
-
-async def _consume_inbox(db: Database, query: dict[str, Any], cutoff: datetime) -> None:
-    """Delete inbox entries that were folded in: those received before the read's cutoff."""
-    await db.segment_inbox.delete_many({**query, "receivedAt": {"$lt": cutoff}})
+def _pointing_to(generation: Generation) -> dict[str, Any]:
+    """The session document as it would be once switched to `generation` (for _generation_ids)."""
+    return {
+        "_id": generation.session["_id"],
+        "rollupGen": generation.gen,
+        "stateDocs": len(generation.state_docs),
+        "attendeeChunks": len(generation.attendee_docs),
+    }
 
 
 async def cleanup_garbage(db: Database, older_than_s: int = 600) -> int:
@@ -296,11 +315,102 @@ async def cleanup_garbage(db: Database, older_than_s: int = 600) -> int:
     for doc in garbage:
         by_collection[doc["collection"]].append(doc["docId"])
     for collection, ids in by_collection.items():
-        for i in range(0, len(ids), 1000):
-            await db[collection].delete_many({"_id": {"$in": ids[i : i + 1000]}})
-    for i in range(0, len(garbage), 1000):
-        await db.rollup_garbage.delete_many({"_id": {"$in": [d["_id"] for d in garbage[i : i + 1000]]}})
+        for i in range(0, len(ids), 10_000):
+            await db[collection].delete_many({"_id": {"$in": ids[i : i + 10_000]}})
+    for i in range(0, len(garbage), 10_000):
+        await db.rollup_garbage.delete_many({"_id": {"$in": [d["_id"] for d in garbage[i : i + 10_000]]}})
     return len(garbage)
+
+
+# --- the per-event lease ----------------------------------------------------------------------
+
+
+class LeaseLost(RuntimeError):
+    """Another worker took the event's lease: this one stopped renewing it in time."""
+
+
+class EventLease:
+    """One rollup or recompute writes an event's sessions at a time.
+
+    The lease is a document `{_id: eventId, owner, expiresAt}`. The holder renews it while it
+    works (every third of its lifetime, and before each write); a holder that dies stops
+    renewing, and the lease is free again once `expiresAt` passed. Leaving the `async with`
+    block — normally, by an error, or by cancellation — deletes it.
+    """
+
+    def __init__(self, db: Database, event_id: str, ttl_s: float, kind: str) -> None:
+        self.db, self.event_id, self.ttl_s, self.kind = db, event_id, ttl_s, kind
+        self.owner = uuid.uuid4().hex
+        self.lost = False
+        self._renewer: asyncio.Task[None] | None = None
+
+    def _expiry(self) -> datetime:
+        return now() + timedelta(seconds=self.ttl_s)
+
+    async def try_acquire(self) -> bool:
+        doc = {"_id": self.event_id, "owner": self.owner, "kind": self.kind, "expiresAt": self._expiry()}
+        try:
+            await self.db.rollup_leases.insert_one(doc)
+            return True
+        except DuplicateKeyError:
+            taken = await self.db.rollup_leases.update_one(
+                {"_id": self.event_id, "expiresAt": {"$lt": now()}},
+                {"$set": {"owner": self.owner, "kind": self.kind, "expiresAt": doc["expiresAt"]}},
+            )
+            return taken.matched_count == 1
+
+    async def acquire(self, poll_s: float = 0.2) -> None:
+        """Wait for the lease: a holder finishes its bounded batch, or its lease expires."""
+        waited = 0.0
+        while not await self.try_acquire():
+            if waited == 0.0:
+                log.info("waiting for the rollup of event %s to finish", self.event_id)
+            await asyncio.sleep(poll_s)
+            waited += poll_s
+
+    async def renew(self) -> None:
+        """Extend the lease; raise LeaseLost when another worker holds it now."""
+        if self.lost:
+            raise LeaseLost(self.event_id)
+        kept = await self.db.rollup_leases.update_one(
+            {"_id": self.event_id, "owner": self.owner}, {"$set": {"expiresAt": self._expiry()}}
+        )
+        if kept.matched_count != 1:
+            self.lost = True
+            raise LeaseLost(self.event_id)
+
+    async def _keep_renewed(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl_s / 3)
+            try:
+                await self.renew()
+            except LeaseLost:
+                log.warning("lost the lease of event %s", self.event_id)
+                return
+            except UNAVAILABLE_ERRORS:
+                continue  # the next write will tell; the lease lasts ttl_s meanwhile
+
+    async def release(self) -> None:
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._renewer
+            self._renewer = None
+        await self.db.rollup_leases.delete_one({"_id": self.event_id, "owner": self.owner})
+
+    @contextlib.asynccontextmanager
+    async def held(self) -> AsyncIterator[EventLease]:
+        """The lease, renewed in the background, released however the block ends."""
+        self._renewer = asyncio.create_task(self._keep_renewed())
+        try:
+            yield self
+        finally:
+            # Also on CancelledError (a worker losing its broker cancels running tasks): the
+            # delete is shielded so a second cancellation cannot skip it.
+            await asyncio.shield(self.release())
+
+
+# --- incremental rollups ----------------------------------------------------------------------
 
 
 def _apply_inbox(state: SessionState, entries: Iterable[dict[str, Any]]) -> None:
@@ -312,97 +422,203 @@ def _apply_inbox(state: SessionState, entries: Iterable[dict[str, Any]]) -> None
             user.register(entry["registeredAt"])
 
 
-async def _rollup_batch(db: Database, settings: Settings, sessions: list[dict[str, Any]]) -> list[str]:
-    """Fold the settled inbox into a batch of sessions; the ids of the sessions written.
+async def _load_states(db: Database, sessions: list[dict[str, Any]]) -> dict[str, SessionState]:
+    """The stored unions of many sessions, in one query by `_id`."""
+    ids = [i for session in sessions for i in _generation_ids(session)[0]]
+    by_session: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    if ids:
+        cursor = db.session_watch.find({"_id": {"$in": ids}}).batch_size(len(ids))
+        for doc in await cursor.to_list(None):
+            by_session[doc["sessionId"]].append(doc)
+    return {s["_id"]: _decode_state(by_session.get(s["_id"], ())) for s in sessions}
 
-    Entries younger than `inbox_settle_s` are left for the next run (their sessions stay
-    pending): an ingestion request still writing could otherwise insert an entry older than
-    the cutoff after the read, and the delete below would drop it unseen.
+
+async def _clear_flags(db: Database, settings: Settings, sessions: list[dict[str, Any]]) -> None:
+    """Clear the pending flag of sessions just written, where no change arrived since they were
+    read (their version is unchanged). One update per version number: usually one or two."""
+    by_version: dict[int, list[str]] = defaultdict(list)
+    for session in sessions:
+        if session.get("rollupPending"):
+            by_version[int(session.get("rollupVersion", 0))].append(session["_id"])
+    ops = [
+        UpdateMany({"_id": {"$in": ids}, "rollupVersion": version}, {"$set": {"rollupPending": False}})
+        for version, ids in sorted(by_version.items())
+    ]
+    await _update_each(db, settings, db.sessions, ops)
+
+
+@dataclass(slots=True)
+class BatchResult:
+    sessions: int = 0
+    items: int = 0
+    more: bool = False  # input left over for another batch
+
+
+async def _rollup_batch(db: Database, settings: Settings, lease: EventLease) -> BatchResult:
+    """Fold one bounded batch of an event's inbox (and its flagged sessions) into their numbers.
+
+    Only what was read is consumed, by `_id`: an entry queued after the read waits for the next
+    batch. Ingestion queues an item only after its permanent write finished, so every entry read
+    here is stored for good, and no settling delay is needed.
     """
-    ids = [s["_id"] for s in sessions]
-    cutoff = now() - timedelta(seconds=settings.inbox_settle_s)
-    inbox = await db.segment_inbox.find({"sessionId": {"$in": ids}}).limit(INBOX_READ_LIMIT).to_list(None)
-    ripe: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    event_id = lease.event_id
+    limit = settings.rollup_batch_items
+    inbox = await db.segment_inbox.find({"eventId": event_id}).limit(limit).batch_size(limit).to_list(None)
+    flagged = await (
+        db.sessions.find({"eventId": event_id, "rollupPending": True}, {"_id": 1})
+        .limit(settings.rollup_batch_sessions + 1)  # one more: tells whether some are left
+        .to_list(None)
+    )
+    ids: dict[str, None] = {}
+    for doc in flagged:
+        ids[doc["_id"]] = None
     for entry in inbox:
-        if entry["receivedAt"] < cutoff:
-            ripe[entry["sessionId"]].append(entry)
-    complete = len(inbox) < INBOX_READ_LIMIT
-    # Sessions whose only input is still settling wait for a later run.
-    sessions = [s for s in sessions if s.get("rollupPending") or s["_id"] in ripe]
-    states = await asyncio.gather(*(_load_state(db, session) for session in sessions))
+        ids[entry["sessionId"]] = None
+    chosen = list(ids)[: settings.rollup_batch_sessions]
+    more = len(inbox) == limit or len(ids) > len(chosen)
+    if not chosen:
+        return BatchResult(more=False)
+    sessions = await (
+        db.sessions.find({"_id": {"$in": chosen}}, _SESSION_FIELDS).batch_size(len(chosen)).to_list(None)
+    )
+    found = {s["_id"] for s in sessions}
+    entries: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    orphans: list[str] = []  # entries of sessions deleted since: nothing to fold them into
+    taken = set(chosen)
+    for entry in inbox:
+        if entry["sessionId"] in found:
+            entries[entry["sessionId"]].append(entry)
+        elif entry["sessionId"] in taken:
+            orphans.append(entry["_id"])
+    states = await _load_states(db, sessions)
 
     gen = uuid.uuid4().hex[:12]
     generations = []
-    for session, state in zip(sessions, states, strict=True):
-        _apply_inbox(state, ripe[session["_id"]])
+    for session in sessions:
+        state = states[session["_id"]]
+        _apply_inbox(state, entries.get(session["_id"], ()))
         merged = {user_id: user.merged() for user_id, user in state.items()}
         generations.append(build_generation(settings, session, gen, merged))
 
-    # A lease on the events first, then the recompute check (after reading the inbox): a
-    # recompute that begins later waits for the lease; one that began earlier is seen here.
-    events = sorted({s["eventId"] for s in sessions})
-    lease: dict[str, Any] = {"_id": uuid.uuid4().hex, "events": events, "at": now()}
-    await db.rollup_leases.insert_one(lease)
-    try:
-        busy = {e for e in events if await recompute_running(db, e, settings.recompute_stale_s)}
-        generations = [g for g in generations if g.session["eventId"] not in busy]
-        await _insert(db.session_watch, [d for g in generations for d in g.state_docs])
-        await _insert(db.session_attendees, [d for g in generations for d in g.attendee_docs])
-        written: list[Generation] = []
-        lost: list[Generation] = []
-        for generation in generations:
-            (written if await _switch(db, generation, clear_pending=complete) else lost).append(generation)
-        await _discard_replaced(db, [g.session for g in written])
-        await _discard_unused(db, lost)
-        written_ids = [g.session["_id"] for g in written]
-        if written_ids:
-            await _consume_inbox(db, {"sessionId": {"$in": written_ids}}, cutoff)
-    finally:
-        await db.rollup_leases.delete_one({"_id": lease["_id"]})
-    return written_ids
+    await lease.renew()  # still ours: no other rollup or recompute writes these sessions
+    await _insert(db.session_watch, [d for g in generations for d in g.state_docs])
+    await _insert(db.session_attendees, [d for g in generations for d in g.attendee_docs])
+    # The lease makes this worker the only writer of these sessions' generations: a switch is
+    # a plain update by `_id`.
+    switches = [UpdateOne({"_id": g.session["_id"]}, {"$set": g.fields}) for g in generations]
+    matched = await _update_each(db, settings, db.sessions, switches)
+    written, lost = generations, []
+    if matched != len(generations):  # sessions deleted meanwhile
+        now_at = await db.sessions.find({"_id": {"$in": list(found)}}, {"rollupGen": 1}).to_list(None)
+        switched = {d["_id"] for d in now_at if d.get("rollupGen") == gen}
+        written = [g for g in generations if g.session["_id"] in switched]
+        lost = [g for g in generations if g.session["_id"] not in switched]
+    await _clear_flags(db, settings, [g.session for g in written])
+    await _discard_generations(db, [g.session for g in written] + [_pointing_to(g) for g in lost])
+    if written:
+        await bump_analytics_version(db, [event_id])
+    # Last: a crash before this leaves the entries to be folded again, which changes nothing.
+    consumed = [e["_id"] for g in written for e in entries.get(g.session["_id"], ())] + orphans
+    if consumed:
+        await db.segment_inbox.delete_many({"_id": {"$in": consumed}})
+    return BatchResult(len(written), len(consumed), more or bool(lost))
+
+
+@dataclass(slots=True)
+class RollupResult:
+    sessions: int = 0
+    items: int = 0
+    busy: bool = False  # another rollup or a recompute holds the event
+    more: bool = False  # the time budget ran out with input left: run again
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"sessions": self.sessions, "items": self.items, "busy": self.busy, "more": self.more}
+
+
+async def rollup_event(db: Database, settings: Settings, event_id: str) -> RollupResult:
+    """Fold an event's new input in bounded batches, under its lease, for at most
+    `rollup_task_budget_s`; `more` says input is waiting for another run.
+
+    When another worker holds the event, this returns at once (busy): the holder looks at the
+    inbox again after it let the lease go, so nothing queued meanwhile is left waiting.
+    """
+    result = RollupResult()
+    deadline = time.monotonic() + settings.rollup_task_budget_s
+    lease = EventLease(db, event_id, settings.rollup_lease_s, "rollup")
+    if not await lease.try_acquire():
+        result.busy = True
+        return result
+    async with lease.held():
+        while True:
+            batch = await _rollup_batch(db, settings, lease)
+            result.sessions += batch.sessions
+            result.items += batch.items
+            if not batch.more:
+                break
+            if time.monotonic() >= deadline:
+                result.more = True
+                return result
+    # Input queued while the lease was held may have been signalled to a worker that found the
+    # event busy and left it: say so, and the caller sends another rollup (behind other events).
+    result.more = await db.segment_inbox.find_one({"eventId": event_id}, {"_id": 1}) is not None
+    return result
+
+
+async def events_with_work(db: Database, limit: int = TICK_SCAN_ITEMS) -> list[str]:
+    """Events with input waiting: those of the oldest inbox entries, and of flagged sessions.
+
+    The beat tick's safety net for signals that never reached a worker; both reads are bounded
+    and index-served, so a tick costs the same however large the backlog.
+    """
+    oldest = await (
+        db.segment_inbox.find({"receivedAt": {"$lte": now()}}, {"eventId": 1})
+        .sort("receivedAt", 1)
+        .limit(limit)
+        .to_list(None)
+    )
+    flagged = await db.sessions.find({"rollupPending": True}, {"eventId": 1}).limit(limit).to_list(None)
+    return sorted({doc["eventId"] for doc in oldest} | {doc["eventId"] for doc in flagged})
 
 
 async def sessions_with_work(db: Database) -> list[str]:
-    """Sessions flagged for a rollup (new duration, new video) or with input in the inbox.
-
-    The inbox itself marks the sessions ingestion touched: ingestion writes no session
-    document, so a batch of attendance costs inserts only.
-    """
+    """Every session with input waiting (reads the whole inbox: for tests and operators)."""
+    queued = await db.segment_inbox.find({"receivedAt": {"$lte": now()}}, {"sessionId": 1}).to_list(None)
     flagged = await db.sessions.find({"rollupPending": True}, {"_id": 1}).to_list(None)
-    queued = await db.segment_inbox.aggregate([{"$group": {"_id": "$sessionId"}}]).to_list(None)
-    return sorted({doc["_id"] for doc in flagged} | {doc["_id"] for doc in queued})
+    return sorted({doc["sessionId"] for doc in queued} | {doc["_id"] for doc in flagged})
 
 
-async def rollup_pending(db: Database, settings: Settings, max_batches: int = 20) -> dict[str, int]:
-    """Fold new input into the sessions that have some, in bounded batches.
+async def rollup_pending(db: Database, settings: Settings, max_rounds: int = 20) -> dict[str, int]:
+    """Roll up every event with input waiting, in this process (the demo, tests, benchmarks).
 
-    Events under a full recompute are left alone: the recompute reads everything stored before
-    it began, and inbox entries it did not see stay for the next run. The lock is checked after
-    the inbox was read, so anything this rollup consumes was stored before any recompute that
-    it did not see began.
+    Events held by a recompute or another worker are left to their holder; `busyEvents` counts
+    them. Returns once no web process can still show numbers older than these (see
+    _settle_caches).
     """
-    work = await sessions_with_work(db)
-    size = settings.rollup_batch_sessions
-    done = 0
-    for start in range(0, min(len(work), size * max_batches), size):
-        ids = work[start : start + size]
-        sessions = await db.sessions.find({"_id": {"$in": ids}}, _SESSION_FIELDS).to_list(None)
-        written = await _rollup_batch(db, settings, sessions) if sessions else []
-        done += len(written)
-        await bump_analytics_version(db, {s["eventId"] for s in sessions if s["_id"] in written})
-    # Sessions left for a later run (still settling, under a recompute, past the batch bound);
-    # input that arrived meanwhile is found by the next run.
-    remaining = len(work) - done
-    if done:
-        log.info("rolled up sessions", extra={"sessions": done, "remaining": remaining})
+    sessions = items = 0
+    busy: set[str] = set()
+    for _ in range(max_rounds):
+        events = [e for e in await events_with_work(db) if e not in busy]
+        if not events:
+            break
+        for event_id in events:
+            result = await rollup_event(db, settings, event_id)  # `more`: the next round
+            sessions += result.sessions
+            items += result.items
+            if result.busy:
+                busy.add(event_id)
+    if sessions:
+        log.info("rolled up sessions", extra={"sessions": sessions, "items": items})
         await _settle_caches(settings)
-    return {"sessions": done, "remaining": remaining}
+    return {"sessions": sessions, "items": items, "busyEvents": len(busy)}
 
 
 async def _settle_caches(settings: Settings) -> None:
     """A rollup is finished only once no web process can still hold an event document read
     before it published its numbers (see web/cache.py)."""
     await asyncio.sleep(settings.host_cache_ttl_s)
+
+
+# --- full recompute ---------------------------------------------------------------------------
 
 
 DurationSync = Callable[[Database, Settings, str], Awaitable[dict[str, Any]]]
@@ -439,32 +655,6 @@ async def _event_state(db: Database, settings: Settings, event_id: str) -> dict[
     return states
 
 
-async def _wait_for_rollups(db: Database, event_id: str, stale_s: float = LEASE_STALE_S) -> None:
-    """Let rollups that began before this recompute claimed its event finish writing."""
-    # Polling the database: the rollups run in other processes, nothing here could signal it.
-    while await db.rollup_leases.find_one(  # noqa: ASYNC110
-        {"events": event_id, "at": {"$gt": now() - timedelta(seconds=stale_s)}}
-    ):
-        await asyncio.sleep(0.2)
-
-
-async def _switch_for_recompute(db: Database, generation: Generation) -> None:
-    """No rollup writes this event meanwhile (see _wait_for_rollups), so a plain update by `_id`
-    does: the cheapest write there is. The pending flag is cleared afterwards, only where no
-    input arrived meanwhile."""
-    session = generation.session
-    current = await db.sessions.find_one({"_id": session["_id"]}, _SESSION_FIELDS)
-    if current is None:
-        return
-    await db.sessions.update_one({"_id": session["_id"]}, {"$set": generation.fields})
-    await _discard_replaced(db, [current])
-    if session.get("rollupPending"):
-        await db.sessions.update_one(
-            {"_id": session["_id"], "rollupVersion": session.get("rollupVersion", 0)},
-            {"$set": {"rollupPending": False}},
-        )
-
-
 class _Progress:
     """Task progress, written at most twice a second (each write is a database round trip)."""
 
@@ -493,10 +683,13 @@ async def recompute_event(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return await _recompute_event(db, settings, task_id, event_id, sync_durations)
+        result = await _recompute_event(db, settings, task_id, event_id, sync_durations)
     finally:
         if collecting:
             gc.enable()
+    # Input queued while the recompute held the event, and not read by it, is folded in now.
+    await rollup_event(db, settings, event_id)
+    return result
 
 
 async def _recompute_event(
@@ -509,45 +702,11 @@ async def _recompute_event(
     try:
         progress = _Progress(db, task_id, await db.sessions.count_documents({"eventId": event_id}) + 2)
         await progress.report(0, force=True, state=STARTED)
-        await _wait_for_rollups(db, event_id)
-        durations: dict[str, Any] = {}
-        if sync_durations is not None:
-            durations = await sync_durations(db, settings, event_id)
-        await progress.report(1, force=True)
-        # Inbox entries received before this cutoff are in the permanent collections the pass
-        # below reads (ingestion writes the inbox first, then the permanent collection).
-        cutoff = now() - timedelta(seconds=settings.inbox_settle_s)
-        sessions = await db.sessions.find({"eventId": event_id}, _SESSION_FIELDS).sort("_id", 1).to_list(None)
-        progress.total = len(sessions) + 2
-        states = await _event_state(db, settings, event_id)
-        await progress.report(2, force=True)
-        gen = uuid.uuid4().hex[:12]
-        # All new documents first, then the switches: interleaving large inserts with small
-        # updates makes every update wait on the growing write-ahead log of the test server.
-        generations = []
-        for session in sessions:
-            state = {user_id: user.merged() for user_id, user in states.pop(session["_id"], {}).items()}
-            generation = build_generation(settings, session, gen, state)
-            await _insert(db.session_watch, generation.state_docs)
-            await _insert(db.session_attendees, generation.attendee_docs)
-            generations.append(generation)
-        # A few switches at once: each is a small write the database serves in parallel.
-        gate = asyncio.Semaphore(RECOMPUTE_SWITCHES_AT_ONCE)
-        switched = 0
-
-        async def switch(generation: Generation) -> None:
-            nonlocal switched
-            async with gate:
-                await _switch_for_recompute(db, generation)
-                switched += 1
-                await progress.report(2 + switched)
-
-        await asyncio.gather(*(switch(g) for g in generations))
-        await _consume_inbox(db, {"eventId": event_id}, cutoff)
-        await bump_analytics_version(db, [event_id])
-        await _settle_caches(settings)
-        result = {"sessions": len(sessions), "durations": durations}
-        await progress.report(len(sessions) + 2, force=True, state=SUCCESS, result=result)
+        lease = EventLease(db, event_id, settings.rollup_lease_s, "recompute")
+        await lease.acquire()  # a rollup already writing this event finishes its batch first
+        async with lease.held():
+            result = await _rebuild_event(db, settings, lease, progress, sync_durations)
+        await progress.report(progress.total, force=True, state=SUCCESS, result=result)
         await release_recompute(db, event_id, task_id)
         return result
     except Exception as err:
@@ -555,3 +714,53 @@ async def _recompute_event(
             await update_task(db, task_id, state=FAILURE, error=f"{type(err).__name__}: {err}")
             await release_recompute(db, event_id, task_id)
         raise
+
+
+async def _rebuild_event(
+    db: Database,
+    settings: Settings,
+    lease: EventLease,
+    progress: _Progress,
+    sync_durations: DurationSync | None,
+) -> dict[str, Any]:
+    event_id = lease.event_id
+    durations: dict[str, Any] = {}
+    if sync_durations is not None:
+        durations = await sync_durations(db, settings, event_id)
+    await progress.report(1, force=True)
+    # The inbox entries present now are stored in the permanent collections already (ingestion
+    # queues after storing), so the pass below includes them: exactly these are consumed.
+    queued = await db.segment_inbox.find({"eventId": event_id}, {"_id": 1}).to_list(None)
+    sessions = await db.sessions.find({"eventId": event_id}, _SESSION_FIELDS).sort("_id", 1).to_list(None)
+    progress.total = len(sessions) + 2
+    states = await _event_state(db, settings, event_id)
+    await progress.report(2, force=True)
+    gen = uuid.uuid4().hex[:12]
+    # All new documents first, then the switches: a reader sees either generation, whole.
+    generations = []
+    for session in sessions:
+        state = {user_id: user.merged() for user_id, user in states.pop(session["_id"], {}).items()}
+        generation = build_generation(settings, session, gen, state)
+        await _insert(db.session_watch, generation.state_docs)
+        await _insert(db.session_attendees, generation.attendee_docs)
+        generations.append(generation)
+    switched = 0
+    for start in range(0, len(generations), RECOMPUTE_SWITCH_CHUNK):
+        chunk = generations[start : start + RECOMPUTE_SWITCH_CHUNK]
+        await lease.renew()  # nobody else wrote these sessions since they were read
+        await _update_each(
+            db,
+            settings,
+            db.sessions,
+            [UpdateOne({"_id": g.session["_id"]}, {"$set": g.fields}) for g in chunk],
+        )
+        await _clear_flags(db, settings, [g.session for g in chunk])
+        await _discard_generations(db, [g.session for g in chunk])
+        switched += len(chunk)
+        await progress.report(2 + switched)
+    ids = [doc["_id"] for doc in queued]
+    for i in range(0, len(ids), 10_000):
+        await db.segment_inbox.delete_many({"_id": {"$in": ids[i : i + 10_000]}})
+    await bump_analytics_version(db, [event_id])
+    await _settle_caches(settings)
+    return {"sessions": len(sessions), "durations": durations}

@@ -10,8 +10,9 @@ from shared.tasks import TaskName
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     return {
-        # New attendance should show within a minute or so; the pending flag makes a
-        # missed tick harmless, so each entry expires rather than piling up while workers are busy.
+        # The safety net: ingestion signals a rollup of its event within seconds; a signal lost
+        # with Redis or a worker is made up for here, and so are flagged sessions (a duration or
+        # video changed). The inbox and the flags persist, so a tick that expires unrun is harmless.
         "rollup-pending": {
             "task": TaskName.ROLLUP_PENDING.value,
             "schedule": settings.rollup_interval_s,

@@ -7,6 +7,7 @@ import logging
 import uuid
 from typing import Any
 
+import redis
 from celery import Task
 from celery.signals import (
     task_postrun,
@@ -20,11 +21,12 @@ from pymongo.errors import ConnectionFailure, ExecutionTimeout, NetworkTimeout
 
 from shared.jobs import Start, begin_recompute, sweep_recomputes
 from shared.logs import task_id_var
-from shared.tasks import TaskName
+from shared.settings import get_settings
+from shared.tasks import SIGNAL_HOLD_S, TaskName, rollup_signal_key
 from worker import app, metrics
 from worker.cleanup import cleanup_expired
 from worker.durations import sync_durations, sync_event_durations
-from worker.rollup import recompute_event, rollup_pending
+from worker.rollup import events_with_work, recompute_event, rollup_event
 from worker.runtime import WorkerRuntime, run, runtime
 
 log = logging.getLogger(__name__)
@@ -86,12 +88,54 @@ def _close_runtime(**_: Any) -> None:
         runtime_module._runtime.close()
 
 
+_signals: redis.Redis | None = None
+
+
+def _signal_client() -> redis.Redis:
+    global _signals
+    if _signals is None:
+        _signals = redis.Redis.from_url(get_settings().redis_url, socket_timeout=2, socket_connect_timeout=2)
+    return _signals
+
+
+def _signal_rollup(event_id: str, delay_s: float = 0.0) -> None:
+    """Send a rollup of the event unless one is already on its way (the key ingestion sets)."""
+    try:
+        if _signal_client().set(rollup_signal_key(event_id), "1", nx=True, ex=SIGNAL_HOLD_S):
+            rollup_event_task.apply_async(kwargs={"event_id": event_id}, countdown=delay_s)
+    except Exception as err:  # the broker is away: the next beat tick finds the event again
+        log.warning("could not send the rollup of %s: %s", event_id, type(err).__name__)
+
+
 @app.task(name=TaskName.ROLLUP_PENDING.value, **RETRY)
 def rollup_pending_task() -> dict[str, int]:
-    async def body(rt: WorkerRuntime) -> dict[str, int]:
-        return await rollup_pending(rt.db, rt.settings)
+    """The beat tick: one rollup task per event with input waiting, for signals that were lost."""
 
-    return run(body)
+    async def body(rt: WorkerRuntime) -> list[str]:
+        return await events_with_work(rt.db)
+
+    events = run(body)
+    for event_id in events:
+        _signal_rollup(event_id)
+    return {"events": len(events)}
+
+
+@app.task(name=TaskName.ROLLUP_EVENT.value, **RETRY)
+def rollup_event_task(event_id: str) -> dict[str, Any]:
+    """Fold one event's new input (bounded work); what is left goes to a new task."""
+    # Deleted before the inbox is read: an item queued from now on sends a task of its own.
+    try:
+        _signal_client().delete(rollup_signal_key(event_id))
+    except redis.RedisError as err:  # the key expires by itself
+        log.warning("could not clear the rollup signal of %s: %s", event_id, type(err).__name__)
+
+    async def body(rt: WorkerRuntime) -> dict[str, Any]:
+        return (await rollup_event(rt.db, rt.settings, event_id)).as_dict()
+
+    result: dict[str, Any] = run(body)
+    if result["more"]:
+        _signal_rollup(event_id)
+    return result
 
 
 @app.task(name=TaskName.RECOMPUTE_EVENT.value, bind=True, **RETRY)
