@@ -7,17 +7,30 @@ FERRETDB_VERSION := v1.24.2
 FERRETDB_BIN ?= $(HOME)/.cache/session-analytics/ferretdb-$(FERRETDB_VERSION)
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench lint install servers clean
+.PHONY: demo test bench lint install lock servers compose-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+## install: the pinned versions of requirements-dev.lock (hash-checked), then the project itself
+## in editable mode with its `dev` extra (which holds `test`, which holds `demo`)
+$(VENV)/.installed: pyproject.toml requirements-dev.lock | $(BIN)/python
+	$(BIN)/pip install -q -r requirements-dev.lock
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
 install: $(VENV)/.installed
+
+## lock: re-resolve requirements.lock (what the image installs) and requirements-dev.lock (what
+## `make install` installs) from pyproject.toml, for Python 3.11 on any platform, with hashes.
+## Run it after changing a dependency; tests/test_deployment.py fails while a lock is stale.
+UV_COMPILE = $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command 'make lock' --quiet
+lock: | $(BIN)/python
+	@test -x $(BIN)/uv || $(BIN)/pip install -q 'uv>=0.5'
+	$(UV_COMPILE) --upgrade -o requirements.lock
+	$(UV_COMPILE) --upgrade --extra dev -o requirements-dev.lock
 
 ## demo: the whole service in one process on embedded defaults (no MongoDB, no Redis)
 demo: install
@@ -41,6 +54,13 @@ lint: install
 	$(BIN)/ruff check web worker shared tests bench
 	$(BIN)/ruff format --check web worker shared tests bench
 	$(BIN)/mypy
+
+## compose-check: docker-compose.yml as Docker Compose reads it (needs `docker compose` or
+## `docker-compose`; no engine): every variable set, so the check sees a complete file
+compose-check:
+	@compose=$$(docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose); \
+	MONGO_INITDB_ROOT_PASSWORD=x REDIS_PASSWORD=x $$compose -f docker-compose.yml --profile flower config -q \
+	  && echo "docker-compose.yml: valid"
 
 ## bench: the benchmarks of docs/BENCHMARKS.md (needs `make servers`)
 bench: install servers

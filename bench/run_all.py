@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["bench_list.py", "bench_rollup.py", "bench_durations.py"]
+BENCHMARKS = ["bench_list.py", "bench_rollup.py", "bench_durations.py", "bench_import.py"]
 
 
 def main() -> int:

@@ -5,7 +5,10 @@
 set -euo pipefail
 version="${FERRETDB_VERSION:-v1.24.2}"
 out="${1:?usage: install-ferretdb.sh OUTPUT_BINARY}"
-if [ -x "$out" ] && "$out" --version 2>/dev/null | grep -q "${version}"; then
+# No pipes into `head`/`grep -q` under pipefail: a reader that stops early kills the writer
+# with SIGPIPE (exit 141), which failed the first `make test` on every fresh machine.
+installed_version() { "$1" --version 2>/dev/null | sed -n 's/^version: //p'; }
+if [ -x "$out" ] && [ "$(installed_version "$out")" = "${version}" ]; then
   exit 0
 fi
 command -v go >/dev/null || { echo "go is required to build FerretDB" >&2; exit 1; }
@@ -18,5 +21,7 @@ chmod -R u+w "$work/src"
 echo "${version}" > "$work/src/build/version/version.txt"
 mkdir -p "$(dirname "$out")"
 (cd "$work/src" && CGO_ENABLED=0 go build -trimpath -o "$out.tmp" ./cmd/ferretdb)
+built=$(installed_version "$out.tmp")
+[ "$built" = "${version}" ] || { echo "built FerretDB reports version '${built}', not ${version}" >&2; exit 1; }
 mv "$out.tmp" "$out"
-"$out" --version | head -1
+echo "FerretDB ${built} installed at ${out}"

@@ -104,6 +104,24 @@ async def upsert_session(db: Database, session_id: str, body: SessionIn) -> tupl
     existing = await db.sessions.find_one({"_id": session_id})
     if existing is not None and existing["eventId"] != body.eventId:
         raise BadRequest(f"session {session_id} belongs to another event; eventId cannot change")
+    query, update = session_upsert(session_id, body, existing)
+    try:
+        doc = await db.sessions.find_one_and_update(
+            query, update, upsert=True, return_document=ReturnDocument.AFTER
+        )
+    except DuplicateKeyError as err:
+        raise BadRequest(f"session {session_id} belongs to another event") from err
+    await bump_analytics_version(db, [body.eventId])
+    return doc, existing is None
+
+
+def session_upsert(
+    session_id: str, body: SessionIn, existing: dict[str, Any] | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The filter and update (with upsert) that write `body` over the stored `existing` session.
+
+    Shared by the single PUT and the bulk import, so both write the same document.
+    """
     fields: dict[str, Any] = body.model_dump(mode="python")
     update: dict[str, Any] = {"$set": fields}
     video = (body.streamProvider, body.videoId, body.format)
@@ -127,14 +145,4 @@ async def upsert_session(db: Database, session_id: str, body: SessionIn) -> tupl
             "analyticsUpdatedAt": None,
             "rollupGen": "",  # no rollup generation yet
         }
-    try:
-        doc = await db.sessions.find_one_and_update(
-            {"_id": session_id, "eventId": body.eventId},
-            update,
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )
-    except DuplicateKeyError as err:
-        raise BadRequest(f"session {session_id} belongs to another event") from err
-    await bump_analytics_version(db, [body.eventId])
-    return doc, existing is None
+    return {"_id": session_id, "eventId": body.eventId}, update

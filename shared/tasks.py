@@ -50,7 +50,8 @@ class CeleryTaskQueue:
 
         self._timeout_s = timeout_s
         self._redis_url = redis_url
-        self._celery = Celery("session-analytics-client", broker=redis_url, backend=redis_url)
+        # Send-only, no result backend: task state lives in MongoDB.
+        self._celery = Celery("session-analytics-client", broker=redis_url)
         self._celery.conf.update(
             broker_connection_retry=False,
             broker_connection_max_retries=0,

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 from tests.servers import free_port
 
 
+def _environment(**settings: str) -> dict[str, str]:
+    unset = ("MONGODB_URL", "REDIS_URL", "HOST", "PORT")
+    return {**{k: v for k, v in os.environ.items() if k.upper() not in unset}, **settings}
+
+
 def test_the_demo_serves_rolled_up_numbers_without_any_server():
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URL", "REDIS_URL")}
     done = subprocess.run(
         [sys.executable, "-m", "web.cli", "demo", "--check", "--port", str(port)],
-        env=env,
+        env=_environment(),
         capture_output=True,
         text=True,
         timeout=120,
@@ -28,3 +35,62 @@ def test_the_demo_serves_rolled_up_numbers_without_any_server():
     assert "attendees=0 " not in keynote
     zoom = next(line for line in out.splitlines() if "Town Hall" in line)
     assert "live=None" in zoom and "duration=None" in zoom
+
+
+def _printed_segment_curl(out: str) -> str:
+    """The shell lines the demo prints for posting a segment: INGEST_KEY=… and the curl."""
+    lines = out.splitlines()
+    start = next(n for n, line in enumerate(lines) if line.strip().startswith("INGEST_KEY="))
+    end = next(n for n in range(start, len(lines)) if not lines[n].rstrip().endswith("\\") and n > start)
+    return "\n".join(line.strip() for line in lines[start : end + 1])
+
+
+def test_the_demo_listens_on_host_and_port_settings_and_its_printed_curl_posts_a_segment():
+    port = free_port()
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "web.cli", "demo"],
+        env=_environment(HOST="127.0.0.1", PORT=str(port)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out = ""
+        deadline = time.monotonic() + 120
+        assert demo.stdout is not None
+        while "Sessions after the worker jobs" not in out and time.monotonic() < deadline:
+            line = demo.stdout.readline()
+            if not line:
+                break
+            out += line
+        assert f"running on http://127.0.0.1:{port}" in out, out
+
+        script = _printed_segment_curl(out)
+        posted = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
+
+        assert posted.returncode == 0, posted.stderr
+        assert json.loads(posted.stdout) == {"accepted": 1, "duplicates": 0, "rejected": []}
+    finally:
+        demo.send_signal(signal.SIGINT)
+        try:
+            demo.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            demo.kill()
+            demo.wait()
+
+
+def test_the_demo_says_how_to_install_its_store_when_it_is_missing():
+    port = free_port()
+    without_mongomock = "import sys; sys.modules['mongomock_motor'] = None; from web.cli import main; main()"
+    done = subprocess.run(
+        [sys.executable, "-c", without_mongomock, "demo", "--check", "--port", str(port)],
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "Error: the demo's in-process store is not installed: pip install 'session-analytics[demo]' "
+        "(make demo does this)"
+    ]

@@ -12,7 +12,12 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from motor.motor_asyncio import AsyncIOMotorClient
+from pymongo import monitoring
 
+from shared.admin import UPDATES_PER_COMMAND, import_sessions
+from shared.db import Database
+from shared.models import SessionIn
 from shared.settings import Settings, get_settings
 from tests.seed import add_session, cheap_password_hashing, login, seed_world
 from web.cli import main
@@ -154,8 +159,27 @@ BAD_FILES = {
         "sessionId,eventId,title,startTime,endTime,format,views\n"
         "keynote,ev1,Keynote,2024-05-01T09:00:00Z,2024-05-01T10:00:00Z,"
         "MAINSTAGE_SESSION,12\n",
-        "row 1",
+        "unknown CSV columns in",
     ),
+    "csv missing columns": (
+        "csv",
+        "sessionId,eventId,title,startTime\nkeynote,ev1,Keynote,2024-05-01T09:00:00Z\n",
+        "lacks endTime, format",
+    ),
+    "csv row longer than the header": (
+        "csv",
+        CSV_HEADER + "keynote,ev1,Keynote,2024-05-01T09:00:00Z,"
+        "2024-05-01T10:00:00Z,MAINSTAGE_SESSION,YOUTUBE,v1,extra\n",
+        "row 1: more values than the header has columns",
+    ),
+    "sessionId ending in a newline": (
+        "json",
+        json.dumps([{**ROWS[0], "sessionId": "keynote\n"}]),
+        "row 1: sessionId must be 1-64 letters",
+    ),
+    "empty file": ("csv", "", "is empty"),
+    "csv header only": ("csv", CSV_HEADER, "holds no sessions"),
+    "empty JSON list": ("json", "[]", "holds no sessions"),
 }
 
 
@@ -172,6 +196,7 @@ async def test_a_file_with_a_bad_row_imports_nothing(client, database, settings,
 
     assert result.exit_code == 1
     assert named in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "imported" not in result.stdout
     assert await database.sessions.find({}).to_list(length=None) == before
     assert await _listed(client, await login(client, "super")) == [("existing", "Existing", "YOUTUBE")]
@@ -196,3 +221,166 @@ async def test_the_installed_command_imports_with_mongodb_url(client, database, 
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "imported 1 sessions"
     assert await _listed(client, await login(client, "super")) == [("keynote", "Keynote", "YOUTUBE")]
+
+
+class _Commands(monitoring.CommandListener):
+    """Every command the import sends, by name, as the server receives them."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.update_statements: list[int] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.names.append(event.command_name)
+        if event.command_name == "update":
+            self.update_statements.append(len(event.command["updates"]))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def _thousand_rows(title: str, renamed: int = 0) -> list[tuple[str, SessionIn]]:
+    """Sessions s0000..s0999 titled `title N`; the first `renamed` get `Renamed N`."""
+    fields = {k: v for k, v in ROWS[0].items() if k != "sessionId"}
+    return [
+        (
+            f"s{n:04d}",
+            SessionIn.model_validate(
+                {**fields, "title": f"{'Renamed' if n < renamed else title} {n}", "videoId": f"video{n}"}
+            ),
+        )
+        for n in range(1000)
+    ]
+
+
+async def test_a_thousand_rows_take_a_few_round_trips_not_three_per_row(database, settings):
+    await seed_world(database)
+    commands = _Commands()
+    client = AsyncIOMotorClient(settings.mongodb_url, tz_aware=True, event_listeners=[commands])
+    db = Database(client, client[settings.mongodb_database_name])
+    done: list[int] = []
+    try:
+        created = await import_sessions(db, _thousand_rows("Talk"), done.append)
+        after_create = list(commands.names)
+        commands.names.clear()
+        again = await import_sessions(db, _thousand_rows("Talk"), done.append)
+        after_same = list(commands.names)
+        commands.names.clear()
+        # FerretDB spends ~30 ms on each changed session (its index upkeep): a quarter is enough
+        # to show the statements per command; bench/bench_import.py times a whole thousand.
+        renamed = await import_sessions(db, _thousand_rows("Talk", renamed=250), done.append)
+        after_rename = list(commands.names)
+    finally:
+        client.close()
+
+    assert (created.created, again.unchanged, renamed.changed, renamed.unchanged) == (1000, 1000, 250, 750)
+    # events read, sessions read, one insert, analytics version bumped (a getMore may follow a read)
+    assert after_create.count("insert") == 1
+    assert len(after_create) <= 5, after_create
+    assert after_same.count("update") == 0 and after_same.count("insert") == 0, after_same
+    # changed sessions: updates of 50 statements (FerretDB refuses 100 or more in one command)
+    assert after_rename.count("update") == 250 // UPDATES_PER_COMMAND + 1, after_rename
+    assert max(commands.update_statements) == UPDATES_PER_COMMAND
+    assert len(after_rename) <= 250 // UPDATES_PER_COMMAND + 4, after_rename
+    assert done[-1] == 1000
+    renamed_one = await database.sessions.find_one({"_id": "s0249"})
+    kept_one = await database.sessions.find_one({"_id": "s0250"})
+    assert renamed_one is not None and renamed_one["title"] == "Renamed 249"
+    assert kept_one is not None and kept_one["title"] == "Talk 250"
+    assert await database.sessions.count_documents({"eventId": "ev1"}) == 1000
+
+
+async def test_sessions_come_from_standard_input_with_progress_on_stderr(client, database, settings):
+    await seed_world(database)
+    command = Path(sys.executable).with_name("session-analytics")
+    lines = [CSV_HEADER.strip()] + [
+        f"s{n:04d},ev1,Talk {n},2024-05-01T09:00:00Z,2024-05-01T10:00:00Z,BREAKOUT_SESSION,,"
+        for n in range(1500)
+    ]
+
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [str(command), "import-sessions", "-"],
+        input="\n".join(lines) + "\n",
+        env={**os.environ, "MONGODB_URL": settings.mongodb_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "imported 1500 sessions\n"
+    assert done.stderr.splitlines() == [
+        "import-sessions: 1000/1500 rows done",
+        "import-sessions: 1500/1500 rows done",
+        "import-sessions: 1500 new, 0 changed, 0 unchanged",
+    ]
+    listed = await client.get(
+        "/rest/host/session/analytics?eventId=ev1&size=1&sort=-title", headers=await login(client, "super")
+    )
+    body = await listed.json()
+    assert body["recordsTotal"] == 1500
+    assert body["data"][0]["title"] == "Talk 999"
+
+
+@pytest.mark.parametrize(("meanwhile_event", "outcome"), [("ev1", "written over"), ("ev2", "refused")])
+async def test_a_session_created_meanwhile_is_written_over_or_refused_by_its_event(
+    database, settings, meanwhile_event, outcome
+):
+    """Someone creates a session between the import's read and its insert (here: from the
+    progress report the import makes in between, on another connection)."""
+    from pymongo import MongoClient
+
+    from shared.errors import BadRequest
+
+    await seed_world(database)
+    other = MongoClient(settings.mongodb_url)
+    sessions = other[settings.mongodb_database_name].sessions
+
+    def someone_else_creates_keynote(done: int) -> None:
+        if done == 0:
+            sessions.insert_one({"_id": "keynote", "eventId": meanwhile_event, "title": "Created meanwhile"})
+
+    parsed = [
+        (str(r["sessionId"]), SessionIn.model_validate({k: v for k, v in r.items() if k != "sessionId"}))
+        for r in ROWS
+    ]
+    try:
+        if outcome == "refused":
+            with pytest.raises(
+                BadRequest, match="import stopped: sessions created meanwhile under another event: keynote"
+            ):
+                await import_sessions(database, parsed, someone_else_creates_keynote)
+        else:
+            result = await import_sessions(database, parsed, someone_else_creates_keynote)
+            assert result.created == 2
+    finally:
+        other.close()
+
+    keynote = await database.sessions.find_one({"_id": "keynote"})
+    assert keynote is not None
+    if outcome == "refused":
+        assert (keynote["eventId"], keynote["title"]) == ("ev2", "Created meanwhile")
+    else:
+        assert (keynote["eventId"], keynote["title"], keynote["durationStatus"]) == (
+            "ev1",
+            "Keynote",
+            "PENDING",
+        )
+    assert await database.sessions.find_one({"_id": "lounge"}) is not None
+
+
+async def test_an_event_id_ending_in_a_newline_is_refused_for_ingest_keys_and_users(database):
+    from shared.admin import create_ingest_key, create_user
+    from shared.errors import BadRequest
+
+    await seed_world(database)
+    with pytest.raises(BadRequest, match="event id 'ev1\\\\n' must be"):
+        await create_ingest_key(database, ["ev1\n"])
+    with pytest.raises(BadRequest, match="must be 1-64 letters"):
+        await create_user(database, "nl@example.com", "pw-long-enough", "EVENT_ADMIN", ["ev1\n"])
+    assert await database.ingest_keys.count_documents({}) == 0
+    assert await database.users.count_documents({"email": "nl@example.com"}) == 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import sys
 from datetime import UTC, datetime, timedelta
@@ -141,10 +142,10 @@ async def run_demo(host: str, port: int, *, check: bool = False) -> None:
         await web.TCPSite(runner, host, port).start()
         base = f"http://{host}:{port}"
         try:
-            await _seed(db, settings, base)
+            seeded = await _seed(db, settings, base)
             jobs = asyncio.create_task(_periodic_jobs(db, settings))
             report = await _walkthrough(base)
-            _print_intro(base, report)
+            _print_intro(base, {**report, **seeded, "rollup_interval_s": settings.rollup_interval_s})
             if not check:
                 await asyncio.Event().wait()
             jobs.cancel()
@@ -155,7 +156,8 @@ async def run_demo(host: str, port: int, *, check: bool = False) -> None:
             await runner.cleanup()
 
 
-async def _seed(db: Any, settings: Settings, base: str) -> None:
+async def _seed(db: Any, settings: Settings, base: str) -> dict[str, Any]:
+    """The demo's event, host, sessions and attendance; returns the ingest key and keynote start."""
     await create_event(db, EVENT_ID, "demo-organizer", "Demo Conference 2024")
     await create_user(db, ADMIN_EMAIL, ADMIN_PASSWORD, "ORGANIZER_ADMIN", organizer_ids=["demo-organizer"])
     start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=3)
@@ -179,6 +181,7 @@ async def _seed(db: Any, settings: Settings, base: str) -> None:
     async with aiohttp.ClientSession() as http:
         await _post_batches(http, f"{base}/rest/events/{EVENT_ID}/registrations", key, registrations)
         await _post_batches(http, f"{base}/rest/events/{EVENT_ID}/watch-segments", key, segments)
+    return {"ingest_key": key, "keynote_start": start}
 
 
 async def _periodic_jobs(db: Any, settings: Settings) -> None:
@@ -222,6 +225,26 @@ async def _walkthrough(base: str) -> dict[str, Any]:
     return {"token": login["access_token"], "task": task, "listing": listing}
 
 
+def _segment_example(base: str, key: str, keynote_start: datetime) -> list[str]:
+    """A `curl` that posts one watch segment with the demo's ingest key, as a player would."""
+    begins = keynote_start + timedelta(minutes=10)
+    segment = {
+        "segmentId": "try-it-1",
+        "sessionId": "keynote",
+        "userId": "you",
+        "mode": "LIVE",
+        "start": format_utc(begins),
+        "end": format_utc(begins + timedelta(minutes=5)),
+    }
+    body = json.dumps([segment], separators=(",", ":"))
+    return [
+        f"  INGEST_KEY={key}",
+        f"  curl -s -X POST '{base}/rest/events/{EVENT_ID}/watch-segments' \\",
+        "       -H \"Authorization: Bearer $INGEST_KEY\" -H 'Content-Type: application/json' \\",
+        f"       -d '{body}'",
+    ]
+
+
 def _print_intro(base: str, report: dict[str, Any]) -> None:
     token = report["token"]
     curl = 'curl -s -H "Authorization: Bearer $TOKEN"'
@@ -240,6 +263,10 @@ def _print_intro(base: str, report: dict[str, Any]) -> None:
         f"  {curl} '{base}/rest/host/session/keynote/attendee?size=5'",
         f"  {curl} '{base}/rest/host/session/analytics/csv?eventId={EVENT_ID}'",
         f"  {curl} -X POST '{base}/rest/host/session/analytics/recompute?eventId={EVENT_ID}'",
+        "",
+        "Post attendance with the demo's ingest key (the keynote's numbers show it after the next",
+        f"rollup, within {report['rollup_interval_s']:.0f} s):",
+        *_segment_example(base, report["ingest_key"], report["keynote_start"]),
         "",
         "Sessions after the worker jobs (duration sync, rollup, recompute):",
     ]
