@@ -126,6 +126,8 @@
     return value === null || value === undefined ? "—" : `${value.toFixed(1)} %`;
   }
 
+  const SHORT_TIME = { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" };
+
   function zone() {
     return (state.event && state.event.timeZone) || "UTC";
   }
@@ -173,6 +175,16 @@
     recordingNode.style.width = `${total ? 100 - livePart : 0}%`;
     bar.append(liveNode, recordingNode);
     return bar;
+  }
+
+  // On a phone each row is shown as a card: every cell carries its column's name.
+  function labelCells(tableId, rows) {
+    const names = [...document.querySelectorAll(`#${tableId} thead th`)].map((th) => th.textContent.trim());
+    for (const row of rows) {
+      [...row.children].forEach((cell, i) => {
+        if (!cell.hasAttribute("colspan")) cell.dataset.label = names[i];
+      });
+    }
   }
 
   function say(text) {
@@ -305,7 +317,8 @@
       card("Attendees", count(sums.attendees), "summed over sessions"),
       card("Watch time", hours(sums.watch), "live and recording together"),
       card("Live", hours(sums.live), watched ? `${((100 * sums.live) / watched).toFixed(0)} % of watching` : "", "live"),
-      card("Recording", hours(sums.recording), splitBar(sums.live, sums.recording), "recording"),
+      card("Recording", hours(sums.recording), watched ? `${((100 * sums.recording) / watched).toFixed(0)} % of watching` : "", "recording"),
+      card("Live vs recording", watched ? `${((100 * sums.live) / watched).toFixed(0)} : ${((100 * sums.recording) / watched).toFixed(0)}` : "—", splitBar(sums.live, sums.recording)),
     );
     box.dataset.loaded = "true";
   }
@@ -350,9 +363,8 @@
         "tr",
         { "data-session-id": item.sessionId },
         el("td", {}, link),
-        el("td", { text: localTime(item.startTime) }),
-        el("td", { text: FORMAT_NAMES[item.format] || item.format }),
-        el("td", { text: item.streamProvider || "No stream" }),
+        el("td", { className: "when", text: localTime(item.startTime, SHORT_TIME) }),
+        el("td", {}, FORMAT_NAMES[item.format] || item.format, el("br"), el("span", { className: "hint", text: item.streamProvider || "no stream" })),
         lengthCell,
         el("td", { className: "num", text: count(item.registeredUserCount) }),
         el("td", { className: "num", text: count(item.attendeeCount) }),
@@ -365,8 +377,10 @@
       return row;
     });
     if (!rows.length) {
-      rows.push(el("tr", {}, el("td", { colspan: "11", text: "No session matches." })));
+      const empty = answer.recordsTotal === 0 ? "This event has no sessions yet." : "No session matches.";
+      rows.push(el("tr", {}, el("td", { colspan: "10", text: empty })));
     }
+    labelCells("session-table", rows);
     $("session-rows").replaceChildren(...rows);
     const pages = Math.max(1, Math.ceil(answer.recordsFiltered / SESSION_PAGE_SIZE));
     $("session-page-info").textContent = `Page ${answer.page + 1} of ${pages} · ${count(answer.recordsFiltered)} sessions`;
@@ -446,6 +460,9 @@
     state.charts = [];
   }
 
+  // Viewers are whole people: no 0.5 ticks.
+  const WHOLE_STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000];
+
   function chartWidth(node) {
     return Math.max(280, node.clientWidth || node.parentElement.clientWidth - 32);
   }
@@ -483,11 +500,11 @@
             scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max) * 1.1] } },
             axes: [
               { label: `Time (${zone()})`, stroke: "#1a1a1a" },
-              { label: "Viewers", stroke: "#1a1a1a", size: 60 },
+              { label: "Viewers", stroke: "#1a1a1a", size: 60, incrs: WHOLE_STEPS },
             ],
             series: [
               { label: "Time" },
-              { label: "Live viewers", stroke: "#0b5cad", fill: "rgba(11,92,173,0.15)", width: 2, paths: uPlot.paths.stepped({ align: 1 }) },
+              { label: "Live viewers", stroke: "#0b5cad", fill: "rgba(11,92,173,0.15)", width: 2, paths: uPlot.paths.stepped({ align: 1 }), points: { show: false } },
               { label: "Peak bucket", stroke: "#b00020", width: 0, points: { show: true, size: 11, fill: "#b00020", stroke: "#b00020" } },
             ],
           },
@@ -513,7 +530,7 @@
             scales: { x: { time: false, range: [-0.6, days.length - 0.4] }, y: { range: (u, min, max) => [0, Math.max(1, max) * 1.1] } },
             axes: [
               { label: `Date (${zone()})`, stroke: "#1a1a1a", incrs: [1, 2, 7, 14, 30], values: (u, ticks) => ticks.map((t) => (days[t] ? days[t].date : "")) },
-              { label: "Viewers", stroke: "#1a1a1a", size: 60 },
+              { label: "Viewers", stroke: "#1a1a1a", size: 60, incrs: WHOLE_STEPS },
             ],
             series: [
               { label: "Day", value: (u, i) => (i === null || !days[i] ? "—" : days[i].date) },
@@ -560,7 +577,11 @@
         el("td", { text: localTime(a.registeredAt) }),
       );
     });
-    if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: "8", text: "No attendee matches." })));
+    if (!rows.length) {
+      const empty = answer.recordsTotal === 0 ? "Nobody has registered or attended yet." : "No attendee matches.";
+      rows.push(el("tr", {}, el("td", { colspan: "8", text: empty })));
+    }
+    labelCells("attendee-table", rows);
     $("attendee-rows").replaceChildren(...rows);
     const total = answer.recordsFiltered ?? answer.recordsTotal;
     const pages = Math.max(1, Math.ceil(total / ATTENDEE_PAGE_SIZE));
