@@ -18,11 +18,6 @@ _HEADERS = {"Content-Security-Policy": CONTENT_SECURITY_POLICY, "X-Content-Type-
 ASSETS = Path(str(resources.files("web").joinpath("static/host")))
 
 
-@routes.get("/host")
-async def dashboard_redirect(request: web.Request) -> web.Response:
-    raise web.HTTPPermanentRedirect("/host/")
-
-
 @routes.get("/host/")
 async def dashboard(request: web.Request) -> web.FileResponse:
     return web.FileResponse(ASSETS / "index.html", headers={**_HEADERS, "Cache-Control": "no-cache"})
