@@ -152,6 +152,9 @@ async def test_a_host_signs_in_picks_the_event_and_reads_its_sessions_in_a_real_
             assert values["Watch time"] == "10.0 h" and values["Live vs recording"] == "75 % live"
             # No viewers route on this server yet: the chart section stays hidden.
             await expect(page.locator("#attendee-panel")).to_be_visible()
+            # Today's attendee route neither filters nor streams a CSV: no controls that would lie.
+            await expect(page.locator("#attendee-search")).to_be_hidden()
+            await expect(page.locator("#attendee-csv")).to_be_hidden()
             await expect(page.locator("#viewers-panel")).to_be_hidden()
             await page.screenshot(path=SCREENSHOTS / "session.png", full_page=True)
 

@@ -364,7 +364,7 @@
         { "data-session-id": item.sessionId },
         el("td", {}, link),
         el("td", { className: "when", text: localTime(item.startTime, SHORT_TIME) }),
-        el("td", {}, FORMAT_NAMES[item.format] || item.format, el("br"), el("span", { className: "hint", text: item.streamProvider || "no stream" })),
+        el("td", {}, el("span", {}, FORMAT_NAMES[item.format] || item.format, el("br"), el("span", { className: "hint", text: item.streamProvider || "no stream" }))),
         lengthCell,
         el("td", { className: "num", text: count(item.registeredUserCount) }),
         el("td", { className: "num", text: count(item.attendeeCount) }),
@@ -562,6 +562,9 @@
     }
     if (state.session !== session) return;
     $("attendee-panel").hidden = false;
+    // Search is offered once the route filters (its answer then counts `recordsFiltered`, like
+    // the session list); before that a search box would silently show everyone.
+    $("attendee-search").closest("label").hidden = !("recordsFiltered" in answer);
     const rows = answer.data.map((a) => {
       const name = [a.firstName, a.lastName].filter(Boolean).join(" ");
       return el(
