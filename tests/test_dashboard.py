@@ -134,6 +134,13 @@ async def test_a_host_signs_in_picks_the_event_and_reads_its_sessions_in_a_real_
             lab = page.locator("tr[data-session-id='lab'] td")
             assert (await lab.nth(3).inner_text()) == "No video"
 
+            async with page.expect_download() as download_info:
+                await page.click("#session-csv")
+            download = await download_info.value
+            assert download.suggested_filename == "session-overview-ev1.csv"
+            csv_lines = Path(await download.path()).read_text(encoding="utf-8").splitlines()
+            assert len(csv_lines) == 4 and "Opening Keynote" in csv_lines[2]
+
             await page.select_option("#session-sort", "-attendeeCount")
             await expect(page.locator("#session-rows tr td:first-child").first).to_have_text("Hands-on Lab")
             assert await titles(page) == ["Hands-on Lab", "Opening Keynote", "Town Hall"]
