@@ -44,20 +44,18 @@ async def test_each_host_role_lists_the_events_it_may_host_by_name(
     assert await response.json() == expected
 
 
-async def test_an_event_admin_without_events_gets_an_empty_list(
+async def test_an_event_admin_sees_its_event_with_the_time_zone_it_was_created_with(
     aiohttp_client: Any, settings: Settings, database: Database, task_queue: Any
 ) -> None:
     from shared.admin import create_user
     from tests.seed import PASSWORD
 
     client = await seeded_client(aiohttp_client, settings, database, task_queue)
-    await create_user(database, "lonely@example.com", PASSWORD, "EVENT_ADMIN", [], [])
-    response = await client.post(
-        "/rest/u/login", json={"username": "lonely@example.com", "password": PASSWORD}
-    )
+    await create_user(database, "two@example.com", PASSWORD, "EVENT_ADMIN", ["ev3"], [])
+    response = await client.post("/rest/u/login", json={"username": "two@example.com", "password": PASSWORD})
     token = (await response.json())["access_token"]
     response = await client.get("/rest/host/events", headers={"Authorization": f"Bearer {token}"})
-    assert (response.status, await response.json()) == (200, [])
+    assert (response.status, await response.json()) == (200, [BERLIN])
 
 
 async def test_attendees_anonymous_callers_and_ingest_keys_are_refused(
