@@ -6,9 +6,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shared.db import Database
 from shared.duration_status import DURATION_STATUSES, duration_status
+from shared.rules import FORMATS, FORMATS_WITHOUT_VIDEO, PROVIDERS, PROVIDERS_WITH_DURATION
 from shared.settings import Settings
 from tests.test_duration_sync import FAST, add_sessions, sessions_by_id
 from worker.durations import sync_durations
@@ -112,3 +115,46 @@ async def test_every_status_is_reached_through_the_sync_and_stored_as_shown(
 )  # fmt: skip
 def test_duration_status_of_a_stored_session(session: dict[str, Any], status: str) -> None:
     assert duration_status(session) == status
+
+
+STORED = st.sampled_from(
+    [None, "PENDING", "NONE", "OK", "LIVE", "MISSING", "ERROR", "PROCESSING", "WAITING_CREDENTIALS",
+     "KNOWN", "NOT_FOUND", "NO_CREDENTIALS", "PROVIDER_ERROR", "something else"]
+)  # fmt: skip
+
+
+@given(
+    provider=st.sampled_from([None, *PROVIDERS]),
+    session_format=st.sampled_from(FORMATS),
+    video_id=st.sampled_from([None, "", "v1"]),
+    duration=st.sampled_from([None, 0.0, 754.0]),
+    stored=STORED,
+)
+def test_what_the_session_is_decides_before_what_was_stored(
+    provider: str | None,
+    session_format: str,
+    video_id: str | None,
+    duration: float | None,
+    stored: str | None,
+) -> None:
+    session = {
+        "streamProvider": provider,
+        "format": session_format,
+        "videoId": video_id,
+        "duration": duration,
+        "durationStatus": stored,
+    }
+    status = duration_status(session)
+    assert status in DURATION_STATUSES
+    if (
+        provider is None
+        or session_format in FORMATS_WITHOUT_VIDEO
+        or (provider in PROVIDERS_WITH_DURATION and not video_id)
+    ):
+        assert status == "NO_VIDEO"
+    elif provider in ("ZOOM", "FACEBOOK"):
+        assert status == "NOT_SUPPORTED"
+    elif duration is not None:
+        assert status == "KNOWN"
+    else:
+        assert status in ("PENDING", "LIVE", "NOT_FOUND", "NO_CREDENTIALS", "PROVIDER_ERROR")
