@@ -173,13 +173,13 @@ def viewers_answer(
 ) -> dict[str, Any]:
     """The `GET /rest/host/session/{sessionId}/viewers` answer of DESIGN §3."""
     series = live_series(start_time, live)
-    first = series.first_t
+    first = series.first_t or 0  # None only when there are no points
     return {
         "sessionId": session_id,
         "bucketSeconds": series.bucket_ms // 1000,
         "live": {
             "points": [
-                {"t": iso_ms(first + i * series.bucket_ms), "viewers": count}  # type: ignore[operator]
+                {"t": iso_ms(first + i * series.bucket_ms), "viewers": count}
                 for i, count in enumerate(series.viewers)
             ],
             "peakConcurrent": series.peak_concurrent,
