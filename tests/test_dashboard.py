@@ -246,10 +246,11 @@ async def test_the_page_and_its_assets_come_from_the_app_with_a_strict_policy(
     for asset in (
         "assets/app.js",
         "assets/app.css",
-        "assets/vendor/uPlot.iife.min.js",
-        "assets/vendor/uPlot.LICENSE",
+        "assets/uPlot.iife.min.js",
+        "assets/uPlot.min.css",
     ):
         response = await client.get(f"/host/{asset}")
         assert response.status == 200, asset
-    assert "MIT License" in await (await client.get("/host/assets/vendor/uPlot.LICENSE")).text()
-    assert (await client.get("/host/assets/../app.py")).status == 404
+    assert "MIT License" in await (await client.get("/host/assets/uPlot.LICENSE")).text()
+    assert (await client.get("/host/assets/index.html")).status == 404
+    assert (await client.get("/host/assets/vendor")).status == 404

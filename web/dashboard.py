@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Literal, get_args
 
 from aiohttp import web
+from pydantic import BaseModel
 
 routes = web.RouteTableDef()
 
@@ -17,16 +19,24 @@ CONTENT_SECURITY_POLICY = (
 _HEADERS = {"Content-Security-Policy": CONTENT_SECURITY_POLICY, "X-Content-Type-Options": "nosniff"}
 ASSETS = Path(str(resources.files("web").joinpath("static/host")))
 
+# The page's own script and style, and the charting library (uPlot) with its licence.
+HostAsset = Literal["app.js", "app.css", "uPlot.iife.min.js", "uPlot.min.css", "uPlot.LICENSE"]
+HOST_ASSETS: tuple[str, ...] = get_args(HostAsset)
+_FILES = {name: ASSETS / ("vendor/" + name if name.startswith("uPlot") else name) for name in HOST_ASSETS}
+
+
+class HostAssetPath(BaseModel):
+    asset: HostAsset
+
 
 @routes.get("/host/")
 async def dashboard(request: web.Request) -> web.FileResponse:
     return web.FileResponse(ASSETS / "index.html", headers={**_HEADERS, "Cache-Control": "no-cache"})
 
 
-@routes.get("/host/assets/{path:(vendor/)?[A-Za-z0-9_.-]+}")
+@routes.get("/host/assets/{asset}")
 async def dashboard_asset(request: web.Request) -> web.FileResponse:
-    """The page's scripts, styles, and the charting library with its licence."""
-    path = ASSETS / request.match_info["path"]
-    if path.name == "index.html" or not path.is_file():
+    path = _FILES.get(request.match_info["asset"])
+    if path is None:
         raise web.HTTPNotFound()
     return web.FileResponse(path, headers={**_HEADERS, "Cache-Control": "no-cache"})
