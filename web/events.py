@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, RootModel
 
 from shared.access import HostPrincipal
 from web.auth import authenticate_host
@@ -24,6 +24,10 @@ class HostEvent(BaseModel):
     name: str
     organizerId: str
     timeZone: str
+
+
+class HostEvents(RootModel[list[HostEvent]]):
+    """The answer: the events the user may host, by name."""
 
 
 def hostable_events_filter(principal: HostPrincipal) -> dict[str, Any] | None:
@@ -54,4 +58,4 @@ async def host_events(request: web.Request) -> web.Response:
     query = hostable_events_filter(principal)
     docs = [] if query is None else await request.app[DB].events.find(query, _EVENT_FIELDS).to_list(None)
     events = sorted((host_event(doc) for doc in docs), key=lambda e: (e.name.casefold(), e.eventId))
-    return json_response([event.model_dump() for event in events])
+    return json_response(HostEvents(events).model_dump())
