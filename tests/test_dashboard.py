@@ -183,6 +183,9 @@ async def test_a_host_signs_in_picks_the_event_and_reads_its_sessions_in_a_real_
             await phone.select_option("#event-select", "ev1")
             await expect(phone.locator("#session-rows tr")).to_have_count(3)
             await phone.screenshot(path=SCREENSHOTS / "event-phone.png", full_page=True)
+            await phone.click("text=Opening Keynote")
+            await expect(phone.locator("#session-numbers .card")).to_have_count(10)
+            await phone.screenshot(path=SCREENSHOTS / "session-phone.png", full_page=True)
             assert errors == []
         finally:
             await browser.close()
@@ -230,6 +233,10 @@ async def test_the_viewers_chart_shows_every_bucket_and_the_peak_once_the_route_
             )
             await expect(page.locator("#recording-chart")).to_have_attribute("data-days", "2")
             await page.screenshot(path=SCREENSHOTS / "session-viewers.png", full_page=True)
+            await page.set_viewport_size({"width": 390, "height": 844})
+            await page.wait_for_timeout(400)  # the charts follow the width after a short pause
+            assert (await chart.locator("canvas").bounding_box() or {}).get("width", 999) <= 390
+            await page.screenshot(path=SCREENSHOTS / "session-viewers-phone.png", full_page=True)
         finally:
             await browser.close()
 

@@ -488,6 +488,14 @@
       let peakIndex = xs.findIndex((x, i) => x <= peakTime && (i + 1 === xs.length || xs[i + 1] > peakTime));
       if (peakIndex < 0) peakIndex = 0;
       const peaks = xs.map((_, i) => (i === peakIndex ? ys[i] : null));
+      // 24-hour times in the event's zone; the date too when the series spans more than a day.
+      const longSpan = xs[xs.length - 1] - xs[0] > 86_400;
+      const tickFormat = new Intl.DateTimeFormat("en-GB", {
+        timeZone: zone(),
+        hour: "2-digit",
+        minute: "2-digit",
+        ...(longSpan ? { day: "numeric", month: "short" } : {}),
+      });
       $("peak-label").textContent =
         `Peak: ${count(live.peakConcurrent)} concurrent viewers at ${localTime(live.peakAt, { timeStyle: "short" })} (${zone()})` +
         ` · buckets of ${answer.bucketSeconds / 60} min`;
@@ -499,7 +507,7 @@
             tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), zone()),
             scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max) * 1.1] } },
             axes: [
-              { label: `Time (${zone()})`, stroke: "#1a1a1a" },
+              { label: `Time (${zone()})`, stroke: "#1a1a1a", space: 70, values: (u, ticks) => ticks.map((t) => tickFormat.format(new Date(t * 1e3))) },
               { label: "Viewers", stroke: "#1a1a1a", size: 60, incrs: WHOLE_STEPS },
             ],
             series: [
