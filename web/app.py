@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from shared.db import Database, connect
 from shared.settings import Settings
 from shared.tasks import CeleryTaskQueue, TaskQueue
-from web import admin_tasks, auth, health, ingest, openapi, sessions
+from web import admin_tasks, auth, dashboard, events, health, ingest, openapi, sessions
 from web.cache import ListCache, TtlCache
 from web.keys import DB, EVENTS, HTTP_METRICS, INGEST_KEYS, LIST_CACHE, PRINCIPALS, REGISTRY, SETTINGS, TASKS
 from web.metrics import HttpMetrics
@@ -69,7 +69,7 @@ def create_app(
             await queue.close()
 
     app.cleanup_ctx.extend([database_ctx, task_queue_ctx])
-    for module in (auth, sessions, ingest, admin_tasks, health, openapi):
+    for module in (auth, sessions, ingest, admin_tasks, health, openapi, events, dashboard):
         app.add_routes(module.routes)
     return app
 
