@@ -43,6 +43,10 @@ servers:
 	  echo "installing redis-server"; \
 	  (apt-get update -qq && apt-get install -y -qq redis-server) >/dev/null || { \
 	    echo "could not install redis-server (needs root and Debian's package registry)"; exit 1; }; }
+	@command -v chromium >/dev/null || { \
+	  echo "installing chromium (the dashboard's browser test)"; \
+	  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null || { \
+	    echo "could not install chromium (needs root and Debian's package registry)"; exit 1; }; }
 	@scripts/install-ferretdb.sh "$(FERRETDB_BIN)"
 
 ## test: lint, then start Redis and FerretDB on free ports, run the whole suite, stop them

@@ -143,7 +143,7 @@ async def end_to_end(settings: Settings, catalogue: list[FakeVideo]) -> tuple[fl
     started = time.perf_counter()
     await sync_durations(db, settings)
     wall = time.perf_counter() - started
-    filled = await db.sessions.count_documents({"durationStatus": OK})
+    filled = await db.sessions.count_documents({"durationStatus": "KNOWN"})
     db.close()
     return wall, filled
 

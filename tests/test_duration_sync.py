@@ -12,10 +12,11 @@ import pytest
 from pydantic import SecretStr
 
 from shared.db import Database
+from shared.duration_status import NO_CREDENTIALS
 from shared.models import SessionIn
 from shared.settings import Settings
 from shared.store import upsert_session
-from worker.durations import WAITING_CREDENTIALS, sync_durations
+from worker.durations import sync_durations
 from worker.providers import build_clients
 from worker.providers.base import VideoDuration
 from worker.providers.fakes import FakeProviders, run_fake_providers
@@ -96,7 +97,7 @@ async def test_120_youtube_sessions_take_exactly_3_calls_and_get_their_durations
     assert youtube["lastSuccessAt"] is not None and youtube["paused"] is False
     docs = await sessions_by_id(database, ids)
     assert [docs[i]["duration"] for i in ids] == [300.0 + n for n in range(120)]
-    assert {docs[i]["durationStatus"] for i in ids} == {"OK"}
+    assert {docs[i]["durationStatus"] for i in ids} == {"KNOWN"}
     assert all(docs[i]["rollupPending"] is True for i in ids)
     checked = docs[ids[0]]
     assert checked["durationCheckAt"] - checked["durationSyncedAt"] == timedelta(days=1)
@@ -230,7 +231,7 @@ async def test_a_missing_credential_makes_its_sessions_wait_with_a_clear_log_lin
         assert result["providers"]["WISTIA"]["calls"] == 0
         assert "set WISTIA_API_TOKEN" in result["providers"]["WISTIA"]["error"]
     docs = await sessions_by_id(database, wistia + vimeo)
-    assert docs[wistia[0]]["durationStatus"] == WAITING_CREDENTIALS
+    assert docs[wistia[0]]["durationStatus"] == NO_CREDENTIALS
     assert docs[wistia[0]]["duration"] is None
     assert docs[vimeo[0]]["duration"] == 40.0
 
@@ -245,7 +246,7 @@ async def test_left_out_videos_are_not_asked_again_next_run_but_live_ones_are(
 
     first = await sync_durations(database, tuned)
     docs = await sessions_by_id(database, ids)
-    assert [docs[sid]["durationStatus"] for sid in ids] == ["OK", "LIVE", "MISSING"]
+    assert [docs[sid]["durationStatus"] for sid in ids] == ["KNOWN", "LIVE", "NOT_FOUND"]
     assert [docs[sid]["duration"] for sid in ids] == [754.0, None, None]
     missing = docs[ids[2]]
     assert missing["durationCheckAt"] - missing["durationSyncedAt"] == timedelta(
@@ -262,7 +263,7 @@ async def test_left_out_videos_are_not_asked_again_next_run_but_live_ones_are(
     fake.add("YOUTUBE", "on-air", 5400.0)
     await sync_durations(database, tuned)
     docs = await sessions_by_id(database, ids)
-    assert docs[ids[1]]["duration"] == 5400.0 and docs[ids[1]]["durationStatus"] == "OK"
+    assert docs[ids[1]]["duration"] == 5400.0 and docs[ids[1]]["durationStatus"] == "KNOWN"
 
 
 async def test_zoom_facebook_and_sessions_without_video_get_no_duration_and_no_call(
@@ -318,10 +319,10 @@ async def test_one_run_asks_at_most_the_batch_size_per_provider(
 
     first = await sync_durations(database, tuned)
     assert first["providers"]["YOUTUBE"]["updated"] == 25 and fake.calls["YOUTUBE"] == 1
-    assert await database.sessions.count_documents({"durationStatus": "OK"}) == 25
+    assert await database.sessions.count_documents({"durationStatus": "KNOWN"}) == 25
     await sync_durations(database, tuned)
     await sync_durations(database, tuned)
-    assert await database.sessions.count_documents({"durationStatus": "OK"}) == 60
+    assert await database.sessions.count_documents({"durationStatus": "KNOWN"}) == 60
     assert fake.calls["YOUTUBE"] == 3
 
 

@@ -10,7 +10,6 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import models_json_schema
 
 from shared import errors
-from shared.errors import ServiceError
 from web.contract.common import ErrorEnvelope, Id
 from web.contract.routes import OPERATIONS, Operation, Who
 
@@ -35,15 +34,13 @@ HEADERS = {  # answer headers: the component is named by the wire name without "
     "Content-Security-Policy": "Only this server's own assets and requests.",
 }
 DESCRIPTION = """\
-Session analytics of a virtual-event platform, for the event's hosts; attendance ingestion for the
-platform. Times are ISO 8601 in UTC with `Z`; durations are seconds. Host routes take a user token
-from `POST /rest/u/login`, ingestion routes an ingest key, either as `Authorization: Bearer <token>`
-or as `AUTHENTICATION: <token>`. A valid credential of the wrong kind is answered 403, an unknown,
-expired or revoked one 401. Every answer carries `X-Request-Id`; errors come as the `ErrorEnvelope`
-(a path not listed here: `NoSuchRoute`; a listed path with another method: `MethodNotAllowed`).
+Session analytics of a virtual-event platform for the event's hosts, and attendance ingestion.
+Times are ISO 8601 in UTC with `Z`; durations are seconds. Host routes take a user token from
+`POST /rest/u/login`, ingestion routes an ingest key, as `Authorization: Bearer <token>` or
+`AUTHENTICATION: <token>`; a valid credential of the wrong kind is 403, any other 401. Every
+answer carries `X-Request-Id`; errors come as the `ErrorEnvelope`:
 
-| HTTP | errorCode | meaning |
-|---|---|---|
+| HTTP | errorCode | meaning |\n|---|---|---|
 """
 
 
@@ -55,7 +52,7 @@ def _content(media: str, schema: Schema, example: Any = None) -> Schema:
     return {media: {"schema": schema} | ({"example": example} if example is not None else {})}
 
 
-def _error_reply(classes: list[type[ServiceError]]) -> Schema:
+def _error_reply(classes: list[type[errors.ServiceError]]) -> Schema:
     codes = list(dict.fromkeys(c.error_code for c in classes))
     narrowed = {"properties": {"errorCode": {"enum": codes}}}
     content = _content("application/json", {"allOf": [{"$ref": REF.format(model="ErrorEnvelope")}, narrowed]})
@@ -101,7 +98,7 @@ def _responses(op: Operation) -> Schema:
         if reply.model is not None or reply.media != "application/json":
             body = {"$ref": REF.format(model=reply.model.__name__)} if reply.model else {"type": "string"}
             replies[str(status)]["content"] = _content(reply.media, body)
-    by_status: dict[int, list[type[ServiceError]]] = defaultdict(list)
+    by_status: dict[int, list[type[errors.ServiceError]]] = defaultdict(list)
     for err in op.all_errors:
         by_status[err.http_status].append(err)
     return replies | {str(status): _error_reply(classes) for status, classes in sorted(by_status.items())}
@@ -155,8 +152,8 @@ def _components() -> Schema:
 
 
 def build_spec() -> Schema:
-    found = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, ServiceError)]
-    table = sorted({(c.http_status, c.error_code, c.error_message) for c in found if c is not ServiceError})
+    found = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.ServiceError)]
+    table = sorted({(c.http_status, c.error_code, c.error_message) for c in found if c is not errors.ServiceError})
     description = DESCRIPTION + "".join(f"| {status} | `{code}` | {text} |\n" for status, code, text in table)
     return {
         "openapi": "3.1.0",

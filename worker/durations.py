@@ -13,6 +13,8 @@ import aiohttp
 from pymongo import UpdateOne
 
 from shared.db import Database
+from shared.duration_status import KNOWN, NO_CREDENTIALS, NOT_FOUND, PENDING, PROVIDER_ERROR
+from shared.duration_status import LIVE as LIVE_STATUS
 from shared.settings import Settings
 from shared.store import bump_analytics_version, mark_for_rollup, now
 from worker.providers import build_clients, new_http_session
@@ -31,9 +33,8 @@ from worker.providers.base import (
 
 log = logging.getLogger(__name__)
 
-# Sessions whose provider has no credentials configured: nothing is asked until someone sets them.
-WAITING_CREDENTIALS = "WAITING_CREDENTIALS"
-PENDING = "PENDING"
+# The rule 10 status a provider's answer leaves when it brings no length (DESIGN §4).
+_STATUS_WITHOUT_LENGTH = {LIVE: LIVE_STATUS, MISSING: NOT_FOUND, ERROR: PROVIDER_ERROR, PROCESSING: PENDING}
 # FerretDB 1.24 (the test server) never answers an update command of 100 or more statements.
 WRITE_CHUNK = 50
 # One event's sessions of one provider, in pages of duration_sync_batch: a generous bound.
@@ -41,7 +42,7 @@ MAX_EVENT_PAGES = 1000
 
 _SESSION_FIELDS = {"_id": 1, "eventId": 1, "videoId": 1, "duration": 1, "durationStatus": 1}
 
-__all__ = ["WAITING_CREDENTIALS", "build_clients", "sync_durations"]
+__all__ = ["build_clients", "sync_durations"]
 
 
 async def sync_durations(
@@ -184,13 +185,19 @@ async def _sync_sessions(
             answers.append((session, VideoDuration(ERROR, None, "session has no videoId")))
     # Sessions sharing one video cost one lookup.
     outcome = await client.fetch_durations(by_video)
+    failed: list[dict[str, Any]] = []
     for video_id, group in by_video.items():
         answer = outcome.durations.get(video_id)
         if answer is None:
             client.metrics.waiting += len(group)
+            # Without a stop, a video left without an answer is one whose batch failed after
+            # its retries; after a stop (quota, refused key) it was simply not asked.
+            if outcome.stopped is None:
+                failed.extend(group)
         else:
             answers.extend((session, answer) for session in group)
     await _write_answers(db, settings, client.name, client.metrics, answers)
+    await _mark_failed(db, client.name, failed, client.metrics.error)
     return outcome.stopped
 
 
@@ -237,7 +244,10 @@ async def _write_answers(
                 {
                     "$set": {
                         "duration": duration,
-                        "durationStatus": answer.status,
+                        # Rule 10 as shared.duration_status reads it: a kept length stays KNOWN.
+                        "durationStatus": (
+                            KNOWN if duration is not None else _STATUS_WITHOUT_LENGTH[answer.status]
+                        ),
                         "durationDetail": answer.detail,
                         "durationSyncedAt": moment,
                         "durationCheckAt": _next_check(settings, answer.status, moment),
@@ -268,12 +278,26 @@ async def _set_all(
 
 
 async def _mark_waiting(db: Database, provider: str, sessions: list[dict[str, Any]]) -> None:
-    """Show why never-synced sessions have no duration yet; known durations keep their status."""
+    """Show why never-synced sessions have no duration yet (NO_CREDENTIALS); known durations keep
+    their status."""
     ids = [s["_id"] for s in sessions if s.get("durationStatus") == PENDING]
     if ids:
         await db.sessions.update_many(
             {"_id": {"$in": ids}, "durationProvider": provider, "durationStatus": PENDING},
-            {"$set": {"durationStatus": WAITING_CREDENTIALS}},
+            {"$set": {"durationStatus": NO_CREDENTIALS}},
+        )
+
+
+async def _mark_failed(
+    db: Database, provider: str, sessions: list[dict[str, Any]], reason: str | None
+) -> None:
+    """PROVIDER_ERROR for sessions without a length whose lookup failed after its retries; they
+    stay due (durationCheckAt untouched), so the next run asks again. A known length stays KNOWN."""
+    ids = [s["_id"] for s in sessions if s.get("duration") is None]
+    if ids:
+        await db.sessions.update_many(
+            {"_id": {"$in": ids}, "durationProvider": provider, "duration": None},
+            {"$set": {"durationStatus": PROVIDER_ERROR, "durationDetail": reason}},
         )
 
 

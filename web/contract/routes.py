@@ -10,9 +10,10 @@ from pydantic import BaseModel
 
 from shared import errors as e
 from shared.models import LoginIn, SessionIn
-from web.contract import auth, health, ingest, sessions, tasks
+from web.contract import auth, events, health, ingest, sessions, tasks
 from web.contract.common import OpenAPIDocument, Query
 from web.contract.docs import DocsAssetPath
+from web.dashboard import HostAssetPath
 
 
 class Who(Enum):
@@ -111,6 +112,14 @@ OPERATIONS: tuple[Operation, ...] = (
               "Send registrations", Who.INGEST,
               {200: Reply("What became of each registration.", ingest.IngestResult)},
               body=ingest.RegistrationBatch, example={"eventId": "ev1"}),
+    Operation("GET", "/rest/host/events", "hostEvents", "dashboard", "The events the user may host", Who.HOST,
+              {200: Reply("The events, by name.", events.HostEvents)}),
+    Operation("GET", "/host/", "dashboard", "dashboard", "The host dashboard page", Who.ANYONE,
+              {200: Reply("The page; its data comes from the routes above.", media="text/html",
+                          headers=("Content-Security-Policy",))}),
+    Operation("GET", "/host/assets/{asset}", "dashboardAsset", "dashboard", "Dashboard assets", Who.ANYONE,
+              {200: Reply("The file.", media="*/*")}, (e.NotFound,), path_model=HostAssetPath,
+              example={"asset": "app.js"}),
     Operation("GET", "/healthz", "healthz", "operations", "Liveness", Who.ANYONE,
               {200: Reply("Alive.", health.Health)}),
     Operation("GET", "/readyz", "readyz", "operations", "Readiness", Who.ANYONE,

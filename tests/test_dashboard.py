@@ -1,0 +1,263 @@
+"""The host dashboard (/host/) in Debian's headless chromium, driven by Playwright over DevTools,
+against the real app on the real test servers. Each view is saved to docs/screenshots/."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Page, Route, async_playwright, expect
+
+from shared.admin import create_event
+from shared.db import Database
+from shared.settings import Settings
+from shared.viewers import viewers_answer
+from tests.seed import T0, add_session, app_client, cheap_password_hashing, seed_world
+
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+HOUR = 3600.0
+
+
+@pytest.fixture(autouse=True)
+def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    cheap_password_hashing(monkeypatch)
+
+
+def chromium_path() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    # A failure, not a skip: `make test` installs Debian's chromium (the `servers` target).
+    assert path, "Debian's chromium is needed for the dashboard test: apt-get install -y chromium"
+    return path
+
+
+def watch(total: float, live: float) -> dict[str, float]:
+    return {"total": total, "live": live, "recording": total - live}
+
+
+async def seed_sessions(db: Database) -> None:
+    """Three sessions of `ev1` out of start-time order, with numbers a rollup would store."""
+    await seed_world(db)
+    await create_event(db, "ev3", "org1", "Berlin Summit", "Europe/Berlin")
+    await add_session(
+        db,
+        "keynote",
+        title="Opening Keynote",
+        start=T0 + timedelta(hours=1),
+        session_format="MAINSTAGE_SESSION",
+        numbers={
+            "duration": 3600.0,
+            "durationStatus": "KNOWN",
+            "registeredUserCount": 40,
+            "attendeeCount": 30,
+            "avgAttendedDuration": 1200.0,
+            "liveViews": 25,
+            "recordingViews": 9,
+            "watchTime": watch(36_000.0, 27_000.0),
+            "avgLiveWatch": 1080.0,
+            "avgRecordingWatch": 1000.0,
+            "engagementLive": 30.0,
+            "engagementRecording": 27.8,
+        },
+    )
+    await add_session(
+        db,
+        "town-hall",
+        title="Town Hall",
+        start=T0,
+        provider="ZOOM",
+        numbers={"registeredUserCount": 12, "attendeeCount": 10, "watchTime": watch(7200.0, 7200.0)},
+    )
+    await add_session(
+        db,
+        "lab",
+        title="Hands-on Lab",
+        start=T0 + timedelta(hours=2),
+        session_format="WORKSHOP_SESSION",
+        provider=None,
+        video_id=None,
+        numbers={"registeredUserCount": 8, "attendeeCount": 50, "watchTime": watch(3600.0, 0.0)},
+    )
+
+
+async def titles(page: Page) -> list[str]:
+    return await page.locator("#session-rows tr td:first-child").all_inner_texts()
+
+
+async def card_values(page: Page) -> dict[str, str]:
+    cards = page.locator("#session-numbers .card")
+    labels = await cards.locator(".label").all_inner_texts()
+    values = await cards.locator(".value").all_inner_texts()
+    return dict(zip(labels, values, strict=True))
+
+
+@pytest.mark.parametrize("store_kind", ["real"])
+async def test_a_host_signs_in_picks_the_event_and_reads_its_sessions_in_a_real_browser(
+    aiohttp_client: Any, settings: Settings, database: Database, task_queue: Any
+) -> None:
+    await seed_sessions(database)
+    client = await app_client(aiohttp_client, settings, database, task_queue)
+    base = str(client.make_url("/host/"))
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=chromium_path())
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda err: errors.append(str(err)))
+            await page.goto(base)
+            await page.fill("#login-email", "super@example.com")
+            await page.fill("#login-password", "correct horse battery")
+            await page.screenshot(path=SCREENSHOTS / "login.png")
+            await page.click("#login-submit")
+
+            # The picker offers the super admin every event, by name; pick the one with sessions.
+            picker = page.locator("#event-select option")
+            await expect(picker).to_have_count(3)
+            assert await picker.all_inner_texts() == ["Berlin Summit", "Other Organizer's Event", "Own Event"]
+            await page.select_option("#event-select", "ev1")
+            await expect(page.locator("#event-zone")).to_have_text("Times in UTC")
+            await expect(page.locator("#session-rows tr")).to_have_count(3)
+            assert await titles(page) == ["Town Hall", "Opening Keynote", "Hands-on Lab"]
+            totals = page.locator("#event-totals .card .value")
+            await expect(totals).to_have_count(7)
+            assert (await totals.all_inner_texts())[:4] == ["3", "60", "90", "13.0 h"]
+            await page.screenshot(path=SCREENSHOTS / "event.png", full_page=True)
+
+            # Missing numbers say why, in words.
+            town_hall = page.locator("tr[data-session-id='town-hall'] td")
+            assert (await town_hall.nth(3).inner_text()) == "Not reported"
+            assert (await town_hall.nth(6).inner_text()) == "n/a"
+            lab = page.locator("tr[data-session-id='lab'] td")
+            assert (await lab.nth(3).inner_text()) == "No video"
+
+            async with page.expect_download() as download_info:
+                await page.click("#session-csv")
+            download = await download_info.value
+            assert download.suggested_filename == "session-overview-ev1.csv"
+            with open(await download.path(), encoding="utf-8") as saved:
+                csv_lines = saved.read().splitlines()
+            assert len(csv_lines) == 4 and "Opening Keynote" in csv_lines[2]
+
+            await page.select_option("#session-sort", "-attendeeCount")
+            await expect(page.locator("#session-rows tr td:first-child").first).to_have_text("Hands-on Lab")
+            assert await titles(page) == ["Hands-on Lab", "Opening Keynote", "Town Hall"]
+            await page.fill("#session-search", "key")
+            await expect(page.locator("#session-rows tr")).to_have_count(1)
+            assert await titles(page) == ["Opening Keynote"]
+
+            await page.click("text=Opening Keynote")
+            await expect(page.locator("#session-title")).to_have_text("Opening Keynote")
+            await expect(page.locator("#session-numbers .card")).to_have_count(10)
+            values = await card_values(page)
+            assert values["Video length"] == "1 h 00 min"
+            assert (values["Registered"], values["Attendees"]) == ("40", "30")
+            assert (values["Live views"], values["Recording views"]) == ("25", "9")
+            assert (values["Live engagement"], values["Recording engagement"]) == ("30.0 %", "27.8 %")
+            assert values["Watch time"] == "10.0 h" and values["Live vs recording"] == "75 % live"
+            # No viewers route on this server yet: the chart section stays hidden.
+            await expect(page.locator("#attendee-panel")).to_be_visible()
+            # Today's attendee route neither filters nor streams a CSV: no controls that would lie.
+            await expect(page.locator("#attendee-search")).to_be_hidden()
+            await expect(page.locator("#attendee-csv")).to_be_hidden()
+            await expect(page.locator("#viewers-panel")).to_be_hidden()
+            await page.screenshot(path=SCREENSHOTS / "session.png", full_page=True)
+
+            await page.click("#back-link")
+            await page.fill("#session-search", "")
+            await page.click("text=Town Hall")
+            note = page.locator("#session-note")
+            await expect(note).to_contain_text("ZOOM, FACEBOOK and WISTIA do not send per-viewer watch data")
+            await expect(note).to_contain_text("ZOOM and FACEBOOK do not report video lengths")
+
+            phone = await browser.new_page(viewport={"width": 390, "height": 844})
+            await phone.goto(base)
+            await phone.fill("#login-email", "org@example.com")
+            await phone.fill("#login-password", "correct horse battery")
+            await phone.click("#login-submit")
+            # The organizer's first event by name has no session yet, and says so.
+            await expect(phone.locator("#session-rows")).to_have_text("This event has no sessions yet.")
+            await phone.select_option("#event-select", "ev1")
+            await expect(phone.locator("#session-rows tr")).to_have_count(3)
+            await phone.screenshot(path=SCREENSHOTS / "event-phone.png", full_page=True)
+            await phone.click("text=Opening Keynote")
+            await expect(phone.locator("#session-numbers .card")).to_have_count(10)
+            await phone.screenshot(path=SCREENSHOTS / "session-phone.png", full_page=True)
+            assert errors == []
+        finally:
+            await browser.close()
+
+
+@pytest.mark.parametrize("store_kind", ["real"])
+async def test_the_viewers_chart_shows_every_bucket_and_the_peak_once_the_route_answers(
+    aiohttp_client: Any, settings: Settings, database: Database, task_queue: Any
+) -> None:
+    """The viewers route is not served yet; the browser gets its answer from shared.viewers, as
+    the route will give it, to prove the page draws what the contract says."""
+    await seed_sessions(database)
+    client = await app_client(aiohttp_client, settings, database, task_queue)
+    start = int((T0 + timedelta(hours=1)).timestamp() * 1000)
+    minute = 60_000
+    live = {
+        f"u{n}": [(start + n * 5 * minute, start + (45 - n * 3) * minute)] for n in range(6)
+    }  # rises, peaks (6 users from 25 min), falls
+    recording = {
+        "u1": [(start + 26 * 60 * minute, start + 27 * 60 * minute)],
+        "u7": [(start, start + minute)],
+    }
+    answer = viewers_answer("keynote", start, live, recording, "UTC")
+
+    async def viewers(route: Route) -> None:
+        await route.fulfill(status=200, content_type="application/json", body=json.dumps(answer))
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=chromium_path())
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            await page.route("**/rest/host/session/keynote/viewers", viewers)
+            await page.goto(str(client.make_url("/host/")))
+            await page.fill("#login-email", "eventadmin@example.com")
+            await page.fill("#login-password", "correct horse battery")
+            await page.click("#login-submit")
+            await page.click("text=Opening Keynote")
+            await expect(page.locator("#viewers-panel")).to_be_visible()
+            chart = page.locator("#live-chart")
+            await expect(chart).to_have_attribute("data-points", str(len(answer["live"]["points"])))
+            assert len(answer["live"]["points"]) == 45
+            await expect(chart.locator("canvas")).to_have_count(1)
+            await expect(page.locator("#peak-label")).to_contain_text(
+                "Peak: 6 concurrent viewers at 10:25 (UTC)"
+            )
+            await expect(page.locator("#recording-chart")).to_have_attribute("data-days", "2")
+            await page.screenshot(path=SCREENSHOTS / "session-viewers.png", full_page=True)
+            await page.set_viewport_size({"width": 390, "height": 844})
+            await page.wait_for_timeout(400)  # the charts follow the width after a short pause
+            assert (await chart.locator("canvas").bounding_box() or {}).get("width", 999) <= 390
+            await page.screenshot(path=SCREENSHOTS / "session-viewers-phone.png", full_page=True)
+        finally:
+            await browser.close()
+
+
+async def test_the_page_and_its_assets_come_from_the_app_with_a_strict_policy(
+    aiohttp_client: Any, settings: Settings, database: Database, task_queue: Any
+) -> None:
+    client = await app_client(aiohttp_client, settings, database, task_queue)
+    page = await client.get("/host/")
+    assert page.status == 200 and page.content_type == "text/html"
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    html = await page.text()
+    assert "http://" not in html and "https://" not in html  # nothing from another origin
+    for asset in (
+        "assets/app.js",
+        "assets/app.css",
+        "assets/uPlot.iife.min.js",
+        "assets/uPlot.min.css",
+    ):
+        response = await client.get(f"/host/{asset}")
+        assert response.status == 200, asset
+    assert "MIT License" in await (await client.get("/host/assets/uPlot.LICENSE")).text()
+    assert (await client.get("/host/assets/index.html")).status == 404
+    assert (await client.get("/host/assets/vendor")).status == 404
