@@ -152,8 +152,9 @@ def _components() -> Schema:
 
 
 def build_spec() -> Schema:
-    found = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.ServiceError)]
-    table = sorted({(c.http_status, c.error_code, c.error_message) for c in found if c is not errors.ServiceError})
+    base = errors.ServiceError
+    found = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, base) and c != base]
+    table = sorted({(c.http_status, c.error_code, c.error_message) for c in found})
     description = DESCRIPTION + "".join(f"| {status} | `{code}` | {text} |\n" for status, code, text in table)
     return {
         "openapi": "3.1.0",
