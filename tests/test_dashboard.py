@@ -1,9 +1,12 @@
 """The host dashboard (/host/) in Debian's headless chromium, driven by Playwright over DevTools,
-against the real app on the real test servers. Each view is saved to docs/screenshots/."""
+against the real app on the real test servers. Each view is saved to build/screenshots/
+(SCREENSHOTS_DIR overrides it); docs/screenshots/ keeps the copies the README shows."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import shutil
 from datetime import timedelta
 from pathlib import Path
@@ -18,7 +21,9 @@ from shared.settings import Settings
 from shared.viewers import viewers_answer
 from tests.seed import T0, add_session, app_client, cheap_password_hashing, seed_world
 
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+SCREENSHOTS = Path(
+    os.environ.get("SCREENSHOTS_DIR") or Path(__file__).resolve().parent.parent / "build" / "screenshots"
+)
 HOUR = 3600.0
 
 
@@ -101,7 +106,7 @@ async def test_a_host_signs_in_picks_the_event_and_reads_its_sessions_in_a_real_
     await seed_sessions(database)
     client = await app_client(aiohttp_client, settings, database, task_queue)
     base = str(client.make_url("/host/"))
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(SCREENSHOTS.mkdir, parents=True, exist_ok=True)
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=chromium_path())
         try:

@@ -546,6 +546,10 @@ async def rollup_event(db: Database, settings: Settings, event_id: str) -> Rollu
     deadline = time.monotonic() + settings.rollup_task_budget_s
     lease = EventLease(db, event_id, settings.rollup_lease_s, "rollup")
     if not await lease.try_acquire():
+        log.info(
+            "event %s is held by another rollup or a recompute; its holder folds in what waits",
+            event_id,
+        )
         result.busy = True
         return result
     async with lease.held():
