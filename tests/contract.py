@@ -29,7 +29,7 @@ def document() -> OpenAPI:
 
 
 def _text(body: bytes, **parameters: str) -> str:
-    return body.decode("utf-8")
+    return body.decode("utf-8", errors="replace")  # a file route may answer any bytes
 
 
 def check_answer(method: str, raw_path: str, status: int, headers: dict[str, str], body: bytes) -> None:

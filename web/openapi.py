@@ -96,7 +96,8 @@ def _responses(op: Operation) -> Schema:
     for status, reply in op.replies.items():
         replies[str(status)] = {"description": reply.description, "headers": _header_refs(*reply.headers)}
         if reply.model is not None or reply.media != "application/json":
-            body = {"$ref": REF.format(model=reply.model.__name__)} if reply.model else {"type": "string"}
+            text = {} if reply.media == "*/*" else {"type": "string"}  # any file: any bytes
+            body = {"$ref": REF.format(model=reply.model.__name__)} if reply.model else text
             replies[str(status)]["content"] = _content(reply.media, body)
     by_status: dict[int, list[type[errors.ServiceError]]] = defaultdict(list)
     for err in op.all_errors:
