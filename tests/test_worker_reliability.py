@@ -35,7 +35,7 @@ from tests.test_worker_processes import (
 stack = test_worker_processes.stack  # the deployed stack: worker and beat on real Redis and FerretDB
 
 DEFAULTS = Settings()
-SHORTENED = ("ROLLUP_INTERVAL_S", "VISIBILITY_TIMEOUT_S", "INBOX_SETTLE_S", "DURATION_SYNC_INTERVAL_S")
+SHORTENED = ("ROLLUP_INTERVAL_S", "VISIBILITY_TIMEOUT_S", "DURATION_SYNC_INTERVAL_S")
 
 
 def at_defaults(stack: Stack, **env: str) -> None:
