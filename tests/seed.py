@@ -168,3 +168,15 @@ def watch_segment(
 def registration(session_id: str = "s1", user_id: str = "u1", at: datetime | None = None) -> dict[str, Any]:
     """One registration as posted to /rest/events/{eventId}/registrations."""
     return {"sessionId": session_id, "userId": user_id, "registeredAt": iso_utc(at or T0 - timedelta(days=1))}
+
+
+# A valid body for PUT /rest/host/session/{sessionId}, which input tests vary one field at a time.
+GOOD_BODY = {
+    "eventId": "ev1",
+    "title": "Opening",
+    "startTime": "2024-05-01T09:00:00Z",
+    "endTime": "2024-05-01T10:00:00Z",
+    "format": "MAINSTAGE_SESSION",
+    "streamProvider": "YOUTUBE",
+    "videoId": "dQw4w9WgXcQ",
+}

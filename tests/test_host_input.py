@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.seed import (
+    GOOD_BODY,
     add_session,
     app_client,
     cheap_password_hashing,
@@ -19,15 +20,6 @@ from tests.seed import (
 )
 
 LIST = "/rest/host/session/analytics"
-GOOD_BODY = {
-    "eventId": "ev1",
-    "title": "Opening",
-    "startTime": "2024-05-01T09:00:00Z",
-    "endTime": "2024-05-01T10:00:00Z",
-    "format": "MAINSTAGE_SESSION",
-    "streamProvider": "YOUTUBE",
-    "videoId": "dQw4w9WgXcQ",
-}
 
 
 @pytest.fixture(autouse=True)

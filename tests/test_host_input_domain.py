@@ -10,6 +10,7 @@ import pytest
 
 from shared.models import format_utc, is_id
 from tests.seed import (
+    GOOD_BODY,
     add_session,
     cheap_password_hashing,
     database_state,
@@ -21,15 +22,6 @@ from tests.seed import (
     watch_segment,
 )
 
-GOOD_BODY = {
-    "eventId": "ev1",
-    "title": "Opening",
-    "startTime": "2024-05-01T09:00:00Z",
-    "endTime": "2024-05-01T10:00:00Z",
-    "format": "MAINSTAGE_SESSION",
-    "streamProvider": "YOUTUBE",
-    "videoId": "dQw4w9WgXcQ",
-}
 OUT_OF_DOMAIN = [
     "0001-01-01T00:00:00+01:00",  # before year 1 once in UTC: overflowed into a 500 before
     "9999-12-31T23:59:59-01:00",  # after year 9999 once in UTC

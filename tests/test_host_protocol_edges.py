@@ -13,19 +13,10 @@ from typing import Any
 import pytest
 
 from shared.settings import Settings
-from tests.seed import add_session, app_client, cheap_password_hashing, error_of, login, seed_world
+from tests.seed import GOOD_BODY, add_session, app_client, cheap_password_hashing, error_of, login, seed_world
 from web.app import log_start
 from web.keys import SETTINGS
 
-GOOD_BODY = {
-    "eventId": "ev1",
-    "title": "Opening",
-    "startTime": "2024-05-01T09:00:00Z",
-    "endTime": "2024-05-01T10:00:00Z",
-    "format": "MAINSTAGE_SESSION",
-    "streamProvider": "YOUTUBE",
-    "videoId": "dQw4w9WgXcQ",
-}
 DEFAULTS = Settings()
 
 
