@@ -45,10 +45,10 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.db import UNAVAILABLE_ERRORS, Database
 from shared.jobs import (
-    FAILURE,
     STARTED,
     SUCCESS,
     TERMINAL,
+    fail_task,
     release_recompute,
     update_task,
 )
@@ -715,7 +715,9 @@ async def _recompute_event(
         return result
     except Exception as err:
         if not isinstance(err, UNAVAILABLE_ERRORS):
-            await update_task(db, task_id, state=FAILURE, error=f"{type(err).__name__}: {err}")
+            # Only a task still running fails: a late error of a run that was taken over never
+            # overwrites the answer another worker already finished.
+            await fail_task(db, task_id, f"{type(err).__name__}: {err}")
             await release_recompute(db, event_id, task_id)
         raise
 
