@@ -46,6 +46,9 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("eventId", ASCENDING)]),
         IndexModel([("receivedAt", ASCENDING)]),
     ],
+    # Personal fields of attendees, one document per (event, user): read, written and erased by
+    # `_id` (eventId:userId) only (shared/identities.py).
+    "attendee_identities": [],
     # Per-session unions and attendee pages are read and written by `_id` only.
     "session_watch": [],
     "session_attendees": [],
@@ -219,6 +222,10 @@ class Database:
     @property
     def registrations(self) -> AsyncIOMotorCollection:
         return self.db.registrations
+
+    @property
+    def attendee_identities(self) -> AsyncIOMotorCollection:
+        return self.db.attendee_identities
 
     @property
     def segment_inbox(self) -> AsyncIOMotorCollection:

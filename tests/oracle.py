@@ -187,3 +187,18 @@ def expected_attendees(
             }
         )
     return rows
+
+
+IDENTITY_FIELDS = ("email", "firstName", "lastName", "ticketId")
+
+
+def listed_attendees(
+    rows: list[dict[str, Any]], identities: dict[str, dict[str, str]] | None = None
+) -> list[dict[str, Any]]:
+    """Rows as the attendee list answers them by default: identities joined (null when unknown),
+    most attended seconds first, ties by userId."""
+    identities = identities or {}
+    joined = [
+        {**row, **{k: identities.get(row["userId"], {}).get(k) for k in IDENTITY_FIELDS}} for row in rows
+    ]
+    return sorted(joined, key=lambda row: (-row["attendedSeconds"], row["userId"]))

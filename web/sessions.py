@@ -1,4 +1,4 @@
-"""Host session routes: the analytics list, one session, its attendees, the CSV, and PUT."""
+"""Host session routes: the analytics list, one session, the CSV, and PUT (attendees: web/attendees.py)."""
 
 from __future__ import annotations
 
@@ -18,15 +18,12 @@ from shared.errors import ServiceError, SessionNotFound, Unavailable
 from shared.logs import request_id_var
 from shared.models import SessionIn, format_utc
 from shared.rules import analytics_available
-from shared.store import attendee_chunk_id, decode_attendee_rows, session_duration, upsert_session
+from shared.store import session_duration, upsert_session
 from web.auth import authenticate_host, bearer_token, hosted_event
 from web.cache import CachedAnswer, ListCache
 from web.contract.common import path_id
 from web.contract.sessions import (
-    Attendee,
-    AttendeeList,
     EventQuery,
-    PageQuery,
     SessionDetail,
     SessionItem,
     SessionList,
@@ -193,38 +190,6 @@ async def _hosted_session(request: web.Request) -> dict[str, Any]:
 async def session_detail(request: web.Request) -> web.Response:
     body = SessionDetail.of(await _hosted_session(request)).body()
     return conditional_json(request, body, etag_of(body))
-
-
-@routes.get("/rest/host/session/{sessionId}/attendee")
-async def session_attendees(request: web.Request) -> web.Response:
-    doc = await _hosted_session(request)
-    page = PageQuery.parse(request)
-    total = int(doc.get("attendeeRows", 0))
-    rows = await _attendee_rows(request, doc, page.skip, min(page.skip + page.size, total))
-    return AttendeeList(recordsTotal=total, page=page.page, size=page.size, data=rows).response()
-
-
-async def _attendee_rows(request: web.Request, doc: dict[str, Any], first: int, last: int) -> list[Attendee]:
-    """Rows [first, last) from the chunks the range overlaps, of the generation the session
-    document points to, each looked up by `_id`."""
-    if first >= last:
-        return []
-    chunk_rows = int(doc.get("attendeeChunkRows") or 1000)
-    numbers = range(first // chunk_rows, (last - 1) // chunk_rows + 1)
-    chunk_ids = [attendee_chunk_id(doc["_id"], doc.get("rollupGen"), n) for n in numbers]
-    attendees = request.app[DB].session_attendees
-    chunks = await asyncio.gather(*(attendees.find_one({"_id": chunk_id}) for chunk_id in chunk_ids))
-    rows: list[Attendee] = []
-    for n, chunk in zip(numbers, chunks, strict=True):
-        offset = n * chunk_rows
-        for i, row in enumerate(decode_attendee_rows(chunk) if chunk else ()):
-            if first <= offset + i < last:
-                rows.append(_attendee(row))
-    return rows
-
-
-def _attendee(row: dict[str, Any]) -> Attendee:
-    return Attendee.model_validate({name: row[name] for name in Attendee.model_fields})
 
 
 CSV_COLUMNS = (

@@ -1,4 +1,4 @@
-"""Host session routes: the list query, the session list and detail, attendees, PUT's answer."""
+"""Host session routes: the list query, the session list and detail, PUT's answer."""
 
 from __future__ import annotations
 
@@ -195,24 +195,3 @@ class SessionDetail(SessionItem):
         }
         fields = _item_fields(doc, expand) | {"eventId": doc["eventId"], "videoId": doc.get("videoId")}
         return cls.model_validate(fields | split)
-
-
-class Attendee(Answer):
-    """One registered or attending user of a session."""
-
-    userId: Id
-    attended: bool = Field(description="Whether attended time > 0.")
-    attendedSeconds: Seconds = Field(description="Union of the user's segments over both modes.")
-    liveSeconds: Seconds
-    recordingSeconds: Seconds
-    engagement: Percent | None = Field(description="min(attended / duration, 1) * 100; null without one.")
-    registeredAt: UtcTime | None = Field(description="When the user registered; null when not registered.")
-
-
-class AttendeeList(Answer):
-    """One page of a session's attendees, ordered by userId."""
-
-    recordsTotal: Count = Field(description="Registered or attending users of the session.")
-    page: Count
-    size: Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)]
-    data: list[Attendee] = Field(max_length=MAX_PAGE_SIZE)
