@@ -93,15 +93,15 @@ OPERATIONS: tuple[Operation, ...] = (
               SESSION_ERRORS, example={"sessionId": "s1"}),
     Operation("GET", "/rest/host/session/{sessionId}/attendee", "sessionAttendees", "attendees",
               "A session's attendees", Who.HOST, {200: Reply("A page of attendees.", attendees.AttendeeList)},
-              SESSION_ERRORS, query=attendees.AttendeeQuery, example={"sessionId": "s1", "page": 0, "size": 50}),
+              SESSION_ERRORS, query=attendees.AttendeeQuery, example={"sessionId": "s1", "size": 50}),
     Operation("GET", "/rest/host/session/{sessionId}/attendee/csv", "sessionAttendeesCsv", "attendees",
               "A session's attendees as CSV", Who.HOST, {200: Reply("Every row the list would give, in its "
               "order, streamed; empty cells are nulls.", media="text/csv", headers=("Content-Disposition",))},
               SESSION_ERRORS, query=attendees.AttendeeOrder, example={"sessionId": "s1"}),
     Operation("DELETE", "/rest/host/event/{eventId}/attendee/{userId}", "eraseAttendee", "attendees",
               "Erase an attendee's personal fields", Who.HOST, {204: Reply("Erased, or nothing was stored.")},
-              EVENT_ERRORS, example={"eventId": "ev1", "userId": "u1"}, description="Removes the user's email, "
-              "names and ticketId for the event from everything stored; every number stays. Idempotent."),
+              EVENT_ERRORS, example={"eventId": "ev1", "userId": "u1"}, description="Removes the user's "
+              "email, names and ticketId for the event from everything stored; numbers stay. Idempotent."),
     Operation("PUT", "/rest/host/session/{sessionId}", "putSession", "sessions", "Create or update a session",
               Who.HOST,
               {200: Reply("Updated; the session as the list shows it.", sessions.SessionItem),
