@@ -19,8 +19,16 @@ from web.contract.common import (
 )
 from web.contract.sessions import PageQuery
 
-SORT_KEYS = ("attendedSeconds", "engagement", "lastName", "registeredAt")
-AttendeeSort = Literal[tuple(form for key in SORT_KEYS for form in (key, "-" + key))]  # type: ignore[valid-type]
+AttendeeSort = Literal[
+    "attendedSeconds",
+    "-attendedSeconds",
+    "engagement",
+    "-engagement",
+    "lastName",
+    "-lastName",
+    "registeredAt",
+    "-registeredAt",
+]
 SORT_TEXT = (
     "`attendedSeconds`, `engagement`, `lastName` (case-insensitive) or `registeredAt`; a leading `-` "
     "sorts descending. Rows without a value (no name, no registration) come last either way; ties go "
