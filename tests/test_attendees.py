@@ -58,10 +58,14 @@ PEOPLE: dict[str, tuple[dict[str, str] | None, bool, float]] = {
 
 @pytest.fixture
 async def world(client, database, settings, monkeypatch) -> dict[str, Any]:
-    """ev1's session s1 (600 s video) with PEOPLE registered and watching, rolled up; s2 empty."""
     cheap_password_hashing(monkeypatch)
+    return await ingest_world(client, database, settings)
+
+
+async def ingest_world(client: Any, database: Any, settings: Any, title: str | None = None) -> dict[str, Any]:
+    """ev1's session s1 (600 s video) with PEOPLE registered and watching, rolled up; s2 empty."""
     await seed_world(database)
-    await add_session(database, "s1", numbers={"duration": DURATION})
+    await add_session(database, "s1", title=title, numbers={"duration": DURATION})
     await add_session(database, "s2")
     await add_session(database, "s9", "ev2")
     key = await ingest_headers(database, ["ev1", "ev2"])

@@ -165,9 +165,12 @@ async def test_a_host_signs_in_picks_the_event_and_reads_its_sessions_in_a_real_
             assert values["Watch time"] == "10.0 h" and values["Live vs recording"] == "75 % live"
             # No viewers route on this server yet: the chart section stays hidden.
             await expect(page.locator("#attendee-panel")).to_be_visible()
-            # Today's attendee route neither filters nor streams a CSV: no controls that would lie.
-            await expect(page.locator("#attendee-search")).to_be_hidden()
-            await expect(page.locator("#attendee-csv")).to_be_hidden()
+            await expect(page.locator("#attendee-search")).to_be_visible()
+            await expect(page.locator("#attendee-csv")).to_be_visible()
+            # Numbers stored without attendee rows (as this test seeds them): not "nobody registered".
+            await expect(page.locator("#attendee-rows")).to_contain_text(
+                "The attendee list is being prepared"
+            )
             await expect(page.locator("#viewers-panel")).to_be_hidden()
             await page.screenshot(path=SCREENSHOTS / "session.png", full_page=True)
 
@@ -266,3 +269,77 @@ async def test_the_page_and_its_assets_come_from_the_app_with_a_strict_policy(
     assert "MIT License" in await (await client.get("/host/assets/uPlot.LICENSE")).text()
     assert (await client.get("/host/assets/index.html")).status == 404
     assert (await client.get("/host/assets/vendor")).status == 404
+
+
+@pytest.mark.parametrize("store_kind", ["real"])
+async def test_a_host_finds_attendees_by_name_sorts_them_and_downloads_what_is_shown(
+    aiohttp_client: Any, settings: Settings, database: Database, task_queue: Any
+) -> None:
+    """Registrations with identities and watch segments posted through ingestion and rolled up;
+    the attendee table shows names, searches and sorts through the API, and its CSV follows."""
+    from tests.test_attendees import PEOPLE, ingest_world
+
+    client = await app_client(aiohttp_client, settings, database, task_queue)
+    await ingest_world(client, database, settings, title="Opening Keynote")
+    await asyncio.to_thread(SCREENSHOTS.mkdir, parents=True, exist_ok=True)
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=chromium_path())
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda err: errors.append(str(err)))
+            await page.goto(str(client.make_url("/host/")))
+            await page.fill("#login-email", "eventadmin@example.com")
+            await page.fill("#login-password", "correct horse battery")
+            await page.click("#login-submit")
+            await page.click("text=Opening Keynote")
+            rows = page.locator("#attendee-rows tr")
+            await expect(rows).to_have_count(len(PEOPLE))
+            names = page.locator("#attendee-rows tr td:first-child")
+            # Longest watch first: u06 gave only an email, so its id stands in for a name.
+            assert await names.all_inner_texts() == [
+                "u06", "Ada Lovelace", "Grace Hopper", "u04", "=HYPERLINK(1) de Vries", "Alan Turing"
+            ]  # fmt: skip
+            first = await rows.nth(1).locator("td").all_inner_texts()
+            assert first[1:4] == ["ada@example.com", "T-1", "5 min 00 s"]
+            await expect(page.locator("#attendee-page-info")).to_have_text("Page 1 of 1 · 6 attendees")
+            await page.screenshot(path=SCREENSHOTS / "attendees.png", full_page=True)
+
+            await page.select_option("#attendee-sort", "lastName")
+            await expect(names.first).to_have_text("=HYPERLINK(1) de Vries")
+            assert await names.all_inner_texts() == [
+                "=HYPERLINK(1) de Vries", "Grace Hopper", "Ada Lovelace", "Alan Turing", "u04", "u06"
+            ]  # fmt: skip
+            await page.fill("#attendee-search", "EXAMPLE.COM")
+            await expect(rows).to_have_count(4)
+            assert await names.all_inner_texts() == [
+                "=HYPERLINK(1) de Vries",
+                "Ada Lovelace",
+                "Alan Turing",
+                "u06",
+            ]
+            await expect(page.locator("#attendee-page-info")).to_have_text("Page 1 of 1 · 4 attendees")
+
+            async with page.expect_download() as download_info:
+                await page.click("#attendee-csv")
+            download = await download_info.value
+            assert download.suggested_filename == "attendees-s1.csv"
+            with open(await download.path(), encoding="utf-8") as saved:
+                lines = saved.read().splitlines()
+            # The rows on the screen, in their order; the formula-looking name made harmless.
+            assert [line.split(",")[0] for line in lines[1:]] == ["u05", "u01", "u03", "u06"]
+            assert lines[1].startswith("u05,'=HYPERLINK(1),de Vries,eve@example.com,'-1,")
+
+            await page.fill("#attendee-search", "nobody-like-this")
+            await expect(page.locator("#attendee-rows")).to_have_text(
+                'No attendee\'s name or email contains "nobody-like-this".'
+            )
+            await page.fill("#attendee-search", "")
+            await expect(rows).to_have_count(len(PEOPLE))
+            await page.set_viewport_size({"width": 390, "height": 844})
+            await page.wait_for_timeout(400)
+            await page.locator("#attendee-panel").scroll_into_view_if_needed()
+            await page.screenshot(path=SCREENSHOTS / "attendees-phone.png", full_page=True)
+            assert errors == []
+        finally:
+            await browser.close()

@@ -38,7 +38,7 @@
     sessionQuery: { page: 0, sort: "startTime", search: "", format: "" },
     sessionPage: null,
     session: null,
-    attendeeQuery: { page: 0, search: "" },
+    attendeeQuery: { page: 0, search: "", sort: "-attendedSeconds" },
     charts: [],
   };
 
@@ -418,8 +418,7 @@
       return;
     }
     state.session = detail;
-    state.attendeeQuery = { page: 0, search: "" };
-    $("attendee-search").value = "";
+    resetAttendeeQuery();
     renderDetail(detail);
     await Promise.all([loadViewers(detail), loadAttendees(), probeAttendeeCsv(detail)]);
   }
@@ -555,7 +554,7 @@
   async function loadAttendees() {
     const session = state.session;
     const q = state.attendeeQuery;
-    const params = { page: q.page, size: ATTENDEE_PAGE_SIZE, searchString: q.search };
+    const params = { page: q.page, size: ATTENDEE_PAGE_SIZE, searchString: q.search, sort: q.sort };
     let answer;
     try {
       answer = await getJson(`/rest/host/session/${encodeURIComponent(session.sessionId)}/attendee?${query(params)}`);
@@ -573,6 +572,7 @@
     // Search is offered once the route filters (its answer then counts `recordsFiltered`, like
     // the session list); before that a search box would silently show everyone.
     $("attendee-search").closest("label").hidden = !("recordsFiltered" in answer);
+    $("attendee-sort").closest("label").hidden = !("recordsFiltered" in answer);
     const rows = answer.data.map((a) => {
       const name = [a.firstName, a.lastName].filter(Boolean).join(" ");
       return el(
@@ -581,7 +581,7 @@
         el("td", { text: name || a.userId }),
         el("td", { text: a.email || "—" }),
         el("td", { text: a.ticketId || "—" }),
-        el("td", { text: a.attended ? "yes" : "no" }),
+        el("td", { className: "num", text: a.attended ? watch(a.attendedSeconds) : "did not attend" }),
         el("td", { className: "num", text: watch(a.liveSeconds) }),
         el("td", { className: "num", text: watch(a.recordingSeconds) }),
         el("td", { className: "num", text: percent(a.engagement) }),
@@ -589,7 +589,7 @@
       );
     });
     if (!rows.length) {
-      const empty = answer.recordsTotal === 0 ? "Nobody has registered or attended yet." : "No attendee matches.";
+      const empty = emptyAttendeesText(answer, session);
       rows.push(el("tr", {}, el("td", { colspan: "8", text: empty })));
     }
     labelCells("attendee-table", rows);
@@ -599,6 +599,36 @@
     $("attendee-page-info").textContent = `Page ${answer.page + 1} of ${pages} · ${count(total)} attendees`;
     $("attendee-prev").disabled = answer.page === 0;
     $("attendee-next").disabled = answer.page + 1 >= pages;
+  }
+
+  function resetAttendeeQuery() {
+    state.attendeeQuery = { page: 0, search: "", sort: "-attendedSeconds" };
+    $("attendee-search").value = "";
+    $("attendee-sort").value = state.attendeeQuery.sort;
+  }
+
+  // Why the table is empty, in words that agree with the numbers above it: the list and the counts
+  // come from the same rollup, so counts without rows mean the rows are not written yet.
+  function emptyAttendeesText(answer, session) {
+    if (answer.recordsTotal > 0) return `No attendee's name or email contains "${state.attendeeQuery.search}".`;
+    if (session.registeredUserCount > 0 || session.attendeeCount > 0) {
+      return "The attendee list is being prepared; it appears after the next update of the numbers.";
+    }
+    return "Nobody has registered or attended yet.";
+  }
+
+  function attendeeQueryChanged(change) {
+    state.attendeeQuery = { ...state.attendeeQuery, page: 0, ...change };
+    loadAttendees();
+  }
+
+  function downloadAttendeeCsv() {
+    const id = state.session.sessionId;
+    const q = state.attendeeQuery;
+    const params = { searchString: q.search, sort: q.sort };
+    download(`/rest/host/session/${encodeURIComponent(id)}/attendee/csv?${query(params)}`, `attendees-${id}.csv`).catch((err) =>
+      say(`The CSV could not be downloaded: ${err.message}`),
+    );
   }
 
   async function probeAttendeeCsv(detail) {
@@ -662,13 +692,8 @@
       e.preventDefault();
       location.hash = query({ event: state.event ? state.event.eventId : "" });
     });
-    $("attendee-search").addEventListener(
-      "input",
-      debounce((e) => {
-        state.attendeeQuery = { page: 0, search: e.target.value.trim() };
-        loadAttendees();
-      }, 250),
-    );
+    $("attendee-search").addEventListener("input", debounce((e) => attendeeQueryChanged({ search: e.target.value.trim() }), 250));
+    $("attendee-sort").addEventListener("change", (e) => attendeeQueryChanged({ sort: e.target.value }));
     $("attendee-prev").addEventListener("click", () => {
       state.attendeeQuery.page -= 1;
       loadAttendees();
@@ -677,12 +702,7 @@
       state.attendeeQuery.page += 1;
       loadAttendees();
     });
-    $("attendee-csv").addEventListener("click", () => {
-      const id = state.session.sessionId;
-      download(`/rest/host/session/${encodeURIComponent(id)}/attendee/csv`, `attendees-${id}.csv`).catch((err) =>
-        say(`The CSV could not be downloaded: ${err.message}`),
-      );
-    });
+    $("attendee-csv").addEventListener("click", downloadAttendeeCsv);
     window.addEventListener("hashchange", route);
     window.addEventListener(
       "resize",
