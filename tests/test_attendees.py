@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 from bson import Binary
+from pymongo import monitoring
 
 from tests import oracle
 from tests.seed import (
@@ -25,6 +26,7 @@ from tests.seed import (
     seed_world,
     watch_segment,
 )
+from tests.test_rollup_queries import CommandLog
 from worker.rollup import rollup_pending
 
 REGISTRATIONS = "/rest/events/ev1/registrations"
@@ -404,3 +406,60 @@ async def test_only_hosts_of_the_event_may_erase(client, database, world):
     bad = await client.delete("/rest/host/event/ev1/attendee/u%2001", headers=world["host"])
     assert await error_of(bad) == (400, "400")
     assert await database.attendee_identities.count_documents({"userId": "u01"}) == 1
+
+
+# --- what a page costs ------------------------------------------------------------------------
+
+_SENT = CommandLog()  # its own listener: the one of test_rollup_queries counts only its own tests
+
+
+@pytest.fixture(scope="session")
+def commands_sent() -> CommandLog:
+    """Registered once, for every client created from then on."""
+    monitoring.register(_SENT)
+    return _SENT
+
+
+@pytest.mark.parametrize("store_kind", ["real"])
+async def test_a_page_reads_the_rows_once_and_the_identities_of_its_users_once(
+    commands_sent,
+    client,
+    database,
+    settings,
+    monkeypatch,
+):
+    """Proven from the commands sent (PyMongo command monitoring): a page of 2,500 attendees
+    reads the session's row chunks in one command and joins identities for its 50 users in one
+    more; a search reads the identities of every row, 1,000 per command."""
+    cheap_password_hashing(monkeypatch)
+    await seed_world(database)
+    await add_session(database, "s1")
+    key = await ingest_headers(database, ["ev1"])
+    users = [f"p{n:04d}" for n in range(2500)]
+    for start in range(0, len(users), 1000):
+        items = [
+            {**registration("s1", user), "firstName": "Pat", "lastName": f"Number {user}"}
+            for user in users[start : start + 1000]
+        ]
+        assert (await (await client.post(REGISTRATIONS, json=items, headers=key)).json())["accepted"] == len(
+            items
+        )
+    await rollup_pending(database, settings)
+    host = await login(client, "event_admin")
+    await get_json(client, ATTENDEES, host)  # the token and the event are cached from now on
+
+    def finds(commands: list[tuple[str, dict[str, Any]]], collection: str) -> list[dict[str, Any]]:
+        return [c for name, c in commands if name == "find" and c["find"] == collection]
+
+    with commands_sent.recording(settings.mongodb_database_name) as commands:
+        body = await get_json(client, f"{ATTENDEES}?page=3&size=50&sort=registeredAt", host)
+    assert [row["lastName"] for row in body["data"]][:2] == ["Number p0150", "Number p0151"]
+    assert len(finds(commands, "session_attendees")) == 1
+    (identities,) = finds(commands, "attendee_identities")
+    assert sorted(identities["filter"]["_id"]["$in"]) == [f"ev1:p{n:04d}" for n in range(150, 200)]
+    assert {name for name, _ in commands} <= {"find", "getMore"}
+
+    with commands_sent.recording(settings.mongodb_database_name) as commands:
+        body = await get_json(client, f"{ATTENDEES}?searchString=number%20p24&size=500", host)
+    assert body["recordsFiltered"] == 100
+    assert len(finds(commands, "attendee_identities")) == 3
