@@ -31,7 +31,7 @@ Identities = dict[str, dict[str, Any]]
 async def _hosted_session(request: web.Request) -> dict[str, Any]:
     principal = await authenticate_host(request)
     session_id = path_id(request, "sessionId")
-    doc = await request.app[DB].sessions.find_one({"_id": session_id})
+    doc: dict[str, Any] | None = await request.app[DB].sessions.find_one({"_id": session_id})
     if doc is None:
         raise SessionNotFound(f"no session {session_id}")
     await hosted_event(request, principal, doc["eventId"])
