@@ -26,6 +26,7 @@ routes = web.RouteTableDef()
 CSV_BATCH = 500  # rows per write of the CSV, and per identity read behind it
 Row = dict[str, Any]
 Identities = dict[str, dict[str, Any]]
+ATTENDEE_FIELDS = tuple(Attendee.model_fields)
 
 
 async def _hosted_session(request: web.Request) -> dict[str, Any]:
@@ -104,8 +105,10 @@ async def _with_identities(
     attendees = []
     for row in rows:
         identity = known.get(row["userId"]) or {}
-        fields = {name: identity.get(name) for name in IDENTITY_FIELDS}
-        attendees.append(Attendee.model_validate({**row, **fields}))
+        fields = {
+            name: identity.get(name) if name in IDENTITY_FIELDS else row[name] for name in ATTENDEE_FIELDS
+        }
+        attendees.append(Attendee.model_validate(fields))
     return attendees
 
 
