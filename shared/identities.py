@@ -101,7 +101,8 @@ async def _find(db: Database, ids: list[str], projection: dict[str, int] | None)
     found: list[dict[str, Any]] = []
     for start in range(0, len(ids), READ_BULK):
         part = ids[start : start + READ_BULK]
-        found += await db.attendee_identities.find({"_id": {"$in": part}}, projection).to_list(None)
+        cursor = db.attendee_identities.find({"_id": {"$in": part}}, projection).batch_size(len(part))
+        found += await cursor.to_list(None)
     return found
 
 
