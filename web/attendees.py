@@ -23,7 +23,7 @@ from web.keys import DB
 from web.sessions import _csv_safe
 
 routes = web.RouteTableDef()
-CSV_BATCH = 500  # rows per write of the CSV, and per identity read behind it
+CSV_BATCH = 2000  # rows per write of the CSV, and per identity read behind it
 Row = dict[str, Any]
 Identities = dict[str, dict[str, Any]]
 ATTENDEE_FIELDS = tuple(Attendee.model_fields)
