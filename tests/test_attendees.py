@@ -292,6 +292,27 @@ async def test_csv_cells_never_start_a_formula(client, world):
     assert rows["u04"][1:5] == ["", "", "", ""]
 
 
+@pytest.mark.parametrize(
+    ("accept", "status"),
+    [
+        ("application/json", 406),
+        ("text/csv;q=0, */*", 406),
+        ("text/html, application/xhtml+xml", 406),
+        ("text/csv", 200),
+        ("text/*", 200),
+        ("*/*", 200),
+        ("application/json;q=0.9, text/csv;q=0.1", 200),
+        ("", 200),
+    ],
+)
+async def test_csv_answers_406_when_accept_excludes_csv(client, world, accept, status):
+    response = await client.get(f"{ATTENDEES}/csv", headers={**world["host"], "Accept": accept})
+    if status == 406:
+        assert await error_of(response) == (406, "406")
+    else:
+        assert response.status == 200 and response.content_type == "text/csv"
+
+
 async def test_csv_of_an_empty_session_is_its_header(client, world):
     response = await client.get("/rest/host/session/s2/attendee/csv", headers=world["host"])
     assert (await response.text()).count("\r\n") == 1

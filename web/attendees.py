@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -13,14 +11,13 @@ from aiohttp import web
 from shared.db import Database
 from shared.errors import SessionNotFound
 from shared.identities import erase_identity, identities_of
-from shared.logs import request_id_var
 from shared.models import IDENTITY_FIELDS
 from shared.store import attendee_chunk_id, decode_attendee_rows
 from web.auth import authenticate_host, hosted_event
 from web.contract.attendees import Attendee, AttendeeList, AttendeeOrder, AttendeeQuery
 from web.contract.common import path_id
+from web.csvio import csv_text, require_csv, stream_csv
 from web.keys import DB
-from web.sessions import _csv_safe
 
 routes = web.RouteTableDef()
 CSV_BATCH = 2000  # rows per write of the CSV, and per identity read behind it
@@ -138,59 +135,37 @@ CSV_COLUMNS = (
 )
 
 
-def csv_line(attendee: Attendee) -> list[str]:
-    """One attendee as a CSV row: text cells made safe from spreadsheet formulas, blanks for nulls."""
+def csv_line(attendee: Attendee) -> list[Any]:
+    """One attendee as a CSV row: text cells made safe from spreadsheet formulas (csv_cell makes
+    nulls blank and seconds two decimals)."""
     a = attendee
     texts = (a.userId, a.firstName, a.lastName, a.email, a.ticketId)
-    numbers = (a.attendedSeconds, a.liveSeconds, a.recordingSeconds, a.engagement)
-    registered = a.model_dump(mode="json")["registeredAt"]
     return [
-        *(_csv_safe(text or "") for text in texts),
+        *(csv_text(text or "") for text in texts),
         "yes" if a.attended else "no",
-        *("" if n is None else f"{n:.2f}" for n in numbers),
-        registered or "",
+        float(a.attendedSeconds),
+        float(a.liveSeconds),
+        float(a.recordingSeconds),
+        a.engagement,
+        a.model_dump(mode="json")["registeredAt"],
     ]
-
-
-def _batches(rows: list[Row]) -> Iterator[list[Row]]:
-    for start in range(0, len(rows), CSV_BATCH):
-        yield rows[start : start + CSV_BATCH]
 
 
 @routes.get("/rest/host/session/{sessionId}/attendee/csv")
 async def session_attendees_csv(request: web.Request) -> web.StreamResponse:
+    """The list's rows (same search, same order), all of them, streamed a batch at a time."""
+    require_csv(request)
     session = await _hosted_session(request)
     order = AttendeeOrder.parse(request)
     _, rows, known = await _ordered_rows(request, session, order)
     db, event_id = request.app[DB], session["eventId"]
-    batches = _batches(rows)
-    first = await _with_identities(db, event_id, next(batches, []), known)  # errors: still an envelope
-    response = web.StreamResponse(headers=_csv_headers(session["_id"]))
-    await response.prepare(request)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    attendees = first
-    while True:
-        writer.writerows(csv_line(attendee) for attendee in attendees)
-        await response.write(buffer.getvalue().encode())
-        buffer.seek(0)
-        buffer.truncate()
-        batch = next(batches, None)
-        if batch is None:
-            break
-        attendees = await _with_identities(db, event_id, batch, known)
-    await response.write_eof()
-    return response
+    batches = (rows[start : start + CSV_BATCH] for start in range(0, len(rows), CSV_BATCH))
 
+    async def more() -> list[list[Any]]:
+        return [csv_line(a) for a in await _with_identities(db, event_id, next(batches, []), known)]
 
-def _csv_headers(session_id: str) -> dict[str, str]:
-    return {
-        "Content-Type": "text/csv; charset=utf-8",
-        "Content-Disposition": f'attachment; filename="attendees-{session_id}.csv"',
-        # Sent with the first byte: the middleware's own header would come too late here.
-        "X-Request-Id": request_id_var.get() or "",
-    }
+    first = await more()  # errors here still get the envelope
+    return await stream_csv(request, f"attendees-{session['_id']}.csv", CSV_COLUMNS, first, more)
 
 
 @routes.delete("/rest/host/event/{eventId}/attendee/{userId}")

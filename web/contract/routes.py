@@ -97,7 +97,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/rest/host/session/{sessionId}/attendee/csv", "sessionAttendeesCsv", "attendees",
               "A session's attendees as CSV", Who.HOST, {200: Reply("Every row the list would give, in its "
               "order, streamed; empty cells are nulls.", media="text/csv", headers=("Content-Disposition",))},
-              SESSION_ERRORS, query=attendees.AttendeeOrder, example={"sessionId": "s1"}),
+              (*SESSION_ERRORS, e.NotAcceptable), query=attendees.AttendeeOrder, example={"sessionId": "s1"}),
     Operation("DELETE", "/rest/host/event/{eventId}/attendee/{userId}", "eraseAttendee", "attendees",
               "Erase an attendee's personal fields", Who.HOST, {204: Reply("Erased, or nothing was stored.")},
               EVENT_ERRORS, example={"eventId": "ev1", "userId": "u1"}, description="Removes the user's "
