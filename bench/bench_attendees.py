@@ -132,9 +132,7 @@ async def main(sizes: list[int], requests: int) -> None:
         port = free_port()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         print(f"machine: {machine_line()}, FerretDB {FERRETDB_VERSION} (SQLite)")
-        print(
-            f"{requests} sequential requests per case; ms; commands: database commands per request\n"
-        )
+        print(f"{requests} sequential requests per case; ms; commands: database commands per request\n")
         print(f"{'attendees':>9}  {'case':<34} {'p50':>8} {'p99':>8} {'commands':>9} {'errors':>7}")
         async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
             async with http.post("/rest/u/login", json={"username": EMAIL, "password": PASSWORD}) as r:
