@@ -99,7 +99,8 @@ def _identity(u: int) -> dict[str, str]:
     }
 
 
-def _interval(begins: datetime, start_s: float, end_s: float) -> tuple[str, str]:
+def _interval(begins: datetime, start_s: float, end_s: float) -> tuple[str | None, str | None]:
+    """Seconds from the session's start as the times a segment carries, whole seconds."""
     return format_utc(begins + timedelta(seconds=round(start_s))), format_utc(
         begins + timedelta(seconds=round(end_s))
     )
