@@ -24,12 +24,14 @@ CSV_BATCH = 2000  # rows per write of the CSV, and per identity read behind it
 Row = dict[str, Any]
 Identities = dict[str, dict[str, Any]]
 ATTENDEE_FIELDS = tuple(Attendee.model_fields)
+# What the attendee routes read of a session: where its rows are (not its numbers or series).
+_SESSION_FIELDS = {"eventId": 1, "rollupGen": 1, "attendeeRows": 1, "attendeeChunkRows": 1}
 
 
 async def _hosted_session(request: web.Request) -> dict[str, Any]:
     principal = await authenticate_host(request)
     session_id = path_id(request, "sessionId")
-    doc: dict[str, Any] | None = await request.app[DB].sessions.find_one({"_id": session_id})
+    doc: dict[str, Any] | None = await request.app[DB].sessions.find_one({"_id": session_id}, _SESSION_FIELDS)
     if doc is None:
         raise SessionNotFound(f"no session {session_id}")
     await hosted_event(request, principal, doc["eventId"])
