@@ -596,7 +596,8 @@
     $("attendee-rows").replaceChildren(...rows);
     const total = answer.recordsFiltered ?? answer.recordsTotal;
     const pages = Math.max(1, Math.ceil(total / ATTENDEE_PAGE_SIZE));
-    $("attendee-page-info").textContent = `Page ${answer.page + 1} of ${pages} · ${count(total)} attendees`;
+    const preparing = answer.recordsTotal === 0 && (session.registeredUserCount > 0 || session.attendeeCount > 0);
+    $("attendee-page-info").textContent = preparing ? "" : `Page ${answer.page + 1} of ${pages} · ${count(total)} attendees`;
     $("attendee-prev").disabled = answer.page === 0;
     $("attendee-next").disabled = answer.page + 1 >= pages;
   }
