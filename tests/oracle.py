@@ -201,4 +201,5 @@ def listed_attendees(
     joined = [
         {**row, **{k: identities.get(row["userId"], {}).get(k) for k in IDENTITY_FIELDS}} for row in rows
     ]
-    return sorted(joined, key=lambda row: (-row["attendedSeconds"], row["userId"]))
+    # Stored seconds are whole milliseconds: rounded so, equal times tie as they do when stored.
+    return sorted(joined, key=lambda row: (-round(row["attendedSeconds"], 3), row["userId"]))
