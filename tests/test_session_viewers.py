@@ -233,3 +233,35 @@ async def test_the_route_checks_the_host_like_every_session_route(client, databa
     )
     keys = await ingest_headers(database, ["berlin"])
     assert await error_of(await client.get("/rest/host/session/talk/viewers", headers=keys)) == (403, "403")
+
+
+async def test_a_new_event_zone_recounts_the_recording_days_and_the_local_times(
+    client, database, settings, host
+):
+    # 23:30 UTC on 26 October is already the 27th in Berlin.
+    late = {
+        "segmentId": "late",
+        "sessionId": "talk",
+        "userId": "u1",
+        "mode": "RECORDING",
+        "start": "2024-10-26T23:30:00Z",
+        "end": "2024-10-26T23:40:00Z",
+    }
+    await post(client, database, [late])
+    await rollup_pending(database, settings)
+    assert (await viewers(client, host, "talk"))["recording"]["days"] == [
+        {"date": "2024-10-27", "viewers": 1}
+    ]
+
+    async def first_item() -> dict[str, Any]:
+        listed = await client.get("/rest/host/session/analytics", params={"eventId": "berlin"}, headers=host)
+        return (await listed.json())["data"][0]
+
+    assert (await first_item())["startTimeLocal"] == "2024-05-01T11:00:30+02:00"  # cached now
+    await create_event(database, "berlin", "org1", "Berlin Summit", "UTC")
+    await rollup_pending(database, settings)
+    assert (await viewers(client, host, "talk"))["recording"]["days"] == [
+        {"date": "2024-10-26", "viewers": 1}
+    ]
+    item = await first_item()
+    assert (item["timeZone"], item["startTimeLocal"]) == ("UTC", "2024-05-01T09:00:30+00:00")
