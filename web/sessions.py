@@ -205,13 +205,17 @@ async def _hosted_session_and_event(
     return doc, await hosted_event(request, principal, doc["eventId"])
 
 
+# Every field but the viewers series (up to 1,440 counts), which only its own route reads.
+_WITHOUT_VIEWERS = {"viewers": 0}
+
+
 async def _hosted_session(request: web.Request) -> dict[str, Any]:
-    return (await _hosted_session_and_event(request))[0]
+    return (await _hosted_session_and_event(request, _WITHOUT_VIEWERS))[0]
 
 
 @routes.get("/rest/host/session/{sessionId}/analytics")
 async def session_detail(request: web.Request) -> web.Response:
-    doc, event = await _hosted_session_and_event(request, {"viewers": 0})
+    doc, event = await _hosted_session_and_event(request, _WITHOUT_VIEWERS)
     body = SessionDetail.of(doc, zone=event_zone(event)).body()
     return conditional_json(request, body, etag_of(body))
 
@@ -305,7 +309,12 @@ async def session_csv(request: web.Request) -> web.StreamResponse:
     query = SessionFilterQuery.parse(request)
     event = await hosted_event(request, principal, query.eventId)
     zone = event_zone(event)
-    cursor = request.app[DB].sessions.find(_list_filter(query)).sort(_list_order(query)).batch_size(CSV_BATCH)
+    cursor = (
+        request.app[DB]
+        .sessions.find(_list_filter(query), _WITHOUT_VIEWERS)
+        .sort(_list_order(query))
+        .batch_size(CSV_BATCH)
+    )
 
     async def rows() -> list[list[Any]]:
         return [csv_row(doc, zone) for doc in await cursor.to_list(length=CSV_BATCH)]
