@@ -218,6 +218,10 @@ async def test_the_route_checks_the_host_like_every_session_route(client, databa
     before = await client.get("/rest/host/session/talk/viewers", headers=host)
     assert before.status == 200
     assert (await before.json())["live"] == EMPTY  # never rolled up: nobody watched yet
+    again = await client.get(
+        "/rest/host/session/talk/viewers", headers={**host, "If-None-Match": before.headers["ETag"]}
+    )
+    assert again.status == 304
     assert await error_of(await client.get("/rest/host/session/talk/viewers")) == (401, "401")
     assert await error_of(await client.get("/rest/host/session/talk/viewers", headers=event_admin)) == (
         403,
