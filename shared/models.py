@@ -15,7 +15,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic.json_schema import JsonDict
+from pydantic.config import JsonDict
 
 from shared.rules import FORMATS, PROVIDERS
 
