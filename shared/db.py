@@ -308,5 +308,6 @@ def connect(settings: Settings) -> Database:
         retryWrites=False,
     )
     gate = asyncio.Semaphore(database_slots(settings))
-    gated = cast("AsyncIOMotorDatabase[RawDocument]", _GatedDatabase(client[settings.mongodb_database_name], gate))
+    database = _GatedDatabase(client[settings.mongodb_database_name], gate)
+    gated = cast("AsyncIOMotorDatabase[RawDocument]", database)
     return Database(client, gated, gate=gate)
