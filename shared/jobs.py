@@ -23,7 +23,7 @@ from shared.documents import TaskDoc
 from shared.store import now
 
 if TYPE_CHECKING:
-    from shared.tasks import TaskQueue
+    from shared.tasks import TaskSender
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ async def update_task(db: Database, task_id: str, **fields: object) -> None:
 
 
 async def start_recompute(
-    db: Database, queue: TaskQueue, event_id: str, stale_s: float, pickup_s: float = PICKUP_S
+    db: Database, queue: TaskSender, event_id: str, stale_s: float, pickup_s: float = PICKUP_S
 ) -> tuple[TaskDoc, bool]:
     """The event's running recompute, or a new one handed to the workers; True when new.
 
@@ -204,7 +204,7 @@ class SweepReport:
 
 async def sweep_recomputes(
     db: Database,
-    queue: TaskQueue,
+    queue: TaskSender,
     *,
     stale_s: float,
     pickup_s: float = PICKUP_S,

@@ -50,8 +50,11 @@ def rollup_signal_key(event_id: str) -> str:
     return f"session-analytics:rollup-signal:{event_id}"
 
 
-class TaskQueue(Protocol):
+class TaskSender(Protocol):
     async def enqueue(self, name: TaskName, *, task_id: str, kwargs: TaskKwargs) -> None: ...
+
+
+class TaskQueue(TaskSender, Protocol):
 
     async def enqueue_debounced(
         self, name: TaskName, *, key: str, kwargs: TaskKwargs, delay_s: float
