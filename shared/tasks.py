@@ -55,7 +55,6 @@ class TaskSender(Protocol):
 
 
 class TaskQueue(TaskSender, Protocol):
-
     async def enqueue_debounced(
         self, name: TaskName, *, key: str, kwargs: TaskKwargs, delay_s: float
     ) -> bool: ...
