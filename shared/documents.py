@@ -8,7 +8,7 @@ What the types do pin down is each field's name and the type of its value.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Required, TypedDict
+from typing import Any, Literal, Required, TypedDict
 
 from bson import Binary
 
@@ -198,7 +198,7 @@ class TaskDoc(TypedDict, total=False):
     """`tasks`: a recompute's state, progress and answer, as `GET /rest/host/tasks/{id}` shows it."""
 
     _id: Required[str]
-    kind: str
+    kind: Literal["recompute"]
     eventId: str
     state: str
     progress: TaskProgressDoc

@@ -6,7 +6,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -82,7 +81,7 @@ def _database_ctx(settings: Settings, database: Database | None) -> CleanupConte
 
 def _task_queue_ctx(settings: Settings, task_queue: TaskQueue | None) -> CleanupContext:
     async def task_queue_ctx(app: web.Application) -> AsyncIterator[None]:
-        queue: Any = task_queue or CeleryTaskQueue(settings.redis_url)
+        queue: TaskQueue = task_queue or CeleryTaskQueue(settings.redis_url)
         app[TASKS] = queue
         yield
         if task_queue is None:

@@ -26,6 +26,7 @@ import click
 from pydantic import ValidationError
 
 from shared.db import Database, connect
+from shared.documents import TaskDoc
 from shared.models import SessionIn, describe_validation_error, is_id
 from shared.settings import Settings, get_settings
 from web.cli_errors import configured_urls, describe, one_line, without_credentials
@@ -120,7 +121,7 @@ def _check_redis_url(redis_url: str) -> None:
     from redis.connection import parse_url
 
     try:
-        parse_url(redis_url)
+        parse_url(redis_url)  # type: ignore[no-untyped-call]  # redis leaves this one unannotated
     except ValueError as err:
         raise click.ClickException(f"REDIS_URL {without_credentials(redis_url)} is malformed: {err}") from err
 
@@ -376,7 +377,7 @@ def import_sessions_cmd(file: str) -> None:
     click.echo(f"imported {result.rows} sessions")
 
 
-async def _follow(db: Database, task_id: str) -> dict[str, Any]:
+async def _follow(db: Database, task_id: str) -> TaskDoc:
     """Show a task's progress until it ends: a bar on a terminal, else a line per change."""
     from shared.jobs import PENDING, TERMINAL
 
@@ -418,7 +419,7 @@ async def _follow(db: Database, task_id: str) -> dict[str, Any]:
             bar.render_finish()
 
 
-def _summary(task: dict[str, Any], seconds: float) -> str:
+def _summary(task: TaskDoc, seconds: float) -> str:
     result = task.get("result") or {}
     parts = [f"recompute {task['_id']} {task['state']}"]
     details = []

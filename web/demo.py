@@ -17,7 +17,7 @@ import aiohttp
 from aiohttp import web
 
 from shared.admin import create_event, create_ingest_key, create_user
-from shared.db import connect
+from shared.db import Database, connect
 from shared.logs import configure_logging
 from shared.models import SessionIn, format_utc
 from shared.settings import Settings
@@ -139,7 +139,7 @@ async def run_demo(host: str, port: int, *, check: bool = False) -> None:
             await runner.cleanup()
 
 
-def _in_process_queue(db: Any, settings: Settings) -> InProcessTaskQueue:
+def _in_process_queue(db: Database, settings: Settings) -> InProcessTaskQueue:
     """The worker's tasks, run in this process on this loop."""
 
     async def run_recompute(task_id: str, event_id: str) -> dict[str, Any]:
@@ -164,7 +164,7 @@ def _in_process_queue(db: Any, settings: Settings) -> InProcessTaskQueue:
     )
 
 
-async def _seed(db: Any, settings: Settings, base: str) -> dict[str, Any]:
+async def _seed(db: Database, settings: Settings, base: str) -> dict[str, Any]:
     """The demo's event, host, sessions and attendance; returns the ingest key and keynote start."""
     await create_event(db, EVENT_ID, "demo-organizer", "Demo Conference 2024")
     await create_user(db, ADMIN_EMAIL, ADMIN_PASSWORD, "ORGANIZER_ADMIN", organizer_ids=["demo-organizer"])
@@ -192,7 +192,7 @@ async def _seed(db: Any, settings: Settings, base: str) -> dict[str, Any]:
     return {"ingest_key": key, "keynote_start": start}
 
 
-async def _periodic_jobs(db: Any, settings: Settings) -> None:
+async def _periodic_jobs(db: Database, settings: Settings) -> None:
     """The beat schedule, in process: rollups and duration sync on their intervals."""
     last_sync = 0.0
     loop = asyncio.get_running_loop()

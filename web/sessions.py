@@ -10,10 +10,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from motor.core import AgnosticBaseCursor
 from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import PyMongoError
 
 from shared.access import may_host
+from shared.documents import SessionDoc
 from shared.errors import ServiceError, SessionNotFound, Unavailable
 from shared.logs import request_id_var
 from shared.models import SessionIn, format_utc
@@ -56,7 +58,7 @@ _LIST_FIELDS = {
 }
 
 
-def session_item(doc: dict[str, Any], expand: frozenset[str] = frozenset()) -> SessionItem:
+def session_item(doc: SessionDoc, expand: frozenset[str] = frozenset()) -> SessionItem:
     return SessionItem.of(doc, expand)
 
 
@@ -152,8 +154,8 @@ async def _fresh_list(request: web.Request) -> web.Response:
     return conditional_json(request, cached.body, cached.etag)
 
 
-def _list_filter(query: SessionListQuery) -> dict[str, Any]:
-    filtered: dict[str, Any] = {"eventId": query.eventId}
+def _list_filter(query: SessionListQuery) -> dict[str, object]:
+    filtered: dict[str, object] = {"eventId": query.eventId}
     if query.sessionFormat:
         filtered["format"] = query.sessionFormat
     if query.searchString:
@@ -179,7 +181,7 @@ async def _session_page(request: web.Request, query: SessionListQuery) -> Sessio
     )
 
 
-async def _hosted_session(request: web.Request) -> dict[str, Any]:
+async def _hosted_session(request: web.Request) -> SessionDoc:
     principal = await authenticate_host(request)
     session_id = path_id(request, "sessionId")
     doc = await request.app[DB].sessions.find_one({"_id": session_id})
@@ -204,7 +206,7 @@ async def session_attendees(request: web.Request) -> web.Response:
     return AttendeeList(recordsTotal=total, page=page.page, size=page.size, data=rows).response()
 
 
-async def _attendee_rows(request: web.Request, doc: dict[str, Any], first: int, last: int) -> list[Attendee]:
+async def _attendee_rows(request: web.Request, doc: SessionDoc, first: int, last: int) -> list[Attendee]:
     """Rows [first, last) from the chunks the range overlaps, of the generation the session
     document points to, each looked up by `_id`."""
     if first >= last:
@@ -241,7 +243,7 @@ CSV_COLUMNS = (
 )
 
 
-def _cell(value: Any) -> Any:
+def _cell(value: object) -> object:
     if value is None:
         return ""
     if isinstance(value, float):
@@ -254,9 +256,12 @@ def _csv_safe(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def csv_row(doc: dict[str, Any]) -> list[Any]:
+def csv_row(doc: SessionDoc) -> list[object]:
     available = analytics_available(doc.get("streamProvider"))
-    pick = (lambda key: doc.get(key)) if available else (lambda key: None)
+
+    def pick(key: str) -> object:
+        return doc.get(key) if available else None
+
     return [
         _csv_safe(doc["title"]),
         format_utc(doc.get("startTime")),
@@ -298,7 +303,9 @@ def _csv_headers(event_id: str) -> dict[str, str]:
     }
 
 
-async def _write_csv(response: web.StreamResponse, batch: list[dict[str, Any]], cursor: Any) -> None:
+async def _write_csv(
+    response: web.StreamResponse, batch: list[SessionDoc], cursor: AgnosticBaseCursor[SessionDoc]
+) -> None:
     """The header, then one write per batch of sessions as the cursor gives them."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")

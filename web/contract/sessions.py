@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, ClassVar, Literal, Self
+from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import BeforeValidator, Field
 
 from shared.db import SORT_FIELDS
+from shared.documents import SessionDoc
 from shared.models import SessionFormat, StreamProvider
 from shared.rules import analytics_available
 from shared.store import session_duration
@@ -130,12 +131,12 @@ class SessionItem(Answer):
     watchTime: WatchTime | None = None
 
     @classmethod
-    def of(cls, doc: dict[str, Any], expand: frozenset[str] = frozenset()) -> Self:
+    def of(cls, doc: SessionDoc, expand: frozenset[str] = frozenset()) -> Self:
         """A stored session as the list shows it."""
         return cls.model_validate(_item_fields(doc, expand))
 
 
-def _numbers(doc: dict[str, Any], available: bool) -> dict[str, Any]:
+def _numbers(doc: SessionDoc, available: bool) -> dict[str, float | int | None]:
     """DESIGN §4 rule 7: without analytics from the provider, these numbers are null."""
     return {
         "avgAttendedDuration": doc.get("avgAttendedDuration", 0.0) if available else None,
@@ -144,9 +145,9 @@ def _numbers(doc: dict[str, Any], available: bool) -> dict[str, Any]:
     }
 
 
-def _item_fields(doc: dict[str, Any], expand: frozenset[str]) -> dict[str, Any]:
+def _item_fields(doc: SessionDoc, expand: frozenset[str]) -> dict[str, object]:
     available = analytics_available(doc.get("streamProvider"))
-    fields = {
+    fields: dict[str, object] = {
         "sessionId": doc["_id"],
         "title": doc["title"],
         **{name: doc.get(name) for name in ("startTime", "endTime", "streamProvider", "analyticsUpdatedAt")},
@@ -159,8 +160,10 @@ def _item_fields(doc: dict[str, Any], expand: frozenset[str]) -> dict[str, Any]:
     if "duration" in expand:
         fields["duration"] = session_duration(doc)  # rule 8
     if "watchTime" in expand:
-        watch = doc.get("watchTime") or {}
-        fields["watchTime"] = {key: watch.get(key, 0.0) for key in ("total", "live", "recording")}
+        watch = doc.get("watchTime")
+        fields["watchTime"] = {
+            key: watch.get(key, 0.0) if watch else 0.0 for key in ("total", "live", "recording")
+        }
     return fields
 
 
@@ -185,7 +188,7 @@ class SessionDetail(SessionItem):
     recordingEngagement: Percent | None = Field(description="The same over recording viewers.")
 
     @classmethod
-    def of(cls, doc: dict[str, Any], expand: frozenset[str] = frozenset({"duration", "watchTime"})) -> Self:
+    def of(cls, doc: SessionDoc, expand: frozenset[str] = frozenset({"duration", "watchTime"})) -> Self:
         available = analytics_available(doc.get("streamProvider"))
         split = {
             "avgLiveWatchDuration": doc.get("avgLiveWatch", 0.0) if available else None,
