@@ -65,6 +65,9 @@ def _videos() -> list[FakeVideo]:
     ]
 
 
+Segment = dict[str, str | None]  # a watch segment as ingestion takes it
+
+
 def _attendance(start: datetime) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Registrations and watch segments of 240 demo users, reproducible run to run."""
     rng = random.Random(2024)
@@ -82,23 +85,30 @@ def _attendance(start: datetime) -> tuple[list[dict[str, Any]], list[dict[str, A
                     }
                 )
             if rng.random() < 0.45:
-                mode = "LIVE" if rng.random() < 0.65 else "RECORDING"
-                offset = timedelta(seconds=rng.randint(0, 1800)) + (
-                    timedelta(days=1) if mode == "RECORDING" else timedelta()
-                )
-                for part in range(rng.randint(1, 3)):
-                    seg_start = begins + offset + timedelta(seconds=part * rng.randint(20, 400))
-                    segments.append(
-                        {
-                            "segmentId": f"{session_id}-{user_id}-{part}",
-                            "sessionId": session_id,
-                            "userId": user_id,
-                            "mode": mode,
-                            "start": format_utc(seg_start),
-                            "end": format_utc(seg_start + timedelta(seconds=rng.randint(5, 900))),
-                        }
-                    )
+                segments += _user_segments(rng, session_id, user_id, begins)
     return registrations, segments
+
+
+def _user_segments(rng: random.Random, session_id: str, user_id: str, begins: datetime) -> list[Segment]:
+    """One to three segments of one user, live or (a day later) recording."""
+    mode = "LIVE" if rng.random() < 0.65 else "RECORDING"
+    offset = timedelta(seconds=rng.randint(0, 1800)) + (
+        timedelta(days=1) if mode == "RECORDING" else timedelta()
+    )
+    segments = []
+    for part in range(rng.randint(1, 3)):
+        seg_start = begins + offset + timedelta(seconds=part * rng.randint(20, 400))
+        segments.append(
+            {
+                "segmentId": f"{session_id}-{user_id}-{part}",
+                "sessionId": session_id,
+                "userId": user_id,
+                "mode": mode,
+                "start": format_utc(seg_start),
+                "end": format_utc(seg_start + timedelta(seconds=rng.randint(5, 900))),
+            }
+        )
+    return segments
 
 
 async def _post_batches(http: aiohttp.ClientSession, url: str, key: str, items: list[dict[str, Any]]) -> int:
@@ -253,16 +263,9 @@ def _segment_example(base: str, key: str, keynote_start: datetime) -> list[str]:
     ]
 
 
-def _print_intro(base: str, report: dict[str, Any]) -> None:
-    token = report["token"]
+def _curl_examples(base: str, token: str) -> list[str]:
     curl = 'curl -s -H "Authorization: Bearer $TOKEN"'
-    lines = [
-        "",
-        f"Session Analytics demo is running on {base}",
-        f"  login:    {ADMIN_EMAIL} / {ADMIN_PASSWORD}   (event {EVENT_ID})",
-        f"  docs:     {base}/docs",
-        "",
-        "Try:",
+    return [
         f"  curl -s -X POST {base}/rest/u/login -H 'Content-Type: application/json' \\",
         f'       -d \'{{"username":"{ADMIN_EMAIL}","password":"{ADMIN_PASSWORD}"}}\'',
         f"  TOKEN={token}",
@@ -271,19 +274,35 @@ def _print_intro(base: str, report: dict[str, Any]) -> None:
         f"  {curl} '{base}/rest/host/session/keynote/attendee?size=5'",
         f"  {curl} '{base}/rest/host/session/analytics/csv?eventId={EVENT_ID}'",
         f"  {curl} -X POST '{base}/rest/host/session/analytics/recompute?eventId={EVENT_ID}'",
+    ]
+
+
+def _print_intro(base: str, report: dict[str, Any]) -> None:
+    lines = [
+        "",
+        f"Session Analytics demo is running on {base}",
+        f"  login:    {ADMIN_EMAIL} / {ADMIN_PASSWORD}   (event {EVENT_ID})",
+        f"  docs:     {base}/docs",
+        "",
+        "Try:",
+        *_curl_examples(base, report["token"]),
         "",
         "Post attendance with the demo's ingest key (the keynote's numbers show it after the next",
         f"rollup, within {report['rollup_interval_s']:.0f} s):",
         *_segment_example(base, report["ingest_key"], report["keynote_start"]),
         "",
         "Sessions after the worker jobs (duration sync, rollup, recompute):",
+        *_session_lines(report["listing"]["data"]),
+        "",
     ]
-    for item in report["listing"]["data"]:
-        lines.append(
-            f"  {item['title']:<22} {item['streamProvider'] or '-':<9}"
-            f" duration={item.get('duration')!s:<8} attendees={item['attendeeCount']:<4}"
-            f" live={item['liveViews']!s:<5} rec={item['recordingViews']!s:<5}"
-            f" avg={item['avgAttendedDuration']}"
-        )
-    lines.append("")
     print("\n".join(lines), file=sys.stdout, flush=True)
+
+
+def _session_lines(items: list[dict[str, Any]]) -> list[str]:
+    return [
+        f"  {item['title']:<22} {item['streamProvider'] or '-':<9}"
+        f" duration={item.get('duration')!s:<8} attendees={item['attendeeCount']:<4}"
+        f" live={item['liveViews']!s:<5} rec={item['recordingViews']!s:<5}"
+        f" avg={item['avgAttendedDuration']}"
+        for item in items
+    ]
