@@ -8,13 +8,18 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
 from mongomock_motor import AsyncMongoMockClient
+from pytest_aiohttp import AiohttpClient
 
 from shared.db import Database, connect
 from shared.settings import Settings
 from tests.servers import FerretDB, Redis
 
 _counter = itertools.count()
+# The app under test, as the `client` fixture (and tests.seed.app_client) serve it.
+Client = TestClient[web.Request, web.Application]
 
 
 @pytest.fixture(scope="session")
@@ -115,8 +120,8 @@ def task_queue() -> RecordingTaskQueue:
 
 @pytest.fixture
 async def client(
-    aiohttp_client: Any, settings: Settings, database: Database, task_queue: RecordingTaskQueue
-) -> Any:
+    aiohttp_client: AiohttpClient, settings: Settings, database: Database, task_queue: RecordingTaskQueue
+) -> Client:
     """The real app; every answer it gives is checked against its /openapi.json."""
     from tests.contract import validate_every_answer
     from web.app import create_app

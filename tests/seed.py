@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from shared.admin import create_event, create_user
 from shared.db import Database
@@ -19,6 +19,15 @@ USERS = {
     "event_admin": ("eventadmin@example.com", "EVENT_ADMIN", ["ev1"], []),
     "attendee": ("attendee@example.com", "ATTENDEE", [], []),
 }
+
+
+D = TypeVar("D")
+
+
+def found(document: D | None) -> D:
+    """The document a read found: the test fails here, not on a later `None[...]`, when none was."""
+    assert document is not None, "no such document"
+    return document
 
 
 async def seed_world(db: Database) -> None:

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from shared.db import Database
+from tests.conftest import Client
 from tests.seed import (
     T0,
     add_session,
@@ -224,7 +226,7 @@ EVERY_KIND = [
 ]
 
 
-async def test_list_shows_every_field_with_its_seeded_value(client, database):
+async def test_list_shows_every_field_with_its_seeded_value(client: Client, database: Database) -> None:
     await seed_world(database)
     await _seed_every_kind_of_session(database)
     await add_session(database, "elsewhere", "ev2")
@@ -240,7 +242,9 @@ async def test_list_shows_every_field_with_its_seeded_value(client, database):
     assert body["data"] == EVERY_KIND
 
 
-async def test_list_without_expand_leaves_out_duration_and_watch_time(client, database):
+async def test_list_without_expand_leaves_out_duration_and_watch_time(
+    client: Client, database: Database
+) -> None:
     await seed_world(database)
     await _seed_every_kind_of_session(database)
 
@@ -272,7 +276,7 @@ EXPAND_SPELLINGS = {
 }
 
 
-async def test_every_expand_spelling_adds_its_field_in_any_case(client, database):
+async def test_every_expand_spelling_adds_its_field_in_any_case(client: Client, database: Database) -> None:
     await seed_world(database)
     await _seed_every_kind_of_session(database)
     headers = await login(client, "super")
@@ -288,7 +292,7 @@ async def test_every_expand_spelling_adds_its_field_in_any_case(client, database
     assert extras == EXPAND_SPELLINGS
 
 
-async def test_expand_may_be_given_as_repeated_parameters(client, database):
+async def test_expand_may_be_given_as_repeated_parameters(client: Client, database: Database) -> None:
     await seed_world(database)
     await _seed_every_kind_of_session(database)
     response = await client.get(
@@ -309,7 +313,7 @@ SORTABLE = {
 SORT_KEYS = ("startTime", "title", "attendeeCount", "liveViews", "recordingViews", "avgAttendedDuration")
 
 
-async def test_list_sorts_by_every_key_both_ways(client, database):
+async def test_list_sorts_by_every_key_both_ways(client: Client, database: Database) -> None:
     await seed_world(database)
     for session_id, (hour, title, attendees, live, recording, avg) in SORTABLE.items():
         await add_session(
@@ -337,7 +341,9 @@ async def test_list_sorts_by_every_key_both_ways(client, database):
     assert _ids(await _list(client, headers)) == expected["startTime"]
 
 
-async def test_sort_ties_are_broken_by_session_id_in_the_same_direction(client, database):
+async def test_sort_ties_are_broken_by_session_id_in_the_same_direction(
+    client: Client, database: Database
+) -> None:
     await seed_world(database)
     for session_id in ("t2", "t1", "t3"):
         await add_session(database, session_id, numbers={"attendeeCount": 7})
@@ -350,7 +356,9 @@ async def test_sort_ties_are_broken_by_session_id_in_the_same_direction(client, 
     assert pages == [["t1"], ["t2"], ["t3"], ["t0"]]
 
 
-async def test_paging_edges_last_page_past_the_end_and_the_largest_size(client, database):
+async def test_paging_edges_last_page_past_the_end_and_the_largest_size(
+    client: Client, database: Database
+) -> None:
     await seed_world(database)
     await add_session(database, "first", title="First", start=T0 - timedelta(days=1))
     clones = await clone_sessions(database, "first", 500)
@@ -384,7 +392,9 @@ SEARCHABLE = {
 }
 
 
-async def test_search_string_takes_regex_characters_literally_and_ignores_case(client, database):
+async def test_search_string_takes_regex_characters_literally_and_ignores_case(
+    client: Client, database: Database
+) -> None:
     await seed_world(database)
     for session_id, title in SEARCHABLE.items():
         await add_session(database, session_id, title=title)
@@ -423,7 +433,7 @@ async def test_search_string_takes_regex_characters_literally_and_ignores_case(c
     assert filtered == {text: (len(ids), 5) for text, ids in searches.items()}
 
 
-async def test_session_format_filter_narrows_records_filtered(client, database):
+async def test_session_format_filter_narrows_records_filtered(client: Client, database: Database) -> None:
     await seed_world(database)
     await add_session(database, "main", session_format="MAINSTAGE_SESSION", title="Main one")
     await add_session(database, "b1", title="Breakout one")
@@ -438,14 +448,16 @@ async def test_session_format_filter_narrows_records_filtered(client, database):
     assert (none["data"], none["recordsFiltered"], none["recordsTotal"]) == ([], 0, 3)
 
 
-async def test_list_of_an_event_without_sessions_is_empty(client, database):
+async def test_list_of_an_event_without_sessions_is_empty(client: Client, database: Database) -> None:
     await seed_world(database)
     await add_session(database, "elsewhere", "ev2")
     body = await _list(client, await login(client, "super"))
     assert body == {"recordsTotal": 0, "recordsFiltered": 0, "page": 0, "size": 50, "data": []}
 
 
-async def test_detail_shows_list_fields_with_live_and_recording_split(client, database):
+async def test_detail_shows_list_fields_with_live_and_recording_split(
+    client: Client, database: Database
+) -> None:
     await seed_world(database)
     await _seed_every_kind_of_session(database)
     await database.sessions.update_one(
