@@ -209,6 +209,7 @@ class TaskDoc(TypedDict, total=False):
     heartbeatAt: datetime
     runId: str
     worker: str
+    attempts: int
     resends: int
     restarts: int
 

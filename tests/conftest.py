@@ -45,7 +45,8 @@ def _db_name() -> str:
 
 @pytest.fixture(params=["mock", "real"])
 def store_kind(request: pytest.FixtureRequest) -> str:
-    return request.param
+    kind: str = request.param
+    return kind
 
 
 @pytest.fixture
@@ -108,6 +109,9 @@ class RecordingTaskQueue:
 
         if self.down:
             raise Unavailable("broker down (test)")
+
+    async def queue_lengths(self) -> dict[str, int]:
+        return {}  # no broker: no queue to gauge
 
     async def close(self) -> None:
         return None

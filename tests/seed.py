@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 from shared.admin import create_event, create_user
 from shared.db import Database
+from shared.documents import SessionDoc
 from shared.models import SessionIn
 from shared.store import upsert_session
 
@@ -48,7 +49,7 @@ async def add_session(
     provider: str | None = "YOUTUBE",
     video_id: str | None = "vid",
     numbers: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> SessionDoc:
     start = start or T0
     body = SessionIn(
         eventId=event_id,

@@ -42,7 +42,9 @@ def _environment(**settings: str) -> dict[str, str]:
     return {**{k: v for k, v in os.environ.items() if k.upper() not in unset}, **settings}
 
 
-def run_cli(*args: str, stdin: str | None = "", timeout: float = 60, **settings: str) -> Any:
+def run_cli(
+    *args: str, stdin: str | None = "", timeout: float = 60, **settings: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [COMMAND, *args],
         env=_environment(**settings),
@@ -53,9 +55,10 @@ def run_cli(*args: str, stdin: str | None = "", timeout: float = 60, **settings:
     )
 
 
-async def run_cli_async(*args: str, **settings: str) -> Any:
+async def run_cli_async(*args: str, **settings: str) -> subprocess.CompletedProcess[str]:
     """The command in a thread, so the test's own event loop (and the app under test) keeps running."""
-    return await asyncio.to_thread(run_cli, *args, **settings)
+    # mypy cannot tell that no environment name is `stdin` or `timeout`.
+    return await asyncio.to_thread(run_cli, *args, **settings)  # type: ignore[arg-type]
 
 
 def one_line_error(done: Any) -> str:
@@ -95,7 +98,7 @@ def test_an_unreachable_mongodb_is_one_line_without_credentials() -> None:
         (f"mongodb://admin:{SECRET}@127.0.0.1/analytics?w=bogus&wtimeoutMS=nope", "wtimeoutms"),
     ],
 )
-def test_a_malformed_mongodb_url_is_one_line_without_credentials(url, named) -> None:
+def test_a_malformed_mongodb_url_is_one_line_without_credentials(url: str, named: str) -> None:
     line = one_line_error(
         run_cli("create-event", "--id", "e", "--organizer", "o", "--name", "n", MONGODB_URL=url)
     )
@@ -133,7 +136,7 @@ def test_a_missing_file_is_one_line() -> None:
         ["recompute", "--event", "e"],
     ],
 )
-def test_one_shot_commands_refuse_the_in_process_store(args) -> None:
+def test_one_shot_commands_refuse_the_in_process_store(args: list[str]) -> None:
     line = one_line_error(run_cli(*args, MONGODB_URL="mem:///analytics"))
     assert line.startswith("Error: MONGODB_URL mem:// is the demo's in-process store")
 
@@ -198,7 +201,7 @@ async def test_recompute_with_an_unreachable_redis_is_one_line_and_starts_nothin
     ],
 )
 async def test_create_user_refuses_unknown_events_and_grants_the_role_does_not_take(
-    database: Database, settings: Settings, args, said
+    database: Database, settings: Settings, args: list[str], said: str
 ) -> None:
     await seed_world(database)
     users_before = await database.users.count_documents({})
@@ -385,7 +388,7 @@ async def test_recompute_wait_says_when_no_worker_takes_the_task_and_ends_with_a
         started = (await asyncio.wait_for(process.stderr.readline(), 30)).decode()
         assert started.startswith("task ") and started.endswith(" (started)\n"), started
         task_id = started.split()[1]
-        lines = []
+        lines: list[str] = []
         while not any("no worker has picked the task up" in line for line in lines):
             lines.append((await asyncio.wait_for(process.stderr.readline(), 30)).decode())
         assert lines[-1] == (

@@ -240,7 +240,8 @@ async def test_the_viewers_chart_shows_every_bucket_and_the_peak_once_the_route_
             await page.screenshot(path=SCREENSHOTS / "session-viewers.png", full_page=True)
             await page.set_viewport_size({"width": 390, "height": 844})
             await page.wait_for_timeout(400)  # the charts follow the width after a short pause
-            assert (await chart.locator("canvas").bounding_box() or {}).get("width", 999) <= 390
+            box = await chart.locator("canvas").bounding_box()
+            assert box is not None and box["width"] <= 390
             await page.screenshot(path=SCREENSHOTS / "session-viewers-phone.png", full_page=True)
         finally:
             await browser.close()

@@ -12,6 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from shared.db import Database
+from shared.documents import SessionDoc
 from shared.duration_status import NO_CREDENTIALS
 from shared.models import SessionIn
 from shared.settings import Settings
@@ -62,14 +63,14 @@ async def add_sessions(
     body = SessionIn(
         eventId=event_id,
         title="Session",
-        startTime="2024-05-01T10:00:00Z",
-        endTime="2024-05-01T11:00:00Z",
+        startTime=datetime(2024, 5, 1, 10, tzinfo=UTC),
+        endTime=datetime(2024, 5, 1, 11, tzinfo=UTC),
         format=session_format,
         streamProvider=provider,
         videoId=video_ids[0],
     )
     template, _ = await upsert_session(db, ids[0], body)
-    copies = [
+    copies: list[SessionDoc] = [
         {**template, "_id": sid, "videoId": vid} for sid, vid in zip(ids[1:], video_ids[1:], strict=True)
     ]
     if copies:
@@ -206,7 +207,7 @@ async def test_a_wrong_credential_is_a_clear_error_with_no_retries_and_no_effect
     assert all(docs[sid]["durationStatus"] == "PENDING" for sid in youtube)
     assert all(docs[sid]["durationCheckAt"] == before[sid]["durationCheckAt"] for sid in youtube)
     state = found(await database.provider_state.find_one({"_id": "YOUTUBE"}))
-    assert "YOUTUBE_API_KEY was refused" in state["lastError"]
+    assert "YOUTUBE_API_KEY was refused" in (state["lastError"] or "")
 
 
 async def test_a_missing_credential_makes_its_sessions_wait_with_a_clear_log_line(

@@ -23,6 +23,7 @@ from tests.seed import (
     bearer,
     cheap_password_hashing,
     error_of,
+    found,
     login,
     seed_world,
 )
@@ -107,19 +108,19 @@ async def _success_shows(route: str, response: Any, target: str) -> bool:
     if route == "csv":
         lines = (await response.text()).splitlines()
         return len(lines) == 2 and lines[1].startswith(f"Session {session_id},")
-    body = await response.json()
+    body: dict[str, Any] = await response.json()
     if route == "list":
         return [item["sessionId"] for item in body["data"]] == [session_id]
     if route == "attendees":
-        return body["recordsTotal"] == 0 and body["data"] == []
+        return bool(body["recordsTotal"] == 0 and body["data"] == [])
     if route == "recompute":
-        return body["eventId"] == event_id and bool(body["taskId"])
-    return body["sessionId"] == session_id
+        return bool(body["eventId"] == event_id and body["taskId"])
+    return bool(body["sessionId"] == session_id)
 
 
 @pytest.mark.parametrize("who", list(EXPECTED))
 async def test_host_routes_answer_by_role_and_event_ownership(
-    client: Client, database: Database, who
+    client: Client, database: Database, who: str
 ) -> None:
     await seed_world(database)
     await add_session(database, "s1", "ev1")
@@ -182,7 +183,7 @@ async def test_login_answers_a_bearer_token_with_its_expiry_user_and_role(
     )
     body = await response.json()
     assert response.status == 200, body
-    user = await database.users.find_one({"email": "eventadmin@example.com"})
+    user = found(await database.users.find_one({"email": "eventadmin@example.com"}))
     assert set(body) == {"access_token", "token_type", "expires_in", "userId", "userRole"}
     assert body["token_type"] == "Bearer"
     assert body["userId"] == user["_id"]

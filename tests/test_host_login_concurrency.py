@@ -125,7 +125,7 @@ async def test_trusted_proxy_forwarded_addresses_get_a_throttle_each(
     caplog.set_level(logging.INFO, logger="web.access")
     first = [await from_client("203.0.113.7") for _ in range(21)]
     # The access log names the client, not the proxy.
-    assert {r.client for r in caplog.records if r.name == "web.access"} == {"203.0.113.7"}
+    assert {vars(r)["client"] for r in caplog.records if r.name == "web.access"} == {"203.0.113.7"}
     assert first == [(200, "ok")] * 20 + [(429, "429")]
     assert await from_client("203.0.113.8") == (200, "ok")
     assert await from_client("2001:db8::1") == (200, "ok")

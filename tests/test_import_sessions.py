@@ -26,7 +26,7 @@ from web.cli import main
 # The command reads MONGODB_URL itself, so it needs the real server: mongomock lives in-process.
 pytestmark = pytest.mark.parametrize("store_kind", ["real"], indirect=True)
 
-ROWS = [
+ROWS: list[dict[str, Any]] = [
     {
         "sessionId": "keynote",
         "eventId": "ev1",
@@ -191,7 +191,7 @@ async def test_a_file_with_a_bad_row_imports_nothing(
     settings: Settings,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    case,
+    case: str,
 ) -> None:
     await seed_world(database)
     await add_session(database, "existing", title="Existing")
@@ -271,7 +271,9 @@ async def test_a_thousand_rows_take_a_few_round_trips_not_three_per_row(
 ) -> None:
     await seed_world(database)
     commands = _Commands()
-    client = AsyncIOMotorClient(settings.mongodb_url, tz_aware=True, event_listeners=[commands])
+    client: AsyncIOMotorClient[dict[str, Any]] = AsyncIOMotorClient(
+        settings.mongodb_url, tz_aware=True, event_listeners=[commands]
+    )
     db = Database(client, client[settings.mongodb_database_name])
     done: list[int] = []
     try:
@@ -342,7 +344,7 @@ async def test_sessions_come_from_standard_input_with_progress_on_stderr(
 
 @pytest.mark.parametrize(("meanwhile_event", "outcome"), [("ev1", "written over"), ("ev2", "refused")])
 async def test_a_session_created_meanwhile_is_written_over_or_refused_by_its_event(
-    database: Database, settings: Settings, meanwhile_event, outcome
+    database: Database, settings: Settings, meanwhile_event: str, outcome: str
 ) -> None:
     """Someone creates a session between the import's read and its insert (here: from the
     progress report the import makes in between, on another connection)."""
@@ -351,7 +353,7 @@ async def test_a_session_created_meanwhile_is_written_over_or_refused_by_its_eve
     from shared.errors import BadRequest
 
     await seed_world(database)
-    other = MongoClient(settings.mongodb_url)
+    other: MongoClient[dict[str, Any]] = MongoClient(settings.mongodb_url)
     sessions = other[settings.mongodb_database_name].sessions
 
     def someone_else_creates_keynote(done: int) -> None:

@@ -124,7 +124,7 @@ async def test_key_for_every_event_posting_to_a_missing_event_is_event_not_found
 @pytest.mark.parametrize("path", [SEGMENTS, REGISTRATIONS])
 @pytest.mark.parametrize("who", ["super", "event_admin", "attendee"])
 async def test_user_token_on_ingest_routes_is_the_wrong_kind_of_credential(
-    client: Client, database: Database, world: dict[str, str], path, who
+    client: Client, database: Database, world: dict[str, str], path: str, who: str
 ) -> None:
     headers = await login(client, who)
     response = await client.post(path, json=[watch_segment("g1")], headers=headers)
@@ -143,7 +143,7 @@ async def test_user_token_on_ingest_routes_is_the_wrong_kind_of_credential(
     ],
 )
 async def test_ingest_key_on_host_routes_is_the_wrong_kind_of_credential(
-    client: Client, database: Database, world: dict[str, str], method, path
+    client: Client, database: Database, world: dict[str, str], method: str, path: str
 ) -> None:
     headers = await ingest_headers(database)
     response = await client.request(method, path, headers=headers)
@@ -409,7 +409,7 @@ async def test_an_empty_list_is_accepted_with_nothing_stored(
 
 @pytest.mark.parametrize("path", [SEGMENTS, REGISTRATIONS])
 async def test_a_thousand_items_are_taken_and_one_more_refuses_the_whole_request(
-    client: Client, database: Database, world: dict[str, str], path
+    client: Client, database: Database, world: dict[str, str], path: str
 ) -> None:
     await clear_pending(database)
     if path == SEGMENTS:
@@ -433,7 +433,7 @@ async def test_a_thousand_items_are_taken_and_one_more_refuses_the_whole_request
     ids=["object", "string", "number", "null", "boolean"],
 )
 async def test_a_body_that_is_not_a_list_is_400(
-    client: Client, database: Database, world: dict[str, str], body
+    client: Client, database: Database, world: dict[str, str], body: object
 ) -> None:
     response = await client.post(
         SEGMENTS, data=json.dumps(body).encode(), headers={**world, "Content-Type": "application/json"}

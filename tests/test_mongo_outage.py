@@ -60,7 +60,10 @@ async def _timed(client: Any, path: str, **kwargs: Any) -> tuple[Any, float]:
 
 
 async def test_requests_get_503_while_mongodb_is_down_and_normal_answers_when_it_is_back(
-    aiohttp_client: AiohttpClient, own_ferretdb, outage_db, task_queue: RecordingTaskQueue
+    aiohttp_client: AiohttpClient,
+    own_ferretdb: FerretDB,
+    outage_db: tuple[Settings, Database],
+    task_queue: RecordingTaskQueue,
 ) -> None:
     settings, db = outage_db
     await seed_world(db)

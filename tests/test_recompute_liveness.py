@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from shared.db import Database
+from shared.documents import TaskDoc
 from shared.jobs import (
     FAILURE,
     PENDING,
@@ -19,7 +20,7 @@ from shared.jobs import (
 from shared.settings import Settings
 from shared.store import now
 from tests.conftest import RecordingTaskQueue
-from tests.seed import seed_world
+from tests.seed import found, seed_world
 
 DEFAULTS = Settings()
 
@@ -31,8 +32,8 @@ async def _age(database: Database, task_id: str, seconds: float) -> None:
     )
 
 
-async def _state(database: Database, task_id: str) -> dict:
-    return await database.tasks.find_one({"_id": task_id})
+async def _state(database: Database, task_id: str) -> TaskDoc:
+    return found(await database.tasks.find_one({"_id": task_id}))
 
 
 async def test_a_started_recompute_without_heartbeat_is_sent_again_and_taken_by_the_next_worker(
@@ -86,7 +87,7 @@ async def test_a_recompute_no_worker_takes_is_sent_again_then_failed_with_a_reas
     assert [sent[1] for sent in task_queue.sent] == [task["_id"], task["_id"]]
     failed = await _state(database, task["_id"])
     assert failed["state"] == FAILURE
-    assert failed["error"].startswith("no worker took the task within 60s, 3 times")
+    assert (failed["error"] or "").startswith("no worker took the task within 60s, 3 times")
     # The event is free: the next request starts a new recompute.
     fresh, created = await claim_recompute(database, "ev1", DEFAULTS.recompute_stale_s)
     assert created and fresh["_id"] != task["_id"]
@@ -106,6 +107,6 @@ async def test_a_recompute_replaced_by_a_newer_one_never_runs(
 
     assert late.outcome == Start.DONE
     replaced = await _state(database, old["_id"])
-    assert replaced["state"] == FAILURE and "replaced by a newer recompute" in replaced["error"]
+    assert replaced["state"] == FAILURE and "replaced by a newer recompute" in (replaced["error"] or "")
     started = await begin_recompute(database, new["_id"], "ev1", "run-3", "w2", DEFAULTS.recompute_stale_s)
     assert started.outcome == Start.RUN

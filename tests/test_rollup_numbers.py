@@ -109,10 +109,12 @@ class World:
         return self._answers[key]
 
     def expected(self, session_id: str) -> dict[str, Any]:
-        return self._oracle(oracle.expected_session, session_id)
+        answer: dict[str, Any] = self._oracle(oracle.expected_session, session_id)
+        return answer
 
     def expected_rows(self, session_id: str) -> list[dict[str, Any]]:
-        return self._oracle(oracle.expected_attendees, session_id)
+        rows: list[dict[str, Any]] = self._oracle(oracle.expected_attendees, session_id)
+        return rows
 
 
 def make_world(
@@ -252,7 +254,7 @@ async def host(client: Client, database: Database, monkeypatch: pytest.MonkeyPat
 
 
 @pytest.fixture
-def rollup_settings(settings: Settings):
+def rollup_settings(settings: Settings) -> Settings:
     # Small batches: a rollup takes several, each bounded in sessions or in items.
     return settings.model_copy(
         update={
@@ -293,11 +295,12 @@ async def get_json(client: Client, headers: dict[str, str], path: str) -> Any:
 
 
 async def list_answer(client: Client, headers: dict[str, str]) -> dict[str, Any]:
-    return await get_json(
+    answer: dict[str, Any] = await get_json(
         client,
         headers,
         "/rest/host/session/analytics?eventId=ev1&size=500&expand=duration,watchTime",
     )
+    return answer
 
 
 async def assert_list_matches(client: Client, headers: dict[str, str], world: World) -> None:
@@ -486,7 +489,7 @@ async def test_rolling_up_twice_writes_the_same_documents(
     world = await world_rolled_up(client, database, rollup_settings, seed=3, users=40)
 
     async def stored() -> tuple[list[dict[str, Any]], list[tuple[Any, ...]]]:
-        sessions = await database.sessions.find({}).sort("_id", 1).to_list(None)
+        sessions = await database["sessions"].find({}).sort("_id", 1).to_list(None)
         for doc in sessions:
             assert doc["analyticsUpdatedAt"] is not None
             for key in RUN_FIELDS:

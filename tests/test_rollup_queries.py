@@ -117,7 +117,7 @@ def served(collection: str, query: dict[str, Any]) -> bool:
     leading = leading_fields(collection)
     if _constrained(query) & leading:
         return True
-    branches = query.get("$or")
+    branches: list[dict[str, Any]] = query.get("$or") or []
     return bool(branches) and all(served(collection, branch) for branch in branches)
 
 
@@ -170,7 +170,7 @@ def _cli(args: list[str], env: dict[str, str]) -> str:
 
 
 async def test_every_query_of_the_main_flows_is_served_by_a_declared_index(
-    command_log,
+    command_log: CommandLog,
     client: Client,
     database: Database,
     settings: Settings,
@@ -312,7 +312,7 @@ async def _event_with_attendance(
 
 
 async def test_a_rollup_costs_the_same_round_trips_over_100_or_1000_sessions(
-    command_log, client: Client, database: Database, settings: Settings
+    command_log: CommandLog, client: Client, database: Database, settings: Settings
 ) -> None:
     from shared.db import connect
 
@@ -346,7 +346,7 @@ async def test_a_rollup_costs_the_same_round_trips_over_100_or_1000_sessions(
 
 
 async def test_a_recompute_claim_and_its_rollup_send_only_indexed_queries(
-    command_log, client: Client, database: Database, settings: Settings
+    command_log: CommandLog, client: Client, database: Database, settings: Settings
 ) -> None:
     # A recompute whose event has input queued while it runs: the rollup it hands over to.
     await seed_world(database)

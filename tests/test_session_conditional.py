@@ -20,7 +20,7 @@ def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     cheap_password_hashing(monkeypatch)
 
 
-async def _world(client: Client, database: Database):
+async def _world(client: Client, database: Database) -> dict[str, str]:
     await seed_world(database)
     await add_session(database, "s1", numbers={"attendeeCount": 3, "liveViews": 2})
     await add_session(database, "s2", numbers={"attendeeCount": 1})
@@ -29,7 +29,7 @@ async def _world(client: Client, database: Database):
 
 @pytest.mark.parametrize("path", [LIST, "/rest/host/session/s1/analytics"])
 async def test_answer_carries_an_etag_and_the_same_etag_gets_304(
-    client: Client, database: Database, path
+    client: Client, database: Database, path: str
 ) -> None:
     headers = await _world(client, database)
     first = await client.get(path, headers=headers)

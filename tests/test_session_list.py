@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,7 +30,7 @@ def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def _list(client: Any, headers: dict[str, str], **query: Any) -> dict[str, Any]:
     response = await client.get(LIST, params={"eventId": "ev1", **query}, headers=headers)
-    body = await response.json()
+    body: dict[str, Any] = await response.json()
     assert response.status == 200, body
     return body
 
@@ -120,7 +121,7 @@ async def _seed_every_kind_of_session(database: Any) -> None:
     )
 
 
-EVERY_KIND = [
+EVERY_KIND: list[dict[str, Any]] = [
     {
         "sessionId": "yt",
         "title": "Keynote",
@@ -303,6 +304,10 @@ async def test_expand_may_be_given_as_repeated_parameters(client: Client, databa
 
 
 # sessionId: (start hour, title, attendeeCount, liveViews, recordingViews, avgAttendedDuration)
+def _sort_value(position: int) -> Callable[[str], Any]:
+    return lambda sid: SORTABLE[sid][position]
+
+
 SORTABLE = {
     "a": (3, "Delta", 10, 2, 9, 120.5),
     "b": (1, "alpha", 30, 5, 1, 15.0),
@@ -333,7 +338,7 @@ async def test_list_sorts_by_every_key_both_ways(client: Client, database: Datab
     seen, expected = {}, {}
     for position, key in enumerate(SORT_KEYS):
         # Titles compare by code point, as MongoDB does: capitals before lower case.
-        ascending = sorted(SORTABLE, key=lambda sid, p=position: SORTABLE[sid][p])
+        ascending = sorted(SORTABLE, key=_sort_value(position))
         expected[key], expected["-" + key] = ascending, ascending[::-1]
         seen[key] = _ids(await _list(client, headers, sort=key))
         seen["-" + key] = _ids(await _list(client, headers, sort="-" + key))

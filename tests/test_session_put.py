@@ -41,11 +41,12 @@ def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     cheap_password_hashing(monkeypatch)
 
 
-async def _listed(client: Any, headers: dict[str, str], **query: str) -> list[dict[str, Any]]:
+async def _listed(client: Client, headers: dict[str, str], **query: str) -> list[dict[str, Any]]:
     response = await client.get(
         "/rest/host/session/analytics", params={"eventId": "ev1", **query}, headers=headers
     )
-    return (await response.json())["data"]
+    rows: list[dict[str, Any]] = (await response.json())["data"]
+    return rows
 
 
 async def test_put_creates_a_session_with_201_and_answers_it_as_the_list_shows_it(

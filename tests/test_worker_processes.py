@@ -140,12 +140,12 @@ async def _random_event(
                     "end": _iso(start + timedelta(seconds=rng.choice([0.5, 5, 20, 29.9, 31, 90, 400]))),
                 }
             )
-        for user in rng.sample(range(users), k=min(users, rng.randint(0, 40))):
+        for registered in rng.sample(range(users), k=min(users, rng.randint(0, 40))):
             data.registrations.append(
                 {
                     "sessionId": session_id,
-                    "userId": f"u{user:04d}",
-                    "registeredAt": _iso(base - timedelta(days=1, seconds=user)),
+                    "userId": f"u{registered:04d}",
+                    "registeredAt": _iso(base - timedelta(days=1, seconds=registered)),
                 }
             )
     return data

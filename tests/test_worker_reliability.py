@@ -16,6 +16,7 @@ from typing import Any
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from shared.documents import TaskDoc
 from shared.jobs import begin_recompute, claim_recompute
 from shared.settings import Settings
 from shared.tasks import CeleryTaskQueue, TaskName
@@ -76,7 +77,7 @@ async def test_a_recompute_whose_worker_was_killed_is_finished_by_another_worker
     assert response.status == 202
     task_id = (await response.json())["taskId"]
 
-    async def midway() -> dict[str, Any] | None:
+    async def midway() -> TaskDoc | None:
         task = found(await stack.db.tasks.find_one({"_id": task_id}))
         done, total = task["progress"]["done"], task["progress"]["total"]
         return task if task["state"] == "STARTED" and 3 <= done < total - 20 else None
@@ -88,7 +89,7 @@ async def test_a_recompute_whose_worker_was_killed_is_finished_by_another_worker
     status = await (await stack.http.get(f"/rest/host/tasks/{task_id}", headers=stack.headers)).json()
     assert status["state"] == "STARTED" and 0 < status["progress"]["done"] < status["progress"]["total"]
 
-    async def finished() -> dict[str, Any] | None:
+    async def finished() -> TaskDoc | None:
         task = found(await stack.db.tasks.find_one({"_id": task_id}))
         return task if task["state"] in ("SUCCESS", "FAILURE") else None
 
@@ -120,7 +121,7 @@ async def test_a_recompute_whose_message_was_lost_is_sent_again_and_finished(sta
     start(stack, "worker")
     start(stack, "beat")
 
-    async def finished() -> dict[str, Any] | None:
+    async def finished() -> TaskDoc | None:
         task = found(await stack.db.tasks.find_one({"_id": task_id}))
         return task if task["state"] in ("SUCCESS", "FAILURE") else None
 
