@@ -316,7 +316,7 @@ async def _save_state(
     missing_credentials: Sequence[str] = (),
 ) -> None:
     """Persist the run's counters; the quota pause is shared by every worker process through it."""
-    fields: dict[str, Any] = {
+    fields: dict[str, object] = {
         "lastRunAt": started,
         "lastRun": metrics.as_dict(),
         "lastError": metrics.error,
