@@ -284,10 +284,7 @@ def read_session_rows(text: str, source: str) -> list[Any]:
     return data
 
 
-def _csv_rows(text: str, name: str) -> list[Any]:
-    reader = csv.DictReader(io.StringIO(text))
-    header = [column.strip() for column in reader.fieldnames or []]
-    reader.fieldnames = header
+def _check_csv_header(header: list[str], name: str) -> None:
     if missing := [column for column in REQUIRED_COLUMNS if column not in header]:
         raise click.ClickException(
             f"nothing imported: the CSV header of {name} lacks {', '.join(missing)}"
@@ -298,6 +295,13 @@ def _csv_rows(text: str, name: str) -> list[Any]:
             f"nothing imported: unknown CSV columns in {name}: {', '.join(unknown)}"
             f" (columns: {','.join(SESSION_COLUMNS)})"
         )
+
+
+def _csv_rows(text: str, name: str) -> list[Any]:
+    reader = csv.DictReader(io.StringIO(text))
+    header = [column.strip() for column in reader.fieldnames or []]
+    reader.fieldnames = header
+    _check_csv_header(header, name)
     rows: list[Any] = []
     for row in reader:
         if None in row:
