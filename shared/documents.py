@@ -113,6 +113,8 @@ class SessionDoc(TypedDict, total=False):
     attendeeChunkRows: int
     stateDocs: int
     analyticsUpdatedAt: datetime | None
+    # Rule 9's series in the compact form shared/viewers.py stores and reads
+    viewers: dict[str, Any]
 
 
 class WatchSegmentDoc(TypedDict, total=False):
