@@ -28,7 +28,7 @@ from pymongo import monitoring
 
 from bench.machine import machine_line
 from shared.admin import create_event, import_sessions
-from shared.db import Database, connect
+from shared.db import Database, RawDocument, connect
 from shared.models import SessionIn
 from shared.settings import Settings
 from tests.servers import FerretDB
@@ -73,7 +73,9 @@ class Commands(monitoring.CommandListener):
 
 async def commands_sent(url: str, database: str, count: int) -> list[tuple[str, Counter[str]]]:
     listener = Commands()
-    client = AsyncIOMotorClient(url, tz_aware=True, event_listeners=[listener])
+    client: AsyncIOMotorClient[RawDocument] = AsyncIOMotorClient(
+        url, tz_aware=True, event_listeners=[listener]
+    )
     db = Database(client, client[database])
     figures = []
     try:

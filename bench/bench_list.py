@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.machine import cpu_model
+from shared.documents import SessionDoc
 
 SESSIONS = 1_000
 PAGE_SIZE = 500
@@ -168,7 +169,7 @@ async def seed(mongodb_url: str) -> None:
         await db.sessions.delete_many({"_id": {"$regex": "^template"}})
 
         rng = random.Random(1)
-        documents = []
+        documents: list[SessionDoc] = []
         for i in range(SESSIONS):
             begins = start + timedelta(minutes=15 * i)
             attendees = rng.randint(0, 5000)

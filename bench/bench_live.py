@@ -323,7 +323,9 @@ asyncio.run(main(sys.argv[1]))
 
 def _load_backlog(url: str, items: int, sessions: int) -> None:
     """A backlog as ingestion leaves it: stored permanently and queued, nothing rolled up."""
-    client = pymongo.MongoClient(url, tz_aware=True, socketTimeoutMS=600_000)
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+        url, tz_aware=True, socketTimeoutMS=600_000
+    )
     db = client.get_default_database()
     db.events.insert_one({"_id": "backlog", "organizerId": "org", "name": "Backlog", "analyticsVersion": 0})
     db.sessions.insert_many(

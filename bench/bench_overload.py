@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_list import free_port, http_json, stop, wait_for_http
 from bench.machine import machine_line
+from shared.documents import WatchSegmentDoc
 
 EVENT_ID = "overload"
 SESSIONS = 300
@@ -84,7 +85,7 @@ async def seed(mongodb_url: str) -> str:
             ]
         )
         rng = random.Random(1)
-        batch: list[dict[str, Any]] = []
+        batch: list[WatchSegmentDoc] = []
         for n in range(STORED_SEGMENTS):
             begins = start + timedelta(seconds=rng.uniform(0, 20 * 3600))
             batch.append(

@@ -20,6 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from typing import Any
+
 import aiohttp
 import pymongo
 
@@ -31,7 +33,7 @@ T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
 EVENT = "bench"
 
 
-def segment(rng: random.Random, n: int, sessions: int, users: int, prefix: str = "g") -> dict:
+def segment(rng: random.Random, n: int, sessions: int, users: int, prefix: str = "g") -> dict[str, Any]:
     session = n % sessions
     start = T0 + timedelta(minutes=session, seconds=rng.uniform(0, 3600))
     end = start + timedelta(seconds=rng.choice([5, 20, 45, 120, 600, 1800]))
@@ -49,7 +51,7 @@ def segment(rng: random.Random, n: int, sessions: int, users: int, prefix: str =
 
 def load(url: str, segments: int, sessions: int, users: int) -> float:
     """Write the event directly (not through HTTP): the data set the rollups read."""
-    client = pymongo.MongoClient(url, tz_aware=True)
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(url, tz_aware=True)
     db = client.get_default_database()
     db.events.insert_one({"_id": EVENT, "organizerId": "org", "name": "Bench", "analyticsVersion": 0})
     db.sessions.insert_many(
@@ -73,7 +75,7 @@ def load(url: str, segments: int, sessions: int, users: int) -> float:
     )
     rng = random.Random(1)
     started = time.perf_counter()
-    batch: list[dict] = []
+    batch: list[dict[str, Any]] = []
     for n in range(segments):
         batch.append(segment(rng, n, sessions, users))
         if len(batch) == 10_000:
@@ -119,7 +121,7 @@ asyncio.run(main(sys.argv[1], sys.argv[2]))
 """
 
 
-def child(mode: str, url: str) -> dict:
+def child(mode: str, url: str) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, "-c", CHILD, mode, url],
         check=True,
@@ -127,12 +129,13 @@ def child(mode: str, url: str) -> dict:
         text=True,
         cwd=Path(__file__).resolve().parents[1],
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    figures: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return figures
 
 
 def add_new_segments(url: str, count: int, sessions: int, users: int) -> None:
     """New attendance as ingestion stores it: queued in the inbox, and permanent."""
-    client = pymongo.MongoClient(url, tz_aware=True)
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(url, tz_aware=True)
     db = client.get_default_database()
     rng = random.Random(2)
     docs = [segment(rng, n, 10, users, prefix="new") for n in range(count)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -28,7 +29,8 @@ class IngestPrincipal:
     event_ids: frozenset[str] | None  # None: every event
 
 
-def may_host(principal: HostPrincipal, event: dict[str, object]) -> bool:
+def may_host(principal: HostPrincipal, event: Mapping[str, object]) -> bool:
+    """`event`: a stored event, or the fields of it that the check reads (`_id`, `organizerId`)."""
     if principal.role not in HOST_ROLES:
         return False
     if principal.role == "SUPER_ADMIN":

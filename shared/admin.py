@@ -8,13 +8,14 @@ import zoneinfo
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError
 
 from shared.access import INGEST_KEY_PREFIX
 from shared.db import Database
+from shared.documents import EventDoc, SessionDoc, UserDoc
 from shared.errors import BadRequest, EventNotFound
 from shared.models import SessionIn, is_id
 from shared.security import ROLES, hash_password, new_token, token_digest
@@ -62,7 +63,7 @@ async def create_user(
     role: str,
     event_ids: Sequence[str] = (),
     organizer_ids: Sequence[str] = (),
-) -> dict[str, Any]:
+) -> UserDoc:
     """Create a user, or update the password and grants of the user with this email."""
     if role not in ROLES:
         raise BadRequest(f"role must be one of {', '.join(ROLES)}")
@@ -97,7 +98,7 @@ async def create_user(
 
 async def create_event(
     db: Database, event_id: str, organizer_id: str, name: str, timezone: str = "UTC"
-) -> dict[str, Any]:
+) -> EventDoc:
     _check_ids([event_id], "event id")
     _check_ids([organizer_id], "organizer id")
     if not name.strip():
@@ -166,7 +167,7 @@ async def import_sessions(
         raise BadRequest("nothing imported: a sessionId appears twice")
     await _check_events_exist(db, sorted({s.eventId for s in by_id.values()}), "nothing imported: ")
     ids = list(by_id)
-    stored: dict[str, dict[str, Any]] = {}
+    stored: dict[str, SessionDoc] = {}
     for start in range(0, len(ids), ROWS_PER_COMMAND):
         chunk = ids[start : start + ROWS_PER_COMMAND]
         cursor = db.sessions.find({"_id": {"$in": chunk}}, dict.fromkeys(SessionIn.model_fields, 1))
@@ -206,8 +207,8 @@ async def import_sessions(
     )
 
 
-def _differs(body: SessionIn, stored: dict[str, Any]) -> bool:
-    def stored_form(value: Any) -> Any:  # BSON keeps milliseconds
+def _differs(body: SessionIn, stored: SessionDoc) -> bool:
+    def stored_form(value: object) -> object:  # BSON keeps milliseconds
         return (
             value.replace(microsecond=value.microsecond // 1000 * 1000)
             if isinstance(value, datetime)
@@ -217,23 +218,23 @@ def _differs(body: SessionIn, stored: dict[str, Any]) -> bool:
     return any(stored_form(value) != stored.get(key) for key, value in body.model_dump(mode="python").items())
 
 
-def _inserted_document(query: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+def _inserted_document(query: dict[str, str], update: dict[str, dict[str, Any]]) -> SessionDoc:
     """The document an upsert of (query, update) creates when nothing matches."""
-    document = dict(query)
+    document: dict[str, object] = dict(query)
     for operator, fields in update.items():
         if operator not in ("$set", "$setOnInsert", "$inc") or any("." in key for key in fields):
             raise ValueError(f"an upsert with {operator} {sorted(fields)} has no plain insert form")
         document.update(fields)  # $inc on a missing field starts it at the increment
-    return document
+    return cast(SessionDoc, document)  # the fields session_upsert writes
 
 
-async def _stored_sessions(db: Database, ids: list[str]) -> dict[str, dict[str, Any]]:
+async def _stored_sessions(db: Database, ids: list[str]) -> dict[str, SessionDoc]:
     projection = dict.fromkeys(SessionIn.model_fields, 1)
     return {doc["_id"]: doc async for doc in db.sessions.find({"_id": {"$in": ids}}, projection)}
 
 
 async def _write_changes(
-    db: Database, sessions: Sequence[tuple[str, SessionIn]], stored: dict[str, dict[str, Any]]
+    db: Database, sessions: Sequence[tuple[str, SessionIn]], stored: dict[str, SessionDoc]
 ) -> None:
     """One update command for sessions that exist. A session's eventId never changes once
     stored, so after the check above `_id` alone selects it (FerretDB scans on any other field)."""

@@ -12,7 +12,30 @@ from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorCollection, Asyn
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, NetworkTimeout, PyMongoError
 
+from shared.documents import (
+    AttendeeChunkDoc,
+    AttendeeIdentityDoc,
+    EventDoc,
+    InboxEntryDoc,
+    IngestKeyDoc,
+    LoginAttemptDoc,
+    ProviderStateDoc,
+    RecomputeLockDoc,
+    RegistrationDoc,
+    RollupGarbageDoc,
+    RollupLeaseDoc,
+    SessionDoc,
+    SessionWatchDoc,
+    TaskDoc,
+    TokenDoc,
+    UserDoc,
+    WatchSegmentDoc,
+)
 from shared.settings import Settings
+
+# A document of a collection read by name, or an aggregation's output: the driver's own type.
+RawDocument = dict[str, Any]
+Collection = AsyncIOMotorCollection
 
 log = logging.getLogger(__name__)
 
@@ -183,81 +206,81 @@ def database_slots(settings: Settings) -> int:
 class Database:
     """The collections of one database, created on the running event loop."""
 
-    client: Any
-    db: AsyncIOMotorDatabase
+    client: AsyncIOMotorClient[RawDocument]
+    db: AsyncIOMotorDatabase[RawDocument]
     # The per-process line every operation waits in (None: no limit, as for the embedded store).
     gate: asyncio.Semaphore | None = field(default=None, kw_only=True)
 
-    def __getitem__(self, name: str) -> AsyncIOMotorCollection:
+    def __getitem__(self, name: str) -> Collection[RawDocument]:
         return self.db[name]
 
     @property
-    def users(self) -> AsyncIOMotorCollection:
-        return self.db.users
+    def users(self) -> Collection[UserDoc]:
+        return cast("Collection[UserDoc]", self.db.users)
 
     @property
-    def tokens(self) -> AsyncIOMotorCollection:
-        return self.db.tokens
+    def tokens(self) -> Collection[TokenDoc]:
+        return cast("Collection[TokenDoc]", self.db.tokens)
 
     @property
-    def ingest_keys(self) -> AsyncIOMotorCollection:
-        return self.db.ingest_keys
+    def ingest_keys(self) -> Collection[IngestKeyDoc]:
+        return cast("Collection[IngestKeyDoc]", self.db.ingest_keys)
 
     @property
-    def login_attempts(self) -> AsyncIOMotorCollection:
-        return self.db.login_attempts
+    def login_attempts(self) -> Collection[LoginAttemptDoc]:
+        return cast("Collection[LoginAttemptDoc]", self.db.login_attempts)
 
     @property
-    def events(self) -> AsyncIOMotorCollection:
-        return self.db.events
+    def events(self) -> Collection[EventDoc]:
+        return cast("Collection[EventDoc]", self.db.events)
 
     @property
-    def sessions(self) -> AsyncIOMotorCollection:
-        return self.db.sessions
+    def sessions(self) -> Collection[SessionDoc]:
+        return cast("Collection[SessionDoc]", self.db.sessions)
 
     @property
-    def watch_segments(self) -> AsyncIOMotorCollection:
-        return self.db.watch_segments
+    def watch_segments(self) -> Collection[WatchSegmentDoc]:
+        return cast("Collection[WatchSegmentDoc]", self.db.watch_segments)
 
     @property
-    def registrations(self) -> AsyncIOMotorCollection:
-        return self.db.registrations
+    def registrations(self) -> Collection[RegistrationDoc]:
+        return cast("Collection[RegistrationDoc]", self.db.registrations)
 
     @property
-    def attendee_identities(self) -> AsyncIOMotorCollection:
-        return self.db.attendee_identities
+    def attendee_identities(self) -> Collection[AttendeeIdentityDoc]:
+        return cast("Collection[AttendeeIdentityDoc]", self.db.attendee_identities)
 
     @property
-    def segment_inbox(self) -> AsyncIOMotorCollection:
-        return self.db.segment_inbox
+    def segment_inbox(self) -> Collection[InboxEntryDoc]:
+        return cast("Collection[InboxEntryDoc]", self.db.segment_inbox)
 
     @property
-    def rollup_leases(self) -> AsyncIOMotorCollection:
-        return self.db.rollup_leases
+    def rollup_leases(self) -> Collection[RollupLeaseDoc]:
+        return cast("Collection[RollupLeaseDoc]", self.db.rollup_leases)
 
     @property
-    def rollup_garbage(self) -> AsyncIOMotorCollection:
-        return self.db.rollup_garbage
+    def rollup_garbage(self) -> Collection[RollupGarbageDoc]:
+        return cast("Collection[RollupGarbageDoc]", self.db.rollup_garbage)
 
     @property
-    def session_watch(self) -> AsyncIOMotorCollection:
-        return self.db.session_watch
+    def session_watch(self) -> Collection[SessionWatchDoc]:
+        return cast("Collection[SessionWatchDoc]", self.db.session_watch)
 
     @property
-    def session_attendees(self) -> AsyncIOMotorCollection:
-        return self.db.session_attendees
+    def session_attendees(self) -> Collection[AttendeeChunkDoc]:
+        return cast("Collection[AttendeeChunkDoc]", self.db.session_attendees)
 
     @property
-    def tasks(self) -> AsyncIOMotorCollection:
-        return self.db.tasks
+    def tasks(self) -> Collection[TaskDoc]:
+        return cast("Collection[TaskDoc]", self.db.tasks)
 
     @property
-    def recompute_locks(self) -> AsyncIOMotorCollection:
-        return self.db.recompute_locks
+    def recompute_locks(self) -> Collection[RecomputeLockDoc]:
+        return cast("Collection[RecomputeLockDoc]", self.db.recompute_locks)
 
     @property
-    def provider_state(self) -> AsyncIOMotorCollection:
-        return self.db.provider_state
+    def provider_state(self) -> Collection[ProviderStateDoc]:
+        return cast("Collection[ProviderStateDoc]", self.db.provider_state)
 
     async def ping(self) -> None:
         await self.db.command("ping")
@@ -293,5 +316,6 @@ def connect(settings: Settings) -> Database:
         retryWrites=False,
     )
     gate = asyncio.Semaphore(database_slots(settings))
-    gated = cast(AsyncIOMotorDatabase, _GatedDatabase(client[settings.mongodb_database_name], gate))
+    database = _GatedDatabase(client[settings.mongodb_database_name], gate)
+    gated = cast("AsyncIOMotorDatabase[RawDocument]", database)
     return Database(client, gated, gate=gate)

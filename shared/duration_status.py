@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Final
 
 from shared.rules import FORMATS_WITHOUT_VIDEO, PROVIDERS_WITH_DURATION
 
@@ -40,7 +40,7 @@ _EARLIER_NAMES: Final = {
 __all__ = ["DURATION_STATUSES", "duration_status", *DURATION_STATUSES]
 
 
-def duration_status(session: Mapping[str, Any]) -> str:
+def duration_status(session: Mapping[str, object]) -> str:
     """The rule 10 status of a session document (`streamProvider`, `format`, `videoId`,
     `duration` and the `durationStatus` the duration sync wrote).
 

@@ -13,12 +13,13 @@ a tombstone kept here would itself be a record of that person.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import cast
 
 from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError
 
 from shared.db import Database
+from shared.documents import AttendeeIdentityDoc
 from shared.models import IDENTITY_FIELDS, RegistrationIn
 from shared.store import now
 
@@ -66,12 +67,13 @@ async def store_identities(
     return len(new) + len(changed)
 
 
-def _new_identity(event_id: str, key: str, fields: dict[str, str]) -> dict[str, Any]:
+def _new_identity(event_id: str, key: str, fields: dict[str, str]) -> AttendeeIdentityDoc:
     user_id = key[len(event_id) + 1 :]
-    return {"_id": key, "eventId": event_id, "userId": user_id, **fields, "updatedAt": now()}
+    document = {"_id": key, "eventId": event_id, "userId": user_id, **fields, "updatedAt": now()}
+    return cast(AttendeeIdentityDoc, document)  # `fields` holds only IDENTITY_FIELDS
 
 
-async def _insert_new(db: Database, documents: list[dict[str, Any]]) -> list[str]:
+async def _insert_new(db: Database, documents: list[AttendeeIdentityDoc]) -> list[str]:
     """Insert; the `_id`s another request inserted first (a race), to be updated instead."""
     if not documents:
         return []
@@ -97,8 +99,8 @@ async def _update(db: Database, changed: dict[str, dict[str, str]], *, embedded:
         await db.attendee_identities.bulk_write(ops[start : start + UPDATE_BULK], ordered=False)
 
 
-async def _find(db: Database, ids: list[str], projection: dict[str, int] | None) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
+async def _find(db: Database, ids: list[str], projection: dict[str, int] | None) -> list[AttendeeIdentityDoc]:
+    found: list[AttendeeIdentityDoc] = []
     for start in range(0, len(ids), READ_BULK):
         part = ids[start : start + READ_BULK]
         cursor = db.attendee_identities.find({"_id": {"$in": part}}, projection).batch_size(len(part))
@@ -108,11 +110,11 @@ async def _find(db: Database, ids: list[str], projection: dict[str, int] | None)
 
 async def identities_of(
     db: Database, event_id: str, user_ids: Iterable[str], fields: Iterable[str] = IDENTITY_FIELDS
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, AttendeeIdentityDoc]:
     """The stored identities of these users of one event, by userId (one read per 10,000 users)."""
     ids = [identity_id(event_id, user_id) for user_id in dict.fromkeys(user_ids)]
     projection = {"userId": 1, **dict.fromkeys(fields, 1)}
-    return {doc["userId"]: doc for doc in await _find(db, ids, projection)}
+    return {doc.get("userId", ""): doc for doc in await _find(db, ids, projection)}
 
 
 async def erase_identity(db: Database, event_id: str, user_id: str) -> None:

@@ -14,12 +14,16 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pymongo.errors import DuplicateKeyError
 
 from shared.db import Database
+from shared.documents import TaskDoc
 from shared.store import now
+
+if TYPE_CHECKING:
+    from shared.tasks import TaskSender
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +33,7 @@ PICKUP_S = 60  # a recompute no worker took within a minute is sent again ...
 MAX_RESENDS = 2  # ... twice, then failed with the reason
 
 
-def _is_live(task: dict[str, Any] | None, stale_s: float, pickup_s: float | None = None) -> bool:
+def _is_live(task: TaskDoc | None, stale_s: float, pickup_s: float | None = None) -> bool:
     """A STARTED task is live while its heartbeat is fresher than `stale_s`; a PENDING one while
     it was sent less than `pickup_s` ago (`stale_s` when not given)."""
     if task is None or task["state"] in TERMINAL:
@@ -40,7 +44,7 @@ def _is_live(task: dict[str, Any] | None, stale_s: float, pickup_s: float | None
 
 async def claim_recompute(
     db: Database, event_id: str, stale_s: float, pickup_s: float = PICKUP_S
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[TaskDoc, bool]:
     """The running recompute of an event, or a new PENDING one; True when it is new.
 
     A lock document per event names the task that holds it; a task that finished, whose worker
@@ -53,7 +57,7 @@ async def claim_recompute(
             current = await db.tasks.find_one({"_id": lock["taskId"]})
             if current is not None and _is_live(current, stale_s, pickup_s):
                 return current, False
-        task = {
+        task: TaskDoc = {
             "_id": uuid.uuid4().hex,
             "kind": "recompute",
             "eventId": event_id,
@@ -105,13 +109,13 @@ async def release_recompute(db: Database, event_id: str, task_id: str) -> None:
     await db.recompute_locks.delete_one({"_id": event_id, "taskId": task_id})
 
 
-async def update_task(db: Database, task_id: str, **fields: Any) -> None:
+async def update_task(db: Database, task_id: str, **fields: object) -> None:
     await db.tasks.update_one({"_id": task_id}, {"$set": {**fields, "heartbeatAt": now()}})
 
 
 async def start_recompute(
-    db: Database, queue: Any, event_id: str, stale_s: float, pickup_s: float = PICKUP_S
-) -> tuple[dict[str, Any], bool]:
+    db: Database, queue: TaskSender, event_id: str, stale_s: float, pickup_s: float = PICKUP_S
+) -> tuple[TaskDoc, bool]:
     """The event's running recompute, or a new one handed to the workers; True when new.
 
     When the broker cannot take it, the new task is marked failed and the event freed, and
@@ -179,7 +183,7 @@ async def begin_recompute(
     return Begin(Start.BUSY, max(1.0, stale_s - age + 1.0))
 
 
-def renew_heartbeat_filter(task_id: str, run_id: str) -> dict[str, Any]:
+def renew_heartbeat_filter(task_id: str, run_id: str) -> dict[str, str]:
     """The task as long as this run holds it: a heartbeat never revives a task taken over."""
     return {"_id": task_id, "runId": run_id, "state": STARTED}
 
@@ -200,7 +204,7 @@ class SweepReport:
 
 async def sweep_recomputes(
     db: Database,
-    queue: Any,
+    queue: TaskSender,
     *,
     stale_s: float,
     pickup_s: float = PICKUP_S,
@@ -251,7 +255,7 @@ async def sweep_recomputes(
                 event_id,
                 pickup_s,
             )
-            update: dict[str, Any] = {"$set": {"heartbeatAt": now()}, "$inc": {"resends": 1}}
+            update: dict[str, dict[str, object]] = {"$set": {"heartbeatAt": now()}, "$inc": {"resends": 1}}
             report.resent.append(task_id)
         else:
             log.info(

@@ -18,7 +18,7 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
-from pydantic.json_schema import JsonDict
+from pydantic.config import JsonDict
 
 from shared.rules import FORMATS, PROVIDERS
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +13,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from shared.db import Database
+from shared.documents import AttendeeChunkDoc, SessionDoc
 from shared.errors import BadRequest
 from shared.models import SessionIn, format_utc
 from shared.rules import SessionNumbers, has_provider_duration, session_numbers
@@ -52,7 +53,7 @@ def attendee_chunk_id(session_id: str, gen: str | None, chunk: int) -> str:
     return f"{session_id}:{gen}:a{chunk:06d}"
 
 
-def encode_attendee_rows(rows: list[dict[str, Any]]) -> Binary:
+def encode_attendee_rows(rows: Sequence[Mapping[str, Any]]) -> Binary:
     """Attendee rows as stored: one compressed blob per chunk, read whole by `_id`.
 
     `registeredAt` is kept as the API spells it, so a page read decodes straight to its answer.
@@ -61,7 +62,8 @@ def encode_attendee_rows(rows: list[dict[str, Any]]) -> Binary:
     return Binary(zlib.compress(orjson.dumps(prepared), 1))
 
 
-def decode_attendee_rows(chunk: dict[str, Any]) -> list[dict[str, Any]]:
+def decode_attendee_rows(chunk: AttendeeChunkDoc) -> list[dict[str, Any]]:
+    # JSON rows as encode_attendee_rows wrote them; orjson types what it parses as Any.
     rows: list[dict[str, Any]] = orjson.loads(zlib.decompress(chunk["data"]))
     return rows
 
@@ -71,12 +73,11 @@ def duration_source(stream_provider: str | None, session_format: str | None) -> 
     return stream_provider if has_provider_duration(stream_provider, session_format) else None
 
 
-def session_duration(session: dict[str, Any]) -> float | None:
+def session_duration(session: SessionDoc) -> float | None:
     """A stored session's duration under rule 8: null when its video has none by rule."""
     if duration_source(session.get("streamProvider"), session.get("format")) is None:
         return None
-    duration: float | None = session.get("duration")
-    return duration
+    return session.get("duration")
 
 
 async def bump_analytics_version(db: Database, event_ids: Iterable[str]) -> None:
@@ -99,7 +100,7 @@ async def mark_for_rollup(db: Database, event_id: str, session_ids: Iterable[str
         )
 
 
-async def upsert_session(db: Database, session_id: str, body: SessionIn) -> tuple[dict[str, Any], bool]:
+async def upsert_session(db: Database, session_id: str, body: SessionIn) -> tuple[SessionDoc, bool]:
     """Create or update a session; a changed video resets its duration and schedules a rollup."""
     existing = await db.sessions.find_one({"_id": session_id})
     if existing is not None and existing["eventId"] != body.eventId:
@@ -116,14 +117,14 @@ async def upsert_session(db: Database, session_id: str, body: SessionIn) -> tupl
 
 
 def session_upsert(
-    session_id: str, body: SessionIn, existing: dict[str, Any] | None
-) -> tuple[dict[str, Any], dict[str, Any]]:
+    session_id: str, body: SessionIn, existing: SessionDoc | None
+) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
     """The filter and update (with upsert) that write `body` over the stored `existing` session.
 
     Shared by the single PUT and the bulk import, so both write the same document.
     """
     fields: dict[str, Any] = body.model_dump(mode="python")
-    update: dict[str, Any] = {"$set": fields}
+    update: dict[str, dict[str, Any]] = {"$set": fields}
     video = (body.streamProvider, body.videoId, body.format)
     if (
         existing is None

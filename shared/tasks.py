@@ -7,9 +7,15 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from shared.errors import Unavailable
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+# A task takes ids only (it re-reads what it needs), by keyword.
+TaskKwargs = dict[str, str]
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +50,13 @@ def rollup_signal_key(event_id: str) -> str:
     return f"session-analytics:rollup-signal:{event_id}"
 
 
-class TaskQueue(Protocol):
-    async def enqueue(self, name: TaskName, *, task_id: str, kwargs: dict[str, Any]) -> None: ...
+class TaskSender(Protocol):
+    async def enqueue(self, name: TaskName, *, task_id: str, kwargs: TaskKwargs) -> None: ...
 
+
+class TaskQueue(TaskSender, Protocol):
     async def enqueue_debounced(
-        self, name: TaskName, *, key: str, kwargs: dict[str, Any], delay_s: float
+        self, name: TaskName, *, key: str, kwargs: TaskKwargs, delay_s: float
     ) -> bool: ...
 
     async def ping(self) -> None: ...
@@ -80,20 +88,20 @@ class CeleryTaskQueue:
             task_default_queue=Queue.DEFAULT.value,
             task_send_sent_event=True,
         )
-        self._redis: Any = None
+        self._redis: Redis | None = None
         self._signals_paused_until = 0.0
 
-    def _send(self, name: str, task_id: str, kwargs: dict[str, Any]) -> None:
+    def _send(self, name: str, task_id: str, kwargs: TaskKwargs) -> None:
         self._celery.send_task(name, kwargs=kwargs, task_id=task_id, retry=False)
 
-    async def enqueue(self, name: TaskName, *, task_id: str, kwargs: dict[str, Any]) -> None:
+    async def enqueue(self, name: TaskName, *, task_id: str, kwargs: TaskKwargs) -> None:
         try:
             async with asyncio.timeout(self._timeout_s * 2):
                 await asyncio.to_thread(self._send, name.value, task_id, kwargs)
         except Exception as err:  # kombu raises many kinds; all mean "not enqueued"
             raise Unavailable(f"task broker unreachable: {type(err).__name__}") from err
 
-    def _client(self) -> Any:
+    def _client(self) -> Redis:
         import redis.asyncio as aioredis
 
         if self._redis is None:
@@ -105,7 +113,7 @@ class CeleryTaskQueue:
         return self._redis
 
     async def enqueue_debounced(
-        self, name: TaskName, *, key: str, kwargs: dict[str, Any], delay_s: float
+        self, name: TaskName, *, key: str, kwargs: TaskKwargs, delay_s: float
     ) -> bool:
         """Send `name` in `delay_s` unless one with this key is already on its way; never raises.
 
@@ -131,7 +139,7 @@ class CeleryTaskQueue:
             log.warning("could not signal %s (%s); the beat tick will run it", name.value, type(err).__name__)
             return False
 
-    def _send_later(self, name: str, kwargs: dict[str, Any], delay_s: float) -> None:
+    def _send_later(self, name: str, kwargs: TaskKwargs, delay_s: float) -> None:
         self._celery.send_task(name, kwargs=kwargs, countdown=delay_s, retry=False)
 
     async def ping(self) -> None:
@@ -157,7 +165,7 @@ class CeleryTaskQueue:
         await asyncio.to_thread(self._celery.close)
 
 
-TaskRunner = Callable[..., Coroutine[Any, Any, Any]]
+TaskRunner = Callable[..., Coroutine[None, None, object]]
 
 
 class InProcessTaskQueue:
@@ -165,17 +173,17 @@ class InProcessTaskQueue:
 
     def __init__(self, runners: dict[TaskName, TaskRunner]) -> None:
         self._runners = runners
-        self._running: set[asyncio.Task[Any]] = set()
+        self._running: set[asyncio.Task[object]] = set()
         self._signalled: set[str] = set()
 
     async def enqueue_debounced(
-        self, name: TaskName, *, key: str, kwargs: dict[str, Any], delay_s: float
+        self, name: TaskName, *, key: str, kwargs: TaskKwargs, delay_s: float
     ) -> bool:
         if key in self._signalled or name not in self._runners:
             return True
         self._signalled.add(key)
 
-        async def later() -> Any:
+        async def later() -> object:
             await asyncio.sleep(delay_s)
             self._signalled.discard(key)  # before the task reads, as a worker does
             return await self._runners[name](task_id=key, **kwargs)
@@ -185,13 +193,13 @@ class InProcessTaskQueue:
         task.add_done_callback(self._done)
         return True
 
-    async def enqueue(self, name: TaskName, *, task_id: str, kwargs: dict[str, Any]) -> None:
+    async def enqueue(self, name: TaskName, *, task_id: str, kwargs: TaskKwargs) -> None:
         runner = self._runners[name]
         task = asyncio.create_task(runner(task_id=task_id, **kwargs))
         self._running.add(task)
         task.add_done_callback(self._done)
 
-    def _done(self, task: asyncio.Task[Any]) -> None:
+    def _done(self, task: asyncio.Task[object]) -> None:
         self._running.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("in-process task failed", exc_info=task.exception())

@@ -8,13 +8,18 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
 from mongomock_motor import AsyncMongoMockClient
+from pytest_aiohttp import AiohttpClient
 
 from shared.db import Database, connect
 from shared.settings import Settings
 from tests.servers import FerretDB, Redis
 
 _counter = itertools.count()
+# The app under test, as the `client` fixture (and tests.seed.app_client) serve it.
+Client = TestClient[web.Request, web.Application]
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +45,8 @@ def _db_name() -> str:
 
 @pytest.fixture(params=["mock", "real"])
 def store_kind(request: pytest.FixtureRequest) -> str:
-    return request.param
+    kind: str = request.param
+    return kind
 
 
 @pytest.fixture
@@ -104,6 +110,9 @@ class RecordingTaskQueue:
         if self.down:
             raise Unavailable("broker down (test)")
 
+    async def queue_lengths(self) -> dict[str, int]:
+        return {}  # no broker: no queue to gauge
+
     async def close(self) -> None:
         return None
 
@@ -115,8 +124,8 @@ def task_queue() -> RecordingTaskQueue:
 
 @pytest.fixture
 async def client(
-    aiohttp_client: Any, settings: Settings, database: Database, task_queue: RecordingTaskQueue
-) -> Any:
+    aiohttp_client: AiohttpClient, settings: Settings, database: Database, task_queue: RecordingTaskQueue
+) -> Client:
     """The real app; every answer it gives is checked against its /openapi.json."""
     from tests.contract import validate_every_answer
     from web.app import create_app

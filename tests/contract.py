@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
@@ -26,6 +26,9 @@ def document() -> OpenAPI:
         media: _text for media in ("text/csv", "text/plain", "text/html", "text/*")
     }
     return OpenAPI.from_dict(SPEC, config=Config(extra_media_type_deserializers=text))
+
+
+C = TypeVar("C", bound=TestClient[Any, Any])
 
 
 def _text(body: bytes, **parameters: str) -> str:
@@ -59,7 +62,7 @@ def _query_args(query: str) -> dict[str, Any]:
     return args
 
 
-def validate_every_answer(client: TestClient[Any, Any]) -> TestClient[Any, Any]:
+def validate_every_answer(client: C) -> C:
     """Make every request through this test client check its answer against the document.
 
     aiohttp keeps the body read here, so the test's own `.json()`, `.text()` and `.read()` work.

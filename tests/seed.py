@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from shared.admin import create_event, create_user
 from shared.db import Database
+from shared.documents import SessionDoc
 from shared.models import SessionIn
 from shared.store import upsert_session
 
@@ -19,6 +20,15 @@ USERS = {
     "event_admin": ("eventadmin@example.com", "EVENT_ADMIN", ["ev1"], []),
     "attendee": ("attendee@example.com", "ATTENDEE", [], []),
 }
+
+
+D = TypeVar("D")
+
+
+def found(document: D | None) -> D:
+    """The document a read found: the test fails here, not on a later `None[...]`, when none was."""
+    assert document is not None, "no such document"
+    return document
 
 
 async def seed_world(db: Database) -> None:
@@ -39,7 +49,7 @@ async def add_session(
     provider: str | None = "YOUTUBE",
     video_id: str | None = "vid",
     numbers: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> SessionDoc:
     start = start or T0
     body = SessionIn(
         eventId=event_id,

@@ -21,7 +21,8 @@ class ServerMissing(RuntimeError):
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:

@@ -13,12 +13,16 @@ import pytest
 from bson import Binary
 from pymongo import monitoring
 
+from shared.db import Database
+from shared.settings import Settings
 from tests import oracle
+from tests.conftest import Client
 from tests.seed import (
     T0,
     add_session,
     cheap_password_hashing,
     error_of,
+    found,
     ingest_headers,
     iso_utc,
     login,
@@ -59,7 +63,9 @@ PEOPLE: dict[str, tuple[dict[str, str] | None, bool, float]] = {
 
 
 @pytest.fixture
-async def world(client, database, settings, monkeypatch) -> dict[str, Any]:
+async def world(
+    client: Client, database: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
     cheap_password_hashing(monkeypatch)
     return await ingest_world(client, database, settings)
 
@@ -97,7 +103,8 @@ async def get_json(client: Any, path: str, headers: dict[str, str]) -> Any:
 async def listed(client: Any, headers: dict[str, str], query: str = "") -> list[dict[str, Any]]:
     body = await get_json(client, f"{ATTENDEES}?size=500&{query}", headers)
     assert len(body["data"]) == body["recordsFiltered"]
-    return body["data"]
+    data: list[dict[str, Any]] = body["data"]
+    return data
 
 
 def expected_row(user: str) -> dict[str, Any]:
@@ -118,7 +125,9 @@ def expected_row(user: str) -> dict[str, Any]:
 # --- ingestion ------------------------------------------------------------------------------
 
 
-async def test_identity_fields_are_validated_item_by_item(client, database, world):
+async def test_identity_fields_are_validated_item_by_item(
+    client: Client, database: Database, world: dict[str, Any]
+) -> None:
     bad = {
         "email": "not-an-address",
         "firstName": "",
@@ -143,7 +152,7 @@ async def test_identity_fields_are_validated_item_by_item(client, database, worl
     assert reasons[4] == "email: String should have at most 254 characters"
     assert reasons[5] == "firstName: must not contain control characters"
     # Stored in its normal form (the domain in lower case), once, in the identity document only.
-    stored = await database.attendee_identities.find_one({"_id": "ev1:ok"})
+    stored = found(await database.attendee_identities.find_one({"_id": "ev1:ok"}))
     assert (stored["email"], stored["firstName"], "lastName" in stored) == (
         "Ok.Person@example.com",
         "Zoë",
@@ -152,14 +161,16 @@ async def test_identity_fields_are_validated_item_by_item(client, database, worl
     assert await database.attendee_identities.count_documents({"userId": {"$in": ["v0", "v1", "v8"]}}) == 0
 
 
-async def test_identities_are_stored_once_per_user_and_nowhere_else(client, database, world):
+async def test_identities_are_stored_once_per_user_and_nowhere_else(
+    client: Client, database: Database, world: dict[str, Any]
+) -> None:
     assert await database.attendee_identities.count_documents({}) == 5
     assert await personal_values_outside_identities(database, PEOPLE["u01"][0]) == []
     # Posting the same registrations again changes nothing; a later one may correct a name.
     again = {**registration("s2", "u01"), "firstName": "Augusta Ada"}
     answer = await (await client.post(REGISTRATIONS, json=[again], headers=world["key"])).json()
     assert answer["accepted"] == 1
-    stored = await database.attendee_identities.find_one({"_id": "ev1:u01"})
+    stored = found(await database.attendee_identities.find_one({"_id": "ev1:u01"}))
     assert (stored["firstName"], stored["lastName"], stored["email"]) == (
         "Augusta Ada",
         "Lovelace",
@@ -170,7 +181,7 @@ async def test_identities_are_stored_once_per_user_and_nowhere_else(client, data
 # --- the list ---------------------------------------------------------------------------------
 
 
-async def test_rows_carry_identities_most_attended_first(client, world):
+async def test_rows_carry_identities_most_attended_first(client: Client, world: dict[str, Any]) -> None:
     body = await get_json(client, ATTENDEES, world["host"])
     assert (body["recordsTotal"], body["recordsFiltered"], body["page"], body["size"]) == (6, 6, 0, 50)
     # 900 s (engagement capped at 100 %), then the tie of 300 s by userId, ..., nobody's 0 s last.
@@ -193,7 +204,9 @@ async def test_rows_carry_identities_most_attended_first(client, world):
         ("u04", []),  # ids are not searched: names and email only
     ],
 )
-async def test_search_is_literal_case_insensitive_over_names_and_email(client, world, search, users):
+async def test_search_is_literal_case_insensitive_over_names_and_email(
+    client: Client, world: dict[str, Any], search: str, users: list[str]
+) -> None:
     from urllib.parse import quote
 
     body = await get_json(client, f"{ATTENDEES}?searchString={quote(search)}", world["host"])
@@ -215,11 +228,13 @@ async def test_search_is_literal_case_insensitive_over_names_and_email(client, w
         ("-registeredAt", ["u01", "u02", "u03", "u05", "u06", "u04"]),
     ],
 )
-async def test_sort_orders_rows_with_ties_by_user_id(client, world, sort, users):
+async def test_sort_orders_rows_with_ties_by_user_id(
+    client: Client, world: dict[str, Any], sort: str, users: list[str]
+) -> None:
     assert [row["userId"] for row in await listed(client, world["host"], f"sort={sort}")] == users
 
 
-async def test_pages_of_a_sorted_search_join_up(client, world):
+async def test_pages_of_a_sorted_search_join_up(client: Client, world: dict[str, Any]) -> None:
     whole = await listed(client, world["host"], "sort=lastName&searchString=e")
     pages = []
     for page in range(4):
@@ -242,7 +257,7 @@ async def test_pages_of_a_sorted_search_join_up(client, world):
         "size=501",
     ],
 )
-async def test_bad_or_unknown_parameters_get_400(client, world, query):
+async def test_bad_or_unknown_parameters_get_400(client: Client, world: dict[str, Any], query: str) -> None:
     response = await client.get(f"{ATTENDEES}?{query}", headers=world["host"])
     assert await error_of(response) == (400, "400")
 
@@ -261,7 +276,9 @@ async def attendee_csv(client: Any, headers: dict[str, str], query: str = "") ->
 @pytest.mark.parametrize(
     "query", ["", "sort=lastName", "sort=-registeredAt&searchString=EXAMPLE", "searchString=zz"]
 )
-async def test_csv_lists_the_rows_of_the_list_in_its_order(client, world, query):
+async def test_csv_lists_the_rows_of_the_list_in_its_order(
+    client: Client, world: dict[str, Any], query: str
+) -> None:
     rows = await attendee_csv(client, world["host"], query)
     assert rows[0] == [
         "User ID",
@@ -286,7 +303,7 @@ async def test_csv_lists_the_rows_of_the_list_in_its_order(client, world, query)
         assert cells[10] == (row["registeredAt"] or "")
 
 
-async def test_csv_cells_never_start_a_formula(client, world):
+async def test_csv_cells_never_start_a_formula(client: Client, world: dict[str, Any]) -> None:
     rows = {row[0]: row for row in await attendee_csv(client, world["host"])}
     assert rows["u05"][1:5] == ["'=HYPERLINK(1)", "de Vries", "eve@example.com", "'-1"]
     assert rows["u04"][1:5] == ["", "", "", ""]
@@ -305,7 +322,9 @@ async def test_csv_cells_never_start_a_formula(client, world):
         ("", 200),
     ],
 )
-async def test_csv_answers_406_when_accept_excludes_csv(client, world, accept, status):
+async def test_csv_answers_406_when_accept_excludes_csv(
+    client: Client, world: dict[str, Any], accept: str, status: int
+) -> None:
     response = await client.get(f"{ATTENDEES}/csv", headers={**world["host"], "Accept": accept})
     if status == 406:
         assert await error_of(response) == (406, "406")
@@ -313,12 +332,12 @@ async def test_csv_answers_406_when_accept_excludes_csv(client, world, accept, s
         assert response.status == 200 and response.content_type == "text/csv"
 
 
-async def test_csv_of_an_empty_session_is_its_header(client, world):
+async def test_csv_of_an_empty_session_is_its_header(client: Client, world: dict[str, Any]) -> None:
     response = await client.get("/rest/host/session/s2/attendee/csv", headers=world["host"])
     assert (await response.text()).count("\r\n") == 1
 
 
-async def test_csv_and_list_answer_only_hosts_of_the_event(client, world):
+async def test_csv_and_list_answer_only_hosts_of_the_event(client: Client, world: dict[str, Any]) -> None:
     other = await get_json(client, "/rest/host/session/s9/attendee", await login(client, "super"))
     assert other["recordsTotal"] == 0
     for path in ("/rest/host/session/s9/attendee", "/rest/host/session/s9/attendee/csv"):
@@ -378,9 +397,10 @@ async def numbers_seen(client: Any, headers: dict[str, str]) -> dict[str, Any]:
 
 
 async def test_erasure_removes_personal_fields_everywhere_and_keeps_every_number(
-    client, database, settings, world
-):
+    client: Client, database: Database, settings: Settings, world: dict[str, Any]
+) -> None:
     host, ada = world["host"], PEOPLE["u01"][0]
+    assert ada is not None
     # A registration of another session not yet rolled up: its inbox entry waits meanwhile.
     pending = {**registration("s2", "u01"), **(ada or {})}
     assert (await client.post(REGISTRATIONS, json=[pending], headers=world["key"])).status == 200
@@ -408,12 +428,14 @@ async def test_erasure_removes_personal_fields_everywhere_and_keeps_every_number
     assert (await listed(client, host, "searchString=byron"))[0]["userId"] == "u01"
 
 
-async def test_erasing_someone_never_seen_is_204(client, world):
+async def test_erasing_someone_never_seen_is_204(client: Client, world: dict[str, Any]) -> None:
     response = await client.delete("/rest/host/event/ev1/attendee/nobody", headers=world["host"])
     assert response.status == 204
 
 
-async def test_only_hosts_of_the_event_may_erase(client, database, world):
+async def test_only_hosts_of_the_event_may_erase(
+    client: Client, database: Database, world: dict[str, Any]
+) -> None:
     other = await client.delete("/rest/host/event/ev2/attendee/u01", headers=world["host"])
     assert await error_of(other) == (403, "4030201")
     missing = await client.delete("/rest/host/event/nope/attendee/u01", headers=world["host"])
@@ -443,12 +465,12 @@ def commands_sent() -> CommandLog:
 
 @pytest.mark.parametrize("store_kind", ["real"])
 async def test_a_page_reads_the_rows_once_and_the_identities_of_its_users_once(
-    commands_sent,
-    client,
-    database,
-    settings,
-    monkeypatch,
-):
+    commands_sent: CommandLog,
+    client: Client,
+    database: Database,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Proven from the commands sent (PyMongo command monitoring): a page of 2,500 attendees
     reads the session's row chunks in one command and joins identities for its 50 users in one
     more; a search reads the identities of every row, 10,000 per command."""

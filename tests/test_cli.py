@@ -20,9 +20,12 @@ from typing import Any
 
 import pytest
 
+from shared.db import Database
 from shared.jobs import STARTED, SUCCESS, update_task
+from shared.settings import Settings
+from tests.conftest import Client
 from tests.seed import cheap_password_hashing, seed_world
-from tests.servers import free_port
+from tests.servers import Redis, free_port
 
 COMMAND = str(Path(sys.executable).with_name("session-analytics"))
 SECRET = "Sup3r-secret-pw"
@@ -39,7 +42,9 @@ def _environment(**settings: str) -> dict[str, str]:
     return {**{k: v for k, v in os.environ.items() if k.upper() not in unset}, **settings}
 
 
-def run_cli(*args: str, stdin: str | None = "", timeout: float = 60, **settings: str) -> Any:
+def run_cli(
+    *args: str, stdin: str | None = "", timeout: float = 60, **settings: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [COMMAND, *args],
         env=_environment(**settings),
@@ -50,9 +55,10 @@ def run_cli(*args: str, stdin: str | None = "", timeout: float = 60, **settings:
     )
 
 
-async def run_cli_async(*args: str, **settings: str) -> Any:
+async def run_cli_async(*args: str, **settings: str) -> subprocess.CompletedProcess[str]:
     """The command in a thread, so the test's own event loop (and the app under test) keeps running."""
-    return await asyncio.to_thread(run_cli, *args, **settings)
+    # mypy cannot tell that no environment name is `stdin` or `timeout`.
+    return await asyncio.to_thread(run_cli, *args, **settings)  # type: ignore[arg-type]
 
 
 def one_line_error(done: Any) -> str:
@@ -70,13 +76,13 @@ def unused_url(scheme: str, path: str) -> str:
     return f"{scheme}://admin:{SECRET}@127.0.0.1:{free_port()}/{path}"
 
 
-def test_version_prints_the_installed_version():
+def test_version_prints_the_installed_version() -> None:
     done = run_cli("--version")
     assert done.returncode == 0
     assert done.stdout == f"session-analytics, version {version('session-analytics')}\n"
 
 
-def test_an_unreachable_mongodb_is_one_line_without_credentials():
+def test_an_unreachable_mongodb_is_one_line_without_credentials() -> None:
     url = unused_url("mongodb", "analytics")
     line = one_line_error(run_cli("create-ingest-key", MONGODB_URL=url))
     port = url.rsplit(":", 1)[1].split("/")[0]
@@ -92,7 +98,7 @@ def test_an_unreachable_mongodb_is_one_line_without_credentials():
         (f"mongodb://admin:{SECRET}@127.0.0.1/analytics?w=bogus&wtimeoutMS=nope", "wtimeoutms"),
     ],
 )
-def test_a_malformed_mongodb_url_is_one_line_without_credentials(url, named):
+def test_a_malformed_mongodb_url_is_one_line_without_credentials(url: str, named: str) -> None:
     line = one_line_error(
         run_cli("create-event", "--id", "e", "--organizer", "o", "--name", "n", MONGODB_URL=url)
     )
@@ -101,21 +107,21 @@ def test_a_malformed_mongodb_url_is_one_line_without_credentials(url, named):
     assert named.lower() in line.lower()
 
 
-def test_debug_shows_the_traceback():
+def test_debug_shows_the_traceback() -> None:
     done = run_cli("--debug", "create-ingest-key", MONGODB_URL=unused_url("mongodb", "analytics"))
     assert done.returncode == 1
     assert "Traceback (most recent call last)" in done.stderr
     assert "ServerSelectionTimeoutError" in done.stderr
 
 
-def test_a_bad_setting_is_named_in_one_line():
+def test_a_bad_setting_is_named_in_one_line() -> None:
     line = one_line_error(run_cli("create-ingest-key", PORT="eighty"))
     assert line == (
         "Error: invalid setting: PORT: Input should be a valid integer, unable to parse string as an integer"
     )
 
 
-def test_a_missing_file_is_one_line():
+def test_a_missing_file_is_one_line() -> None:
     line = one_line_error(run_cli("import-sessions", "/nonexistent/sessions.csv"))
     assert line == "Error: cannot read /nonexistent/sessions.csv: no such file or directory"
 
@@ -130,19 +136,19 @@ def test_a_missing_file_is_one_line():
         ["recompute", "--event", "e"],
     ],
 )
-def test_one_shot_commands_refuse_the_in_process_store(args):
+def test_one_shot_commands_refuse_the_in_process_store(args: list[str]) -> None:
     line = one_line_error(run_cli(*args, MONGODB_URL="mem:///analytics"))
     assert line.startswith("Error: MONGODB_URL mem:// is the demo's in-process store")
 
 
-def test_serve_with_an_unreachable_mongodb_is_one_line():
+def test_serve_with_an_unreachable_mongodb_is_one_line() -> None:
     line = one_line_error(
         run_cli("serve", "--port", str(free_port()), MONGODB_URL=unused_url("mongodb", "analytics"))
     )
     assert "MongoDB at mongodb://***@127.0.0.1:" in line and "unreachable" in line
 
 
-def test_serve_with_a_malformed_redis_url_is_one_line():
+def test_serve_with_a_malformed_redis_url_is_one_line() -> None:
     url = f"redis://:{SECRET}@127.0.0.1:port/0"
     line = one_line_error(run_cli("serve", "--port", str(free_port()), REDIS_URL=url))
     assert line == "Error: REDIS_URL redis://***@127.0.0.1:port/0 is malformed: " + (
@@ -151,7 +157,7 @@ def test_serve_with_a_malformed_redis_url_is_one_line():
 
 
 @real_store
-def test_serve_on_a_busy_port_is_one_line(settings):
+def test_serve_on_a_busy_port_is_one_line(settings: Settings) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -161,7 +167,9 @@ def test_serve_on_a_busy_port_is_one_line(settings):
 
 
 @real_store
-async def test_recompute_with_an_unreachable_redis_is_one_line_and_starts_nothing(database, settings):
+async def test_recompute_with_an_unreachable_redis_is_one_line_and_starts_nothing(
+    database: Database, settings: Settings
+) -> None:
     await seed_world(database)
     url = unused_url("redis", "0")
     done = await run_cli_async("recompute", "--event", "ev1", MONGODB_URL=settings.mongodb_url, REDIS_URL=url)
@@ -193,8 +201,8 @@ async def test_recompute_with_an_unreachable_redis_is_one_line_and_starts_nothin
     ],
 )
 async def test_create_user_refuses_unknown_events_and_grants_the_role_does_not_take(
-    database, settings, args, said
-):
+    database: Database, settings: Settings, args: list[str], said: str
+) -> None:
     await seed_world(database)
     users_before = await database.users.count_documents({})
     done = await run_cli_async(
@@ -210,7 +218,7 @@ async def test_create_user_refuses_unknown_events_and_grants_the_role_does_not_t
 
 
 @real_store
-async def test_an_ingest_key_for_an_unknown_event_is_refused(database, settings):
+async def test_an_ingest_key_for_an_unknown_event_is_refused(database: Database, settings: Settings) -> None:
     await seed_world(database)
     done = await run_cli_async(
         "create-ingest-key", "--event", "ev1", "--event", "ghost", MONGODB_URL=settings.mongodb_url
@@ -221,7 +229,9 @@ async def test_an_ingest_key_for_an_unknown_event_is_refused(database, settings)
 
 
 @real_store
-async def test_create_event_refuses_an_unknown_time_zone_and_takes_an_iana_one(database, settings):
+async def test_create_event_refuses_an_unknown_time_zone_and_takes_an_iana_one(
+    database: Database, settings: Settings
+) -> None:
     done = await run_cli_async(
         "create-event",
         "--id",
@@ -263,8 +273,8 @@ async def _logs_in(client: Any, email: str, password: str) -> bool:
 
 @real_store
 async def test_the_password_comes_from_the_environment_or_standard_input_never_required(
-    client, database, settings
-):
+    client: Client, database: Database, settings: Settings
+) -> None:
     await seed_world(database)
     from_env = await run_cli_async(
         "create-user",
@@ -319,7 +329,9 @@ def _read_until(fd: int, wanted: str, deadline: float) -> str:
 
 
 @real_store
-async def test_on_a_terminal_the_password_is_asked_twice_and_not_echoed(client, database, settings):
+async def test_on_a_terminal_the_password_is_asked_twice_and_not_echoed(
+    client: Client, database: Database, settings: Settings
+) -> None:
     await seed_world(database)
     terminal, terminal_end = pty.openpty()
     errors_read, errors_write = os.pipe()
@@ -357,8 +369,8 @@ async def test_on_a_terminal_the_password_is_asked_twice_and_not_echoed(client, 
 
 @real_store
 async def test_recompute_wait_says_when_no_worker_takes_the_task_and_ends_with_a_summary(
-    database, settings, redis_server
-):
+    database: Database, settings: Settings, redis_server: Redis
+) -> None:
     await seed_world(database)
     process = await asyncio.create_subprocess_exec(
         COMMAND,
@@ -376,7 +388,7 @@ async def test_recompute_wait_says_when_no_worker_takes_the_task_and_ends_with_a
         started = (await asyncio.wait_for(process.stderr.readline(), 30)).decode()
         assert started.startswith("task ") and started.endswith(" (started)\n"), started
         task_id = started.split()[1]
-        lines = []
+        lines: list[str] = []
         while not any("no worker has picked the task up" in line for line in lines):
             lines.append((await asyncio.wait_for(process.stderr.readline(), 30)).decode())
         assert lines[-1] == (
@@ -405,7 +417,7 @@ async def test_recompute_wait_says_when_no_worker_takes_the_task_and_ends_with_a
 
 
 @real_store
-def test_serve_says_once_it_listens_where_and_which_version(settings):
+def test_serve_says_once_it_listens_where_and_which_version(settings: Settings) -> None:
     port = free_port()
     server = subprocess.Popen(
         [COMMAND, "serve"],

@@ -287,10 +287,12 @@ async def test_the_viewers_chart_shows_the_rolled_up_buckets_and_the_peak(
             await page.set_viewport_size({"width": 390, "height": 844})
             # The charts follow the width after a short pause (a debounced resize).
             for _ in range(50):
-                if (await chart.locator("canvas").bounding_box() or {}).get("width", 999) <= 390:
+                box = await chart.locator("canvas").bounding_box()
+                if box is not None and box["width"] <= 390:
                     break
                 await page.wait_for_timeout(100)
-            assert (await chart.locator("canvas").bounding_box() or {}).get("width", 999) <= 390
+            box = await chart.locator("canvas").bounding_box()
+            assert box is not None and box["width"] <= 390
             await page.screenshot(path=SCREENSHOTS / "session-viewers-phone.png", full_page=True)
             assert errors == []
         finally:

@@ -18,7 +18,7 @@ def _environment(**settings: str) -> dict[str, str]:
     return {**{k: v for k, v in os.environ.items() if k.upper() not in unset}, **settings}
 
 
-def test_the_demo_serves_rolled_up_numbers_without_any_server():
+def test_the_demo_serves_rolled_up_numbers_without_any_server() -> None:
     port = free_port()
     done = subprocess.run(
         [sys.executable, "-m", "web.cli", "demo", "--check", "--port", str(port)],
@@ -57,7 +57,7 @@ def _printed_segment_curl(out: str) -> str:
     return "\n".join(line.strip() for line in lines[start : end + 1])
 
 
-def test_the_demo_listens_on_host_and_port_settings_and_its_printed_curl_posts_a_segment():
+def test_the_demo_listens_on_host_and_port_settings_and_its_printed_curl_posts_a_segment() -> None:
     port = free_port()
     demo = subprocess.Popen(
         [sys.executable, "-m", "web.cli", "demo"],
@@ -91,7 +91,7 @@ def test_the_demo_listens_on_host_and_port_settings_and_its_printed_curl_posts_a
             demo.wait()
 
 
-def test_the_demo_says_how_to_install_its_store_when_it_is_missing():
+def test_the_demo_says_how_to_install_its_store_when_it_is_missing() -> None:
     port = free_port()
     without_mongomock = "import sys; sys.modules['mongomock_motor'] = None; from web.cli import main; main()"
     done = subprocess.run(

@@ -52,19 +52,19 @@ def _stale(lock: str, extras: tuple[str, ...]) -> list[str]:
     return stale
 
 
-def test_the_locks_pin_every_requirement_of_pyproject_run_make_lock_when_this_fails():
+def test_the_locks_pin_every_requirement_of_pyproject_run_make_lock_when_this_fails() -> None:
     assert _stale("requirements.lock", ()) == []
     assert _stale("requirements-dev.lock", ("dev",)) == []
 
 
-def test_the_image_lock_carries_no_test_double_or_test_tool():
+def test_the_image_lock_carries_no_test_double_or_test_tool() -> None:
     pins = _locked("requirements.lock")
     for name in ("mongomock-motor", "mongomock", "pytest", "mypy", "uv"):
         assert name not in pins
     assert "mongomock-motor" in _locked("requirements-dev.lock")
 
 
-def test_the_image_installs_locked_dependencies_before_copying_the_code():
+def test_the_image_installs_locked_dependencies_before_copying_the_code() -> None:
     steps = [
         line.split() for line in (ROOT / "Dockerfile").read_text().splitlines() if line and line[0] != "#"
     ]
@@ -80,7 +80,7 @@ def test_the_image_installs_locked_dependencies_before_copying_the_code():
     assert not any("[demo]" in i or "mongomock" in i for i in instructions)
 
 
-def test_compose_builds_the_store_urls_from_credentials_it_requires():
+def test_compose_builds_the_store_urls_from_credentials_it_requires() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
     mongo_env = services["mongo"]["environment"]
@@ -96,7 +96,7 @@ def test_compose_builds_the_store_urls_from_credentials_it_requires():
         assert env["REDIS_URL"].startswith("redis://:${REDIS_PASSWORD:?")
 
 
-def test_compose_workers_consume_every_queue_and_flower_is_an_optional_profile():
+def test_compose_workers_consume_every_queue_and_flower_is_an_optional_profile() -> None:
     services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
     assert services["worker"]["command"][:4] == ["celery", "-A", "worker", "worker"]
     assert "-Q" not in services["worker"]["command"]
@@ -105,6 +105,6 @@ def test_compose_workers_consume_every_queue_and_flower_is_an_optional_profile()
     assert all("profiles" not in services[name] for name in ("mongo", "redis", "web", "worker", "beat"))
 
 
-def test_the_web_sends_tasks_without_a_result_backend():
+def test_the_web_sends_tasks_without_a_result_backend() -> None:
     queue = CeleryTaskQueue("redis://127.0.0.1:1/0")
     assert queue._celery.conf.result_backend is None

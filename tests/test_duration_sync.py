@@ -12,10 +12,12 @@ import pytest
 from pydantic import SecretStr
 
 from shared.db import Database
+from shared.documents import SessionDoc
 from shared.duration_status import NO_CREDENTIALS
 from shared.models import SessionIn
 from shared.settings import Settings
 from shared.store import upsert_session
+from tests.seed import found
 from worker.durations import sync_durations
 from worker.providers import build_clients
 from worker.providers.base import VideoDuration
@@ -61,14 +63,14 @@ async def add_sessions(
     body = SessionIn(
         eventId=event_id,
         title="Session",
-        startTime="2024-05-01T10:00:00Z",
-        endTime="2024-05-01T11:00:00Z",
+        startTime=datetime(2024, 5, 1, 10, tzinfo=UTC),
+        endTime=datetime(2024, 5, 1, 11, tzinfo=UTC),
         format=session_format,
         streamProvider=provider,
         videoId=video_ids[0],
     )
     template, _ = await upsert_session(db, ids[0], body)
-    copies = [
+    copies: list[SessionDoc] = [
         {**template, "_id": sid, "videoId": vid} for sid, vid in zip(ids[1:], video_ids[1:], strict=True)
     ]
     if copies:
@@ -87,7 +89,7 @@ async def test_120_youtube_sessions_take_exactly_3_calls_and_get_their_durations
         fake.add("YOUTUBE", f"yt{n:03d}", 300 + n)
     ids = await add_sessions(database, "YOUTUBE", [f"yt{n:03d}" for n in range(120)])
     await database.sessions.update_many({}, {"$set": {"rollupPending": False}})
-    version_before = (await database.events.find_one({"_id": EVENT}))["analyticsVersion"]
+    version_before = found(await database.events.find_one({"_id": EVENT}))["analyticsVersion"]
 
     result = await sync_durations(database, sync_settings(settings, fake))
 
@@ -101,7 +103,7 @@ async def test_120_youtube_sessions_take_exactly_3_calls_and_get_their_durations
     assert all(docs[i]["rollupPending"] is True for i in ids)
     checked = docs[ids[0]]
     assert checked["durationCheckAt"] - checked["durationSyncedAt"] == timedelta(days=1)
-    event = await database.events.find_one({"_id": EVENT})
+    event = found(await database.events.find_one({"_id": EVENT}))
     assert event["analyticsVersion"] > version_before
 
 
@@ -130,7 +132,7 @@ async def test_every_provider_is_filled_with_30_percent_5xx_and_429_and_retries_
         assert metrics["retries"] == fake.errors[provider]
         assert metrics["retries"] <= tuned.provider_max_retries * batches
         assert metrics["waiting"] == 0 and metrics["error"] is None
-    state = await database.provider_state.find_one({"_id": "VIMEO"})
+    state = found(await database.provider_state.find_one({"_id": "VIMEO"}))
     assert state["totalCalls"] == fake.calls["VIMEO"]
     assert state["totalRetries"] == fake.errors["VIMEO"]
     assert state["lastSuccessAt"] is not None
@@ -156,7 +158,7 @@ async def test_youtube_quota_exceeded_pauses_youtube_while_the_others_finish(
     assert first["providers"]["YOUTUBE"]["waiting"] == 10
     assert first["providers"]["YOUTUBE"]["retries"] == 0
     assert "quota" in first["providers"]["YOUTUBE"]["error"]
-    state = await database.provider_state.find_one({"_id": "YOUTUBE"})
+    state = found(await database.provider_state.find_one({"_id": "YOUTUBE"}))
     expected_reset = next_quota_reset(datetime.now(UTC))
     assert abs(state["pausedUntil"] - expected_reset) < timedelta(seconds=1)
     docs = await sessions_by_id(database, youtube + others)
@@ -204,8 +206,8 @@ async def test_a_wrong_credential_is_a_clear_error_with_no_retries_and_no_effect
     # Still due, untouched: the next run tries again (once) after someone fixes the key.
     assert all(docs[sid]["durationStatus"] == "PENDING" for sid in youtube)
     assert all(docs[sid]["durationCheckAt"] == before[sid]["durationCheckAt"] for sid in youtube)
-    state = await database.provider_state.find_one({"_id": "YOUTUBE"})
-    assert "YOUTUBE_API_KEY was refused" in state["lastError"]
+    state = found(await database.provider_state.find_one({"_id": "YOUTUBE"}))
+    assert "YOUTUBE_API_KEY was refused" in (state["lastError"] or "")
 
 
 async def test_a_missing_credential_makes_its_sessions_wait_with_a_clear_log_line(
@@ -334,11 +336,11 @@ async def test_an_unchanged_duration_does_not_schedule_a_rollup(
     tuned = sync_settings(settings, fake)
     await sync_durations(database, tuned)
     await database.sessions.update_one({"_id": sid}, {"$set": {"rollupPending": False}})
-    version = (await database.sessions.find_one({"_id": sid}))["rollupVersion"]
+    version = found(await database.sessions.find_one({"_id": sid}))["rollupVersion"]
 
     result = await sync_durations(database, tuned, EVENT, force=True)
 
-    doc = await database.sessions.find_one({"_id": sid})
+    doc = found(await database.sessions.find_one({"_id": sid}))
     assert result["providers"]["WISTIA"]["updated"] == 1
     assert result["providers"]["WISTIA"]["changed"] == 0
     assert doc["rollupPending"] is False and doc["rollupVersion"] == version
@@ -362,7 +364,7 @@ async def test_an_answer_for_a_video_the_session_no_longer_shows_is_not_written(
         clients["WISTIA"] = HostChangesVideoMidway(http, tuned)
         await sync_durations(database, tuned, clients=clients)
 
-    doc = await database.sessions.find_one({"_id": sid})
+    doc = found(await database.sessions.find_one({"_id": sid}))
     assert doc["videoId"] == "new" and doc["duration"] is None and doc["durationStatus"] == "PENDING"
 
 
@@ -381,4 +383,4 @@ async def test_the_result_is_json_ready_and_reports_every_provider(
             metrics
         )
     assert result["providers"]["VOXEET"]["calls"] == 2  # the token, then the recordings
-    assert (await database.sessions.find_one({"_id": sid}))["duration"] == 2400.5
+    assert found(await database.sessions.find_one({"_id": sid}))["duration"] == 2400.5

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.db import Database
+from shared.settings import Settings
+from tests.conftest import Client
 from tests.seed import add_session, ingest_headers, login, seed_world, watch_segment
 from worker.durations import sync_durations
 from worker.providers.fakes import FakeVideo, run_fake_providers
@@ -16,7 +19,9 @@ async def _list(client: Any, headers: dict[str, str]) -> dict[str, dict[str, Any
     return {item["sessionId"]: item for item in (await answer.json())["data"]}
 
 
-async def test_synced_durations_show_in_the_list_and_set_the_view_threshold(client, database, settings):
+async def test_synced_durations_show_in_the_list_and_set_the_view_threshold(
+    client: Client, database: Database, settings: Settings
+) -> None:
     await seed_world(database)
     await add_session(database, "teaser", provider="YOUTUBE", video_id="teaser12345")
     await add_session(database, "talk", provider="VIMEO", video_id="76979871")

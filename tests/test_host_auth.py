@@ -7,10 +7,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pytest_aiohttp import AiohttpClient
 
 import web.auth
 from shared.admin import create_event, create_ingest_key, create_user
+from shared.db import Database
 from shared.security import token_digest
+from shared.settings import Settings
+from tests.conftest import Client, RecordingTaskQueue
 from tests.seed import (
     PASSWORD,
     USERS,
@@ -19,6 +23,7 @@ from tests.seed import (
     bearer,
     cheap_password_hashing,
     error_of,
+    found,
     login,
     seed_world,
 )
@@ -103,18 +108,20 @@ async def _success_shows(route: str, response: Any, target: str) -> bool:
     if route == "csv":
         lines = (await response.text()).splitlines()
         return len(lines) == 2 and lines[1].startswith(f"Session {session_id},")
-    body = await response.json()
+    body: dict[str, Any] = await response.json()
     if route == "list":
         return [item["sessionId"] for item in body["data"]] == [session_id]
     if route == "attendees":
-        return body["recordsTotal"] == 0 and body["data"] == []
+        return bool(body["recordsTotal"] == 0 and body["data"] == [])
     if route == "recompute":
-        return body["eventId"] == event_id and bool(body["taskId"])
-    return body["sessionId"] == session_id
+        return bool(body["eventId"] == event_id and body["taskId"])
+    return bool(body["sessionId"] == session_id)
 
 
 @pytest.mark.parametrize("who", list(EXPECTED))
-async def test_host_routes_answer_by_role_and_event_ownership(client, database, who):
+async def test_host_routes_answer_by_role_and_event_ownership(
+    client: Client, database: Database, who: str
+) -> None:
     await seed_world(database)
     await add_session(database, "s1", "ev1")
     await add_session(database, "s2", "ev2")
@@ -139,8 +146,8 @@ async def test_host_routes_answer_by_role_and_event_ownership(client, database, 
 
 
 async def test_organizer_admin_hosts_every_event_of_its_organizer_and_event_admin_only_its_own(
-    client, database
-):
+    client: Client, database: Database
+) -> None:
     await seed_world(database)
     await create_event(database, "ev3", "org1", "Second event of org1")
     await add_session(database, "s3", "ev3")
@@ -153,7 +160,9 @@ async def test_organizer_admin_hosts_every_event_of_its_organizer_and_event_admi
     assert await error_of(event_admin) == (403, "4030201")
 
 
-async def test_user_token_on_an_ingest_route_gets_403_with_code_403(client, database):
+async def test_user_token_on_an_ingest_route_gets_403_with_code_403(
+    client: Client, database: Database
+) -> None:
     await seed_world(database)
     await add_session(database, "s1", "ev1")
     for who in ("super", "attendee"):
@@ -164,7 +173,9 @@ async def test_user_token_on_an_ingest_route_gets_403_with_code_403(client, data
     assert await database.watch_segments.count_documents({}) == 0
 
 
-async def test_login_answers_a_bearer_token_with_its_expiry_user_and_role(client, database):
+async def test_login_answers_a_bearer_token_with_its_expiry_user_and_role(
+    client: Client, database: Database
+) -> None:
     await seed_world(database)
     before = datetime.now(UTC).replace(microsecond=0)
     response = await client.post(
@@ -172,7 +183,7 @@ async def test_login_answers_a_bearer_token_with_its_expiry_user_and_role(client
     )
     body = await response.json()
     assert response.status == 200, body
-    user = await database.users.find_one({"email": "eventadmin@example.com"})
+    user = found(await database.users.find_one({"email": "eventadmin@example.com"}))
     assert set(body) == {"access_token", "token_type", "expires_in", "userId", "userRole"}
     assert body["token_type"] == "Bearer"
     assert body["userId"] == user["_id"]
@@ -190,7 +201,9 @@ async def test_login_answers_a_bearer_token_with_its_expiry_user_and_role(client
     assert vendor.status == 200
 
 
-async def test_wrong_password_and_unknown_user_get_the_same_4010101_answer(client, database):
+async def test_wrong_password_and_unknown_user_get_the_same_4010101_answer(
+    client: Client, database: Database
+) -> None:
     await seed_world(database)
     wrong = await client.post("/rest/u/login", json={"username": "super@example.com", "password": "not it"})
     unknown = await client.post(
@@ -203,7 +216,9 @@ async def test_wrong_password_and_unknown_user_get_the_same_4010101_answer(clien
     assert wrong_body["developerMessage"] == unknown_body["developerMessage"]
 
 
-async def test_token_past_its_expires_in_gets_401(client, database, monkeypatch):
+async def test_token_past_its_expires_in_gets_401(
+    client: Client, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
     await seed_world(database)
     response = await client.post(
         "/rest/u/login", json={"username": "super@example.com", "password": PASSWORD}
@@ -218,7 +233,7 @@ async def test_token_past_its_expires_in_gets_401(client, database, monkeypatch)
     assert await error_of(await client.get(path, headers=headers)) == (401, "401")
 
 
-async def test_token_expired_in_the_database_gets_401(client, database):
+async def test_token_expired_in_the_database_gets_401(client: Client, database: Database) -> None:
     await seed_world(database)
     headers = await login(client, "super")
     token = headers["Authorization"].removeprefix("Bearer ")
@@ -230,7 +245,7 @@ async def test_token_expired_in_the_database_gets_401(client, database):
     assert await error_of(response) == (401, "401")
 
 
-async def test_logout_revokes_that_token_only(client, database):
+async def test_logout_revokes_that_token_only(client: Client, database: Database) -> None:
     await seed_world(database)
     first, second = await login(client, "super"), await login(client, "super")
     path = "/rest/host/session/analytics?eventId=ev1"
@@ -242,7 +257,7 @@ async def test_logout_revokes_that_token_only(client, database):
     assert (await client.get(path, headers=second)).status == 200
 
 
-async def test_attendee_may_log_out(client, database):
+async def test_attendee_may_log_out(client: Client, database: Database) -> None:
     await seed_world(database)
     headers = await login(client, "attendee")
     assert (await client.post("/rest/u/logout", headers=headers)).status == 204
@@ -250,7 +265,7 @@ async def test_attendee_may_log_out(client, database):
     assert await error_of(response) == (401, "401")
 
 
-async def test_forged_and_malformed_credentials_get_401(client, database):
+async def test_forged_and_malformed_credentials_get_401(client: Client, database: Database) -> None:
     await seed_world(database)
     real = (await login(client, "super"))["Authorization"].removeprefix("Bearer ")
     forged_headers = [
@@ -272,7 +287,9 @@ async def test_forged_and_malformed_credentials_get_401(client, database):
         assert await error_of(response) == (401, "401"), headers
 
 
-async def test_five_wrong_passwords_lock_the_account_for_30_minutes(client, database, monkeypatch):
+async def test_five_wrong_passwords_lock_the_account_for_30_minutes(
+    client: Client, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
     await seed_world(database)
     t0 = datetime.now(UTC).replace(microsecond=0)
     monkeypatch.setattr(web.auth, "_now", lambda: t0)
@@ -291,7 +308,7 @@ async def test_five_wrong_passwords_lock_the_account_for_30_minutes(client, data
     assert (await unlocked.json())["userRole"] == "ORGANIZER_ADMIN"
 
 
-async def test_lock_ends_when_locked_until_is_in_the_past(client, database):
+async def test_lock_ends_when_locked_until_is_in_the_past(client: Client, database: Database) -> None:
     await seed_world(database)
     wrong = {"username": "org@example.com", "password": "wrong password"}
     right = {"username": "org@example.com", "password": PASSWORD}
@@ -311,8 +328,12 @@ async def test_lock_ends_when_locked_until_is_in_the_past(client, database):
 
 
 async def test_lockout_s_setting_sets_the_lock_length(
-    aiohttp_client, settings, database, task_queue, monkeypatch
-):
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    database: Database,
+    task_queue: RecordingTaskQueue,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     client = await app_client(aiohttp_client, settings, database, task_queue, lockout_s=90)
     await seed_world(database)
     t0 = datetime.now(UTC).replace(microsecond=0)
@@ -325,7 +346,7 @@ async def test_lockout_s_setting_sets_the_lock_length(
     assert (await client.post("/rest/u/login", json=right)).status == 200
 
 
-async def test_a_right_password_resets_the_count_of_wrong_ones(client, database):
+async def test_a_right_password_resets_the_count_of_wrong_ones(client: Client, database: Database) -> None:
     await seed_world(database)
     wrong = {"username": "org@example.com", "password": "wrong password"}
     right = {"username": "org@example.com", "password": PASSWORD}
@@ -338,8 +359,12 @@ async def test_a_right_password_resets_the_count_of_wrong_ones(client, database)
 
 
 async def test_login_throttle_answers_429_with_retry_after_until_the_minute_ends(
-    aiohttp_client, settings, database, task_queue, monkeypatch
-):
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    database: Database,
+    task_queue: RecordingTaskQueue,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     client = await app_client(aiohttp_client, settings, database, task_queue, login_throttle_per_minute=3)
     await seed_world(database)
     minute = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -366,8 +391,12 @@ async def test_login_throttle_answers_429_with_retry_after_until_the_minute_ends
 
 
 async def test_login_throttle_is_shared_by_every_web_process(
-    aiohttp_client, settings, database, task_queue, monkeypatch
-):
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    database: Database,
+    task_queue: RecordingTaskQueue,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     first = await app_client(aiohttp_client, settings, database, task_queue, login_throttle_per_minute=2)
     second = await app_client(aiohttp_client, settings, database, task_queue, login_throttle_per_minute=2)
     await seed_world(database)
@@ -381,7 +410,7 @@ async def test_login_throttle_is_shared_by_every_web_process(
     assert throttled.headers["Retry-After"] == "50"
 
 
-async def test_new_grants_apply_to_tokens_already_issued(client, database):
+async def test_new_grants_apply_to_tokens_already_issued(client: Client, database: Database) -> None:
     await seed_world(database)
     headers = await login(client, "event_admin")
     path = "/rest/host/session/analytics?eventId=ev2"

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from pytest_aiohttp import AiohttpClient
+
+from shared.db import Database
+from shared.settings import Settings
+from tests.conftest import RecordingTaskQueue
 from tests.contract import validate_every_answer
 from tests.seed import add_session, app_client, ingest_headers, login, seed_world, watch_segment
 from worker.rollup import rollup_pending
@@ -18,8 +23,8 @@ async def _cached_client(aiohttp_client: Any, settings: Any, database: Any, task
 
 
 async def test_a_process_keeps_the_user_behind_a_token_for_the_cache_lifetime(
-    aiohttp_client, settings, database, task_queue
-):
+    aiohttp_client: AiohttpClient, settings: Settings, database: Database, task_queue: RecordingTaskQueue
+) -> None:
     await seed_world(database)
     await add_session(database, "s1")
     client = await _cached_client(aiohttp_client, settings, database, task_queue)
@@ -36,8 +41,8 @@ async def test_a_process_keeps_the_user_behind_a_token_for_the_cache_lifetime(
 
 
 async def test_logout_is_refused_at_once_in_the_process_that_logged_out(
-    aiohttp_client, settings, database, task_queue
-):
+    aiohttp_client: AiohttpClient, settings: Settings, database: Database, task_queue: RecordingTaskQueue
+) -> None:
     await seed_world(database)
     await add_session(database, "s1")
     client = await _cached_client(aiohttp_client, settings, database, task_queue)
@@ -50,8 +55,8 @@ async def test_logout_is_refused_at_once_in_the_process_that_logged_out(
 
 
 async def test_a_finished_rollup_is_never_hidden_by_a_cached_event(
-    aiohttp_client, settings, database, task_queue
-):
+    aiohttp_client: AiohttpClient, settings: Settings, database: Database, task_queue: RecordingTaskQueue
+) -> None:
     await seed_world(database)
     await add_session(database, "s1", provider="YOUTUBE")
     client = await _cached_client(aiohttp_client, settings, database, task_queue)

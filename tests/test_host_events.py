@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 from motor.motor_asyncio import AsyncIOMotorClient
+from pytest_aiohttp import AiohttpClient
 
 from shared.admin import create_event
 from shared.db import Database
 from shared.settings import Settings
+from tests.conftest import RecordingTaskQueue
 from tests.seed import app_client, cheap_password_hashing, error_of, ingest_headers, login, seed_world
 from tests.servers import FerretDB
 from tests.test_ops_queries import CommandRecorder, filters, served_by_an_index
@@ -36,7 +38,12 @@ async def seeded_client(aiohttp_client: Any, settings: Settings, database: Datab
     [("super", [BERLIN, OTHER, OWN]), ("organizer", [BERLIN, OWN]), ("event_admin", [OWN])],
 )
 async def test_each_host_role_lists_the_events_it_may_host_by_name(
-    aiohttp_client: Any, settings: Settings, database: Database, task_queue: Any, who: str, expected: list
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    database: Database,
+    task_queue: RecordingTaskQueue,
+    who: str,
+    expected: list[dict[str, str]],
 ) -> None:
     client = await seeded_client(aiohttp_client, settings, database, task_queue)
     response = await client.get("/rest/host/events", headers=await login(client, who))

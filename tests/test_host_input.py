@@ -7,7 +7,11 @@ import json
 from typing import Any
 
 import pytest
+from pytest_aiohttp import AiohttpClient
 
+from shared.db import Database
+from shared.settings import Settings
+from tests.conftest import Client, RecordingTaskQueue
 from tests.seed import (
     GOOD_BODY,
     add_session,
@@ -33,7 +37,7 @@ async def _world(client: Any, database: Any) -> dict[str, str]:
     return await login(client, "super")
 
 
-async def test_malformed_list_queries_get_400(client, database):
+async def test_malformed_list_queries_get_400(client: Client, database: Database) -> None:
     headers = await _world(client, database)
     before = await database_state(database)
     queries = [
@@ -76,14 +80,14 @@ async def test_malformed_list_queries_get_400(client, database):
     assert await database_state(database) == before
 
 
-async def test_bad_paging_of_attendees_gets_400(client, database):
+async def test_bad_paging_of_attendees_gets_400(client: Client, database: Database) -> None:
     headers = await _world(client, database)
     for query in ("page=x", "size=501", "size=0", "page=-2"):
         response = await client.get(f"/rest/host/session/s1/attendee?{query}", headers=headers)
         assert await error_of(response) == (400, "400"), query
 
 
-async def test_bad_session_id_in_the_path_gets_400(client, database):
+async def test_bad_session_id_in_the_path_gets_400(client: Client, database: Database) -> None:
     headers = await _world(client, database)
     before = await database_state(database)
     for session_id in ("a.b", "x" * 65, "%24ne", "s1%00", "%20"):
@@ -97,7 +101,9 @@ async def test_bad_session_id_in_the_path_gets_400(client, database):
 OPERATOR = {"$ne": ""}
 
 
-async def test_operator_objects_where_strings_belong_get_400_and_write_nothing(client, database):
+async def test_operator_objects_where_strings_belong_get_400_and_write_nothing(
+    client: Client, database: Database
+) -> None:
     headers = await _world(client, database)
     before = await database_state(database)
     bodies = [{**GOOD_BODY, field: OPERATOR} for field in GOOD_BODY]
@@ -115,7 +121,7 @@ async def test_operator_objects_where_strings_belong_get_400_and_write_nothing(c
     assert await database_state(database) == before
 
 
-async def test_unknown_body_fields_get_400_and_write_nothing(client, database):
+async def test_unknown_body_fields_get_400_and_write_nothing(client: Client, database: Database) -> None:
     headers = await _world(client, database)
     before = await database_state(database)
     bodies = [
@@ -140,7 +146,9 @@ async def test_unknown_body_fields_get_400_and_write_nothing(client, database):
     assert await database_state(database) == before
 
 
-async def test_wrong_json_types_and_values_get_400_and_write_nothing(client, database):
+async def test_wrong_json_types_and_values_get_400_and_write_nothing(
+    client: Client, database: Database
+) -> None:
     headers = await _world(client, database)
     before = await database_state(database)
     bad = [
@@ -180,7 +188,7 @@ async def test_wrong_json_types_and_values_get_400_and_write_nothing(client, dat
     assert await database_state(database) == before
 
 
-async def test_bad_json_gets_400_and_writes_nothing(client, database):
+async def test_bad_json_gets_400_and_writes_nothing(client: Client, database: Database) -> None:
     headers = await _world(client, database)
     before = await database_state(database)
     raw_bodies = [
@@ -206,7 +214,7 @@ async def test_bad_json_gets_400_and_writes_nothing(client, database):
     assert await database_state(database) == before
 
 
-async def test_wrong_content_type_gets_400(client, database):
+async def test_wrong_content_type_gets_400(client: Client, database: Database) -> None:
     headers = await _world(client, database)
     response = await client.put(
         "/rest/host/session/s1",
@@ -217,8 +225,8 @@ async def test_wrong_content_type_gets_400(client, database):
 
 
 async def test_body_over_the_size_limit_gets_400_and_writes_nothing(
-    aiohttp_client, settings, database, task_queue
-):
+    aiohttp_client: AiohttpClient, settings: Settings, database: Database, task_queue: RecordingTaskQueue
+) -> None:
     client = await app_client(aiohttp_client, settings, database, task_queue, max_body_bytes=4096)
     headers = await _world(client, database)
     before = await database_state(database)
@@ -234,7 +242,7 @@ async def test_body_over_the_size_limit_gets_400_and_writes_nothing(
     assert ok.status == 200
 
 
-async def test_body_over_the_default_one_megabyte_limit_gets_400(client, database):
+async def test_body_over_the_default_one_megabyte_limit_gets_400(client: Client, database: Database) -> None:
     headers = await _world(client, database)
     before = await database_state(database)
     body = json.dumps({**GOOD_BODY, "title": "x" * 1_100_000}).encode()
@@ -247,7 +255,9 @@ async def test_body_over_the_default_one_megabyte_limit_gets_400(client, databas
     assert await database_state(database) == before
 
 
-async def test_unknown_routes_and_methods_answer_the_json_envelope(client, database):
+async def test_unknown_routes_and_methods_answer_the_json_envelope(
+    client: Client, database: Database
+) -> None:
     headers = await _world(client, database)
     assert await error_of(await client.get("/rest/host/nothing", headers=headers)) == (404, "404")
     assert await error_of(await client.get("/index.html")) == (404, "404")

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
+from shared.db import Database
 from shared.models import format_utc, is_id
+from tests.conftest import Client
 from tests.seed import (
     GOOD_BODY,
     add_session,
@@ -44,7 +46,9 @@ async def _world(client: Any, database: Any) -> dict[str, str]:
     return await login(client, "super")
 
 
-async def test_session_times_outside_1970_to_2100_get_400_naming_the_field(client, database):
+async def test_session_times_outside_1970_to_2100_get_400_naming_the_field(
+    client: Client, database: Database
+) -> None:
     headers = await _world(client, database)
     before = await database_state(database)
     for value in OUT_OF_DOMAIN:
@@ -61,7 +65,9 @@ async def test_session_times_outside_1970_to_2100_get_400_naming_the_field(clien
     assert await database_state(database) == before
 
 
-async def test_session_times_at_the_edges_of_the_domain_are_stored_with_four_digit_years(client, database):
+async def test_session_times_at_the_edges_of_the_domain_are_stored_with_four_digit_years(
+    client: Client, database: Database
+) -> None:
     headers = await _world(client, database)
     body = {**GOOD_BODY, "startTime": IN_DOMAIN[1], "endTime": IN_DOMAIN[2]}
     response = await client.put("/rest/host/session/edge", json=body, headers=headers)
@@ -70,7 +76,9 @@ async def test_session_times_at_the_edges_of_the_domain_are_stored_with_four_dig
     assert (shown["startTime"], shown["endTime"]) == ("1970-01-01T00:00:00Z", "2099-12-31T23:59:59.999Z")
 
 
-async def test_ingested_times_outside_the_domain_are_rejected_item_by_item(client, database):
+async def test_ingested_times_outside_the_domain_are_rejected_item_by_item(
+    client: Client, database: Database
+) -> None:
     await _world(client, database)
     key = await ingest_headers(database, ["ev1"])
     segments = []
@@ -96,13 +104,13 @@ async def test_ingested_times_outside_the_domain_are_rejected_item_by_item(clien
     assert await database.registrations.count_documents({}) == 0
 
 
-def test_every_time_written_has_a_four_digit_year():
+def test_every_time_written_has_a_four_digit_year() -> None:
     assert format_utc(datetime(347, 8, 26, 8, 9, 18, tzinfo=UTC)) == "0347-08-26T08:09:18Z"
     assert format_utc(datetime(5, 1, 2, 3, 4, 5, 6000, tzinfo=UTC)) == "0005-01-02T03:04:05.006Z"
     assert format_utc(datetime(2024, 5, 1, 9, 0, tzinfo=UTC)) == "2024-05-01T09:00:00Z"
 
 
-def test_ids_are_matched_whole():
+def test_ids_are_matched_whole() -> None:
     assert is_id("NL1") and is_id("a" * 64) and is_id("A-b_9")
     for bad in ("NL1\n", "\nNL1", "NL1\r\n", "a" * 65, "", "a b", "é"):
         assert not is_id(bad), bad
@@ -119,7 +127,9 @@ ID_ROUTES = [
 ]
 
 
-async def test_a_trailing_newline_on_every_id_in_a_host_route_gets_400(client, database):
+async def test_a_trailing_newline_on_every_id_in_a_host_route_gets_400(
+    client: Client, database: Database
+) -> None:
     headers = await _world(client, database)
     before = await database_state(database)
     for method, path in ID_ROUTES:
@@ -134,7 +144,9 @@ async def test_a_trailing_newline_on_every_id_in_a_host_route_gets_400(client, d
     assert await database_state(database) == before
 
 
-async def test_a_trailing_newline_on_every_id_in_ingestion_is_refused(client, database):
+async def test_a_trailing_newline_on_every_id_in_ingestion_is_refused(
+    client: Client, database: Database
+) -> None:
     await _world(client, database)
     key = await ingest_headers(database, None)
     for kind in ("watch-segments", "registrations"):

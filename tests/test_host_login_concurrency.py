@@ -9,9 +9,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pytest_aiohttp import AiohttpClient
 
 import shared.security
 import web.auth
+from shared.db import Database
+from shared.settings import Settings
+from tests.conftest import Client, RecordingTaskQueue
 from tests.seed import PASSWORD, app_client, cheap_password_hashing, error_of, seed_world
 
 LOGIN = "/rest/u/login"
@@ -51,8 +55,8 @@ async def _answer(response: Any) -> tuple[int, str]:
 
 
 async def test_concurrent_logins_from_one_address_check_exactly_the_allowance_and_never_5xx(
-    client, database, password_checks, mid_minute
-):
+    client: Client, database: Database, password_checks: list[str], mid_minute: datetime
+) -> None:
     await seed_world(database)
     right = {"username": "super@example.com", "password": PASSWORD}
     responses = await asyncio.gather(*(client.post(LOGIN, json=right) for _ in range(26)))
@@ -63,8 +67,8 @@ async def test_concurrent_logins_from_one_address_check_exactly_the_allowance_an
 
 
 async def test_concurrent_wrong_passwords_lock_after_exactly_five_and_never_5xx(
-    client, database, password_checks, mid_minute
-):
+    client: Client, database: Database, password_checks: list[str], mid_minute: datetime
+) -> None:
     await seed_world(database)
     wrong = {"username": "org@example.com", "password": "wrong password"}
     responses = await asyncio.gather(*(client.post(LOGIN, json=wrong) for _ in range(15)))
@@ -78,7 +82,9 @@ async def test_concurrent_wrong_passwords_lock_after_exactly_five_and_never_5xx(
     assert await error_of(await client.post(LOGIN, json=right)) == (401, "4010102")
 
 
-async def test_lock_out_answers_the_same_for_unknown_and_known_accounts(client, database, mid_minute):
+async def test_lock_out_answers_the_same_for_unknown_and_known_accounts(
+    client: Client, database: Database, mid_minute: datetime
+) -> None:
     await seed_world(database)
 
     async def six_wrong_then_right(username: str) -> list[tuple[int, dict[str, str]]]:
@@ -98,8 +104,13 @@ async def test_lock_out_answers_the_same_for_unknown_and_known_accounts(client, 
 
 
 async def test_trusted_proxy_forwarded_addresses_get_a_throttle_each(
-    aiohttp_client, settings, database, task_queue, mid_minute, caplog
-):
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    database: Database,
+    task_queue: RecordingTaskQueue,
+    mid_minute: datetime,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     client = await app_client(
         aiohttp_client, settings, database, task_queue, trusted_proxies="127.0.0.1/32, 10.0.0.0/8"
     )
@@ -114,7 +125,7 @@ async def test_trusted_proxy_forwarded_addresses_get_a_throttle_each(
     caplog.set_level(logging.INFO, logger="web.access")
     first = [await from_client("203.0.113.7") for _ in range(21)]
     # The access log names the client, not the proxy.
-    assert {r.client for r in caplog.records if r.name == "web.access"} == {"203.0.113.7"}
+    assert {vars(r)["client"] for r in caplog.records if r.name == "web.access"} == {"203.0.113.7"}
     assert first == [(200, "ok")] * 20 + [(429, "429")]
     assert await from_client("203.0.113.8") == (200, "ok")
     assert await from_client("2001:db8::1") == (200, "ok")
@@ -122,7 +133,9 @@ async def test_trusted_proxy_forwarded_addresses_get_a_throttle_each(
     assert await error_of(malformed) == (400, "400")
 
 
-async def test_forwarded_for_from_an_untrusted_peer_is_ignored(client, database, mid_minute):
+async def test_forwarded_for_from_an_untrusted_peer_is_ignored(
+    client: Client, database: Database, mid_minute: datetime
+) -> None:
     # Default settings: TRUSTED_PROXIES is empty, so the header names nobody.
     await seed_world(database)
     right = {"username": "super@example.com", "password": PASSWORD}
@@ -134,8 +147,12 @@ async def test_forwarded_for_from_an_untrusted_peer_is_ignored(client, database,
 
 
 async def test_a_trusted_list_that_does_not_name_the_peer_ignores_its_header(
-    aiohttp_client, settings, database, task_queue, mid_minute
-):
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    database: Database,
+    task_queue: RecordingTaskQueue,
+    mid_minute: datetime,
+) -> None:
     client = await app_client(aiohttp_client, settings, database, task_queue, trusted_proxies="10.0.0.0/8")
     await seed_world(database)
     right = {"username": "super@example.com", "password": PASSWORD}
@@ -146,7 +163,9 @@ async def test_a_trusted_list_that_does_not_name_the_peer_ignores_its_header(
     assert answers == [(200, "ok")] * 20 + [(429, "429")]
 
 
-async def test_the_window_starts_again_the_next_minute(client, database, monkeypatch, mid_minute):
+async def test_the_window_starts_again_the_next_minute(
+    client: Client, database: Database, monkeypatch: pytest.MonkeyPatch, mid_minute: datetime
+) -> None:
     await seed_world(database)
     right = {"username": "super@example.com", "password": PASSWORD}
     await asyncio.gather(*(client.post(LOGIN, json=right) for _ in range(21)))
@@ -154,7 +173,7 @@ async def test_the_window_starts_again_the_next_minute(client, database, monkeyp
     assert (await client.post(LOGIN, json=right)).status == 200
 
 
-def test_trusted_proxies_takes_a_cidr_list_and_refuses_anything_else():
+def test_trusted_proxies_takes_a_cidr_list_and_refuses_anything_else() -> None:
     from pydantic import ValidationError
 
     from shared.settings import Settings

@@ -12,6 +12,7 @@ import pytest
 
 from shared.db import Database, database_slots
 from shared.settings import Settings
+from tests.conftest import RecordingTaskQueue
 from tests.seed import add_session, app_client, cheap_password_hashing, error_of, login, seed_world
 
 LIST = "/rest/host/session/analytics?eventId=ev1&expand=duration,watchTime"
@@ -38,7 +39,7 @@ def _release(database: Database, held: int) -> None:
         database.gate.release()
 
 
-async def test_database_operations_wait_in_line_in_arrival_order(database):
+async def test_database_operations_wait_in_line_in_arrival_order(database: Database) -> None:
     assert database.gate is not None
     held = await _hold_every_slot(database)
     assert held == database_slots(Settings()) == 8  # MONGODB_MAX_CONCURRENCY by default
@@ -63,8 +64,8 @@ async def test_database_operations_wait_in_line_in_arrival_order(database):
 
 
 async def test_the_list_answers_its_last_good_answer_and_readyz_stays_ready_while_the_line_is_full(
-    aiohttp_client: Any, settings, database, task_queue
-):
+    aiohttp_client: Any, settings: Settings, database: Database, task_queue: RecordingTaskQueue
+) -> None:
     # The fixture turns the token cache off; users run with its default.
     client = await app_client(
         aiohttp_client, settings, database, task_queue, host_cache_ttl_s=Settings().host_cache_ttl_s
@@ -98,8 +99,8 @@ async def test_the_list_answers_its_last_good_answer_and_readyz_stays_ready_whil
 
 
 async def test_a_logged_out_token_gets_no_last_good_answer(
-    aiohttp_client: Any, settings, database, task_queue
-):
+    aiohttp_client: Any, settings: Settings, database: Database, task_queue: RecordingTaskQueue
+) -> None:
     client = await app_client(aiohttp_client, settings, database, task_queue, host_cache_ttl_s=1.0)
     await seed_world(database)
     await add_session(database, "s1")
@@ -116,8 +117,8 @@ async def test_a_logged_out_token_gets_no_last_good_answer(
 
 
 async def test_api_requests_wait_in_one_line_and_probes_do_not(
-    aiohttp_client: Any, settings, database, task_queue
-):
+    aiohttp_client: Any, settings: Settings, database: Database, task_queue: RecordingTaskQueue
+) -> None:
     from web.middleware import REQUEST_LINE
 
     client = await app_client(aiohttp_client, settings, database, task_queue)

@@ -19,13 +19,14 @@ from shared.admin import UPDATES_PER_COMMAND, import_sessions
 from shared.db import Database
 from shared.models import SessionIn
 from shared.settings import Settings, get_settings
+from tests.conftest import Client
 from tests.seed import add_session, cheap_password_hashing, login, seed_world
 from web.cli import main
 
 # The command reads MONGODB_URL itself, so it needs the real server: mongomock lives in-process.
 pytestmark = pytest.mark.parametrize("store_kind", ["real"], indirect=True)
 
-ROWS = [
+ROWS: list[dict[str, Any]] = [
     {
         "sessionId": "keynote",
         "eventId": "ev1",
@@ -75,8 +76,8 @@ async def _listed(client: Any, headers: dict[str, str]) -> list[tuple[str, str, 
 
 
 async def test_import_of_a_json_list_creates_sessions_the_list_shows(
-    client, database, settings, tmp_path, monkeypatch
-):
+    client: Client, database: Database, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     await seed_world(database)
     path = tmp_path / "sessions.json"
     path.write_text(json.dumps(ROWS))
@@ -90,8 +91,8 @@ async def test_import_of_a_json_list_creates_sessions_the_list_shows(
 
 
 async def test_import_of_a_csv_creates_and_then_updates_sessions(
-    client, database, settings, tmp_path, monkeypatch
-):
+    client: Client, database: Database, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     await seed_world(database)
     path = tmp_path / "sessions.csv"
     path.write_text(
@@ -184,7 +185,14 @@ BAD_FILES = {
 
 
 @pytest.mark.parametrize("case", list(BAD_FILES))
-async def test_a_file_with_a_bad_row_imports_nothing(client, database, settings, tmp_path, monkeypatch, case):
+async def test_a_file_with_a_bad_row_imports_nothing(
+    client: Client,
+    database: Database,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    case: str,
+) -> None:
     await seed_world(database)
     await add_session(database, "existing", title="Existing")
     suffix, text, named = BAD_FILES[case]
@@ -202,7 +210,9 @@ async def test_a_file_with_a_bad_row_imports_nothing(client, database, settings,
     assert await _listed(client, await login(client, "super")) == [("existing", "Existing", "YOUTUBE")]
 
 
-async def test_the_installed_command_imports_with_mongodb_url(client, database, settings, tmp_path):
+async def test_the_installed_command_imports_with_mongodb_url(
+    client: Client, database: Database, settings: Settings, tmp_path: Path
+) -> None:
     await seed_world(database)
     path = tmp_path / "sessions.json"
     path.write_text(json.dumps(ROWS[:1]))
@@ -256,10 +266,14 @@ def _thousand_rows(title: str, renamed: int = 0) -> list[tuple[str, SessionIn]]:
     ]
 
 
-async def test_a_thousand_rows_take_a_few_round_trips_not_three_per_row(database, settings):
+async def test_a_thousand_rows_take_a_few_round_trips_not_three_per_row(
+    database: Database, settings: Settings
+) -> None:
     await seed_world(database)
     commands = _Commands()
-    client = AsyncIOMotorClient(settings.mongodb_url, tz_aware=True, event_listeners=[commands])
+    client: AsyncIOMotorClient[dict[str, Any]] = AsyncIOMotorClient(
+        settings.mongodb_url, tz_aware=True, event_listeners=[commands]
+    )
     db = Database(client, client[settings.mongodb_database_name])
     done: list[int] = []
     try:
@@ -293,7 +307,9 @@ async def test_a_thousand_rows_take_a_few_round_trips_not_three_per_row(database
     assert await database.sessions.count_documents({"eventId": "ev1"}) == 1000
 
 
-async def test_sessions_come_from_standard_input_with_progress_on_stderr(client, database, settings):
+async def test_sessions_come_from_standard_input_with_progress_on_stderr(
+    client: Client, database: Database, settings: Settings
+) -> None:
     await seed_world(database)
     command = Path(sys.executable).with_name("session-analytics")
     lines = [CSV_HEADER.strip()] + [
@@ -328,8 +344,8 @@ async def test_sessions_come_from_standard_input_with_progress_on_stderr(client,
 
 @pytest.mark.parametrize(("meanwhile_event", "outcome"), [("ev1", "written over"), ("ev2", "refused")])
 async def test_a_session_created_meanwhile_is_written_over_or_refused_by_its_event(
-    database, settings, meanwhile_event, outcome
-):
+    database: Database, settings: Settings, meanwhile_event: str, outcome: str
+) -> None:
     """Someone creates a session between the import's read and its insert (here: from the
     progress report the import makes in between, on another connection)."""
     from pymongo import MongoClient
@@ -337,7 +353,7 @@ async def test_a_session_created_meanwhile_is_written_over_or_refused_by_its_eve
     from shared.errors import BadRequest
 
     await seed_world(database)
-    other = MongoClient(settings.mongodb_url)
+    other: MongoClient[dict[str, Any]] = MongoClient(settings.mongodb_url)
     sessions = other[settings.mongodb_database_name].sessions
 
     def someone_else_creates_keynote(done: int) -> None:
@@ -373,7 +389,9 @@ async def test_a_session_created_meanwhile_is_written_over_or_refused_by_its_eve
     assert await database.sessions.find_one({"_id": "lounge"}) is not None
 
 
-async def test_an_event_id_ending_in_a_newline_is_refused_for_ingest_keys_and_users(database):
+async def test_an_event_id_ending_in_a_newline_is_refused_for_ingest_keys_and_users(
+    database: Database,
+) -> None:
     from shared.admin import create_ingest_key, create_user
     from shared.errors import BadRequest
 

@@ -7,14 +7,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pytest_aiohttp import AiohttpClient
 
 from shared.admin import create_ingest_key
+from shared.db import Database
+from shared.settings import Settings
+from tests.conftest import Client, RecordingTaskQueue
 from tests.seed import (
     T0,
     add_session,
     bearer,
     cheap_password_hashing,
     error_of,
+    found,
     ingest_headers,
     iso_utc,
     login,
@@ -29,7 +34,7 @@ REGISTRATIONS = "/rest/events/ev1/registrations"
 
 
 @pytest.fixture
-async def world(database, monkeypatch) -> dict[str, str]:
+async def world(database: Database, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """ev1 with sessions s1 and s2, ev2 with s9; the header of a key for ev1 only."""
     cheap_password_hashing(monkeypatch)
     await seed_world(database)
@@ -44,12 +49,12 @@ async def post(client: Any, path: str, items: Any, headers: dict[str, str]) -> t
     return response.status, await response.json()
 
 
-async def pending_sessions(database) -> set[str]:
+async def pending_sessions(database: Database) -> set[str]:
     """Sessions the next rollup will work on (ingestion queues in the inbox)."""
     return set(await sessions_with_work(database))
 
 
-async def clear_pending(database) -> None:
+async def clear_pending(database: Database) -> None:
     await database.sessions.update_many({}, {"$set": {"rollupPending": False}})
     await database.segment_inbox.delete_many({})
 
@@ -57,39 +62,47 @@ async def clear_pending(database) -> None:
 # --- ingest keys --------------------------------------------------------------------------
 
 
-async def test_key_for_the_event_stores_segments_and_registrations(client, database, world):
+async def test_key_for_the_event_stores_segments_and_registrations(
+    client: Client, database: Database, world: dict[str, str]
+) -> None:
     status, body = await post(client, SEGMENTS, [watch_segment("g1")], world)
     assert (status, body) == (200, {"accepted": 1, "duplicates": 0, "rejected": []})
     status, body = await post(client, REGISTRATIONS, [registration()], world)
     assert (status, body) == (200, {"accepted": 1, "duplicates": 0, "rejected": []})
 
-    stored = await database.watch_segments.find_one({"segmentId": "g1"})
+    stored = found(await database.watch_segments.find_one({"segmentId": "g1"}))
     assert stored["eventId"] == "ev1" and stored["userId"] == "u1" and stored["mode"] == "LIVE"
     assert stored["start"] == T0 and stored["end"] == T0 + timedelta(seconds=60)
-    reg = await database.registrations.find_one({"sessionId": "s1", "userId": "u1"})
+    reg = found(await database.registrations.find_one({"sessionId": "s1", "userId": "u1"}))
     assert reg["registeredAt"] == T0 - timedelta(days=1)
 
 
-async def test_times_with_an_offset_are_stored_in_utc(client, database, world):
+async def test_times_with_an_offset_are_stored_in_utc(
+    client: Client, database: Database, world: dict[str, str]
+) -> None:
     item = {
         **watch_segment("g1"),
         "start": "2024-05-01T11:00:00+02:00",
         "end": "2024-05-01T11:00:30.250+02:00",
     }
     assert (await post(client, SEGMENTS, [item], world))[1]["accepted"] == 1
-    stored = await database.watch_segments.find_one({"segmentId": "g1"})
+    stored = found(await database.watch_segments.find_one({"segmentId": "g1"}))
     assert stored["start"] == T0
     assert stored["end"] == T0 + timedelta(seconds=30, milliseconds=250)
 
 
-async def test_key_for_every_event_may_post_to_any_event(client, database, world):
+async def test_key_for_every_event_may_post_to_any_event(
+    client: Client, database: Database, world: dict[str, str]
+) -> None:
     headers = await ingest_headers(database)
     assert (await post(client, SEGMENTS, [watch_segment("g1")], headers))[1]["accepted"] == 1
     status, body = await post(client, "/rest/events/ev2/watch-segments", [watch_segment("g1", "s9")], headers)
     assert (status, body["accepted"]) == (200, 1)
 
 
-async def test_key_of_another_event_is_not_event_host_and_stores_nothing(client, database, world):
+async def test_key_of_another_event_is_not_event_host_and_stores_nothing(
+    client: Client, database: Database, world: dict[str, str]
+) -> None:
     headers = await ingest_headers(database, ["ev2"])
     for path, item in ((SEGMENTS, watch_segment("g1")), (REGISTRATIONS, registration())):
         response = await client.post(path, json=[item], headers=headers)
@@ -98,7 +111,9 @@ async def test_key_of_another_event_is_not_event_host_and_stores_nothing(client,
     assert await database.registrations.count_documents({}) == 0
 
 
-async def test_key_for_every_event_posting_to_a_missing_event_is_event_not_found(client, database, world):
+async def test_key_for_every_event_posting_to_a_missing_event_is_event_not_found(
+    client: Client, database: Database, world: dict[str, str]
+) -> None:
     headers = await ingest_headers(database)
     response = await client.post(
         "/rest/events/nope/watch-segments", json=[watch_segment("g1")], headers=headers
@@ -109,8 +124,8 @@ async def test_key_for_every_event_posting_to_a_missing_event_is_event_not_found
 @pytest.mark.parametrize("path", [SEGMENTS, REGISTRATIONS])
 @pytest.mark.parametrize("who", ["super", "event_admin", "attendee"])
 async def test_user_token_on_ingest_routes_is_the_wrong_kind_of_credential(
-    client, database, world, path, who
-):
+    client: Client, database: Database, world: dict[str, str], path: str, who: str
+) -> None:
     headers = await login(client, who)
     response = await client.post(path, json=[watch_segment("g1")], headers=headers)
     assert await error_of(response) == (403, "403")
@@ -128,14 +143,16 @@ async def test_user_token_on_ingest_routes_is_the_wrong_kind_of_credential(
     ],
 )
 async def test_ingest_key_on_host_routes_is_the_wrong_kind_of_credential(
-    client, database, world, method, path
-):
+    client: Client, database: Database, world: dict[str, str], method: str, path: str
+) -> None:
     headers = await ingest_headers(database)
     response = await client.request(method, path, headers=headers)
     assert await error_of(response) == (403, "403")
 
 
-async def test_ingest_key_may_not_create_sessions(client, database, world):
+async def test_ingest_key_may_not_create_sessions(
+    client: Client, database: Database, world: dict[str, str]
+) -> None:
     body = {
         "eventId": "ev1",
         "title": "New",
@@ -159,20 +176,24 @@ async def test_ingest_key_may_not_create_sessions(client, database, world):
     ],
     ids=["no header", "unknown key", "unknown user token", "unknown kind", "basic auth"],
 )
-async def test_missing_or_unknown_credential_is_401(client, database, world, headers):
+async def test_missing_or_unknown_credential_is_401(
+    client: Client, database: Database, world: dict[str, str], headers: dict[str, str]
+) -> None:
     response = await client.post(SEGMENTS, json=[watch_segment("g1")], headers=headers)
     assert await error_of(response) == (401, "401")
     assert await database.watch_segments.count_documents({}) == 0
 
 
-async def test_revoked_key_is_401(client, database, world):
+async def test_revoked_key_is_401(client: Client, database: Database, world: dict[str, str]) -> None:
     key = await create_ingest_key(database, ["ev1"])
     await database.ingest_keys.update_many({}, {"$set": {"revoked": True}})
     response = await client.post(SEGMENTS, json=[watch_segment("g1")], headers=bearer(key))
     assert await error_of(response) == (401, "401")
 
 
-async def test_vendor_authentication_header_carries_an_ingest_key(client, database, world):
+async def test_vendor_authentication_header_carries_an_ingest_key(
+    client: Client, database: Database, world: dict[str, str]
+) -> None:
     key = world["Authorization"].removeprefix("Bearer ")
     status, body = await post(client, SEGMENTS, [watch_segment("g1")], {"AUTHENTICATION": key})
     assert (status, body["accepted"]) == (200, 1)
@@ -181,7 +202,9 @@ async def test_vendor_authentication_header_carries_an_ingest_key(client, databa
 # --- idempotence --------------------------------------------------------------------------
 
 
-async def test_same_segment_batch_posted_twice_is_stored_once(client, database, world):
+async def test_same_segment_batch_posted_twice_is_stored_once(
+    client: Client, database: Database, world: dict[str, str]
+) -> None:
     batch = [watch_segment(f"g{n}", user_id=f"u{n}") for n in range(25)]
     assert (await post(client, SEGMENTS, batch, world))[1] == {
         "accepted": 25,
@@ -196,14 +219,18 @@ async def test_same_segment_batch_posted_twice_is_stored_once(client, database, 
     assert await database.watch_segments.count_documents({}) == 25
 
 
-async def test_a_batch_overlapping_a_stored_one_stores_only_the_new_segments(client, database, world):
+async def test_a_batch_overlapping_a_stored_one_stores_only_the_new_segments(
+    client: Client, database: Database, world: dict[str, str]
+) -> None:
     await post(client, SEGMENTS, [watch_segment(f"g{n}") for n in range(10)], world)
     status, body = await post(client, SEGMENTS, [watch_segment(f"g{n}") for n in range(5, 15)], world)
     assert (status, body) == (200, {"accepted": 5, "duplicates": 5, "rejected": []})
     assert await database.watch_segments.count_documents({}) == 15
 
 
-async def test_a_segment_id_sent_again_with_other_content_keeps_the_first(client, database, world):
+async def test_a_segment_id_sent_again_with_other_content_keeps_the_first(
+    client: Client, database: Database, world: dict[str, str]
+) -> None:
     await post(client, SEGMENTS, [watch_segment("g1", seconds=60)], world)
     body = (await post(client, SEGMENTS, [watch_segment("g1", seconds=600, mode="RECORDING")], world))[1]
     assert (body["accepted"], body["duplicates"]) == (0, 1)
@@ -212,13 +239,17 @@ async def test_a_segment_id_sent_again_with_other_content_keeps_the_first(client
     assert stored[0]["mode"] == "LIVE" and stored[0]["end"] == T0 + timedelta(seconds=60)
 
 
-async def test_a_segment_repeated_within_one_batch_counts_once(client, database, world):
+async def test_a_segment_repeated_within_one_batch_counts_once(
+    client: Client, database: Database, world: dict[str, str]
+) -> None:
     body = (await post(client, SEGMENTS, [watch_segment("g1"), watch_segment("g1")], world))[1]
     assert (body["accepted"], body["duplicates"], body["rejected"]) == (1, 1, [])
     assert await database.watch_segments.count_documents({}) == 1
 
 
-async def test_same_registration_batch_posted_twice_is_stored_once(client, database, world):
+async def test_same_registration_batch_posted_twice_is_stored_once(
+    client: Client, database: Database, world: dict[str, str]
+) -> None:
     batch = [registration(session, f"u{n}") for n in range(20) for session in ("s1", "s2")]
     assert (await post(client, REGISTRATIONS, batch, world))[1] == {
         "accepted": 40,
@@ -233,7 +264,9 @@ async def test_same_registration_batch_posted_twice_is_stored_once(client, datab
     assert await database.registrations.count_documents({}) == 40
 
 
-async def test_a_user_registering_again_for_a_session_is_a_duplicate(client, database, world):
+async def test_a_user_registering_again_for_a_session_is_a_duplicate(
+    client: Client, database: Database, world: dict[str, str]
+) -> None:
     await post(client, REGISTRATIONS, [registration("s1", "u1", T0 - timedelta(days=3))], world)
     body = (
         await post(
@@ -244,7 +277,7 @@ async def test_a_user_registering_again_for_a_session_is_a_duplicate(client, dat
         )
     )[1]
     assert (body["accepted"], body["duplicates"]) == (1, 1)
-    reg = await database.registrations.find_one({"sessionId": "s1", "userId": "u1"})
+    reg = found(await database.registrations.find_one({"sessionId": "s1", "userId": "u1"}))
     assert reg["registeredAt"] == T0 - timedelta(days=3)
 
 
@@ -289,7 +322,9 @@ def _bad_segments() -> list[tuple[Any, str]]:
     ]
 
 
-async def test_malformed_segments_are_rejected_at_their_index_and_the_rest_stored(client, database, world):
+async def test_malformed_segments_are_rejected_at_their_index_and_the_rest_stored(
+    client: Client, database: Database, world: dict[str, str]
+) -> None:
     bad = _bad_segments()
     valid = [
         watch_segment("ok-1"),
@@ -318,8 +353,8 @@ async def test_malformed_segments_are_rejected_at_their_index_and_the_rest_store
 
 
 async def test_malformed_registrations_are_rejected_at_their_index_and_the_rest_stored(
-    client, database, world
-):
+    client: Client, database: Database, world: dict[str, str]
+) -> None:
     items = [
         registration("s1", "u1"),
         registration("s1", "u2", _now() + timedelta(minutes=6)),
@@ -344,7 +379,9 @@ async def test_malformed_registrations_are_rejected_at_their_index_and_the_rest_
     assert sorted(doc["userId"] for doc in stored) == ["u1", "u8"]
 
 
-async def test_a_request_of_only_rejected_items_stores_and_flags_nothing(client, database, world):
+async def test_a_request_of_only_rejected_items_stores_and_flags_nothing(
+    client: Client, database: Database, world: dict[str, str]
+) -> None:
     await clear_pending(database)
     items = [watch_segment("g1", "s404"), {**watch_segment("g2"), "mode": "PAUSED"}]
     status, body = await post(client, SEGMENTS, items, world)
@@ -353,13 +390,17 @@ async def test_a_request_of_only_rejected_items_stores_and_flags_nothing(client,
     assert await pending_sessions(database) == set()
 
 
-async def test_a_list_wrapped_as_items_is_taken_like_the_bare_list(client, database, world):
+async def test_a_list_wrapped_as_items_is_taken_like_the_bare_list(
+    client: Client, database: Database, world: dict[str, str]
+) -> None:
     body = {"items": [watch_segment("g1"), {**watch_segment("g2"), "mode": "PAUSED"}]}
     status, answer = await post(client, SEGMENTS, body, world)
     assert (status, answer["accepted"], [r["index"] for r in answer["rejected"]]) == (200, 1, [1])
 
 
-async def test_an_empty_list_is_accepted_with_nothing_stored(client, database, world):
+async def test_an_empty_list_is_accepted_with_nothing_stored(
+    client: Client, database: Database, world: dict[str, str]
+) -> None:
     assert await post(client, SEGMENTS, [], world) == (200, {"accepted": 0, "duplicates": 0, "rejected": []})
 
 
@@ -368,8 +409,8 @@ async def test_an_empty_list_is_accepted_with_nothing_stored(client, database, w
 
 @pytest.mark.parametrize("path", [SEGMENTS, REGISTRATIONS])
 async def test_a_thousand_items_are_taken_and_one_more_refuses_the_whole_request(
-    client, database, world, path
-):
+    client: Client, database: Database, world: dict[str, str], path: str
+) -> None:
     await clear_pending(database)
     if path == SEGMENTS:
         items = [watch_segment(f"g{n}", user_id=f"u{n}") for n in range(1001)]
@@ -391,14 +432,18 @@ async def test_a_thousand_items_are_taken_and_one_more_refuses_the_whole_request
     [{"segmentId": "g1"}, "segments", 3, None, True],
     ids=["object", "string", "number", "null", "boolean"],
 )
-async def test_a_body_that_is_not_a_list_is_400(client, database, world, body):
+async def test_a_body_that_is_not_a_list_is_400(
+    client: Client, database: Database, world: dict[str, str], body: object
+) -> None:
     response = await client.post(
         SEGMENTS, data=json.dumps(body).encode(), headers={**world, "Content-Type": "application/json"}
     )
     assert await error_of(response) == (400, "400")
 
 
-async def test_a_body_that_is_not_json_is_400(client, database, world):
+async def test_a_body_that_is_not_json_is_400(
+    client: Client, database: Database, world: dict[str, str]
+) -> None:
     response = await client.post(
         SEGMENTS, data=b"[{not json", headers={**world, "Content-Type": "application/json"}
     )
@@ -409,7 +454,9 @@ async def test_a_body_that_is_not_json_is_400(client, database, world):
 # --- rollup flags ---------------------------------------------------------------------------
 
 
-async def test_sessions_given_new_attendance_are_marked_for_rollup(client, database, world):
+async def test_sessions_given_new_attendance_are_marked_for_rollup(
+    client: Client, database: Database, world: dict[str, str]
+) -> None:
     await clear_pending(database)
     await post(client, SEGMENTS, [watch_segment("g1", "s1"), watch_segment("g2", "s404")], world)
     assert await pending_sessions(database) == {"s1"}
@@ -417,7 +464,9 @@ async def test_sessions_given_new_attendance_are_marked_for_rollup(client, datab
     assert await pending_sessions(database) == {"s1", "s2"}
 
 
-async def test_ingestion_writes_no_session_document(client, database, world):
+async def test_ingestion_writes_no_session_document(
+    client: Client, database: Database, world: dict[str, str]
+) -> None:
     # The inbox marks the sessions to roll up: a batch costs inserts only.
     before = await database.sessions.find({}).sort("_id", 1).to_list(None)
     await post(client, SEGMENTS, [watch_segment("g1", "s1"), watch_segment("g2", "s2")], world)
@@ -425,7 +474,9 @@ async def test_ingestion_writes_no_session_document(client, database, world):
     assert await database.sessions.find({}).sort("_id", 1).to_list(None) == before
 
 
-async def test_a_duplicate_is_queued_again_in_its_stored_version(client, database, world):
+async def test_a_duplicate_is_queued_again_in_its_stored_version(
+    client: Client, database: Database, world: dict[str, str]
+) -> None:
     first = watch_segment("g1", "s1", seconds=60)
     await post(client, SEGMENTS, [first], world)
     await clear_pending(database)  # as a rollup leaves it
@@ -476,16 +527,20 @@ def _database_failing_on(database: Any, collection: str, failing: dict[str, bool
     return FailingDatabase(database.client, database.db)
 
 
-async def _attendees_after_rollup(database, settings) -> int:
+async def _attendees_after_rollup(database: Database, settings: Settings) -> int:
     from worker.rollup import rollup_pending
 
     await rollup_pending(database, settings)
-    return int((await database.sessions.find_one({"_id": "s1"}))["attendeeCount"])
+    return int(found(await database.sessions.find_one({"_id": "s1"}))["attendeeCount"])
 
 
 async def test_a_request_failing_between_its_two_writes_leaves_nothing_to_count_until_retried(
-    aiohttp_client, settings, database, task_queue, world
-):
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    database: Database,
+    task_queue: RecordingTaskQueue,
+    world: dict[str, str],
+) -> None:
     from tests.seed import app_client
 
     failing = {"on": False}
@@ -510,8 +565,12 @@ async def test_a_request_failing_between_its_two_writes_leaves_nothing_to_count_
 
 
 async def test_a_request_whose_permanent_write_fails_stores_and_queues_nothing(
-    aiohttp_client, settings, database, task_queue, world
-):
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    database: Database,
+    task_queue: RecordingTaskQueue,
+    world: dict[str, str],
+) -> None:
     from tests.seed import app_client
 
     failing = {"on": True}
@@ -526,7 +585,9 @@ async def test_a_request_whose_permanent_write_fails_stores_and_queues_nothing(
     assert await _attendees_after_rollup(database, settings) == 0
 
 
-async def test_accepted_attendance_signals_a_rollup_of_its_event(client, database, world, task_queue):
+async def test_accepted_attendance_signals_a_rollup_of_its_event(
+    client: Client, database: Database, world: dict[str, str], task_queue: RecordingTaskQueue
+) -> None:
     await post(client, SEGMENTS, [watch_segment("g1", "s1")], world)
     await post(client, REGISTRATIONS, [registration("s2", "u1")], world)
     await post(client, SEGMENTS, [watch_segment("bad", "s404")], world)  # nothing stored: no signal
@@ -537,8 +598,8 @@ async def test_accepted_attendance_signals_a_rollup_of_its_event(client, databas
 
 
 async def test_ingestion_answers_while_the_broker_is_down_and_the_items_wait_for_the_tick(
-    aiohttp_client, settings, database, world
-):
+    aiohttp_client: AiohttpClient, settings: Settings, database: Database, world: dict[str, str]
+) -> None:
     from tests.seed import app_client
 
     # The real Celery client, its Redis unreachable (settings.redis_url points at port 1).
@@ -550,7 +611,9 @@ async def test_ingestion_answers_while_the_broker_is_down_and_the_items_wait_for
     assert await pending_sessions(database) == {"s1"}
 
 
-async def test_sessions_of_other_events_are_not_marked(client, database, world):
+async def test_sessions_of_other_events_are_not_marked(
+    client: Client, database: Database, world: dict[str, str]
+) -> None:
     await clear_pending(database)
     await post(client, SEGMENTS, [watch_segment("g1", "s9")], world)
     assert await pending_sessions(database) == set()

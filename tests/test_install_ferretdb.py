@@ -22,7 +22,7 @@ def _install(out: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_install_script_builds_into_an_empty_folder_and_then_keeps_the_binary(tmp_path):
+def test_the_install_script_builds_into_an_empty_folder_and_then_keeps_the_binary(tmp_path: Path) -> None:
     out = tmp_path / "fresh-cache" / "session-analytics" / f"ferretdb-{VERSION}"
 
     first = _install(out)
@@ -41,7 +41,7 @@ def test_the_install_script_builds_into_an_empty_folder_and_then_keeps_the_binar
     assert out.stat().st_mtime_ns == built_at
 
 
-def test_a_binary_of_another_version_is_rebuilt(tmp_path):
+def test_a_binary_of_another_version_is_rebuilt(tmp_path: Path) -> None:
     out = tmp_path / f"ferretdb-{VERSION}"
     out.write_text("#!/bin/sh\necho 'version: v1.0.0'\n")
     out.chmod(0o755)

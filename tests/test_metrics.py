@@ -5,10 +5,15 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from pytest_aiohttp import AiohttpClient
 
+from shared.db import Database
 from shared.jobs import begin_recompute, claim_recompute
+from shared.settings import Settings
 from shared.store import now
+from tests.conftest import RecordingTaskQueue
 from tests.contract import validate_every_answer
 from tests.seed import (
     T0,
@@ -19,6 +24,7 @@ from tests.seed import (
     iso_utc,
     seed_world,
 )
+from tests.servers import Redis
 from worker.rollup import rollup_pending
 
 
@@ -46,7 +52,7 @@ def segments(count: int) -> list[dict[str, Any]]:
     ]
 
 
-async def _world(database, monkeypatch) -> dict[str, str]:
+async def _world(database: Database, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     cheap_password_hashing(monkeypatch)
     await seed_world(database)
     await add_session(database, "s1")
@@ -54,8 +60,12 @@ async def _world(database, monkeypatch) -> dict[str, str]:
 
 
 async def test_inbox_gauges_rise_while_items_wait_and_fall_once_rolled_up(
-    aiohttp_client, settings, database, task_queue, monkeypatch
-):
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    database: Database,
+    task_queue: RecordingTaskQueue,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     headers = await _world(database, monkeypatch)
     # Read on every scrape here; the default cache is the next test's.
     client = await app_client(aiohttp_client, settings, database, task_queue, metrics_cache_s=0)
@@ -79,8 +89,12 @@ async def test_inbox_gauges_rise_while_items_wait_and_fall_once_rolled_up(
 
 
 async def test_gauges_are_read_from_the_stores_at_most_every_few_seconds(
-    aiohttp_client, settings, database, task_queue, monkeypatch
-):
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    database: Database,
+    task_queue: RecordingTaskQueue,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     headers = await _world(database, monkeypatch)
     client = await app_client(aiohttp_client, settings, database, task_queue)
     assert settings.metrics_cache_s == 5
@@ -93,8 +107,12 @@ async def test_gauges_are_read_from_the_stores_at_most_every_few_seconds(
 
 
 async def test_paused_providers_and_running_recomputes_are_gauged(
-    aiohttp_client, settings, database, task_queue, monkeypatch
-):
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    database: Database,
+    task_queue: RecordingTaskQueue,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     await _world(database, monkeypatch)
     await database.provider_state.insert_many(
         [
@@ -118,7 +136,9 @@ async def test_paused_providers_and_running_recomputes_are_gauged(
     assert samples[("session_analytics_recomputes_running", ())] == 1
 
 
-async def test_queue_lengths_are_read_from_the_broker(aiohttp_client, settings, database, redis_server):
+async def test_queue_lengths_are_read_from_the_broker(
+    aiohttp_client: AiohttpClient, settings: Settings, database: Database, redis_server: Redis
+) -> None:
     import redis
 
     from tests.seed import login
@@ -142,8 +162,12 @@ async def test_queue_lengths_are_read_from_the_broker(aiohttp_client, settings, 
 
 
 async def test_a_provider_without_credentials_is_gauged_paused_once_a_sync_ran(
-    aiohttp_client, settings, database, task_queue, monkeypatch
-):
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    database: Database,
+    task_queue: RecordingTaskQueue,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from worker.durations import sync_durations
 
     await _world(database, monkeypatch)

@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from pytest_aiohttp import AiohttpClient
 
 from shared.db import Database, connect
 from shared.settings import Settings
+from tests.conftest import RecordingTaskQueue
 from tests.contract import validate_every_answer
 from tests.seed import add_session, cheap_password_hashing, error_of, login, seed_world
 from tests.servers import FerretDB
@@ -58,8 +60,11 @@ async def _timed(client: Any, path: str, **kwargs: Any) -> tuple[Any, float]:
 
 
 async def test_requests_get_503_while_mongodb_is_down_and_normal_answers_when_it_is_back(
-    aiohttp_client, own_ferretdb, outage_db, task_queue
-):
+    aiohttp_client: AiohttpClient,
+    own_ferretdb: FerretDB,
+    outage_db: tuple[Settings, Database],
+    task_queue: RecordingTaskQueue,
+) -> None:
     settings, db = outage_db
     await seed_world(db)
     await add_session(db, "s1", numbers={"attendeeCount": 3})

@@ -68,7 +68,9 @@ def served_by_an_index(collection: str, query: dict[str, Any]) -> bool:
     return "_id" in query or bool(leading & set(query))
 
 
-async def test_gauge_and_sweep_queries_each_constrain_an_indexed_field(recorded) -> None:
+async def test_gauge_and_sweep_queries_each_constrain_an_indexed_field(
+    recorded: tuple[Database, CommandRecorder],
+) -> None:
     db, recorder = recorded
     await db.segment_inbox.insert_one(
         {"_id": "S|x", "sessionId": "s1", "eventId": "ev1", "receivedAt": now()}

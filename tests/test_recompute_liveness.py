@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from shared.db import Database
+from shared.documents import TaskDoc
 from shared.jobs import (
     FAILURE,
     PENDING,
@@ -17,25 +19,26 @@ from shared.jobs import (
 )
 from shared.settings import Settings
 from shared.store import now
-from tests.seed import seed_world
+from tests.conftest import RecordingTaskQueue
+from tests.seed import found, seed_world
 
 DEFAULTS = Settings()
 
 
-async def _age(database, task_id: str, seconds: float) -> None:
+async def _age(database: Database, task_id: str, seconds: float) -> None:
     """The task's last heartbeat (or sending) as if `seconds` ago."""
     await database.tasks.update_one(
         {"_id": task_id}, {"$set": {"heartbeatAt": now() - timedelta(seconds=seconds)}}
     )
 
 
-async def _state(database, task_id: str) -> dict:
-    return await database.tasks.find_one({"_id": task_id})
+async def _state(database: Database, task_id: str) -> TaskDoc:
+    return found(await database.tasks.find_one({"_id": task_id}))
 
 
 async def test_a_started_recompute_without_heartbeat_is_sent_again_and_taken_by_the_next_worker(
-    database, task_queue
-):
+    database: Database, task_queue: RecordingTaskQueue
+) -> None:
     await seed_world(database)
     task, _ = await claim_recompute(database, "ev1", DEFAULTS.recompute_stale_s)
     first = await begin_recompute(database, task["_id"], "ev1", "run-1", "w1", DEFAULTS.recompute_stale_s)
@@ -65,7 +68,9 @@ async def test_a_started_recompute_without_heartbeat_is_sent_again_and_taken_by_
     assert (taken["state"], taken["worker"], taken["attempts"], taken["restarts"]) == (STARTED, "w3", 2, 1)
 
 
-async def test_a_recompute_no_worker_takes_is_sent_again_then_failed_with_a_reason(database, task_queue):
+async def test_a_recompute_no_worker_takes_is_sent_again_then_failed_with_a_reason(
+    database: Database, task_queue: RecordingTaskQueue
+) -> None:
     await seed_world(database)
     task, _ = await claim_recompute(database, "ev1", DEFAULTS.recompute_stale_s)
 
@@ -82,13 +87,15 @@ async def test_a_recompute_no_worker_takes_is_sent_again_then_failed_with_a_reas
     assert [sent[1] for sent in task_queue.sent] == [task["_id"], task["_id"]]
     failed = await _state(database, task["_id"])
     assert failed["state"] == FAILURE
-    assert failed["error"].startswith("no worker took the task within 60s, 3 times")
+    assert (failed["error"] or "").startswith("no worker took the task within 60s, 3 times")
     # The event is free: the next request starts a new recompute.
     fresh, created = await claim_recompute(database, "ev1", DEFAULTS.recompute_stale_s)
     assert created and fresh["_id"] != task["_id"]
 
 
-async def test_a_recompute_replaced_by_a_newer_one_never_runs(database, task_queue):
+async def test_a_recompute_replaced_by_a_newer_one_never_runs(
+    database: Database, task_queue: RecordingTaskQueue
+) -> None:
     await seed_world(database)
     old, _ = await claim_recompute(database, "ev1", DEFAULTS.recompute_stale_s)
     await begin_recompute(database, old["_id"], "ev1", "run-1", "w1", DEFAULTS.recompute_stale_s)
@@ -100,6 +107,6 @@ async def test_a_recompute_replaced_by_a_newer_one_never_runs(database, task_que
 
     assert late.outcome == Start.DONE
     replaced = await _state(database, old["_id"])
-    assert replaced["state"] == FAILURE and "replaced by a newer recompute" in replaced["error"]
+    assert replaced["state"] == FAILURE and "replaced by a newer recompute" in (replaced["error"] or "")
     started = await begin_recompute(database, new["_id"], "ev1", "run-3", "w2", DEFAULTS.recompute_stale_s)
     assert started.outcome == Start.RUN

@@ -13,7 +13,8 @@ from shared.db import Database
 from shared.jobs import claim_recompute
 from shared.settings import Settings
 from shared.store import now
-from tests.seed import add_session, ingest_headers, seed_world, watch_segment
+from tests.conftest import Client
+from tests.seed import add_session, found, ingest_headers, seed_world, watch_segment
 from worker.rollup import EventLease, recompute_event, rollup_event, sessions_with_work
 
 
@@ -25,7 +26,7 @@ async def _queue_attendance(client: Any, database: Database, count: int = 3) -> 
 
 
 @pytest.fixture
-async def event(client, database) -> None:
+async def event(client: Client, database: Database) -> None:
     await seed_world(database)
     await add_session(database, "s1")
     await _queue_attendance(client, database)
@@ -35,10 +36,12 @@ def test_a_lease_expires_within_a_minute_of_its_last_renewal_by_default() -> Non
     assert 0 < Settings().rollup_lease_s <= 60
 
 
-async def test_a_lease_expires_at_the_default_lifetime_unless_renewed(database, event):
+async def test_a_lease_expires_at_the_default_lifetime_unless_renewed(
+    database: Database, event: None
+) -> None:
     lease = EventLease(database, "ev1", Settings().rollup_lease_s, "rollup")
     assert await lease.try_acquire()
-    stored = await database.rollup_leases.find_one({"_id": "ev1"})
+    stored = found(await database.rollup_leases.find_one({"_id": "ev1"}))
     assert stored["expiresAt"] <= now() + timedelta(seconds=60)
     assert not await EventLease(database, "ev1", 30, "rollup").try_acquire()
     expired = now() - timedelta(milliseconds=5)
@@ -46,26 +49,30 @@ async def test_a_lease_expires_at_the_default_lifetime_unless_renewed(database, 
     assert await EventLease(database, "ev1", 30, "rollup").try_acquire()  # expired: free again
 
 
-async def test_a_recompute_waits_for_a_rollup_already_writing_its_event(database, settings, event):
+async def test_a_recompute_waits_for_a_rollup_already_writing_its_event(
+    database: Database, settings: Settings, event: None
+) -> None:
     rollup = EventLease(database, "ev1", settings.rollup_lease_s, "rollup")
     assert await rollup.try_acquire()
     task, _ = await claim_recompute(database, "ev1", settings.recompute_stale_s)
 
     running = asyncio.create_task(recompute_event(database, settings, task["_id"], "ev1"))
     await asyncio.sleep(0.6)
-    waiting = await database.tasks.find_one({"_id": task["_id"]})
+    waiting = found(await database.tasks.find_one({"_id": task["_id"]}))
     assert not running.done()
     assert waiting["state"] == "STARTED" and waiting["progress"]["done"] == 0
 
     await rollup.release()
     result = await asyncio.wait_for(running, timeout=30)
     assert result["sessions"] == 1
-    assert (await database.tasks.find_one({"_id": task["_id"]}))["state"] == "SUCCESS"
+    assert found(await database.tasks.find_one({"_id": task["_id"]}))["state"] == "SUCCESS"
     assert await database.rollup_leases.count_documents({}) == 0
-    assert (await database.sessions.find_one({"_id": "s1"}))["attendeeCount"] == 3
+    assert found(await database.sessions.find_one({"_id": "s1"}))["attendeeCount"] == 3
 
 
-async def test_a_lease_left_by_a_dead_worker_does_not_block_a_recompute(database, settings, event):
+async def test_a_lease_left_by_a_dead_worker_does_not_block_a_recompute(
+    database: Database, settings: Settings, event: None
+) -> None:
     stale = now() - timedelta(seconds=1)
     await database.rollup_leases.insert_one(
         {"_id": "ev1", "owner": "dead", "kind": "rollup", "expiresAt": stale}
@@ -76,13 +83,15 @@ async def test_a_lease_left_by_a_dead_worker_does_not_block_a_recompute(database
     assert result["sessions"] == 1
 
 
-async def test_a_rollup_of_a_busy_event_returns_and_writes_nothing(database, settings, event):
+async def test_a_rollup_of_a_busy_event_returns_and_writes_nothing(
+    database: Database, settings: Settings, event: None
+) -> None:
     other = EventLease(database, "ev1", settings.rollup_lease_s, "recompute")
     assert await other.try_acquire()
     result = await rollup_event(database, settings, "ev1")
     assert (result.busy, result.sessions, result.items) == (True, 0, 0)
     assert await sessions_with_work(database) == ["s1"]
-    assert (await database.rollup_leases.find_one({"_id": "ev1"}))["owner"] == other.owner
+    assert found(await database.rollup_leases.find_one({"_id": "ev1"}))["owner"] == other.owner
 
 
 class _StalledSessions:
@@ -130,7 +139,9 @@ def _stalling_database(database: Database, error: Exception | None = None) -> tu
     return StalledDatabase(database.client, database.db), sessions
 
 
-async def test_a_cancelled_rollup_releases_its_lease_and_loses_nothing(database, settings, event):
+async def test_a_cancelled_rollup_releases_its_lease_and_loses_nothing(
+    database: Database, settings: Settings, event: None
+) -> None:
     stalled, sessions = _stalling_database(database)
     rollup = asyncio.create_task(rollup_event(stalled, settings, "ev1"))
     await asyncio.wait_for(sessions.reached.wait(), timeout=10)
@@ -144,10 +155,12 @@ async def test_a_cancelled_rollup_releases_its_lease_and_loses_nothing(database,
     assert await sessions_with_work(database) == ["s1"]  # nothing consumed
     result = await rollup_event(database, settings, "ev1")  # the next one runs at once
     assert (result.busy, result.items) == (False, 3)
-    assert (await database.sessions.find_one({"_id": "s1"}))["attendeeCount"] == 3
+    assert found(await database.sessions.find_one({"_id": "s1"}))["attendeeCount"] == 3
 
 
-async def test_a_failed_rollup_releases_its_lease(database, settings, event):
+async def test_a_failed_rollup_releases_its_lease(
+    database: Database, settings: Settings, event: None
+) -> None:
     from pymongo.errors import AutoReconnect
 
     stalled, _ = _stalling_database(database, AutoReconnect("connection reset (test)"))
@@ -157,16 +170,18 @@ async def test_a_failed_rollup_releases_its_lease(database, settings, event):
     assert await sessions_with_work(database) == ["s1"]
 
 
-async def test_a_rollup_renews_its_lease_while_it_works(database, settings, event):
+async def test_a_rollup_renews_its_lease_while_it_works(
+    database: Database, settings: Settings, event: None
+) -> None:
     # A shortened lifetime, so that renewals happen within the test; the default is above.
     short = settings.model_copy(update={"rollup_lease_s": 0.6})
     stalled, sessions = _stalling_database(database)
     rollup = asyncio.create_task(rollup_event(stalled, short, "ev1"))
     await asyncio.wait_for(sessions.reached.wait(), timeout=10)
-    first = (await database.rollup_leases.find_one({"_id": "ev1"}))["expiresAt"]
+    first = found(await database.rollup_leases.find_one({"_id": "ev1"}))["expiresAt"]
     await asyncio.sleep(1.5)  # well past the first expiry
 
-    renewed = (await database.rollup_leases.find_one({"_id": "ev1"}))["expiresAt"]
+    renewed = found(await database.rollup_leases.find_one({"_id": "ev1"}))["expiresAt"]
     assert renewed > first and renewed > now()
     assert not await EventLease(database, "ev1", 30, "recompute").try_acquire()
     sessions._stall.set()

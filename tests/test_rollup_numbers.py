@@ -15,8 +15,10 @@ import pytest
 
 from shared.db import Database
 from shared.jobs import claim_recompute
+from shared.settings import Settings
 from shared.store import decode_attendee_rows, now
 from tests import oracle
+from tests.conftest import Client
 from tests.seed import (
     T0,
     add_session,
@@ -107,10 +109,12 @@ class World:
         return self._answers[key]
 
     def expected(self, session_id: str) -> dict[str, Any]:
-        return self._oracle(oracle.expected_session, session_id)
+        answer: dict[str, Any] = self._oracle(oracle.expected_session, session_id)
+        return answer
 
     def expected_rows(self, session_id: str) -> list[dict[str, Any]]:
-        return self._oracle(oracle.expected_attendees, session_id)
+        rows: list[dict[str, Any]] = self._oracle(oracle.expected_attendees, session_id)
+        return rows
 
 
 def make_world(
@@ -185,7 +189,7 @@ def make_world(
     return World(sessions, segments, registrations, durations)
 
 
-async def create_sessions(database, world: World) -> None:
+async def create_sessions(database: Database, world: World) -> None:
     for spec in world.sessions:
         await add_session(
             database,
@@ -199,13 +203,13 @@ async def create_sessions(database, world: World) -> None:
     await set_durations(database, world.durations)
 
 
-async def set_durations(database, durations: dict[str, float | None]) -> None:
+async def set_durations(database: Database, durations: dict[str, float | None]) -> None:
     for session_id, duration in durations.items():
         await database.sessions.update_one({"_id": session_id}, {"$set": {"duration": duration}})
 
 
 async def post_all(
-    client, headers, path: str, items: list[dict[str, Any]], *, repeated: bool = False
+    client: Client, headers: dict[str, str], path: str, items: list[dict[str, Any]], *, repeated: bool = False
 ) -> None:
     """Post in batches; every item must be taken (or, when `repeated`, be a duplicate)."""
     taken = duplicates = 0
@@ -219,14 +223,19 @@ async def post_all(
     assert (taken, duplicates) == ((0, len(items)) if repeated else (len(items), 0))
 
 
-async def ingest(client, database, world: World, *, repeated: bool = False) -> None:
+async def ingest(client: Client, database: Database, world: World, *, repeated: bool = False) -> None:
     headers = await ingest_headers(database, ["ev1"])
     await post_all(client, headers, "/rest/events/ev1/registrations", world.registrations, repeated=repeated)
     await post_all(client, headers, "/rest/events/ev1/watch-segments", world.segments, repeated=repeated)
 
 
 async def world_rolled_up(
-    client, database, settings, seed: int, users: int, sessions: tuple[SessionSpec, ...] = FEW
+    client: Client,
+    database: Database,
+    settings: Settings,
+    seed: int,
+    users: int,
+    sessions: tuple[SessionSpec, ...] = FEW,
 ) -> World:
     """Sessions created, attendance posted over HTTP, and one rollup run."""
     world = make_world(seed, users, sessions)
@@ -238,14 +247,14 @@ async def world_rolled_up(
 
 
 @pytest.fixture
-async def host(client, database, monkeypatch) -> dict[str, str]:
+async def host(client: Client, database: Database, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     cheap_password_hashing(monkeypatch)
     await seed_world(database)
     return await login(client, "event_admin")
 
 
 @pytest.fixture
-def rollup_settings(settings):
+def rollup_settings(settings: Settings) -> Settings:
     # Small batches: a rollup takes several, each bounded in sessions or in items.
     return settings.model_copy(
         update={
@@ -278,22 +287,23 @@ def assert_numbers(actual: dict[str, Any], expected: dict[str, Any], session_id:
     assert actual["watchTime"] == pytest.approx(expected["watchTime"]), session_id
 
 
-async def get_json(client, headers, path: str) -> Any:
+async def get_json(client: Client, headers: dict[str, str], path: str) -> Any:
     response = await client.get(path, headers=headers)
     body = await response.json()
     assert response.status == 200, body
     return body
 
 
-async def list_answer(client, headers) -> dict[str, Any]:
-    return await get_json(
+async def list_answer(client: Client, headers: dict[str, str]) -> dict[str, Any]:
+    answer: dict[str, Any] = await get_json(
         client,
         headers,
         "/rest/host/session/analytics?eventId=ev1&size=500&expand=duration,watchTime",
     )
+    return answer
 
 
-async def assert_list_matches(client, headers, world: World) -> None:
+async def assert_list_matches(client: Client, headers: dict[str, str], world: World) -> None:
     body = await list_answer(client, headers)
     assert body["recordsTotal"] == len(world.sessions)
     assert [item["sessionId"] for item in body["data"]] == world.session_ids
@@ -303,13 +313,15 @@ async def assert_list_matches(client, headers, world: World) -> None:
         assert_numbers(item, {key: expected[key] for key in LIST_NUMBERS}, item["sessionId"])
 
 
-async def assert_details_match(client, headers, world: World) -> None:
+async def assert_details_match(client: Client, headers: dict[str, str], world: World) -> None:
     for session_id in world.session_ids:
         detail = await get_json(client, headers, f"/rest/host/session/{session_id}/analytics")
         assert_numbers(detail, world.expected(session_id), session_id)
 
 
-async def attendee_pages(client, headers, session_id: str, size: int) -> list[dict[str, Any]]:
+async def attendee_pages(
+    client: Client, headers: dict[str, str], session_id: str, size: int
+) -> list[dict[str, Any]]:
     """Every row, walking the pages; each page but the last is full."""
     rows: list[dict[str, Any]] = []
     page = 0
@@ -334,7 +346,11 @@ async def attendee_pages(client, headers, session_id: str, size: int) -> list[di
 
 
 async def assert_attendees_match(
-    client, headers, world: World, sizes: tuple[int, ...], sessions: tuple[str, ...] | None = None
+    client: Client,
+    headers: dict[str, str],
+    world: World,
+    sizes: tuple[int, ...],
+    sessions: tuple[str, ...] | None = None,
 ) -> None:
     for session_id in sessions or world.session_ids:
         expected = oracle.listed_attendees(world.expected_rows(session_id))
@@ -351,14 +367,14 @@ def csv_number(cell: str, expected: float | None) -> None:
         assert float(cell) == pytest.approx(expected, abs=0.005 + 1e-9)
 
 
-async def csv_rows(client, headers) -> list[list[str]]:
+async def csv_rows(client: Client, headers: dict[str, str]) -> list[list[str]]:
     response = await client.get("/rest/host/session/analytics/csv?eventId=ev1", headers=headers)
     assert response.status == 200, await response.text()
     assert response.content_type == "text/csv"
     return list(csv.reader(io.StringIO(await response.text())))
 
 
-async def assert_csv_matches(client, headers, world: World) -> None:
+async def assert_csv_matches(client: Client, headers: dict[str, str], world: World) -> None:
     header, *rows = await csv_rows(client, headers)
     assert header == [
         "Session Name",
@@ -388,14 +404,14 @@ async def assert_csv_matches(client, headers, world: World) -> None:
         csv_number(rec_eng, want["recordingEngagement"])
 
 
-async def viewers_answers(client, headers, world: World) -> dict[str, Any]:
+async def viewers_answers(client: Client, headers: dict[str, str], world: World) -> dict[str, Any]:
     return {
         session_id: await get_json(client, headers, f"/rest/host/session/{session_id}/viewers")
         for session_id in world.session_ids
     }
 
 
-async def assert_viewers_match(client, headers, world: World) -> None:
+async def assert_viewers_match(client: Client, headers: dict[str, str], world: World) -> None:
     """Rule 9 for every session (those without analytics and the empty one included)."""
     answers = await viewers_answers(client, headers, world)
     for spec in world.sessions:
@@ -406,7 +422,9 @@ async def assert_viewers_match(client, headers, world: World) -> None:
         assert answers["empty"]["live"] == {"points": [], "peakConcurrent": 0, "peakAt": None}
 
 
-async def assert_everything_matches(client, headers, world: World, sizes: tuple[int, ...] = (50,)) -> None:
+async def assert_everything_matches(
+    client: Client, headers: dict[str, str], world: World, sizes: tuple[int, ...] = (50,)
+) -> None:
     await assert_viewers_match(client, headers, world)
     await assert_list_matches(client, headers, world)
     await assert_details_match(client, headers, world)
@@ -414,7 +432,7 @@ async def assert_everything_matches(client, headers, world: World, sizes: tuple[
     await assert_csv_matches(client, headers, world)
 
 
-async def api_answers(client, headers, world: World) -> dict[str, Any]:
+async def api_answers(client: Client, headers: dict[str, str], world: World) -> dict[str, Any]:
     """Everything a host can read about ev1, minus when it was computed."""
     listing = await list_answer(client, headers)
     for item in listing["data"]:
@@ -437,8 +455,8 @@ async def api_answers(client, headers, world: World) -> dict[str, Any]:
 
 
 async def test_rolled_up_numbers_match_the_design_in_list_detail_attendees_and_csv(
-    client, database, host, rollup_settings
-):
+    client: Client, database: Database, host: dict[str, str], rollup_settings: Settings
+) -> None:
     world = make_world(seed=1, users=240, sessions=SESSIONS)
     await create_sessions(database, world)
     await ingest(client, database, world)
@@ -461,8 +479,8 @@ async def test_rolled_up_numbers_match_the_design_in_list_detail_attendees_and_c
 
 
 async def test_numbers_before_and_after_a_recompute_with_new_durations_match_the_design(
-    client, database, host, rollup_settings
-):
+    client: Client, database: Database, host: dict[str, str], rollup_settings: Settings
+) -> None:
     unknown = make_world(seed=2, users=80, sessions=SESSIONS, known_durations=False)
     await create_sessions(database, unknown)
     await ingest(client, database, unknown)
@@ -487,11 +505,13 @@ async def test_numbers_before_and_after_a_recompute_with_new_durations_match_the
 RUN_FIELDS = ("analyticsUpdatedAt", "rollupGen")
 
 
-async def test_rolling_up_twice_writes_the_same_documents(client, database, host, rollup_settings):
+async def test_rolling_up_twice_writes_the_same_documents(
+    client: Client, database: Database, host: dict[str, str], rollup_settings: Settings
+) -> None:
     world = await world_rolled_up(client, database, rollup_settings, seed=3, users=40)
 
     async def stored() -> tuple[list[dict[str, Any]], list[tuple[Any, ...]]]:
-        sessions = await database.sessions.find({}).sort("_id", 1).to_list(None)
+        sessions = await database["sessions"].find({}).sort("_id", 1).to_list(None)
         for doc in sessions:
             assert doc["analyticsUpdatedAt"] is not None
             for key in RUN_FIELDS:
@@ -515,8 +535,8 @@ async def test_rolling_up_twice_writes_the_same_documents(client, database, host
 
 
 async def test_a_larger_chunk_size_leaves_no_stale_attendee_chunks_after_cleanup(
-    client, database, host, rollup_settings
-):
+    client: Client, database: Database, host: dict[str, str], rollup_settings: Settings
+) -> None:
     world = await world_rolled_up(client, database, rollup_settings, seed=4, users=40)
 
     await database.sessions.update_many({}, {"$set": {"rollupPending": True}})
@@ -567,8 +587,8 @@ class _LateInputDatabase(Database):
 
 
 async def test_input_arriving_during_a_rollup_is_folded_by_the_next_batch(
-    client, database, host, rollup_settings
-):
+    client: Client, database: Database, host: dict[str, str], rollup_settings: Settings
+) -> None:
     world = make_world(seed=5, users=40)
     await create_sessions(database, world)
     await ingest(client, database, world)
@@ -613,7 +633,9 @@ async def test_input_arriving_during_a_rollup_is_folded_by_the_next_batch(
     ]
 
 
-async def test_posting_the_same_attendance_again_changes_no_number(client, database, host, rollup_settings):
+async def test_posting_the_same_attendance_again_changes_no_number(
+    client: Client, database: Database, host: dict[str, str], rollup_settings: Settings
+) -> None:
     world = await world_rolled_up(client, database, rollup_settings, seed=6, users=40)
     before = await api_answers(client, host, world)
 
@@ -628,8 +650,8 @@ async def test_posting_the_same_attendance_again_changes_no_number(client, datab
 
 
 async def test_reused_segment_ids_and_repeated_registrations_change_no_number(
-    client, database, host, rollup_settings
-):
+    client: Client, database: Database, host: dict[str, str], rollup_settings: Settings
+) -> None:
     world = await world_rolled_up(client, database, rollup_settings, seed=7, users=40)
     before = await api_answers(client, host, world)
 
@@ -658,8 +680,8 @@ async def test_reused_segment_ids_and_repeated_registrations_change_no_number(
 
 
 async def test_rollups_leave_an_event_under_recompute_to_the_recompute(
-    client, database, host, rollup_settings
-):
+    client: Client, database: Database, host: dict[str, str], rollup_settings: Settings
+) -> None:
     after = make_world(seed=8, users=40)
     half = len(after.segments) // 2
     before = World(after.sessions, after.segments[:half], after.registrations, after.durations)
@@ -698,7 +720,9 @@ async def test_rollups_leave_an_event_under_recompute_to_the_recompute(
     await assert_everything_matches(client, host, after)
 
 
-async def test_a_lease_whose_holder_died_does_not_hold_back_rollups(client, database, host, rollup_settings):
+async def test_a_lease_whose_holder_died_does_not_hold_back_rollups(
+    client: Client, database: Database, host: dict[str, str], rollup_settings: Settings
+) -> None:
     world = make_world(seed=9, users=30)
     await create_sessions(database, world)
     await database.rollup_leases.insert_one(

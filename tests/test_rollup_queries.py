@@ -16,20 +16,23 @@ import pytest
 from click.testing import CliRunner
 from pymongo import monitoring
 
-from shared.db import INDEXES
+from shared.db import INDEXES, Database
 from shared.jobs import claim_recompute
-from shared.settings import get_settings
+from shared.settings import Settings, get_settings
+from tests.conftest import Client
 from tests.seed import (
     T0,
     add_session,
     cheap_password_hashing,
     clone_sessions,
+    found,
     ingest_headers,
     login,
     registration,
     seed_world,
     watch_segment,
 )
+from tests.servers import Redis
 from worker.cleanup import cleanup_expired
 from worker.durations import sync_durations, sync_event_durations
 from worker.providers.fakes import FakeVideo, run_fake_providers
@@ -114,7 +117,7 @@ def served(collection: str, query: dict[str, Any]) -> bool:
     leading = leading_fields(collection)
     if _constrained(query) & leading:
         return True
-    branches = query.get("$or")
+    branches: list[dict[str, Any]] = query.get("$or") or []
     return bool(branches) and all(served(collection, branch) for branch in branches)
 
 
@@ -167,8 +170,14 @@ def _cli(args: list[str], env: dict[str, str]) -> str:
 
 
 async def test_every_query_of_the_main_flows_is_served_by_a_declared_index(
-    command_log, client, database, settings, monkeypatch, tmp_path: Path, redis_server
-):
+    command_log: CommandLog,
+    client: Client,
+    database: Database,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    redis_server: Redis,
+) -> None:
     cheap_password_hashing(monkeypatch)
     await seed_world(database)
     name = settings.mongodb_database_name
@@ -287,7 +296,9 @@ async def test_every_query_of_the_main_flows_is_served_by_a_declared_index(
     assert {"find", "aggregate", "update", "delete", "insert", "findAndModify"} <= set(seen), seen
 
 
-async def _event_with_attendance(client, database, event_id: str, sessions: int, per_session: int) -> None:
+async def _event_with_attendance(
+    client: Client, database: Database, event_id: str, sessions: int, per_session: int
+) -> None:
     """`sessions` sessions in a fresh event, each given `per_session` new segments."""
     from shared.admin import create_event
 
@@ -309,8 +320,8 @@ async def _event_with_attendance(client, database, event_id: str, sessions: int,
 
 
 async def test_a_rollup_costs_the_same_round_trips_over_100_or_1000_sessions(
-    command_log, client, database, settings
-):
+    command_log: CommandLog, client: Client, database: Database, settings: Settings
+) -> None:
     from shared.db import connect
 
     await seed_world(database)
@@ -343,8 +354,8 @@ async def test_a_rollup_costs_the_same_round_trips_over_100_or_1000_sessions(
 
 
 async def test_a_recompute_claim_and_its_rollup_send_only_indexed_queries(
-    command_log, client, database, settings
-):
+    command_log: CommandLog, client: Client, database: Database, settings: Settings
+) -> None:
     # A recompute whose event has input queued while it runs: the rollup it hands over to.
     await seed_world(database)
     await add_session(database, "s1")
@@ -354,4 +365,4 @@ async def test_a_recompute_claim_and_its_rollup_send_only_indexed_queries(
     with command_log.recording(settings.mongodb_database_name) as commands:
         await recompute_event(database, settings, task["_id"], "ev1")
     assert unserved(commands) == []
-    assert (await database.sessions.find_one({"_id": "s1"}))["attendeeCount"] == 1
+    assert found(await database.sessions.find_one({"_id": "s1"}))["attendeeCount"] == 1

@@ -105,7 +105,7 @@ def test_watch_of_milliseconds_since_1970_is_exact() -> None:
         (3600, 30),
     ],
 )
-def test_view_threshold_is_30_s_or_a_shorter_known_duration(duration, threshold) -> None:
+def test_view_threshold_is_30_s_or_a_shorter_known_duration(duration: float | None, threshold: float) -> None:
     assert view_threshold(duration) == threshold
 
 
@@ -113,7 +113,9 @@ def test_view_threshold_is_30_s_or_a_shorter_known_duration(duration, threshold)
     ("watched", "duration", "percent"),
     [(30, 60, 50.0), (60, 60, 100.0), (600, 60, 100.0), (0, 60, 0.0), (5, None, None), (5, 0, None)],
 )
-def test_engagement_is_capped_share_of_duration_and_null_without_one(watched, duration, percent) -> None:
+def test_engagement_is_capped_share_of_duration_and_null_without_one(
+    watched: float, duration: float | None, percent: float | None
+) -> None:
     assert engagement_percent(watched, duration) == percent
 
 
@@ -129,29 +131,29 @@ def test_mode_engagement_is_zero_without_viewers_and_null_without_duration() -> 
 
 
 @pytest.mark.parametrize("provider", ["ZOOM", "FACEBOOK", "WISTIA"])
-def test_providers_without_analytics(provider) -> None:
+def test_providers_without_analytics(provider: str | None) -> None:
     assert analytics_available(provider) is False
 
 
 @pytest.mark.parametrize("provider", ["YOUTUBE", "VIMEO", "VOXEET", "TOKBOX", None])
-def test_providers_with_analytics(provider) -> None:
+def test_providers_with_analytics(provider: str | None) -> None:
     assert analytics_available(provider) is True
 
 
 @pytest.mark.parametrize("provider", ["YOUTUBE", "VIMEO", "VOXEET", "TOKBOX", "WISTIA"])
 @pytest.mark.parametrize("session_format", ["MAINSTAGE_SESSION", "BREAKOUT_SESSION"])
-def test_video_providers_give_a_duration(provider, session_format) -> None:
+def test_video_providers_give_a_duration(provider: str | None, session_format: str) -> None:
     assert has_provider_duration(provider, session_format) is True
 
 
 @pytest.mark.parametrize("provider", ["ZOOM", "FACEBOOK", None])
-def test_zoom_facebook_and_no_stream_have_no_duration(provider) -> None:
+def test_zoom_facebook_and_no_stream_have_no_duration(provider: str | None) -> None:
     assert has_provider_duration(provider, "MAINSTAGE_SESSION") is False
 
 
 @pytest.mark.parametrize("session_format", ["WORKSHOP_SESSION", "NETWORKING_SESSION"])
 @pytest.mark.parametrize("provider", ["YOUTUBE", "WISTIA", None])
-def test_formats_without_video_have_no_duration(provider, session_format) -> None:
+def test_formats_without_video_have_no_duration(provider: str | None, session_format: str) -> None:
     assert has_provider_duration(provider, session_format) is False
 
 
@@ -206,7 +208,7 @@ def test_nobody_attended_gives_zero_averages_and_views() -> None:
 
 
 @pytest.mark.parametrize("provider", ["ZOOM", "FACEBOOK", "WISTIA"])
-def test_providers_without_analytics_give_counts_but_no_views_or_averages(provider) -> None:
+def test_providers_without_analytics_give_counts_but_no_views_or_averages(provider: str | None) -> None:
     numbers = session_numbers(_three_viewers(), {"ann": "t1", "dan": "t2"}, 600, provider)
     assert numbers.registered_user_count == 2
     assert numbers.attendee_count == 3
@@ -259,7 +261,7 @@ float_intervals_st = st.lists(
 
 @NO_DEADLINE
 @given(float_intervals_st)
-def test_union_is_at_most_the_sum_and_at_least_the_longest(intervals) -> None:
+def test_union_is_at_most_the_sum_and_at_least_the_longest(intervals: list[tuple[int, int]]) -> None:
     total = union_length(intervals)
     lengths = [b - a for a, b in intervals]
     assert total <= sum(lengths) * (1 + 1e-9)
@@ -268,7 +270,7 @@ def test_union_is_at_most_the_sum_and_at_least_the_longest(intervals) -> None:
 
 @NO_DEADLINE
 @given(intervals_st, st.randoms(use_true_random=False))
-def test_union_ignores_order_and_duplicates(intervals, rng: random.Random) -> None:
+def test_union_ignores_order_and_duplicates(intervals: list[tuple[int, int]], rng: random.Random) -> None:
     shuffled = intervals + intervals[: len(intervals) // 2]
     rng.shuffle(shuffled)
     assert union_length(shuffled) == union_length(intervals)
@@ -276,7 +278,9 @@ def test_union_ignores_order_and_duplicates(intervals, rng: random.Random) -> No
 
 @NO_DEADLINE
 @given(intervals_st, st.data())
-def test_union_is_unchanged_by_splitting_an_interval_into_touching_pieces(intervals, data) -> None:
+def test_union_is_unchanged_by_splitting_an_interval_into_touching_pieces(
+    intervals: list[tuple[int, int]], data: st.DataObject
+) -> None:
     if not intervals:
         return
     i = data.draw(st.integers(0, len(intervals) - 1))
@@ -288,20 +292,24 @@ def test_union_is_unchanged_by_splitting_an_interval_into_touching_pieces(interv
 
 @NO_DEADLINE
 @given(intervals_st)
-def test_union_equals_the_covered_cells_of_an_integer_grid(intervals) -> None:
+def test_union_equals_the_covered_cells_of_an_integer_grid(intervals: list[tuple[int, int]]) -> None:
     covered = {cell for a, b in intervals for cell in range(a, b)}
     assert union_length(intervals) == len(covered)
 
 
 @NO_DEADLINE
 @given(intervals_st, intervals_st)
-def test_adding_intervals_never_shrinks_the_union(intervals, more) -> None:
+def test_adding_intervals_never_shrinks_the_union(
+    intervals: list[tuple[int, int]], more: list[tuple[int, int]]
+) -> None:
     assert union_length(intervals + more) >= union_length(intervals)
 
 
 @NO_DEADLINE
 @given(intervals_st)
-def test_merged_intervals_are_sorted_disjoint_and_as_long_as_the_union(intervals) -> None:
+def test_merged_intervals_are_sorted_disjoint_and_as_long_as_the_union(
+    intervals: list[tuple[int, int]],
+) -> None:
     merged = merge_intervals(intervals)
     assert all(a < b for a, b in merged)
     assert all(left[1] < right[0] for left, right in itertools.pairwise(merged))
@@ -310,7 +318,9 @@ def test_merged_intervals_are_sorted_disjoint_and_as_long_as_the_union(intervals
 
 @NO_DEADLINE
 @given(intervals_st, intervals_st)
-def test_merging_new_intervals_into_a_merged_union_equals_merging_all_at_once(stored, new) -> None:
+def test_merging_new_intervals_into_a_merged_union_equals_merging_all_at_once(
+    stored: list[tuple[float, float]], new: list[tuple[float, float]]
+) -> None:
     # What lets a rollup fold new segments into stored unions, and repeat a fold after a crash.
     folded = merge_intervals(merge_intervals(stored) + new)
     assert folded == merge_intervals(stored + new)
@@ -332,7 +342,9 @@ segments_st = st.lists(
 
 @NO_DEADLINE
 @given(segments_st)
-def test_attended_lies_between_the_longer_mode_and_both_modes_together(segments) -> None:
+def test_attended_lies_between_the_longer_mode_and_both_modes_together(
+    segments: list[tuple[str, int, int]],
+) -> None:
     w = user_watch("u", segments)
     live, recording, attended = (round(t * S) for t in (w.live, w.recording, w.attended))
     assert max(live, recording) <= attended <= live + recording
@@ -340,7 +352,7 @@ def test_attended_lies_between_the_longer_mode_and_both_modes_together(segments)
 
 @NO_DEADLINE
 @given(st.one_of(st.none(), st.floats(-1e6, 1e9, allow_nan=False)))
-def test_view_threshold_is_min_of_30_and_a_positive_duration(duration) -> None:
+def test_view_threshold_is_min_of_30_and_a_positive_duration(duration: float | None) -> None:
     expected = min(30.0, duration) if duration is not None and duration > 0 else 30.0
     assert view_threshold(duration) == expected
     assert 0 < view_threshold(duration) <= 30
@@ -348,7 +360,7 @@ def test_view_threshold_is_min_of_30_and_a_positive_duration(duration) -> None:
 
 @NO_DEADLINE
 @given(st.floats(0, 1e7, allow_nan=False), st.one_of(st.none(), st.floats(1e-3, 1e7)))
-def test_engagement_lies_between_0_and_100(watched, duration) -> None:
+def test_engagement_lies_between_0_and_100(watched: float, duration: float | None) -> None:
     percent = engagement_percent(watched, duration)
     assert (percent is None) == (duration is None)
     assert percent is None or 0 <= percent <= 100
@@ -356,7 +368,7 @@ def test_engagement_lies_between_0_and_100(watched, duration) -> None:
 
 @NO_DEADLINE
 @given(st.lists(st.floats(0, 1e6, allow_nan=False), max_size=20), st.floats(1e-3, 1e6))
-def test_mode_engagement_lies_between_0_and_100(watched, duration) -> None:
+def test_mode_engagement_lies_between_0_and_100(watched: list[float], duration: float) -> None:
     percent = mode_engagement(watched, view_threshold(duration), duration)
     assert percent is not None and 0 <= percent <= 100
 
@@ -372,10 +384,10 @@ BASE_MS = oracle.to_ms("2024-05-01T09:00:00Z")
 
 
 @st.composite
-def session_st(draw):
+def session_st(draw: st.DrawFn) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     """Segments (as ingested) of a few users, some around the threshold, and registrations."""
     users = [f"u{n}" for n in range(draw(st.integers(0, 6)))]
-    segments = []
+    segments: list[dict[str, str]] = []
     for user in users:
         for _ in range(draw(st.integers(0, 4))):
             start = draw(st.integers(0, 120_000))
@@ -401,7 +413,9 @@ def session_st(draw):
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(session_st(), DURATION_ST, PROVIDER_ST)
-def test_session_numbers_agree_with_the_plain_reading_of_the_design(session, duration, provider) -> None:
+def test_session_numbers_agree_with_the_plain_reading_of_the_design(
+    session: tuple[list[dict[str, str]], list[dict[str, str]]], duration: float | None, provider: str | None
+) -> None:
     segments, registrations = session
     by_user: dict[str, list[tuple[str, int, int]]] = {}
     for s in segments:
@@ -438,7 +452,9 @@ def test_session_numbers_agree_with_the_plain_reading_of_the_design(session, dur
 
 @NO_DEADLINE
 @given(st.lists(segments_st, max_size=8), DURATION_ST, PROVIDER_ST)
-def test_session_numbers_stay_within_their_bounds(users_segments, duration, provider) -> None:
+def test_session_numbers_stay_within_their_bounds(
+    users_segments: list[list[tuple[str, int, int]]], duration: float | None, provider: str | None
+) -> None:
     watches = [user_watch(f"u{i}", segs) for i, segs in enumerate(users_segments)]
     numbers = session_numbers(watches, {}, duration, provider)
     assert numbers.attendee_count == len(watches)

@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from shared.db import Database
 from shared.store import bump_analytics_version
+from tests.conftest import Client
 from tests.seed import add_session, cheap_password_hashing, login, seed_world
 
 LIST = "/rest/host/session/analytics?eventId=ev1&expand=duration,watchTime"
@@ -18,7 +20,7 @@ def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     cheap_password_hashing(monkeypatch)
 
 
-async def _world(client, database):
+async def _world(client: Client, database: Database) -> dict[str, str]:
     await seed_world(database)
     await add_session(database, "s1", numbers={"attendeeCount": 3, "liveViews": 2})
     await add_session(database, "s2", numbers={"attendeeCount": 1})
@@ -26,7 +28,9 @@ async def _world(client, database):
 
 
 @pytest.mark.parametrize("path", [LIST, "/rest/host/session/s1/analytics"])
-async def test_answer_carries_an_etag_and_the_same_etag_gets_304(client, database, path):
+async def test_answer_carries_an_etag_and_the_same_etag_gets_304(
+    client: Client, database: Database, path: str
+) -> None:
     headers = await _world(client, database)
     first = await client.get(path, headers=headers)
     etag = first.headers["ETag"]
@@ -46,7 +50,7 @@ async def test_answer_carries_an_etag_and_the_same_etag_gets_304(client, databas
     assert await other.read() == await first.read()
 
 
-async def test_different_queries_have_different_etags(client, database):
+async def test_different_queries_have_different_etags(client: Client, database: Database) -> None:
     headers = await _world(client, database)
     ascending = await client.get(LIST, headers=headers)
     descending = await client.get(LIST + "&sort=-startTime", headers=headers)
@@ -57,7 +61,7 @@ async def test_different_queries_have_different_etags(client, database):
     assert stale.status == 200
 
 
-async def test_rollup_change_serves_new_numbers_with_a_new_etag(client, database):
+async def test_rollup_change_serves_new_numbers_with_a_new_etag(client: Client, database: Database) -> None:
     headers = await _world(client, database)
     first = await client.get(LIST, headers=headers)
     old_etag = first.headers["ETag"]
@@ -93,7 +97,9 @@ async def test_rollup_change_serves_new_numbers_with_a_new_etag(client, database
     assert fresh.status == 304
 
 
-async def test_put_of_a_session_changes_the_list_answer_and_its_etag(client, database):
+async def test_put_of_a_session_changes_the_list_answer_and_its_etag(
+    client: Client, database: Database
+) -> None:
     headers = await _world(client, database)
     first = await client.get(LIST, headers=headers)
     put = await client.put(
@@ -115,7 +121,7 @@ async def test_put_of_a_session_changes_the_list_answer_and_its_etag(client, dat
     assert [item["title"] for item in (await second.json())["data"]] == ["Session s1", "Renamed"]
 
 
-async def test_detail_etag_follows_the_session_numbers(client, database):
+async def test_detail_etag_follows_the_session_numbers(client: Client, database: Database) -> None:
     headers = await _world(client, database)
     path = "/rest/host/session/s1/analytics"
     first = await client.get(path, headers=headers)

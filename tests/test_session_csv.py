@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from shared.admin import create_event
+from shared.db import Database
+from tests.conftest import Client
 from tests.seed import T0, add_session, cheap_password_hashing, error_of, login, seed_world
 
 CSV = "/rest/host/session/analytics/csv"
@@ -18,7 +20,7 @@ LIST = "/rest/host/session/analytics"
 
 
 @pytest.fixture
-async def host(client, database, monkeypatch) -> dict[str, str]:
+async def host(client: Client, database: Database, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The `paris` event (Europe/Paris): sessions of every format, ties in every sorted number,
     titles that differ only in case, and one in winter time."""
     cheap_password_hashing(monkeypatch)
@@ -54,7 +56,7 @@ async def host(client, database, monkeypatch) -> dict[str, str]:
     return await login(client, "organizer")
 
 
-async def list_items(client, host, **query: str) -> list[dict[str, Any]]:
+async def list_items(client: Client, host: dict[str, str], **query: str) -> list[dict[str, Any]]:
     """Every page of the list, two items a page."""
     items: list[dict[str, Any]] = []
     page = 0
@@ -69,7 +71,9 @@ async def list_items(client, host, **query: str) -> list[dict[str, Any]]:
         page += 1
 
 
-async def csv_rows(client, host, **query: str) -> tuple[list[str], list[dict[str, str]]]:
+async def csv_rows(
+    client: Client, host: dict[str, str], **query: str
+) -> tuple[list[str], list[dict[str, str]]]:
     response = await client.get(CSV, params={"eventId": "paris", **query}, headers=host)
     assert response.status == 200, await response.text()
     assert response.content_type == "text/csv"
@@ -101,7 +105,9 @@ def _query_id(query: dict[str, str]) -> str:
 
 
 @pytest.mark.parametrize("query", QUERIES, ids=_query_id)
-async def test_the_csv_lists_the_lists_rows_in_the_same_order(client, host, query):
+async def test_the_csv_lists_the_lists_rows_in_the_same_order(
+    client: Client, host: dict[str, str], query: dict[str, str]
+) -> None:
     items = await list_items(client, host, **query)
     header, rows = await csv_rows(client, host, **query)
     assert header[1] == "Session Date (Europe/Paris)"
@@ -113,7 +119,9 @@ async def test_the_csv_lists_the_lists_rows_in_the_same_order(client, host, quer
         assert row["Session Length Status"] == item["durationStatus"]
 
 
-async def test_csv_dates_are_local_with_their_offset_in_summer_and_winter(client, host):
+async def test_csv_dates_are_local_with_their_offset_in_summer_and_winter(
+    client: Client, host: dict[str, str]
+) -> None:
     _, rows = await csv_rows(client, host, searchString="Keynote")
     dates = {row["Session Name"]: row["Session Date (Europe/Paris)"] for row in rows}
     assert dates == {
@@ -126,7 +134,9 @@ async def test_csv_dates_are_local_with_their_offset_in_summer_and_winter(client
     assert [(r["Session Length"], r["Session Length Status"]) for r in rows] == [("", "NO_VIDEO")]
 
 
-async def test_an_unknown_sort_or_format_is_refused_like_the_list(client, host):
+async def test_an_unknown_sort_or_format_is_refused_like_the_list(
+    client: Client, host: dict[str, str]
+) -> None:
     for query in ({"sort": "duration"}, {"sessionFormat": "PANEL"}, {"eventId": ""}):
         response = await client.get(CSV, params={"eventId": "paris", **query}, headers=host)
         assert await error_of(response) == (400, "400"), query
@@ -151,19 +161,21 @@ REFUSED = [
 
 
 @pytest.mark.parametrize("accept", ACCEPTED)
-async def test_an_accept_that_takes_csv_gets_it(client, host, accept):
+async def test_an_accept_that_takes_csv_gets_it(client: Client, host: dict[str, str], accept: str) -> None:
     response = await client.get(CSV, params={"eventId": "paris"}, headers={**host, "Accept": accept})
     assert response.status == 200, await response.text()
     assert (await response.text()).startswith("Session Name,")
 
 
-async def test_no_accept_header_at_all_gets_the_csv(client, host):
+async def test_no_accept_header_at_all_gets_the_csv(client: Client, host: dict[str, str]) -> None:
     response = await client.get(CSV, params={"eventId": "paris"}, headers=host, skip_auto_headers=["Accept"])
     assert response.status == 200
     assert "Accept" not in response.request_info.headers
 
 
 @pytest.mark.parametrize("accept", REFUSED)
-async def test_an_accept_that_excludes_csv_gets_406_in_the_envelope(client, host, accept):
+async def test_an_accept_that_excludes_csv_gets_406_in_the_envelope(
+    client: Client, host: dict[str, str], accept: str
+) -> None:
     response = await client.get(CSV, params={"eventId": "paris"}, headers={**host, "Accept": accept})
     assert await error_of(response) == (406, "406")

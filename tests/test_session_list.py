@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from shared.db import Database
+from tests.conftest import Client
 from tests.seed import (
     T0,
     add_session,
@@ -27,7 +30,7 @@ def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def _list(client: Any, headers: dict[str, str], **query: Any) -> dict[str, Any]:
     response = await client.get(LIST, params={"eventId": "ev1", **query}, headers=headers)
-    body = await response.json()
+    body: dict[str, Any] = await response.json()
     assert response.status == 200, body
     return body
 
@@ -118,7 +121,7 @@ async def _seed_every_kind_of_session(database: Any) -> None:
     )
 
 
-EVERY_KIND = [
+EVERY_KIND: list[dict[str, Any]] = [
     {
         "sessionId": "yt",
         "title": "Keynote",
@@ -248,7 +251,7 @@ EVERY_KIND = [
 ]
 
 
-async def test_list_shows_every_field_with_its_seeded_value(client, database):
+async def test_list_shows_every_field_with_its_seeded_value(client: Client, database: Database) -> None:
     await seed_world(database)
     await _seed_every_kind_of_session(database)
     await add_session(database, "elsewhere", "ev2")
@@ -264,7 +267,9 @@ async def test_list_shows_every_field_with_its_seeded_value(client, database):
     assert body["data"] == EVERY_KIND
 
 
-async def test_list_without_expand_leaves_out_duration_and_watch_time(client, database):
+async def test_list_without_expand_leaves_out_duration_and_watch_time(
+    client: Client, database: Database
+) -> None:
     await seed_world(database)
     await _seed_every_kind_of_session(database)
 
@@ -296,7 +301,7 @@ EXPAND_SPELLINGS = {
 }
 
 
-async def test_every_expand_spelling_adds_its_field_in_any_case(client, database):
+async def test_every_expand_spelling_adds_its_field_in_any_case(client: Client, database: Database) -> None:
     await seed_world(database)
     await _seed_every_kind_of_session(database)
     headers = await login(client, "super")
@@ -312,7 +317,7 @@ async def test_every_expand_spelling_adds_its_field_in_any_case(client, database
     assert extras == EXPAND_SPELLINGS
 
 
-async def test_expand_may_be_given_as_repeated_parameters(client, database):
+async def test_expand_may_be_given_as_repeated_parameters(client: Client, database: Database) -> None:
     await seed_world(database)
     await _seed_every_kind_of_session(database)
     response = await client.get(
@@ -323,6 +328,10 @@ async def test_expand_may_be_given_as_repeated_parameters(client, database):
 
 
 # sessionId: (start hour, title, attendeeCount, liveViews, recordingViews, avgAttendedDuration)
+def _sort_value(position: int) -> Callable[[str], Any]:
+    return lambda sid: SORTABLE[sid][position]
+
+
 SORTABLE = {
     "a": (3, "Delta", 10, 2, 9, 120.5),
     "b": (1, "alpha", 30, 5, 1, 15.0),
@@ -333,7 +342,7 @@ SORTABLE = {
 SORT_KEYS = ("startTime", "title", "attendeeCount", "liveViews", "recordingViews", "avgAttendedDuration")
 
 
-async def test_list_sorts_by_every_key_both_ways(client, database):
+async def test_list_sorts_by_every_key_both_ways(client: Client, database: Database) -> None:
     await seed_world(database)
     for session_id, (hour, title, attendees, live, recording, avg) in SORTABLE.items():
         await add_session(
@@ -353,7 +362,7 @@ async def test_list_sorts_by_every_key_both_ways(client, database):
     seen, expected = {}, {}
     for position, key in enumerate(SORT_KEYS):
         # Titles compare by code point, as MongoDB does: capitals before lower case.
-        ascending = sorted(SORTABLE, key=lambda sid, p=position: SORTABLE[sid][p])
+        ascending = sorted(SORTABLE, key=_sort_value(position))
         expected[key], expected["-" + key] = ascending, ascending[::-1]
         seen[key] = _ids(await _list(client, headers, sort=key))
         seen["-" + key] = _ids(await _list(client, headers, sort="-" + key))
@@ -361,7 +370,9 @@ async def test_list_sorts_by_every_key_both_ways(client, database):
     assert _ids(await _list(client, headers)) == expected["startTime"]
 
 
-async def test_sort_ties_are_broken_by_session_id_in_the_same_direction(client, database):
+async def test_sort_ties_are_broken_by_session_id_in_the_same_direction(
+    client: Client, database: Database
+) -> None:
     await seed_world(database)
     for session_id in ("t2", "t1", "t3"):
         await add_session(database, session_id, numbers={"attendeeCount": 7})
@@ -374,7 +385,9 @@ async def test_sort_ties_are_broken_by_session_id_in_the_same_direction(client, 
     assert pages == [["t1"], ["t2"], ["t3"], ["t0"]]
 
 
-async def test_paging_edges_last_page_past_the_end_and_the_largest_size(client, database):
+async def test_paging_edges_last_page_past_the_end_and_the_largest_size(
+    client: Client, database: Database
+) -> None:
     await seed_world(database)
     await add_session(database, "first", title="First", start=T0 - timedelta(days=1))
     clones = await clone_sessions(database, "first", 500)
@@ -408,7 +421,9 @@ SEARCHABLE = {
 }
 
 
-async def test_search_string_takes_regex_characters_literally_and_ignores_case(client, database):
+async def test_search_string_takes_regex_characters_literally_and_ignores_case(
+    client: Client, database: Database
+) -> None:
     await seed_world(database)
     for session_id, title in SEARCHABLE.items():
         await add_session(database, session_id, title=title)
@@ -447,7 +462,7 @@ async def test_search_string_takes_regex_characters_literally_and_ignores_case(c
     assert filtered == {text: (len(ids), 5) for text, ids in searches.items()}
 
 
-async def test_session_format_filter_narrows_records_filtered(client, database):
+async def test_session_format_filter_narrows_records_filtered(client: Client, database: Database) -> None:
     await seed_world(database)
     await add_session(database, "main", session_format="MAINSTAGE_SESSION", title="Main one")
     await add_session(database, "b1", title="Breakout one")
@@ -462,14 +477,16 @@ async def test_session_format_filter_narrows_records_filtered(client, database):
     assert (none["data"], none["recordsFiltered"], none["recordsTotal"]) == ([], 0, 3)
 
 
-async def test_list_of_an_event_without_sessions_is_empty(client, database):
+async def test_list_of_an_event_without_sessions_is_empty(client: Client, database: Database) -> None:
     await seed_world(database)
     await add_session(database, "elsewhere", "ev2")
     body = await _list(client, await login(client, "super"))
     assert body == {"recordsTotal": 0, "recordsFiltered": 0, "page": 0, "size": 50, "data": []}
 
 
-async def test_detail_shows_list_fields_with_live_and_recording_split(client, database):
+async def test_detail_shows_list_fields_with_live_and_recording_split(
+    client: Client, database: Database
+) -> None:
     await seed_world(database)
     await _seed_every_kind_of_session(database)
     await database.sessions.update_one(
@@ -508,7 +525,9 @@ async def test_detail_shows_list_fields_with_live_and_recording_split(client, da
     }
 
 
-async def test_items_carry_the_event_zone_and_local_times_in_list_detail_and_put(client, database):
+async def test_items_carry_the_event_zone_and_local_times_in_list_detail_and_put(
+    client: Client, database: Database
+) -> None:
     from shared.admin import create_event
 
     await seed_world(database)

@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from shared.db import Database
+from tests.conftest import Client
 from tests.seed import cheap_password_hashing, database_state, error_of, login, seed_world
 
 BODY = {
@@ -43,14 +45,17 @@ def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     cheap_password_hashing(monkeypatch)
 
 
-async def _listed(client: Any, headers: dict[str, str], **query: str) -> list[dict[str, Any]]:
+async def _listed(client: Client, headers: dict[str, str], **query: str) -> list[dict[str, Any]]:
     response = await client.get(
         "/rest/host/session/analytics", params={"eventId": "ev1", **query}, headers=headers
     )
-    return (await response.json())["data"]
+    rows: list[dict[str, Any]] = (await response.json())["data"]
+    return rows
 
 
-async def test_put_creates_a_session_with_201_and_answers_it_as_the_list_shows_it(client, database):
+async def test_put_creates_a_session_with_201_and_answers_it_as_the_list_shows_it(
+    client: Client, database: Database
+) -> None:
     await seed_world(database)
     headers = await login(client, "event_admin")
 
@@ -66,7 +71,7 @@ async def test_put_creates_a_session_with_201_and_answers_it_as_the_list_shows_i
     )
 
 
-async def test_put_again_updates_with_200_and_keeps_the_numbers(client, database):
+async def test_put_again_updates_with_200_and_keeps_the_numbers(client: Client, database: Database) -> None:
     await seed_world(database)
     headers = await login(client, "event_admin")
     assert (await client.put("/rest/host/session/keynote", json=BODY, headers=headers)).status == 201
@@ -101,7 +106,7 @@ async def test_put_again_updates_with_200_and_keeps_the_numbers(client, database
     assert await database.sessions.count_documents({}) == 1
 
 
-async def test_put_with_another_video_forgets_the_old_duration(client, database):
+async def test_put_with_another_video_forgets_the_old_duration(client: Client, database: Database) -> None:
     await seed_world(database)
     headers = await login(client, "super")
     await client.put("/rest/host/session/keynote", json=BODY, headers=headers)
@@ -118,7 +123,9 @@ async def test_put_with_another_video_forgets_the_old_duration(client, database)
     assert (await _listed(client, headers, expand="duration"))[0]["duration"] is None
 
 
-async def test_put_without_a_stream_answers_null_provider_and_duration(client, database):
+async def test_put_without_a_stream_answers_null_provider_and_duration(
+    client: Client, database: Database
+) -> None:
     await seed_world(database)
     headers = await login(client, "super")
     body = {key: value for key, value in BODY.items() if key not in ("streamProvider", "videoId")}
@@ -134,7 +141,7 @@ async def test_put_without_a_stream_answers_null_provider_and_duration(client, d
     assert (await _listed(client, headers, expand="duration"))[0]["duration"] is None
 
 
-async def test_put_on_a_zoom_session_answers_null_analytics(client, database):
+async def test_put_on_a_zoom_session_answers_null_analytics(client: Client, database: Database) -> None:
     await seed_world(database)
     headers = await login(client, "super")
     response = await client.put(
@@ -153,7 +160,7 @@ async def test_put_on_a_zoom_session_answers_null_analytics(client, database):
     assert await _listed(client, headers) == [answer]
 
 
-async def test_put_cannot_move_a_session_to_another_event(client, database):
+async def test_put_cannot_move_a_session_to_another_event(client: Client, database: Database) -> None:
     await seed_world(database)
     headers = await login(client, "super")
     await client.put("/rest/host/session/keynote", json=BODY, headers=headers)
@@ -168,7 +175,7 @@ async def test_put_cannot_move_a_session_to_another_event(client, database):
     assert [item["sessionId"] for item in await _listed(client, headers)] == ["keynote"]
 
 
-async def test_put_by_a_host_of_another_event_writes_nothing(client, database):
+async def test_put_by_a_host_of_another_event_writes_nothing(client: Client, database: Database) -> None:
     await seed_world(database)
     before = await database_state(database)
     headers = await login(client, "event_admin")

@@ -11,8 +11,11 @@ from typing import Any
 import pytest
 
 from shared.admin import create_event
+from shared.db import Database
 from shared.jobs import claim_recompute
+from shared.settings import Settings
 from tests import oracle
+from tests.conftest import Client
 from tests.seed import (
     GOOD_BODY,
     T0,
@@ -35,7 +38,7 @@ AUTUMN = datetime(2024, 10, 26, 20, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def host(client, database, monkeypatch) -> dict[str, str]:
+async def host(client: Client, database: Database, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     cheap_password_hashing(monkeypatch)
     await seed_world(database)
     await create_event(database, "berlin", "org1", "Berlin Summit", "Europe/Berlin")
@@ -77,7 +80,7 @@ def random_segments(seed: int, session_id: str, users: int) -> list[dict[str, An
     return segments
 
 
-async def post(client, database, segments: list[dict[str, Any]]) -> None:
+async def post(client: Client, database: Database, segments: list[dict[str, Any]]) -> None:
     headers = await ingest_headers(database, ["berlin"])
     for i in range(0, len(segments), 500):
         response = await client.post(
@@ -87,9 +90,9 @@ async def post(client, database, segments: list[dict[str, Any]]) -> None:
         assert (response.status, body["rejected"]) == (200, []), body
 
 
-async def viewers(client, host, session_id: str) -> dict[str, Any]:
+async def viewers(client: Client, host: dict[str, str], session_id: str) -> dict[str, Any]:
     response = await client.get(f"/rest/host/session/{session_id}/viewers", headers=host)
-    body = await response.json()
+    body: dict[str, Any] = await response.json()
     assert response.status == 200, body
     return body
 
@@ -103,8 +106,8 @@ EMPTY = {"points": [], "peakConcurrent": 0, "peakAt": None}
 
 @pytest.mark.parametrize("seed", [1, 2])
 async def test_the_series_equals_a_brute_force_count_after_rollups_and_after_a_recompute(
-    client, database, settings, host, seed
-):
+    client: Client, database: Database, settings: Settings, host: dict[str, str], seed: int
+) -> None:
     talk, panel = random_segments(seed, "talk", 40), random_segments(seed + 100, "panel", 15)
     half = len(talk) // 2
     await post(client, database, talk[:half] + panel)
@@ -133,10 +136,10 @@ async def test_the_series_equals_a_brute_force_count_after_rollups_and_after_a_r
 
 
 async def test_a_day_long_live_span_widens_the_buckets_and_recording_days_follow_berlin(
-    client, database, settings, host
-):
+    client: Client, database: Database, settings: Settings, host: dict[str, str]
+) -> None:
     begins = oracle.to_ms(iso_utc(START))
-    segments = [
+    segments: list[dict[str, Any]] = [
         # 27 hours of live watching: 1,620 one-minute buckets would be too many; two minutes fit.
         {
             "segmentId": "a",
@@ -177,8 +180,8 @@ async def test_a_day_long_live_span_widens_the_buckets_and_recording_days_follow
 
 
 async def test_moving_the_start_time_realigns_the_buckets_at_the_next_rollup(
-    client, database, settings, host
-):
+    client: Client, database: Database, settings: Settings, host: dict[str, str]
+) -> None:
     begins = oracle.to_ms(iso_utc(START))
     segment = {
         "segmentId": "only",
@@ -212,7 +215,9 @@ async def test_moving_the_start_time_realigns_the_buckets_at_the_next_rollup(
     ]
 
 
-async def test_the_route_checks_the_host_like_every_session_route(client, database, host):
+async def test_the_route_checks_the_host_like_every_session_route(
+    client: Client, database: Database, host: dict[str, str]
+) -> None:
     await add_session(database, "theirs", "ev2")
     event_admin = await login(client, "event_admin")  # hosts ev1 only
     before = await client.get("/rest/host/session/talk/viewers", headers=host)
@@ -240,8 +245,8 @@ async def test_the_route_checks_the_host_like_every_session_route(client, databa
 
 
 async def test_a_new_event_zone_recounts_the_recording_days_and_the_local_times(
-    client, database, settings, host
-):
+    client: Client, database: Database, settings: Settings, host: dict[str, str]
+) -> None:
     # 23:30 UTC on 26 October is already the 27th in Berlin.
     late = {
         "segmentId": "late",
@@ -259,7 +264,8 @@ async def test_a_new_event_zone_recounts_the_recording_days_and_the_local_times(
 
     async def first_item() -> dict[str, Any]:
         listed = await client.get("/rest/host/session/analytics", params={"eventId": "berlin"}, headers=host)
-        return (await listed.json())["data"][0]
+        item: dict[str, Any] = (await listed.json())["data"][0]
+        return item
 
     assert (await first_item())["startTimeLocal"] == "2024-05-01T11:00:30+02:00"  # cached now
     await create_event(database, "berlin", "org1", "Berlin Summit", "UTC")

@@ -73,7 +73,9 @@ def brute_days(recording: dict[str, list[tuple[int, int]]], zone_name: str) -> l
 
 @settings(max_examples=150, deadline=None)
 @given(live=segments(6 * HOUR, 3 * HOUR), start_offset=st.integers(-HOUR, 2 * HOUR))
-def test_live_series_matches_a_count_over_raw_segments(live, start_offset) -> None:
+def test_live_series_matches_a_count_over_raw_segments(
+    live: dict[str, list[tuple[int, int]]], start_offset: int
+) -> None:
     start = BASE + start_offset
     series = live_series(start, live)
     if not live:
@@ -86,7 +88,9 @@ def test_live_series_matches_a_count_over_raw_segments(live, start_offset) -> No
 
 @settings(max_examples=40, deadline=None)
 @given(live=segments(5 * 24 * HOUR, 24 * HOUR), start_offset=st.integers(-HOUR, 2 * HOUR))
-def test_long_series_take_the_smallest_bucket_that_keeps_1440_points(live, start_offset) -> None:
+def test_long_series_take_the_smallest_bucket_that_keeps_1440_points(
+    live: dict[str, list[tuple[int, int]]], start_offset: int
+) -> None:
     start = BASE + start_offset
     series = live_series(start, live)
     if live:
@@ -102,7 +106,9 @@ def test_long_series_take_the_smallest_bucket_that_keeps_1440_points(live, start
 
 @settings(max_examples=150, deadline=None)
 @given(recording=segments(4 * 24 * HOUR, 24 * HOUR), zone=st.sampled_from(ZONES))
-def test_recording_days_match_a_count_per_local_date(recording, zone) -> None:
+def test_recording_days_match_a_count_per_local_date(
+    recording: dict[str, list[tuple[int, int]]], zone: str
+) -> None:
     assert recording_days(recording, zone) == brute_days(recording, zone)
 
 

@@ -21,7 +21,7 @@ from shared.settings import Settings
 from tests.contract import validate_every_answer
 from tests.oracle import expected_attendees, expected_session, listed_attendees
 from tests.processes import CeleryProcess, eventually
-from tests.seed import add_session, login, seed_world
+from tests.seed import add_session, found, login, seed_world
 from tests.servers import FerretDB, Redis
 from worker.rollup import sessions_with_work
 
@@ -140,12 +140,12 @@ async def _random_event(
                     "end": _iso(start + timedelta(seconds=rng.choice([0.5, 5, 20, 29.9, 31, 90, 400]))),
                 }
             )
-        for user in rng.sample(range(users), k=min(users, rng.randint(0, 40))):
+        for registered in rng.sample(range(users), k=min(users, rng.randint(0, 40))):
             data.registrations.append(
                 {
                     "sessionId": session_id,
-                    "userId": f"u{user:04d}",
-                    "registeredAt": _iso(base - timedelta(days=1, seconds=user)),
+                    "userId": f"u{registered:04d}",
+                    "registeredAt": _iso(base - timedelta(days=1, seconds=registered)),
                 }
             )
     return data
@@ -271,7 +271,7 @@ async def test_recompute_survives_a_worker_killed_mid_task(stack: Stack) -> None
     assert response.status == 202
 
     async def midway() -> bool:
-        task = await stack.db.tasks.find_one({"_id": task_id})
+        task = found(await stack.db.tasks.find_one({"_id": task_id}))
         return task["state"] == "STARTED" and 3 <= task["progress"]["done"] < task["progress"]["total"] - 20
 
     await eventually(midway, timeout=60, interval=0.02, what="recompute under way")
@@ -390,7 +390,7 @@ async def test_the_recompute_command_waits_with_progress_until_the_worker_finish
     task_id = done.stdout.strip()
     total = len(data.sessions) + 2
     assert f"recompute: {total}/{total} SUCCESS" in done.stderr.splitlines()
-    task = await stack.db.tasks.find_one({"_id": task_id})
+    task = found(await stack.db.tasks.find_one({"_id": task_id}))
     assert task["state"] == "SUCCESS"
     assert task["progress"]["done"] == task["progress"]["total"] == len(data.sessions) + 2
     await _assert_numbers_match_oracle(stack, data)

@@ -16,12 +16,13 @@ from typing import Any
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from shared.documents import TaskDoc
 from shared.jobs import begin_recompute, claim_recompute
 from shared.settings import Settings
 from shared.tasks import CeleryTaskQueue, TaskName
 from tests import test_worker_processes
 from tests.processes import CeleryProcess, eventually
-from tests.seed import add_session
+from tests.seed import add_session, found
 from tests.servers import free_port
 from tests.test_worker_processes import (
     Stack,
@@ -76,8 +77,8 @@ async def test_a_recompute_whose_worker_was_killed_is_finished_by_another_worker
     assert response.status == 202
     task_id = (await response.json())["taskId"]
 
-    async def midway() -> dict[str, Any] | None:
-        task = await stack.db.tasks.find_one({"_id": task_id})
+    async def midway() -> TaskDoc | None:
+        task = found(await stack.db.tasks.find_one({"_id": task_id}))
         done, total = task["progress"]["done"], task["progress"]["total"]
         return task if task["state"] == "STARTED" and 3 <= done < total - 20 else None
 
@@ -88,8 +89,8 @@ async def test_a_recompute_whose_worker_was_killed_is_finished_by_another_worker
     status = await (await stack.http.get(f"/rest/host/tasks/{task_id}", headers=stack.headers)).json()
     assert status["state"] == "STARTED" and 0 < status["progress"]["done"] < status["progress"]["total"]
 
-    async def finished() -> dict[str, Any] | None:
-        task = await stack.db.tasks.find_one({"_id": task_id})
+    async def finished() -> TaskDoc | None:
+        task = found(await stack.db.tasks.find_one({"_id": task_id}))
         return task if task["state"] in ("SUCCESS", "FAILURE") else None
 
     final = await eventually(
@@ -120,8 +121,8 @@ async def test_a_recompute_whose_message_was_lost_is_sent_again_and_finished(sta
     start(stack, "worker")
     start(stack, "beat")
 
-    async def finished() -> dict[str, Any] | None:
-        task = await stack.db.tasks.find_one({"_id": task_id})
+    async def finished() -> TaskDoc | None:
+        task = found(await stack.db.tasks.find_one({"_id": task_id}))
         return task if task["state"] in ("SUCCESS", "FAILURE") else None
 
     final = await eventually(finished, timeout=120, interval=0.5, what="lost recompute sent again")
@@ -240,7 +241,7 @@ async def test_rollups_syncs_and_a_recompute_in_flight_run_again_after_redis_res
     task_id = (await response.json())["taskId"]
 
     async def started() -> bool:
-        task = await stack.db.tasks.find_one({"_id": task_id})
+        task = found(await stack.db.tasks.find_one({"_id": task_id}))
         return bool(task["state"] == "STARTED")
 
     await eventually(started, timeout=60, interval=0.05, what="recompute under way")
@@ -249,7 +250,7 @@ async def test_rollups_syncs_and_a_recompute_in_flight_run_again_after_redis_res
     await _post_all(stack, "/rest/events/ev1/watch-segments", data.segments[half:])
 
     async def recomputed() -> bool:
-        task = await stack.db.tasks.find_one({"_id": task_id})
+        task = found(await stack.db.tasks.find_one({"_id": task_id}))
         return bool(task["state"] == "SUCCESS")
 
     await eventually(lambda: _all_rolled_up(stack), timeout=120, interval=1, what="rollup after empty Redis")

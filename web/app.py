@@ -6,7 +6,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -82,7 +81,7 @@ def _database_ctx(settings: Settings, database: Database | None) -> CleanupConte
 
 def _task_queue_ctx(settings: Settings, task_queue: TaskQueue | None) -> CleanupContext:
     async def task_queue_ctx(app: web.Application) -> AsyncIterator[None]:
-        queue: Any = task_queue or CeleryTaskQueue(settings.redis_url)
+        queue: TaskQueue = task_queue or CeleryTaskQueue(settings.redis_url)
         app[TASKS] = queue
         yield
         if task_queue is None:
@@ -106,20 +105,24 @@ def log_start(settings: Settings, host: str, port: int) -> None:
         service_version(),
         host,
         port,
-        extra={
-            "version": service_version(),
-            "address": f"{host}:{port}",
-            "mongodb": _without_credentials(settings.mongodb_url),
-            "redis": _without_credentials(settings.redis_url),
-            "requestTimeoutS": settings.request_timeout_s,
-            "headerTimeoutS": settings.header_timeout_s,
-            "requestConcurrency": settings.request_concurrency,
-            "mongodbMaxConcurrency": settings.mongodb_max_concurrency,
-            "trustedProxies": settings.trusted_proxies or "none",
-            "accessLog": settings.access_log,
-            "loginThrottlePerMinute": settings.login_throttle_per_minute,
-        },
+        extra=_start_fields(settings, host, port),
     )
+
+
+def _start_fields(settings: Settings, host: str, port: int) -> dict[str, object]:
+    return {
+        "version": service_version(),
+        "address": f"{host}:{port}",
+        "mongodb": _without_credentials(settings.mongodb_url),
+        "redis": _without_credentials(settings.redis_url),
+        "requestTimeoutS": settings.request_timeout_s,
+        "headerTimeoutS": settings.header_timeout_s,
+        "requestConcurrency": settings.request_concurrency,
+        "mongodbMaxConcurrency": settings.mongodb_max_concurrency,
+        "trustedProxies": settings.trusted_proxies or "none",
+        "accessLog": settings.access_log,
+        "loginThrottlePerMinute": settings.login_throttle_per_minute,
+    }
 
 
 def _without_credentials(url: str) -> str:

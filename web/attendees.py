@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
 from shared.db import Database
+from shared.documents import SessionDoc
 from shared.errors import SessionNotFound
 from shared.identities import erase_identity, identities_of
 from shared.models import IDENTITY_FIELDS
@@ -22,23 +23,23 @@ from web.keys import DB
 routes = web.RouteTableDef()
 CSV_BATCH = 2000  # rows per write of the CSV, and per identity read behind it
 Row = dict[str, Any]
-Identities = dict[str, dict[str, Any]]
+Identities = Mapping[str, Mapping[str, Any]]  # AttendeeIdentityDoc by userId
 ATTENDEE_FIELDS = tuple(Attendee.model_fields)
 # What the attendee routes read of a session: where its rows are (not its numbers or series).
 _SESSION_FIELDS = {"eventId": 1, "rollupGen": 1, "attendeeRows": 1, "attendeeChunkRows": 1}
 
 
-async def _hosted_session(request: web.Request) -> dict[str, Any]:
+async def _hosted_session(request: web.Request) -> SessionDoc:
     principal = await authenticate_host(request)
     session_id = path_id(request, "sessionId")
-    doc: dict[str, Any] | None = await request.app[DB].sessions.find_one({"_id": session_id}, _SESSION_FIELDS)
+    doc = await request.app[DB].sessions.find_one({"_id": session_id}, _SESSION_FIELDS)
     if doc is None:
         raise SessionNotFound(f"no session {session_id}")
     await hosted_event(request, principal, doc["eventId"])
     return doc
 
 
-async def _session_rows(db: Database, session: dict[str, Any]) -> list[Row]:
+async def _session_rows(db: Database, session: SessionDoc) -> list[Row]:
     """Every attendee row of the generation the session document points to, in one read by `_id`.
 
     Numbers only: the rollup never copies identities into its documents (shared/identities.py).
@@ -56,7 +57,7 @@ async def _session_rows(db: Database, session: dict[str, Any]) -> list[Row]:
     return [row for chunk in chunks for row in decode_attendee_rows(chunk)]
 
 
-def _matches(needle: str, identity: dict[str, Any] | None) -> bool:
+def _matches(needle: str, identity: Mapping[str, Any] | None) -> bool:
     if identity is None:
         return False
     first, last = identity.get("firstName") or "", identity.get("lastName") or ""
@@ -85,12 +86,12 @@ def ordered(rows: list[Row], order: AttendeeOrder, identities: Identities) -> li
 
 
 async def _ordered_rows(
-    request: web.Request, session: dict[str, Any], order: AttendeeOrder
+    request: web.Request, session: SessionDoc, order: AttendeeOrder
 ) -> tuple[int, list[Row], Identities | None]:
     """(all rows, the selected rows in order, the identities read for that: None when none were)."""
     db = request.app[DB]
     rows = await _session_rows(db, session)
-    identities = None
+    identities: Identities | None = None
     if order.searchString or order.sort_key == "lastName":  # needs every row's identity
         identities = await identities_of(db, session["eventId"], [row["userId"] for row in rows])
     return len(rows), ordered(rows, order, identities or {}), identities
@@ -103,7 +104,7 @@ async def _with_identities(
         known = await identities_of(db, event_id, [row["userId"] for row in rows])
     attendees = []
     for row in rows:
-        identity = known.get(row["userId"]) or {}
+        identity: Mapping[str, Any] = known.get(row["userId"]) or {}
         fields = {
             name: identity.get(name) if name in IDENTITY_FIELDS else row[name] for name in ATTENDEE_FIELDS
         }

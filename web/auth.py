@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from aiohttp import web
 from pymongo.errors import DuplicateKeyError
@@ -19,6 +18,8 @@ from shared.access import (
     may_host,
     may_ingest,
 )
+from shared.db import Collection, Database
+from shared.documents import EventDoc, LoginAttemptDoc, UserDoc
 from shared.errors import (
     AccountLocked,
     EventNotFound,
@@ -124,7 +125,7 @@ async def authenticate_ingest(request: web.Request, event_id: str) -> IngestPrin
     return principal
 
 
-async def hosted_event(request: web.Request, principal: HostPrincipal, event_id: str) -> dict:
+async def hosted_event(request: web.Request, principal: HostPrincipal, event_id: str) -> EventDoc:
     """The event document, when it exists and the principal administers it."""
     cache = request.app[EVENTS]
     event = cache.get(event_id)
@@ -138,7 +139,9 @@ async def hosted_event(request: web.Request, principal: HostPrincipal, event_id:
     return event
 
 
-async def _claim_slot(collection: Any, key: str, limit: int, expires_at: datetime) -> int | None:
+async def _claim_slot(
+    collection: Collection[LoginAttemptDoc], key: str, limit: int, expires_at: datetime
+) -> int | None:
     """The rank (1..limit) of this attempt among those counted under `key`, or None past the limit.
 
     Each attempt inserts its own document `key|n`, n the lowest free rank: the unique `_id` makes
@@ -198,7 +201,7 @@ async def _count_failure(request: web.Request, lock_key: str, now: datetime) -> 
     raise AccountLocked(f"{settings.lockout_failures} wrong passwords in a row")
 
 
-async def _forget_failures(db: Any, lock_key: str) -> None:
+async def _forget_failures(db: Database, lock_key: str) -> None:
     """Drop the lock and the counted failures of a name (`key` and `key|n`) in one write."""
     await db.login_attempts.delete_many({"_id": {"$gte": lock_key, "$lt": f"{lock_key}}}"}})
 
@@ -226,7 +229,7 @@ async def login(request: web.Request) -> web.Response:
     return (await _new_token(db, user, now, settings.token_ttl_s)).response()
 
 
-async def _new_token(db: Any, user: dict[str, Any], now: datetime, ttl_s: float) -> LoginAnswer:
+async def _new_token(db: Database, user: UserDoc, now: datetime, ttl_s: float) -> LoginAnswer:
     """A new token for the user, stored by its digest only."""
     token = USER_TOKEN_PREFIX + new_token()
     expires_at = (now + timedelta(seconds=ttl_s)).replace(microsecond=0)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -61,7 +62,7 @@ class ListCache:
         running = self._refreshing.get(key)
         return time.monotonic() - min(running) if running else 0.0
 
-    def remember(self, key: tuple[object, ...], event: dict[str, object], answer: CachedAnswer) -> None:
+    def remember(self, key: tuple[object, ...], event: Mapping[str, object], answer: CachedAnswer) -> None:
         """The newest answer to a query (event id and query parameters, no version)."""
         self._last_good[key] = LastGoodAnswer({k: event.get(k) for k in ("_id", "organizerId")}, answer)
         self._last_good.move_to_end(key)

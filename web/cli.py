@@ -13,6 +13,7 @@ import csv
 import errno
 import io
 import json
+import math
 import os
 import sys
 import time
@@ -26,6 +27,7 @@ import click
 from pydantic import ValidationError
 
 from shared.db import Database, connect
+from shared.documents import TaskDoc
 from shared.models import SessionIn, describe_validation_error, is_id
 from shared.settings import Settings, get_settings
 from web.cli_errors import configured_urls, describe, one_line, without_credentials
@@ -35,6 +37,11 @@ T = TypeVar("T")
 PASSWORD_ENV = "SESSION_ANALYTICS_PASSWORD"
 # How long `recompute --wait` lets a task sit in PENDING before saying no worker has taken it.
 NO_WORKER_NOTICE_S = 15.0
+NO_WORKER_NOTICE = (
+    f"\nrecompute: no worker has picked the task up after {NO_WORKER_NOTICE_S:.0f} s "
+    "(still PENDING): is `celery -A worker worker` running on this REDIS_URL? "
+    "Still waiting (Ctrl-C stops waiting; the task stays queued)."
+)
 # Row problems named in the one-line error of an import; the rest are counted.
 PROBLEMS_SHOWN = 10
 
@@ -116,11 +123,17 @@ def _check_mongodb_url(mongodb_url: str) -> None:
         raise click.ClickException(f"MONGODB_URL {url} is not usable: {err}") from err
 
 
+def _check_urls(settings: Settings) -> None:
+    if not settings.embedded:
+        _check_mongodb_url(settings.mongodb_url)
+    _check_redis_url(settings.redis_url)
+
+
 def _check_redis_url(redis_url: str) -> None:
     from redis.connection import parse_url
 
     try:
-        parse_url(redis_url)
+        parse_url(redis_url)  # type: ignore[no-untyped-call]  # redis leaves this one unannotated
     except ValueError as err:
         raise click.ClickException(f"REDIS_URL {without_credentials(redis_url)} is malformed: {err}") from err
 
@@ -136,9 +149,7 @@ def serve(host: str | None, port: int | None) -> None:
     from web.app import create_app, log_start
 
     settings = get_settings()
-    if not settings.embedded:
-        _check_mongodb_url(settings.mongodb_url)
-    _check_redis_url(settings.redis_url)
+    _check_urls(settings)
     configure_logging(settings.log_level, settings.log_json)
     host = host or settings.host
     port = settings.port if port is None else port
@@ -273,10 +284,7 @@ def read_session_rows(text: str, source: str) -> list[Any]:
     return data
 
 
-def _csv_rows(text: str, name: str) -> list[Any]:
-    reader = csv.DictReader(io.StringIO(text))
-    header = [column.strip() for column in reader.fieldnames or []]
-    reader.fieldnames = header
+def _check_csv_header(header: list[str], name: str) -> None:
     if missing := [column for column in REQUIRED_COLUMNS if column not in header]:
         raise click.ClickException(
             f"nothing imported: the CSV header of {name} lacks {', '.join(missing)}"
@@ -287,6 +295,13 @@ def _csv_rows(text: str, name: str) -> list[Any]:
             f"nothing imported: unknown CSV columns in {name}: {', '.join(unknown)}"
             f" (columns: {','.join(SESSION_COLUMNS)})"
         )
+
+
+def _csv_rows(text: str, name: str) -> list[Any]:
+    reader = csv.DictReader(io.StringIO(text))
+    header = [column.strip() for column in reader.fieldnames or []]
+    reader.fieldnames = header
+    _check_csv_header(header, name)
     rows: list[Any] = []
     for row in reader:
         if None in row:
@@ -336,9 +351,11 @@ class _ImportProgress:
     def __init__(self, total: int) -> None:
         self.total = total
         self.shown = 0
-        self.bar: Any = None
-        if sys.stderr.isatty():
-            self.bar = click.progressbar(length=total, label="importing", file=sys.stderr)
+        self.bar = (
+            click.progressbar(length=total, label="importing", file=sys.stderr)
+            if sys.stderr.isatty()
+            else None
+        )
 
     def __call__(self, done: int) -> None:
         if self.bar is not None:
@@ -376,49 +393,52 @@ def import_sessions_cmd(file: str) -> None:
     click.echo(f"imported {result.rows} sessions")
 
 
-async def _follow(db: Database, task_id: str) -> dict[str, Any]:
+class _TaskProgress:
+    """A recompute's steps, on standard error: a bar on a terminal, else a line per change."""
+
+    def __init__(self) -> None:
+        interactive = sys.stderr.isatty()
+        self.bar = click.progressbar(length=1, label="recompute", file=sys.stderr) if interactive else None
+        self.shown = (-1, -1)
+
+    def show(self, task: TaskDoc) -> None:
+        done, total = task["progress"]["done"], task["progress"]["total"]
+        if (done, total) != self.shown:
+            if self.bar is not None and total:
+                self.bar.length = total
+                self.bar.update(done - max(self.shown[0], 0))
+            elif self.bar is None:
+                click.echo(f"recompute: {done}/{total} {task['state']}", err=True)
+            self.shown = (done, total)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.render_finish()
+
+
+async def _follow(db: Database, task_id: str) -> TaskDoc:
     """Show a task's progress until it ends: a bar on a terminal, else a line per change."""
     from shared.jobs import PENDING, TERMINAL
 
-    interactive = sys.stderr.isatty()
-    bar = click.progressbar(length=1, label="recompute", file=sys.stderr) if interactive else None
-    shown = (-1, -1)
+    progress = _TaskProgress()
     loop = asyncio.get_running_loop()
-    waiting_since = loop.time()
-    told_no_worker = False
+    notice_at = loop.time() + NO_WORKER_NOTICE_S
     try:
         while True:
             current = await db.tasks.find_one({"_id": task_id})
             assert current is not None
-            done, total = current["progress"]["done"], current["progress"]["total"]
-            if (done, total) != shown:
-                if bar is not None and total:
-                    bar.length = total
-                    bar.update(done - max(shown[0], 0))
-                elif bar is None:
-                    click.echo(f"recompute: {done}/{total} {current['state']}", err=True)
-                shown = (done, total)
+            progress.show(current)
             if current["state"] in TERMINAL:
                 return current
-            if (
-                not told_no_worker
-                and current["state"] == PENDING
-                and loop.time() - waiting_since >= NO_WORKER_NOTICE_S
-            ):
-                click.echo(
-                    f"\nrecompute: no worker has picked the task up after {NO_WORKER_NOTICE_S:.0f} s "
-                    "(still PENDING): is `celery -A worker worker` running on this REDIS_URL? "
-                    "Still waiting (Ctrl-C stops waiting; the task stays queued).",
-                    err=True,
-                )
-                told_no_worker = True
+            if current["state"] == PENDING and loop.time() >= notice_at:
+                click.echo(NO_WORKER_NOTICE, err=True)
+                notice_at = math.inf  # said once
             await asyncio.sleep(0.5)
     finally:
-        if bar is not None:
-            bar.render_finish()
+        progress.close()
 
 
-def _summary(task: dict[str, Any], seconds: float) -> str:
+def _summary(task: TaskDoc, seconds: float) -> str:
     result = task.get("result") or {}
     parts = [f"recompute {task['_id']} {task['state']}"]
     details = []

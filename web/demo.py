@@ -17,7 +17,7 @@ import aiohttp
 from aiohttp import web
 
 from shared.admin import create_event, create_ingest_key, create_user
-from shared.db import connect
+from shared.db import Database, connect
 from shared.logs import configure_logging
 from shared.models import SessionIn, format_utc
 from shared.settings import Settings
@@ -213,7 +213,7 @@ async def run_demo(host: str, port: int, *, check: bool = False) -> None:
             await runner.cleanup()
 
 
-def _in_process_queue(db: Any, settings: Settings) -> InProcessTaskQueue:
+def _in_process_queue(db: Database, settings: Settings) -> InProcessTaskQueue:
     """The worker's tasks, run in this process on this loop."""
 
     async def run_recompute(task_id: str, event_id: str) -> dict[str, Any]:
@@ -238,7 +238,7 @@ def _in_process_queue(db: Any, settings: Settings) -> InProcessTaskQueue:
     )
 
 
-async def _seed(db: Any, settings: Settings, base: str) -> dict[str, Any]:
+async def _seed(db: Database, settings: Settings, base: str) -> dict[str, Any]:
     """The demo's event, host, sessions and attendance; returns the ingest key and keynote start."""
     await create_event(db, EVENT_ID, "demo-organizer", "Demo Conference 2024")
     await create_user(db, ADMIN_EMAIL, ADMIN_PASSWORD, "ORGANIZER_ADMIN", organizer_ids=["demo-organizer"])
@@ -267,7 +267,7 @@ async def _seed(db: Any, settings: Settings, base: str) -> dict[str, Any]:
     return {"ingest_key": key, "keynote_start": start}
 
 
-async def _periodic_jobs(db: Any, settings: Settings) -> None:
+async def _periodic_jobs(db: Database, settings: Settings) -> None:
     """The beat schedule, in process: rollups and duration sync on their intervals."""
     last_sync = 0.0
     loop = asyncio.get_running_loop()
@@ -330,16 +330,9 @@ def _segment_example(base: str, key: str, keynote_start: datetime) -> list[str]:
     ]
 
 
-def _print_intro(base: str, report: dict[str, Any]) -> None:
-    token = report["token"]
+def _curl_examples(base: str, token: str) -> list[str]:
     curl = 'curl -s -H "Authorization: Bearer $TOKEN"'
-    lines = [
-        "",
-        f"Session Analytics demo is running on {base}",
-        f"  login:    {ADMIN_EMAIL} / {ADMIN_PASSWORD}   (event {EVENT_ID})",
-        f"  docs:     {base}/docs",
-        "",
-        "Try:",
+    return [
         f"  curl -s -X POST {base}/rest/u/login -H 'Content-Type: application/json' \\",
         f'       -d \'{{"username":"{ADMIN_EMAIL}","password":"{ADMIN_PASSWORD}"}}\'',
         f"  TOKEN={token}",
@@ -349,23 +342,40 @@ def _print_intro(base: str, report: dict[str, Any]) -> None:
         f"  {curl} '{base}/rest/host/session/keynote/attendee/csv?sort=lastName'",
         f"  {curl} '{base}/rest/host/session/analytics/csv?eventId={EVENT_ID}'",
         f"  {curl} -X POST '{base}/rest/host/session/analytics/recompute?eventId={EVENT_ID}'",
+    ]
+
+
+def _print_intro(base: str, report: dict[str, Any]) -> None:
+    lines = [
+        "",
+        f"Session Analytics demo is running on {base}",
+        f"  login:    {ADMIN_EMAIL} / {ADMIN_PASSWORD}   (event {EVENT_ID})",
+        f"  docs:     {base}/docs",
+        "",
+        "Try:",
+        *_curl_examples(base, report["token"]),
         "",
         "Post attendance with the demo's ingest key (the keynote's numbers show it after the next",
         f"rollup, within {report['rollup_interval_s']:.0f} s):",
         *_segment_example(base, report["ingest_key"], report["keynote_start"]),
         "",
         "Sessions after the worker jobs (duration sync, rollup, recompute):",
+        *_session_lines(report["listing"]["data"]),
+        "",
     ]
-    for item in report["listing"]["data"]:
-        lines.append(
-            f"  {item['title']:<22} {item['streamProvider'] or '-':<9}"
-            f" duration={item.get('duration')!s:<8} attendees={item['attendeeCount']:<4}"
-            f" live={item['liveViews']!s:<5} rec={item['recordingViews']!s:<5}"
-            f" avg={item['avgAttendedDuration']}"
-        )
-    lines += ["", "The keynote's longest watchers (GET /rest/host/session/keynote/attendee):"]
+    lines += ["The keynote's longest watchers (GET /rest/host/session/keynote/attendee):"]
     for a in report["top"]:
         name = f"{a['firstName']} {a['lastName']} <{a['email']}>"
         lines.append(f"  {name:<50} watched={a['attendedSeconds']:.0f}s engagement={a['engagement']:.0f}%")
     lines.append("")
     print("\n".join(lines), file=sys.stdout, flush=True)
+
+
+def _session_lines(items: list[dict[str, Any]]) -> list[str]:
+    return [
+        f"  {item['title']:<22} {item['streamProvider'] or '-':<9}"
+        f" duration={item.get('duration')!s:<8} attendees={item['attendeeCount']:<4}"
+        f" live={item['liveViews']!s:<5} rec={item['recordingViews']!s:<5}"
+        f" avg={item['avgAttendedDuration']}"
+        for item in items
+    ]

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from shared.access import HostPrincipal
+from shared.documents import EventDoc
 from web.auth import authenticate_host
 from web.contract.events import HostEvent, HostEvents
 from web.jsonio import json_response
@@ -17,7 +16,7 @@ routes = web.RouteTableDef()
 _EVENT_FIELDS = {"_id": 1, "name": 1, "organizerId": 1, "timezone": 1}
 
 
-def hostable_events_filter(principal: HostPrincipal) -> dict[str, Any] | None:
+def hostable_events_filter(principal: HostPrincipal) -> dict[str, dict[str, object]] | None:
     """The events query of a host role, each constraining `_id` or the indexed `organizerId`
     (DESIGN §6); None when the user can host no event at all."""
     if principal.role == "SUPER_ADMIN":
@@ -30,7 +29,7 @@ def hostable_events_filter(principal: HostPrincipal) -> dict[str, Any] | None:
     return {"_id": {"$in": ids}} if ids else None
 
 
-def host_event(doc: dict[str, Any]) -> HostEvent:
+def host_event(doc: EventDoc) -> HostEvent:
     return HostEvent(
         eventId=doc["_id"],
         name=doc.get("name") or doc["_id"],

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypedDict, TypeVar, cast
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from pymongo.errors import BulkWriteError
 
+from shared.db import Collection, Database
+from shared.documents import InboxEntryDoc, RegistrationDoc, WatchSegmentDoc
 from shared.errors import BadRequest, EventNotFound
 from shared.identities import store_identities
 from shared.models import RegistrationIn, WatchSegmentIn, describe_validation_error
@@ -23,15 +26,23 @@ from web.keys import DB, SETTINGS, TASKS
 
 routes = web.RouteTableDef()
 DUPLICATE_KEY = 11000
+D = TypeVar("D", bound=Mapping[str, Any])  # a collection's document type
+P = TypeVar("P", WatchSegmentIn, RegistrationIn)  # one item as parsed
+StoredItem = WatchSegmentDoc | RegistrationDoc
 
 
-def _validate(model: type[BaseModel], index: int, item: Any) -> tuple[Any, dict[str, Any] | None]:
+class Rejection(TypedDict):
+    index: int
+    reason: str
+
+
+def _validate(model: type[P], index: int, item: object) -> tuple[P, None] | tuple[None, Rejection]:
     if not isinstance(item, dict):
-        return None, {"index": index, "reason": "item must be a JSON object"}
+        return None, Rejection(index=index, reason="item must be a JSON object")
     try:
         return model.model_validate(item), None
     except ValidationError as err:
-        return None, {"index": index, "reason": describe_validation_error(err)}
+        return None, Rejection(index=index, reason=describe_validation_error(err))
 
 
 def _segment_problem(segment: WatchSegmentIn) -> str | None:
@@ -45,7 +56,7 @@ def _segment_problem(segment: WatchSegmentIn) -> str | None:
     return None
 
 
-async def _items(request: web.Request) -> tuple[str, list[Any]]:
+async def _items(request: web.Request) -> tuple[str, list[object]]:
     event_id = path_id(request, "eventId")
     await authenticate_ingest(request, event_id)
     body = await read_json(request)
@@ -71,7 +82,7 @@ async def _known_sessions(request: web.Request, event_id: str, session_ids: set[
     return {doc["_id"] for doc in docs}
 
 
-async def _insert_new(collection: Any, documents: list[dict[str, Any]]) -> set[int]:
+async def _insert_new(collection: Collection[D], documents: list[D]) -> set[int]:
     """Insert what is not stored yet; the positions of items already there (duplicates)."""
     if not documents:
         return set()
@@ -85,13 +96,13 @@ async def _insert_new(collection: Any, documents: list[dict[str, Any]]) -> set[i
         return {e["index"] for e in errors}
 
 
-def _queued(kind: str, documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _queued(kind: str, documents: list[StoredItem]) -> list[InboxEntryDoc]:
     received = now()
     return [{**d, "_id": f"{kind}|{d['_id']}", "kind": kind, "receivedAt": received} for d in documents]
 
 
 async def _store(
-    db: Any, collection_name: str, kind: str, documents: list[dict[str, Any]]
+    db: Database, collection_name: str, kind: str, documents: list[StoredItem]
 ) -> tuple[int, int]:
     """Store items once (by `_id`), then queue what is stored for the next rollup.
 
@@ -101,7 +112,7 @@ async def _store(
     reused id, never the new one: after such a failure the retry is what queues it, and
     queuing an item already folded in changes no number (merging is idempotent).
     """
-    collection = db[collection_name]
+    collection = cast("Collection[StoredItem]", db[collection_name])
     duplicates = await _insert_new(collection, documents)
     stored = [d for i, d in enumerate(documents) if i not in duplicates]
     if duplicates:
@@ -125,26 +136,27 @@ async def _signal_rollup(request: web.Request, event_id: str) -> None:
 
 async def _ingest(
     request: web.Request,
-    model: type[BaseModel],
-    to_document: Any,
-    check: Any,
+    model: type[P],
+    to_document: Callable[[str, P], StoredItem],
+    check: Callable[[P], str | None],
     collection_name: str,
     inbox_kind: str,
-    also_store: Any = None,
+    also_store: Callable[[web.Request, str, list[P]], Awaitable[None]] | None = None,
 ) -> web.Response:
     event_id, items = await _items(request)
-    valid: list[tuple[int, Any]] = []
-    rejected: list[dict[str, Any]] = []
+    valid: list[tuple[int, P]] = []
+    rejected: list[Rejection] = []
     for index, item in enumerate(items):
         parsed, problem = _validate(model, index, item)
-        if problem is None and (reason := check(parsed)) is not None:
+        if parsed is not None and (reason := check(parsed)) is not None:
             problem = {"index": index, "reason": reason}
         if problem is not None:
             rejected.append(problem)
-        else:
+        elif parsed is not None:
             valid.append((index, parsed))
     known = await _known_sessions(request, event_id, {p.sessionId for _, p in valid})
-    documents, kept = [], []
+    documents: list[StoredItem] = []
+    kept: list[P] = []
     for index, parsed in valid:
         if parsed.sessionId not in known:
             rejected.append({"index": index, "reason": f"unknown session {parsed.sessionId}"})
@@ -162,7 +174,7 @@ async def _ingest(
     return IngestResult.model_validate(answer).response()
 
 
-def _segment_document(event_id: str, segment: WatchSegmentIn) -> dict[str, Any]:
+def _segment_document(event_id: str, segment: WatchSegmentIn) -> StoredItem:
     return {
         "_id": f"{event_id}:{segment.segmentId}",
         "eventId": event_id,
@@ -175,7 +187,7 @@ def _segment_document(event_id: str, segment: WatchSegmentIn) -> dict[str, Any]:
     }
 
 
-def _registration_document(event_id: str, registration: RegistrationIn) -> dict[str, Any]:
+def _registration_document(event_id: str, registration: RegistrationIn) -> StoredItem:
     """Ids and time only: the identity fields go to the identity document (shared/identities.py)."""
     return {
         "_id": f"{event_id}:{registration.sessionId}:{registration.userId}",

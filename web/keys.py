@@ -7,6 +7,7 @@ from prometheus_client import CollectorRegistry
 
 from shared.access import HostPrincipal, IngestPrincipal
 from shared.db import Database
+from shared.documents import EventDoc
 from shared.settings import Settings
 from shared.tasks import TaskQueue
 from web.cache import ListCache, TtlCache
@@ -19,5 +20,5 @@ REGISTRY = web.AppKey("registry", CollectorRegistry)
 HTTP_METRICS = web.AppKey("http_metrics", HttpMetrics)
 LIST_CACHE = web.AppKey("list_cache", ListCache)
 PRINCIPALS = web.AppKey("principals", TtlCache[str, HostPrincipal])
-EVENTS = web.AppKey("events", TtlCache[str, dict])
+EVENTS = web.AppKey("events", TtlCache[str, EventDoc])
 INGEST_KEYS = web.AppKey("ingest_keys", TtlCache[str, IngestPrincipal])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from collections.abc import Awaitable
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -23,6 +23,7 @@ from shared.jobs import count_running_recomputes
 from shared.ops import inbox_stats, provider_pauses
 from shared.settings import Settings
 from shared.store import now
+from shared.tasks import TaskQueue
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class OperationsGauges:
         self._read_at = float("-inf")
         self._lock = asyncio.Lock()
 
-    async def refresh(self, db: Database, tasks: Any, settings: Settings) -> None:
+    async def refresh(self, db: Database, tasks: TaskQueue, settings: Settings) -> None:
         if time.monotonic() - self._read_at < settings.metrics_cache_s:
             return
         async with self._lock:
@@ -101,7 +102,7 @@ class OperationsGauges:
             )
             self._read_at = time.monotonic()
 
-    async def _read(self, store: str, reading: Any) -> None:
+    async def _read(self, store: str, reading: Awaitable[None]) -> None:
         try:
             async with asyncio.timeout(self.read_timeout_s):
                 await reading
@@ -122,7 +123,7 @@ class OperationsGauges:
             self.provider_paused.labels(provider).set(1 if paused else 0)
         self.recomputes_running.set(running)
 
-    async def _read_queues(self, tasks: Any) -> None:
+    async def _read_queues(self, tasks: TaskQueue) -> None:
         lengths = getattr(tasks, "queue_lengths", None)
         if lengths is None:
             return

@@ -11,37 +11,11 @@ from pydantic.json_schema import models_json_schema
 
 from shared import errors
 from web.contract.common import ErrorEnvelope, Id
-from web.contract.routes import OPERATIONS, Operation, Who
+from web.contract.descriptions import DESCRIPTION, HEADERS, SCHEMES
+from web.contract.routes import OPERATIONS, Operation
 
 Schema = dict[str, Any]
 REF = "#/components/schemas/{model}"
-BEARER = {"type": "http", "scheme": "bearer"}
-VENDOR = {"type": "apiKey", "in": "header", "name": "AUTHENTICATION"}
-SCHEMES = {  # name: (scheme, who presents it, what it is)
-    "userBearer": (BEARER, Who.HOST, "A user token from POST /rest/u/login (`sat_...`)."),
-    "userAuthenticationHeader": (VENDOR, Who.HOST, "The same user token, vendor style."),
-    "ingestKeyBearer": (BEARER, Who.INGEST, "An ingest key (`sak_...`)."),
-    "ingestKeyAuthenticationHeader": (VENDOR, Who.INGEST, "The same ingest key, vendor style."),
-}
-HEADERS = {  # answer headers: the component is named by the wire name without "-"
-    "X-Request-Id": "The caller's printable id (<= 64 chars), or a new one.",
-    "ETag": "Entity tag of the body; send it back in If-None-Match.",
-    "Cache-Control": "`private, no-cache`: revalidate with If-None-Match.",
-    "Location": "Where to follow the task.",
-    "Retry-After": "Seconds until another attempt may succeed.",
-    "Allow": "The methods this path takes.",
-    "Content-Disposition": "`attachment; filename=...csv`.",
-    "Content-Security-Policy": "Only this server's own assets and requests.",
-}
-DESCRIPTION = """\
-Session analytics of a virtual-event platform for the event's hosts, and attendance ingestion.
-Times are ISO 8601 in UTC with `Z`; durations are seconds. Host routes take a user token from
-`POST /rest/u/login`, ingestion routes an ingest key, as `Authorization: Bearer <token>` or
-`AUTHENTICATION: <token>`; a valid credential of the wrong kind is 403, any other 401. Every
-answer carries `X-Request-Id`; errors come as the `ErrorEnvelope`:
-
-| HTTP | errorCode | meaning |\n|---|---|---|
-"""
 
 
 def _header_refs(*wire_names: str) -> Schema:

@@ -13,6 +13,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import PyMongoError
 
 from shared.access import may_host
+from shared.documents import EventDoc, SessionDoc
 from shared.duration_status import duration_status
 from shared.errors import ServiceError, SessionNotFound, Unavailable
 from shared.models import SessionIn
@@ -60,13 +61,13 @@ _LIST_FIELDS = {
 }
 
 
-def event_zone(event: dict[str, Any]) -> str:
+def event_zone(event: EventDoc) -> str:
     """The event's IANA time zone (`create-event --timezone`), UTC when none was given."""
     return str(event.get("timezone") or "UTC")
 
 
 def session_item(
-    doc: dict[str, Any], expand: frozenset[str] = frozenset(), zone: str | None = None
+    doc: SessionDoc, expand: frozenset[str] = frozenset(), zone: str | None = None
 ) -> SessionItem:
     return SessionItem.of(doc, expand, zone)
 
@@ -163,8 +164,8 @@ async def _fresh_list(request: web.Request) -> web.Response:
     return conditional_json(request, cached.body, cached.etag)
 
 
-def _list_filter(query: SessionFilterQuery) -> dict[str, Any]:
-    filtered: dict[str, Any] = {"eventId": query.eventId}
+def _list_filter(query: SessionFilterQuery) -> dict[str, object]:
+    filtered: dict[str, object] = {"eventId": query.eventId}
     if query.sessionFormat:
         filtered["format"] = query.sessionFormat
     if query.searchString:
@@ -191,7 +192,7 @@ async def _session_page(request: web.Request, query: SessionListQuery, zone: str
 
 async def _hosted_session_and_event(
     request: web.Request, fields: dict[str, int] | None = None
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[SessionDoc, EventDoc]:
     """The path's session (only `fields` of it, when given) and its event, once the caller
     proved to host that event."""
     principal = await authenticate_host(request)
@@ -206,7 +207,7 @@ async def _hosted_session_and_event(
 _WITHOUT_VIEWERS = {"viewers": 0}
 
 
-async def _hosted_session(request: web.Request) -> dict[str, Any]:
+async def _hosted_session(request: web.Request) -> SessionDoc:
     return (await _hosted_session_and_event(request, _WITHOUT_VIEWERS))[0]
 
 
@@ -248,9 +249,12 @@ def csv_header(zone: str) -> list[str]:
     return [f"{name} ({zone})" if name == "Session Date" else name for name in CSV_COLUMNS]
 
 
-def csv_row(doc: dict[str, Any], zone: str) -> list[Any]:
+def csv_row(doc: SessionDoc, zone: str) -> list[object]:
     available = analytics_available(doc.get("streamProvider"))
-    pick = (lambda key: doc.get(key)) if available else (lambda key: None)
+
+    def pick(key: str) -> object:
+        return doc.get(key) if available else None
+
     return [
         csv_text(doc["title"]),
         format_local(doc.get("startTime"), time_zone(zone)),
@@ -281,7 +285,7 @@ async def session_csv(request: web.Request) -> web.StreamResponse:
         .batch_size(CSV_BATCH)
     )
 
-    async def rows() -> list[list[Any]]:
+    async def rows() -> list[list[object]]:
         return [csv_row(doc, zone) for doc in await cursor.to_list(length=CSV_BATCH)]
 
     first = await rows()  # errors here still get the envelope

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -39,7 +40,7 @@ class ResilientRedBeatScheduler(RedBeatScheduler):
     so every tick checks that they exist and creates the missing ones (due at once).
     """
 
-    Entry = _Entry
+    Entry: type[_Entry] = _Entry
     retry_interval_s = 2.0
 
     def setup_schedule(self) -> None:
@@ -53,9 +54,9 @@ class ResilientRedBeatScheduler(RedBeatScheduler):
                 log.warning("beat: Redis unreachable at start-up (%s); retrying", err)
                 time.sleep(self.retry_interval_s)
 
-    def _try_lock(self) -> bool:
+    def _try_lock(self, lock_key: str) -> bool:
         client = get_redis(self.app)
-        lock = client.lock(self.lock_key, timeout=self.lock_timeout, sleep=self.max_interval)
+        lock = client.lock(lock_key, timeout=self.lock_timeout, sleep=self.max_interval)
         lock.lua_extend = client.register_script(LUA_EXTEND_TO_SCRIPT)
         if not lock.acquire(blocking=False):
             return False
@@ -92,9 +93,10 @@ class ResilientRedBeatScheduler(RedBeatScheduler):
         get_redis(self.app).sadd(conf.statics_key, *conf.schedule.keys())
         self._make_due_now(missing)
 
-    def tick(self, min: Any = min, **kwargs: Any) -> float:
+    # The signature of redbeat's tick (celery's also takes `event_t` first; beat never passes it).
+    def tick(self, min: Callable[..., Any] = min, **kwargs: Any) -> float:  # type: ignore[override]
         try:
-            if self.lock_key and self.lock is None and not self._try_lock():
+            if self.lock_key and self.lock is None and not self._try_lock(self.lock_key):
                 return self.max_interval  # another beat schedules; stand by
             self._restore_missing_entries()
             return super().tick(min=min, **kwargs)

@@ -13,6 +13,7 @@ import aiohttp
 from pymongo import UpdateOne
 
 from shared.db import Database
+from shared.documents import ProviderStateDoc, SessionDoc
 from shared.duration_status import KNOWN, NO_CREDENTIALS, NOT_FOUND, PENDING, PROVIDER_ERROR
 from shared.duration_status import LIVE as LIVE_STATUS
 from shared.settings import Settings
@@ -39,6 +40,10 @@ _STATUS_WITHOUT_LENGTH = {LIVE: LIVE_STATUS, MISSING: NOT_FOUND, ERROR: PROVIDER
 WRITE_CHUNK = 50
 # One event's sessions of one provider, in pages of duration_sync_batch: a generous bound.
 MAX_EVENT_PAGES = 1000
+
+# A session's filter and `$set` of one answer.
+_Filter = dict[str, object]
+_Update = dict[str, dict[str, object]]
 
 _SESSION_FIELDS = {"_id": 1, "eventId": 1, "videoId": 1, "duration": 1, "durationStatus": 1}
 
@@ -101,7 +106,7 @@ async def _sync_provider(
 ) -> dict[str, Any]:
     name = client.name
     metrics = client.metrics = ProviderMetrics()
-    state = await db.provider_state.find_one({"_id": name}) or {}
+    state: ProviderStateDoc = await db.provider_state.find_one({"_id": name}) or {"_id": name}
     paused_until = state.get("pausedUntil")
     metrics.paused = isinstance(paused_until, datetime) and paused_until > started
     missing = client.missing_credentials()
@@ -156,8 +161,8 @@ async def _due_sessions(
     force: bool,
     moment: datetime,
     after_id: str | None,
-) -> list[dict[str, Any]]:
-    query: dict[str, Any] = {"durationProvider": provider}
+) -> list[SessionDoc]:
+    query: dict[str, object] = {"durationProvider": provider}
     if event_id is None:
         query["durationCheckAt"] = {"$lte": moment}
         cursor = db.sessions.find(query, _SESSION_FIELDS).sort("durationCheckAt", 1)
@@ -172,11 +177,11 @@ async def _due_sessions(
 
 
 async def _sync_sessions(
-    db: Database, settings: Settings, client: ProviderClient, sessions: list[dict[str, Any]]
+    db: Database, settings: Settings, client: ProviderClient, sessions: list[SessionDoc]
 ) -> Exception | None:
     """Ask for one page of sessions and write what came back; returns why the provider stopped."""
-    by_video: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    answers: list[tuple[dict[str, Any], VideoDuration]] = []
+    by_video: dict[str, list[SessionDoc]] = defaultdict(list)
+    answers: list[tuple[SessionDoc, VideoDuration]] = []
     for session in sessions:
         video_id = session.get("videoId")
         if isinstance(video_id, str) and video_id:
@@ -185,7 +190,7 @@ async def _sync_sessions(
             answers.append((session, VideoDuration(ERROR, None, "session has no videoId")))
     # Sessions sharing one video cost one lookup.
     outcome = await client.fetch_durations(by_video)
-    failed: list[dict[str, Any]] = []
+    failed: list[SessionDoc] = []
     for video_id, group in by_video.items():
         answer = outcome.durations.get(video_id)
         if answer is None:
@@ -214,10 +219,10 @@ async def _write_answers(
     settings: Settings,
     provider: str,
     metrics: ProviderMetrics,
-    answers: list[tuple[dict[str, Any], VideoDuration]],
+    answers: list[tuple[SessionDoc, VideoDuration]],
 ) -> None:
     moment = now()
-    updates: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    updates: list[tuple[_Filter, _Update]] = []
     changed: dict[str, list[str]] = defaultdict(list)
     for session, answer in answers:
         old = session.get("duration")
@@ -237,7 +242,11 @@ async def _write_answers(
         if duration != old:
             changed[session["eventId"]].append(session["_id"])
         # The video may have changed while we asked: then this answer is not for it.
-        match = {"_id": session["_id"], "durationProvider": provider, "videoId": session.get("videoId")}
+        match: _Filter = {
+            "_id": session["_id"],
+            "durationProvider": provider,
+            "videoId": session.get("videoId"),
+        }
         updates.append(
             (
                 match,
@@ -263,9 +272,7 @@ async def _write_answers(
     metrics.changed += sum(len(ids) for ids in changed.values())
 
 
-async def _set_all(
-    db: Database, settings: Settings, updates: list[tuple[dict[str, Any], dict[str, Any]]]
-) -> None:
+async def _set_all(db: Database, settings: Settings, updates: list[tuple[_Filter, _Update]]) -> None:
     """One bulk_write of `$set`s per chunk. The embedded store (mongomock 4.3) rejects every bulk
     update pymongo 4.10+ sends, so there the same updates go one by one."""
     for start in range(0, len(updates), WRITE_CHUNK):
@@ -277,7 +284,7 @@ async def _set_all(
             await db.sessions.bulk_write([UpdateOne(m, c) for m, c in chunk], ordered=False)
 
 
-async def _mark_waiting(db: Database, provider: str, sessions: list[dict[str, Any]]) -> None:
+async def _mark_waiting(db: Database, provider: str, sessions: list[SessionDoc]) -> None:
     """Show why never-synced sessions have no duration yet (NO_CREDENTIALS); known durations keep
     their status."""
     ids = [s["_id"] for s in sessions if s.get("durationStatus") == PENDING]
@@ -288,9 +295,7 @@ async def _mark_waiting(db: Database, provider: str, sessions: list[dict[str, An
         )
 
 
-async def _mark_failed(
-    db: Database, provider: str, sessions: list[dict[str, Any]], reason: str | None
-) -> None:
+async def _mark_failed(db: Database, provider: str, sessions: list[SessionDoc], reason: str | None) -> None:
     """PROVIDER_ERROR for sessions without a length whose lookup failed after its retries; they
     stay due (durationCheckAt untouched), so the next run asks again. A known length stays KNOWN."""
     ids = [s["_id"] for s in sessions if s.get("duration") is None]
@@ -311,7 +316,7 @@ async def _save_state(
     missing_credentials: Sequence[str] = (),
 ) -> None:
     """Persist the run's counters; the quota pause is shared by every worker process through it."""
-    fields: dict[str, Any] = {
+    fields: dict[str, object] = {
         "lastRunAt": started,
         "lastRun": metrics.as_dict(),
         "lastError": metrics.error,

@@ -33,17 +33,26 @@ import time
 import uuid
 import zlib
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import orjson
 from bson import Binary
+from motor.core import AgnosticBaseCursor
 from pymongo import UpdateMany, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from shared.db import UNAVAILABLE_ERRORS, Database
+from shared.db import UNAVAILABLE_ERRORS, Collection, Database
+from shared.documents import (
+    AttendeeChunkDoc,
+    InboxEntryDoc,
+    RollupGarbageDoc,
+    RollupLeaseDoc,
+    SessionDoc,
+    SessionWatchDoc,
+)
 from shared.jobs import (
     STARTED,
     SUCCESS,
@@ -74,6 +83,7 @@ from shared.store import (
 from shared.viewers import UserIntervals, viewers_summary
 
 log = logging.getLogger(__name__)
+D = TypeVar("D", bound=Mapping[str, Any])  # a collection's document type
 
 RECOMPUTE_SWITCH_CHUNK = 25  # sessions switched per bulk write of a recompute (progress steps)
 TICK_SCAN_ITEMS = 1000  # oldest inbox entries a beat tick looks at to find events with work
@@ -125,7 +135,7 @@ class UserState:
 SessionState = dict[str, UserState]
 
 
-def _decode_state(docs: Iterable[dict[str, Any]]) -> SessionState:
+def _decode_state(docs: Iterable[SessionWatchDoc]) -> SessionState:
     state: SessionState = {}
     for doc in docs:
         for user_id, registered_ms, live, recording in orjson.loads(zlib.decompress(doc["data"])):
@@ -141,7 +151,7 @@ def _state_id(session_id: str, gen: str | None, part: int) -> str:
     return f"{session_id}:{gen}:s{part:04d}"
 
 
-def _generation_ids(session: dict[str, Any]) -> tuple[list[str], list[str]]:
+def _generation_ids(session: SessionDoc) -> tuple[list[str], list[str]]:
     """`_id`s of the state and attendee documents of the generation a session points to."""
     gen = session.get("rollupGen")
     if not gen:  # never rolled up
@@ -152,14 +162,14 @@ def _generation_ids(session: dict[str, Any]) -> tuple[list[str], list[str]]:
     )
 
 
-def _encode_state(session: dict[str, Any], gen: str, state: SessionState) -> Iterator[dict[str, Any]]:
+def _encode_state(session: SessionDoc, gen: str, state: SessionState) -> Iterator[SessionWatchDoc]:
     """The unions as one compressed blob per document: read and written whole, by `_id`, never
     queried by field, so a blob is far cheaper to store and load than arrays of values."""
-    entries: list[list[Any]] = []
+    entries: list[list[object]] = []
     size = 0
     part = 0
 
-    def document() -> dict[str, Any]:
+    def document() -> SessionWatchDoc:
         return {
             "_id": _state_id(session["_id"], gen, part),
             "sessionId": session["_id"],
@@ -182,7 +192,7 @@ def _encode_state(session: dict[str, Any], gen: str, state: SessionState) -> Ite
         yield document()
 
 
-def _numbers(session: dict[str, Any], state: SessionState) -> SessionNumbers:
+def _numbers(session: SessionDoc, state: SessionState) -> SessionNumbers:
     provider = session.get("streamProvider")
     duration = session_duration(session)  # rule 8, as the API shows it
     watches = [user.watch(user_id) for user_id, user in state.items()]
@@ -190,7 +200,7 @@ def _numbers(session: dict[str, Any], state: SessionState) -> SessionNumbers:
     return session_numbers(watches, registrations, duration, provider)
 
 
-def session_viewers(session: dict[str, Any], state: SessionState, time_zone: str) -> dict[str, Any]:
+def session_viewers(session: SessionDoc, state: SessionState, time_zone: str) -> dict[str, Any]:
     """Rule 9's series from the merged unions, stored with the numbers (`viewers` on the session)."""
     start = session.get("startTime")
     # The unions hold whole milliseconds (epoch_ms), as viewers_summary takes them.
@@ -203,26 +213,26 @@ def session_viewers(session: dict[str, Any], state: SessionState, time_zone: str
 async def event_time_zone(db: Database, event_id: str) -> str:
     """The event's IANA zone (recording viewers are counted per date in it)."""
     event = await db.events.find_one({"_id": event_id}, {"timezone": 1})
-    return (event or {}).get("timezone") or "UTC"
+    return (event.get("timezone") if event else None) or "UTC"
 
 
 @dataclass(slots=True)
 class Generation:
     """The documents of one session's next generation, and the fields that switch to it."""
 
-    session: dict[str, Any]
+    session: SessionDoc
     gen: str
-    state_docs: list[dict[str, Any]]
-    attendee_docs: list[dict[str, Any]]
-    fields: dict[str, Any]
+    state_docs: list[SessionWatchDoc]
+    attendee_docs: list[AttendeeChunkDoc]
+    fields: dict[str, object]
 
 
 def build_generation(
-    settings: Settings, session: dict[str, Any], gen: str, state: SessionState, time_zone: str = "UTC"
+    settings: Settings, session: SessionDoc, gen: str, state: SessionState, time_zone: str = "UTC"
 ) -> Generation:
     numbers = _numbers(session, state)
     rows, size = numbers.attendee_rows, settings.attendee_chunk_rows
-    attendee_docs = [
+    attendee_docs: list[AttendeeChunkDoc] = [
         {
             "_id": attendee_chunk_id(session["_id"], gen, n),
             "sessionId": session["_id"],
@@ -249,7 +259,7 @@ def build_generation(
 # --- writing generations ----------------------------------------------------------------------
 
 
-async def _insert(collection: Any, docs: list[dict[str, Any]]) -> None:
+async def _insert(collection: Collection[D], docs: list[D]) -> None:
     """One insert command (the driver splits it only past the server's batch or message limit)."""
     if docs:
         await collection.insert_many(docs, ordered=False)
@@ -273,7 +283,10 @@ async def _statements_per_update(db: Database) -> int | None:
 
 
 async def _update_each(
-    db: Database, settings: Settings, collection: Any, ops: Sequence[UpdateOne | UpdateMany]
+    db: Database,
+    settings: Settings,
+    collection: Collection[SessionDoc],
+    ops: Sequence[UpdateOne | UpdateMany],
 ) -> int:
     """Updates as one bulk write; the number of documents matched. The embedded store
     (mongomock) rejects the bulk updates pymongo 4.10+ sends, so there they go one by one."""
@@ -295,7 +308,9 @@ async def _update_each(
 async def _discard(db: Database, collection: str, ids: Iterable[str]) -> None:
     """Record documents no session points to any more, for cleanup_garbage to delete."""
     stamp = now()
-    docs = [{"_id": f"{collection}|{i}", "collection": collection, "docId": i, "at": stamp} for i in ids]
+    docs: list[RollupGarbageDoc] = [
+        {"_id": f"{collection}|{i}", "collection": collection, "docId": i, "at": stamp} for i in ids
+    ]
     try:
         await _insert(db.rollup_garbage, docs)
     except BulkWriteError as err:
@@ -303,7 +318,7 @@ async def _discard(db: Database, collection: str, ids: Iterable[str]) -> None:
             raise
 
 
-async def _discard_generations(db: Database, sessions: Iterable[dict[str, Any]]) -> None:
+async def _discard_generations(db: Database, sessions: Iterable[SessionDoc]) -> None:
     """The generations these session documents point to (replaced ones, or never switched to)."""
     state_ids: list[str] = []
     attendee_ids: list[str] = []
@@ -315,7 +330,7 @@ async def _discard_generations(db: Database, sessions: Iterable[dict[str, Any]])
     await _discard(db, "session_attendees", attendee_ids)
 
 
-def _pointing_to(generation: Generation) -> dict[str, Any]:
+def _pointing_to(generation: Generation) -> SessionDoc:
     """The session document as it would be once switched to `generation` (for _generation_ids)."""
     return {
         "_id": generation.session["_id"],
@@ -367,7 +382,12 @@ class EventLease:
         return now() + timedelta(seconds=self.ttl_s)
 
     async def try_acquire(self) -> bool:
-        doc = {"_id": self.event_id, "owner": self.owner, "kind": self.kind, "expiresAt": self._expiry()}
+        doc: RollupLeaseDoc = {
+            "_id": self.event_id,
+            "owner": self.owner,
+            "kind": self.kind,
+            "expiresAt": self._expiry(),
+        }
         try:
             await self.db.rollup_leases.insert_one(doc)
             return True
@@ -432,7 +452,7 @@ class EventLease:
 # --- incremental rollups ----------------------------------------------------------------------
 
 
-def _apply_inbox(state: SessionState, entries: Iterable[dict[str, Any]]) -> None:
+def _apply_inbox(state: SessionState, entries: Iterable[InboxEntryDoc]) -> None:
     for entry in entries:
         user = state.setdefault(entry["userId"], UserState())
         if entry["kind"] == INBOX_SEGMENT:
@@ -441,10 +461,10 @@ def _apply_inbox(state: SessionState, entries: Iterable[dict[str, Any]]) -> None
             user.register(entry["registeredAt"])
 
 
-async def _load_states(db: Database, sessions: list[dict[str, Any]]) -> dict[str, SessionState]:
+async def _load_states(db: Database, sessions: list[SessionDoc]) -> dict[str, SessionState]:
     """The stored unions of many sessions, in one query by `_id`."""
     ids = [i for session in sessions for i in _generation_ids(session)[0]]
-    by_session: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_session: dict[str, list[SessionWatchDoc]] = defaultdict(list)
     if ids:
         cursor = db.session_watch.find({"_id": {"$in": ids}}).batch_size(len(ids))
         for doc in await cursor.to_list(None):
@@ -452,7 +472,7 @@ async def _load_states(db: Database, sessions: list[dict[str, Any]]) -> dict[str
     return {s["_id"]: _decode_state(by_session.get(s["_id"], ())) for s in sessions}
 
 
-async def _clear_flags(db: Database, settings: Settings, sessions: list[dict[str, Any]]) -> None:
+async def _clear_flags(db: Database, settings: Settings, sessions: list[SessionDoc]) -> None:
     """Clear the pending flag of sessions just written, where no change arrived since they were
     read (their version is unchanged). One update per version number: usually one or two."""
     by_version: dict[int, list[str]] = defaultdict(list)
@@ -501,7 +521,7 @@ async def _rollup_batch(db: Database, settings: Settings, lease: EventLease) -> 
         db.sessions.find({"_id": {"$in": chosen}}, _SESSION_FIELDS).batch_size(len(chosen)).to_list(None)
     )
     found = {s["_id"] for s in sessions}
-    entries: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    entries: dict[str, list[InboxEntryDoc]] = defaultdict(list)
     orphans: list[str] = []  # entries of sessions deleted since: nothing to fold them into
     taken = set(chosen)
     for entry in inbox:
@@ -648,7 +668,7 @@ async def _settle_caches(settings: Settings) -> None:
 DurationSync = Callable[[Database, Settings, str], Awaitable[dict[str, Any]]]
 
 
-async def _prefetched(cursor: Any, batch: int) -> AsyncIterator[list[dict[str, Any]]]:
+async def _prefetched(cursor: AgnosticBaseCursor[D], batch: int) -> AsyncIterator[list[D]]:
     """Batches of a cursor, the next one already being fetched while the caller works."""
     pending = asyncio.ensure_future(cursor.to_list(length=batch))
     while docs := await pending:
@@ -670,11 +690,11 @@ async def _event_state(db: Database, settings: Settings, event_id: str) -> dict[
             if user is None:
                 user = session[seg["userId"]] = UserState()
             user.add(seg["mode"], epoch_ms(seg["start"]), epoch_ms(seg["end"]))
-    cursor = db.registrations.find(
+    registrations = db.registrations.find(
         {"eventId": event_id}, {"_id": 0, "sessionId": 1, "userId": 1, "registeredAt": 1}
     ).batch_size(batch)
-    while docs := await cursor.to_list(length=batch):
-        for reg in docs:
+    while regs := await registrations.to_list(length=batch):
+        for reg in regs:
             states[reg["sessionId"]].setdefault(reg["userId"], UserState()).register(reg["registeredAt"])
     return states
 
@@ -685,7 +705,7 @@ class _Progress:
     def __init__(self, db: Database, task_id: str, total: int) -> None:
         self.db, self.task_id, self.total, self._last = db, task_id, total, 0.0
 
-    async def report(self, done: int, *, force: bool = False, **fields: Any) -> None:
+    async def report(self, done: int, *, force: bool = False, **fields: object) -> None:
         if force or time.monotonic() - self._last >= 0.5:
             self._last = time.monotonic()  # before the write: concurrent callers skip theirs
             await update_task(self.db, self.task_id, progress={"done": done, "total": self.total}, **fields)

@@ -7,13 +7,13 @@ import contextvars
 import logging
 import os
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pymongo import MongoClient
 
-from shared.db import Database, connect
+from shared.db import Database, RawDocument, connect
 from shared.jobs import renew_heartbeat_filter
 from shared.settings import Settings, get_settings
 from shared.store import now
@@ -30,7 +30,7 @@ class WorkerRuntime:
         self.pid = os.getpid()
         self.runner = asyncio.Runner()
         self._db: Database | None = None
-        self._sync_client: MongoClient[Any] | None = None
+        self._sync_client: MongoClient[RawDocument] | None = None
 
     @property
     def db(self) -> Database:
@@ -39,7 +39,7 @@ class WorkerRuntime:
         return self._db
 
     @property
-    def sync_client(self) -> MongoClient[Any]:
+    def sync_client(self) -> MongoClient[RawDocument]:
         """A blocking client for the heartbeat thread: it must not depend on the busy loop."""
         if self._sync_client is None:
             timeout = self.settings.mongodb_timeout_ms
@@ -53,10 +53,10 @@ class WorkerRuntime:
             )
         return self._sync_client
 
-    def run(self, body: Callable[[WorkerRuntime], Awaitable[T]]) -> T:
+    def run(self, body: Callable[[WorkerRuntime], Coroutine[None, None, T]]) -> T:
         # asyncio.Runner copies the context once, when it starts; without a fresh copy per task
         # every task would see the context (and log the taskId) of the first one this process ran.
-        return self.runner.run(body(self), context=contextvars.copy_context())  # type: ignore[arg-type]
+        return self.runner.run(body(self), context=contextvars.copy_context())
 
     @contextmanager
     def heartbeat(self, task_id: str, run_id: str) -> Iterator[None]:
@@ -111,5 +111,5 @@ def runtime() -> WorkerRuntime:
     return _runtime
 
 
-def run(body: Callable[[WorkerRuntime], Awaitable[Any]]) -> Any:
+def run(body: Callable[[WorkerRuntime], Coroutine[None, None, T]]) -> T:
     return runtime().run(body)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from typing import Any
+from typing import Any, TypedDict
 
 import redis
 from celery import Task
@@ -19,10 +19,10 @@ from celery.signals import (
 )
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, NetworkTimeout
 
-from shared.jobs import Start, begin_recompute, sweep_recomputes
+from shared.jobs import Begin, Start, begin_recompute, sweep_recomputes
 from shared.logs import task_id_var
 from shared.settings import get_settings
-from shared.tasks import SIGNAL_HOLD_S, TaskName, rollup_signal_key
+from shared.tasks import SIGNAL_HOLD_S, TaskKwargs, TaskName, rollup_signal_key
 from worker import app, metrics
 from worker.cleanup import cleanup_expired
 from worker.durations import sync_durations, sync_event_durations
@@ -33,7 +33,17 @@ log = logging.getLogger(__name__)
 
 # Only errors that mean "try again later" are retried; a bug fails once, loudly.
 TRANSIENT = (ConnectionFailure, NetworkTimeout, ExecutionTimeout, OSError)
-RETRY = {
+
+
+class _RetryOptions(TypedDict):
+    autoretry_for: tuple[type[BaseException], ...]
+    retry_backoff: int
+    retry_backoff_max: int
+    retry_jitter: bool
+    max_retries: int
+
+
+RETRY: _RetryOptions = {
     "autoretry_for": TRANSIENT,
     "retry_backoff": 2,
     "retry_backoff_max": 60,
@@ -139,13 +149,14 @@ def rollup_event_task(event_id: str) -> dict[str, Any]:
 
 
 @app.task(name=TaskName.RECOMPUTE_EVENT.value, bind=True, **RETRY)
-def recompute_event_task(self: Task, event_id: str) -> dict[str, Any]:
+def recompute_event_task(self: Task[[str], dict[str, Any]], event_id: str) -> dict[str, Any]:
     """Runs the recompute unless it is done or alive on another worker; renews its heartbeat."""
     task_id = self.request.id
+    assert task_id is not None  # Celery gives every task it runs an id
     run_id = uuid.uuid4().hex
     rt = runtime()
 
-    async def begin(rt: WorkerRuntime) -> Any:
+    async def begin(rt: WorkerRuntime) -> Begin:
         return await begin_recompute(
             rt.db, task_id, event_id, run_id, self.request.hostname or "", rt.settings.recompute_stale_s
         )
@@ -189,7 +200,7 @@ def cleanup_expired_task() -> dict[str, int]:
 class _AppQueue:
     """Sends tasks from inside a worker through the worker's own Celery app."""
 
-    async def enqueue(self, name: TaskName, *, task_id: str, kwargs: dict[str, Any]) -> None:
+    async def enqueue(self, name: TaskName, *, task_id: str, kwargs: TaskKwargs) -> None:
         from shared.errors import Unavailable
 
         try:

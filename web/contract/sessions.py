@@ -7,12 +7,13 @@ import re
 from datetime import UTC, datetime
 from datetime import date as CalendarDate
 from functools import lru_cache
-from typing import Annotated, Any, ClassVar, Literal, Self
+from typing import Annotated, ClassVar, Literal, Self
 from zoneinfo import ZoneInfo
 
 from pydantic import BeforeValidator, Field
 
 from shared.db import SORT_FIELDS
+from shared.documents import SessionDoc
 from shared.duration_status import DURATION_STATUSES, duration_status
 from shared.models import SessionFormat, StreamProvider
 from shared.rules import analytics_available
@@ -186,12 +187,12 @@ class SessionItem(Answer):
     watchTime: WatchTime | None = None
 
     @classmethod
-    def of(cls, doc: dict[str, Any], expand: frozenset[str] = frozenset(), zone: str | None = None) -> Self:
+    def of(cls, doc: SessionDoc, expand: frozenset[str] = frozenset(), zone: str | None = None) -> Self:
         """A stored session as the list shows it; `zone`: its event's IANA time zone."""
         return cls.model_validate(_item_fields(doc, expand, zone))
 
 
-def _numbers(doc: dict[str, Any], available: bool) -> dict[str, Any]:
+def _numbers(doc: SessionDoc, available: bool) -> dict[str, float | int | None]:
     """DESIGN §4 rule 7: without analytics from the provider, these numbers are null."""
     return {
         "avgAttendedDuration": doc.get("avgAttendedDuration", 0.0) if available else None,
@@ -200,7 +201,7 @@ def _numbers(doc: dict[str, Any], available: bool) -> dict[str, Any]:
     }
 
 
-def _item_fields(doc: dict[str, Any], expand: frozenset[str], zone_name: str | None) -> dict[str, Any]:
+def _item_fields(doc: SessionDoc, expand: frozenset[str], zone_name: str | None) -> dict[str, object]:
     available = analytics_available(doc.get("streamProvider"))
     zone = time_zone(zone_name)
     fields = {
@@ -220,8 +221,10 @@ def _item_fields(doc: dict[str, Any], expand: frozenset[str], zone_name: str | N
     if "duration" in expand:
         fields["duration"] = session_duration(doc)  # rule 8
     if "watchTime" in expand:
-        watch = doc.get("watchTime") or {}
-        fields["watchTime"] = {key: watch.get(key, 0.0) for key in ("total", "live", "recording")}
+        watch = doc.get("watchTime")
+        fields["watchTime"] = {
+            key: watch.get(key, 0.0) if watch else 0.0 for key in ("total", "live", "recording")
+        }
     return fields
 
 
@@ -248,7 +251,7 @@ class SessionDetail(SessionItem):
     @classmethod
     def of(
         cls,
-        doc: dict[str, Any],
+        doc: SessionDoc,
         expand: frozenset[str] = frozenset({"duration", "watchTime"}),
         zone: str | None = None,
     ) -> Self:

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from shared.documents import TaskDoc
 from shared.jobs import FAILURE, PENDING, STARTED, SUCCESS
 from web.contract.common import Answer, Count, Id, UtcTime
 
@@ -49,7 +50,7 @@ class TaskStatus(Answer):
     error: str | None = None
 
     @classmethod
-    def of(cls, task: dict[str, Any]) -> TaskStatus:
+    def of(cls, task: TaskDoc) -> TaskStatus:
         extra: dict[str, Any] = {}
         if task["state"] == SUCCESS:
             extra["result"] = task.get("result")

@@ -292,7 +292,7 @@ class ProviderClient(ABC):
 
     def retry_delay_s(self, attempt: int, hint_s: float | None) -> float:
         """Capped exponential backoff with jitter, never shorter than what the provider asked for."""
-        backoff = min(self.backoff_cap_s, self.backoff_base_s * 2**attempt)
+        backoff = min(self.backoff_cap_s, self.backoff_base_s * 2.0**attempt)
         jittered = backoff * self._rng.uniform(0.5, 1.0)
         return max(jittered, hint_s or 0.0)
 

@@ -1,0 +1,247 @@
+"""The documents each collection stores, as the code reads and writes them.
+
+Every key is optional to the type checker except `_id`: reads name a projection (so a document
+read holds only the fields asked for) and most writes are `$set` updates, not whole documents.
+What the types do pin down is each field's name and the type of its value.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal, Required, TypedDict
+
+from bson import Binary
+
+
+class UserDoc(TypedDict, total=False):
+    """`users`: a host account; `_id` is a random hex id, `email` is unique."""
+
+    _id: Required[str]
+    email: str
+    passwordHash: str
+    role: str
+    eventIds: list[str]
+    organizerIds: list[str]
+    failedLogins: int
+    lockedUntil: datetime | None
+    createdAt: datetime
+
+
+class TokenDoc(TypedDict, total=False):
+    """`tokens`: a host token by its digest, with a snapshot of the user's grants."""
+
+    _id: Required[str]
+    userId: str
+    role: str
+    eventIds: list[str]
+    organizerIds: list[str]
+    expiresAt: datetime
+    createdAt: datetime
+    revoked: bool
+
+
+class IngestKeyDoc(TypedDict, total=False):
+    """`ingest_keys`: an ingest key by its digest; `eventIds` None means every event."""
+
+    _id: Required[str]
+    eventIds: list[str] | None
+    createdAt: datetime
+    revoked: bool
+
+
+class LoginAttemptDoc(TypedDict, total=False):
+    """`login_attempts`: one counted attempt (`key|rank`) or a lock (`lockedUntil`)."""
+
+    _id: Required[str]
+    expiresAt: datetime
+    lockedUntil: datetime
+
+
+class EventDoc(TypedDict, total=False):
+    """`events`: an event; `analyticsVersion` changes whenever one of its numbers does."""
+
+    _id: Required[str]
+    organizerId: str
+    name: str
+    timezone: str
+    analyticsVersion: int
+    analyticsChangedAt: datetime
+    createdAt: datetime
+
+
+class WatchTimeDoc(TypedDict):
+    total: float
+    live: float
+    recording: float
+
+
+class SessionDoc(TypedDict, total=False):
+    """`sessions`: what a host wrote, the duration sync's state and the rollup's numbers."""
+
+    _id: Required[str]
+    eventId: str
+    title: str
+    startTime: datetime
+    endTime: datetime
+    format: str
+    streamProvider: str | None
+    videoId: str | None
+    createdAt: datetime
+    # Duration sync (worker/durations.py)
+    duration: float | None
+    durationProvider: str | None
+    durationCheckAt: datetime
+    durationStatus: str
+    durationDetail: str | None
+    durationSyncedAt: datetime
+    # Rollup (worker/rollup.py): computed values, set whole on every rollup
+    rollupPending: bool
+    rollupVersion: int
+    rollupGen: str
+    registeredUserCount: int
+    attendeeCount: int
+    avgAttendedDuration: float | None
+    liveViews: int | None
+    recordingViews: int | None
+    watchTime: WatchTimeDoc
+    avgLiveWatch: float | None
+    avgRecordingWatch: float | None
+    engagementLive: float | None
+    engagementRecording: float | None
+    attendeeRows: int
+    attendeeChunks: int
+    attendeeChunkRows: int
+    stateDocs: int
+    analyticsUpdatedAt: datetime | None
+    # Rule 9's series in the compact form shared/viewers.py stores and reads
+    viewers: dict[str, Any]
+
+
+class WatchSegmentDoc(TypedDict, total=False):
+    """`watch_segments`: one segment by `eventId:segmentId`, stored once."""
+
+    _id: Required[str]
+    eventId: str
+    segmentId: str
+    sessionId: str
+    userId: str
+    mode: str
+    start: datetime
+    end: datetime
+
+
+class RegistrationDoc(TypedDict, total=False):
+    """`registrations`: one user's registration by `eventId:sessionId:userId`."""
+
+    _id: Required[str]
+    eventId: str
+    sessionId: str
+    userId: str
+    registeredAt: datetime
+
+
+class AttendeeIdentityDoc(TypedDict, total=False):
+    """`attendee_identities`: one user's personal fields for one event, `_id` = `eventId:userId`."""
+
+    _id: Required[str]
+    eventId: str
+    userId: str
+    email: str | None
+    firstName: str | None
+    lastName: str | None
+    ticketId: str | None
+    updatedAt: datetime
+
+
+class InboxEntryDoc(WatchSegmentDoc, RegistrationDoc, total=False):
+    """`segment_inbox`: a stored segment or registration not rolled up yet (`kind` says which)."""
+
+    kind: str
+    receivedAt: datetime
+
+
+class SessionWatchDoc(TypedDict, total=False):
+    """`session_watch`: one session's per-user watch unions of one rollup generation."""
+
+    _id: Required[str]
+    sessionId: str
+    eventId: str
+    gen: str
+    chunk: int
+    data: Binary
+
+
+class AttendeeChunkDoc(TypedDict, total=False):
+    """`session_attendees`: one chunk of a session's attendee rows of one rollup generation."""
+
+    _id: Required[str]
+    sessionId: str
+    eventId: str
+    gen: str
+    chunk: int
+    data: Binary
+
+
+class RollupGarbageDoc(TypedDict, total=False):
+    """`rollup_garbage`: a replaced generation's document, deleted once old enough."""
+
+    _id: Required[str]
+    collection: str
+    docId: str
+    at: datetime
+
+
+class RollupLeaseDoc(TypedDict, total=False):
+    """`rollup_leases`: who rolls an event (`_id`) up, until when."""
+
+    _id: Required[str]
+    owner: str
+    kind: str
+    expiresAt: datetime
+
+
+class TaskProgressDoc(TypedDict):
+    done: int
+    total: int
+
+
+class TaskDoc(TypedDict, total=False):
+    """`tasks`: a recompute's state, progress and answer, as `GET /rest/host/tasks/{id}` shows it."""
+
+    _id: Required[str]
+    kind: Literal["recompute"]
+    eventId: str
+    state: str
+    progress: TaskProgressDoc
+    # The worker's answer: counts by what was done (its shape is the task's own).
+    result: dict[str, Any] | None
+    error: str | None
+    createdAt: datetime
+    heartbeatAt: datetime
+    runId: str
+    worker: str
+    attempts: int
+    resends: int
+    restarts: int
+
+
+class RecomputeLockDoc(TypedDict, total=False):
+    """`recompute_locks`: the task that holds an event's (`_id`) recompute."""
+
+    _id: Required[str]
+    taskId: str
+
+
+class ProviderStateDoc(TypedDict, total=False):
+    """`provider_state`: a provider's (`_id`) last duration-sync run, pause and totals."""
+
+    _id: Required[str]
+    lastRunAt: datetime
+    lastRun: dict[str, Any]
+    lastError: str | None
+    lastSuccessAt: datetime
+    pausedUntil: datetime
+    missingCredentials: list[str]
+    totalCalls: int
+    totalFailures: int
+    totalRetries: int

@@ -1,0 +1,2 @@
+from redbeat.schedulers import RedBeatScheduler as RedBeatScheduler
+from redbeat.schedulers import RedBeatSchedulerEntry as RedBeatSchedulerEntry
