@@ -22,9 +22,9 @@ Storage, and why each piece exists (MongoDB would need each of them too):
 A rollup of one event reads a bounded batch of its inbox, the affected sessions and their
 unions in bulk, and writes the unions, the new attendee pages, the switches and the consumed
 inbox entries in bulk, independent round trips together: its round trips per batch do not
-depend on how many sessions the batch touches. Merging
-is idempotent: an interrupted rollup run again gives the same document. A full recompute
-rebuilds the unions from the permanent collections in one pass over the event.
+depend on how many sessions the batch touches. Merging is idempotent: an interrupted rollup
+run again gives the same document. A full recompute rebuilds the unions from the permanent
+collections in one pass over the event.
 """
 
 from __future__ import annotations
