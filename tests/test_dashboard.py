@@ -5,21 +5,29 @@ against the real app on the real test servers. Each view is saved to build/scree
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Page, Route, async_playwright, expect
+from playwright.async_api import Page, async_playwright, expect
 
 from shared.admin import create_event
 from shared.db import Database
 from shared.settings import Settings
-from shared.viewers import viewers_answer
-from tests.seed import T0, add_session, app_client, cheap_password_hashing, seed_world
+from tests.seed import (
+    T0,
+    add_session,
+    app_client,
+    cheap_password_hashing,
+    ingest_headers,
+    login,
+    seed_world,
+    watch_segment,
+)
+from worker.rollup import rollup_pending
 
 SCREENSHOTS = Path(
     os.environ.get("SCREENSHOTS_DIR") or Path(__file__).resolve().parent.parent / "build" / "screenshots"
@@ -163,12 +171,14 @@ async def test_a_host_signs_in_picks_the_event_and_reads_its_sessions_in_a_real_
             assert (values["Live views"], values["Recording views"]) == ("25", "9")
             assert (values["Live engagement"], values["Recording engagement"]) == ("30.0 %", "27.8 %")
             assert values["Watch time"] == "10.0 h" and values["Live vs recording"] == "75 % live"
-            # No viewers route on this server yet: the chart section stays hidden.
+            # Seeded numbers without any rolled-up attendance: the viewers route answers an empty series.
+            await expect(page.locator("#viewers-panel")).to_be_visible()
+            await expect(page.locator("#peak-label")).to_have_text("Nobody watched live.")
+            await expect(page.locator("#recording-empty")).to_be_visible()
             await expect(page.locator("#attendee-panel")).to_be_visible()
             # Today's attendee route neither filters nor streams a CSV: no controls that would lie.
             await expect(page.locator("#attendee-search")).to_be_hidden()
             await expect(page.locator("#attendee-csv")).to_be_hidden()
-            await expect(page.locator("#viewers-panel")).to_be_hidden()
             await page.screenshot(path=SCREENSHOTS / "session.png", full_page=True)
 
             await page.click("#back-link")
@@ -196,52 +206,90 @@ async def test_a_host_signs_in_picks_the_event_and_reads_its_sessions_in_a_real_
             await browser.close()
 
 
+def live_audience(start: datetime) -> list[dict[str, Any]]:
+    """Six people join five minutes apart and leave three minutes apart: the audience rises to
+    six at 25 minutes, then falls; one of them has a second tab open (counted once). Two more
+    watch the recording, on the session's day and the next."""
+    segments = [
+        watch_segment(
+            f"live-{n}", "keynote", f"u{n}", start=start + timedelta(minutes=5 * n), seconds=60 * (45 - 8 * n)
+        )
+        for n in range(6)
+    ]
+    segments.append(watch_segment("tab", "keynote", "u0", start=start + timedelta(minutes=1), seconds=600))
+    segments.append(
+        watch_segment(
+            "rec-1", "keynote", "u1", mode="RECORDING", start=start + timedelta(hours=26), seconds=3600
+        )
+    )
+    segments.append(watch_segment("rec-7", "keynote", "u7", mode="RECORDING", start=start, seconds=60))
+    return segments
+
+
 @pytest.mark.parametrize("store_kind", ["real"])
-async def test_the_viewers_chart_shows_every_bucket_and_the_peak_once_the_route_answers(
+async def test_the_viewers_chart_shows_the_rolled_up_buckets_and_the_peak(
     aiohttp_client: Any, settings: Settings, database: Database, task_queue: Any
 ) -> None:
-    """The viewers route is not served yet; the browser gets its answer from shared.viewers, as
-    the route will give it, to prove the page draws what the contract says."""
+    """Attendance posted through ingestion and rolled up; the browser reads the real route."""
     await seed_sessions(database)
+    await add_session(
+        database,
+        "fireside",
+        title="Fireside Chat",
+        start=T0 + timedelta(hours=3),
+        provider="VIMEO",
+        numbers={"durationStatus": "NO_CREDENTIALS"},
+    )
     client = await app_client(aiohttp_client, settings, database, task_queue)
-    start = int((T0 + timedelta(hours=1)).timestamp() * 1000)
-    minute = 60_000
-    live = {
-        f"u{n}": [(start + n * 5 * minute, start + (45 - n * 3) * minute)] for n in range(6)
-    }  # rises, peaks (6 users from 25 min), falls
-    recording = {
-        "u1": [(start + 26 * 60 * minute, start + 27 * 60 * minute)],
-        "u7": [(start, start + minute)],
-    }
-    answer = viewers_answer("keynote", start, live, recording, "UTC")
-
-    async def viewers(route: Route) -> None:
-        await route.fulfill(status=200, content_type="application/json", body=json.dumps(answer))
+    response = await client.post(
+        "/rest/events/ev1/watch-segments",
+        json=live_audience(T0 + timedelta(hours=1)),
+        headers=await ingest_headers(database, ["ev1"]),
+    )
+    assert (await response.json())["accepted"] == 9
+    await rollup_pending(database, settings)
+    answer = await (
+        await client.get("/rest/host/session/keynote/viewers", headers=await login(client, "event_admin"))
+    ).json()
+    assert len(answer["live"]["points"]) == 45
+    assert (answer["live"]["peakConcurrent"], answer["live"]["peakAt"]) == (6, "2024-05-01T10:25:00Z")
 
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=chromium_path())
         try:
             page = await browser.new_page(viewport={"width": 1280, "height": 900})
-            await page.route("**/rest/host/session/keynote/viewers", viewers)
+            errors: list[str] = []
+            page.on("pageerror", lambda err: errors.append(str(err)))
             await page.goto(str(client.make_url("/host/")))
             await page.fill("#login-email", "eventadmin@example.com")
             await page.fill("#login-password", "correct horse battery")
             await page.click("#login-submit")
+            # The sync's last word, in words: the provider is not set up on this server.
+            fireside = page.locator("tr[data-session-id='fireside'] td")
+            await expect(fireside.nth(3)).to_have_text("Provider not set up")
             await page.click("text=Opening Keynote")
             await expect(page.locator("#viewers-panel")).to_be_visible()
             chart = page.locator("#live-chart")
-            await expect(chart).to_have_attribute("data-points", str(len(answer["live"]["points"])))
-            assert len(answer["live"]["points"]) == 45
+            await expect(chart).to_have_attribute("data-points", "45")
             await expect(chart.locator("canvas")).to_have_count(1)
-            await expect(page.locator("#peak-label")).to_contain_text(
-                "Peak: 6 concurrent viewers at 10:25 (UTC)"
+            await expect(page.locator("#peak-label")).to_have_text(
+                "Peak: 6 concurrent viewers at 1 May, 10:25 (UTC)"
             )
             await expect(page.locator("#recording-chart")).to_have_attribute("data-days", "2")
+            # The rolled-up numbers replaced the seeded ones: seven people, six of them live.
+            values = await card_values(page)
+            assert (values["Attendees"], values["Live views"], values["Recording views"]) == ("7", "6", "2")
+            await expect(page.locator("#attendee-rows tr")).to_have_count(7)
             await page.screenshot(path=SCREENSHOTS / "session-viewers.png", full_page=True)
             await page.set_viewport_size({"width": 390, "height": 844})
-            await page.wait_for_timeout(400)  # the charts follow the width after a short pause
+            # The charts follow the width after a short pause (a debounced resize).
+            for _ in range(50):
+                if (await chart.locator("canvas").bounding_box() or {}).get("width", 999) <= 390:
+                    break
+                await page.wait_for_timeout(100)
             assert (await chart.locator("canvas").bounding_box() or {}).get("width", 999) <= 390
             await page.screenshot(path=SCREENSHOTS / "session-viewers-phone.png", full_page=True)
+            assert errors == []
         finally:
             await browser.close()
 

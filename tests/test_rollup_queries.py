@@ -230,6 +230,9 @@ async def test_every_query_of_the_main_flows_is_served_by_a_declared_index(
                 "/rest/host/session/s1/analytics",
                 "/rest/host/session/s1/attendee?sort=lastName",
                 "/rest/host/session/analytics/csv?eventId=ev1",
+                "/rest/host/session/analytics/csv?eventId=ev1&searchString=key&sessionFormat=BREAKOUT_SESSION"
+                "&sort=-liveViews",
+                "/rest/host/session/s1/viewers",
             ):
                 response = await client.get(path, headers=host)
                 assert response.status == 200, (path, await response.text())
