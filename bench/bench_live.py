@@ -299,14 +299,18 @@ from shared.db import connect
 from shared.settings import Settings
 from worker.rollup import rollup_event
 
-async def main(url):
+async def main(url, event_id):
     # The test server takes tens of ms per session update: a long socket timeout for its bulks.
     settings = Settings(mongodb_url=url, mongodb_timeout_ms=60_000)
     db = connect(settings)
     started = time.perf_counter()
     items = sessions = runs = 0
     while True:
-        result = await rollup_event(db, settings, "backlog")
+        result = await rollup_event(db, settings, event_id)
+        if result.busy:  # a lease left by a stopped worker: it expires within ROLLUP_LEASE_S
+            await asyncio.sleep(1)
+            started = time.perf_counter()
+            continue
         runs += 1
         items += result.items
         sessions += result.sessions
@@ -317,8 +321,56 @@ async def main(url):
     print(json.dumps({"seconds": elapsed, "peak_mib": peak_mib, "items": items, "sessions": sessions,
                       "tasks": runs, "commands": dict(counter.names)}))
 
-asyncio.run(main(sys.argv[1]))
+asyncio.run(main(sys.argv[1], sys.argv[2]))
 """
+
+
+def _rollup_child(url: str, event_id: str) -> dict[str, Any]:
+    """Roll up what waits for one event in a process of its own, counting the commands it sends."""
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, url, event_id], capture_output=True, text=True, cwd=ROOT
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"the rollup process failed:\n{out.stderr[-3000:]}")
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def _queries(commands: dict[str, int]) -> dict[str, int]:
+    return {
+        k: v
+        for k, v in commands.items()
+        if k not in ("endSessions", "hello", "isMaster", "ping", "buildInfo")
+    }
+
+
+def _one_live_rollup(url: str, event_id: str, sessions: int, items: int) -> dict[str, Any]:
+    """One more live batch of `items` segments over the event's sessions, queued as ingestion
+    queues it, rolled up alone: the commands one rollup of a live event sends."""
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(url, tz_aware=True)
+    db = client.get_default_database()
+    rng = random.Random(11)
+    received = datetime.now(UTC)
+    docs = []
+    for n in range(items):
+        start = T0 + timedelta(seconds=rng.uniform(0, 3000))
+        docs.append(
+            {
+                "_id": f"{event_id}:after-{n}",
+                "eventId": event_id,
+                "segmentId": f"after-{n}",
+                "sessionId": f"{event_id}-{n % sessions}",
+                "userId": f"u{rng.randrange(5000)}",
+                "mode": "LIVE",
+                "start": start.replace(microsecond=0),
+                "end": (start + timedelta(seconds=40)).replace(microsecond=0),
+            }
+        )
+    db.watch_segments.insert_many(docs, ordered=False)
+    db.segment_inbox.insert_many(
+        [{**d, "_id": f"S|{d['_id']}", "kind": "S", "receivedAt": received} for d in docs], ordered=False
+    )
+    client.close()
+    return _rollup_child(url, event_id)
 
 
 def _load_backlog(url: str, items: int, sessions: int) -> None:
@@ -378,10 +430,7 @@ def _backlog(url: str, items: int, sessions: int) -> dict[str, Any]:
     print(
         f"backlog loaded: {items:,} items over {sessions:,} sessions in {time.perf_counter() - started:.0f} s"
     )
-    out = subprocess.run([sys.executable, "-c", CHILD, url], capture_output=True, text=True, cwd=ROOT)
-    if out.returncode != 0:
-        raise RuntimeError(f"the backlog worker failed:\n{out.stderr[-3000:]}")
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    return _rollup_child(url, "backlog")
 
 
 def main() -> None:
@@ -435,12 +484,16 @@ def main() -> None:
             )
             if fresh:
                 print(f"freshness mean {statistics.mean(fresh):.2f} s; logs in {live['logs']}")
+            one = _one_live_rollup(server.url("bench_live"), "ev0", args.sessions, 1000)
+            queries = _queries(one["commands"])
+            print(
+                f"round trips of one live rollup, {one['items']:,} items over {one['sessions']} sessions "
+                f"(command monitoring; the same on any server): {sum(queries.values())} "
+                f"= {json.dumps(queries)}, {one['seconds']:.2f} s on the test server"
+            )
         if not args.skip_backlog:
             result = _backlog(server.url("bench_backlog"), args.backlog_items, args.backlog_sessions)
-            commands = result["commands"]
-            queries = {
-                k: v for k, v in commands.items() if k not in ("endSessions", "hello", "isMaster", "ping")
-            }
+            queries = _queries(result["commands"])
             total = sum(queries.values())
             per_k = total / max(1, result["items"]) * 1000
             print(

@@ -95,7 +95,8 @@ from shared.jobs import claim_recompute
 from worker.rollup import recompute_event, rollup_pending, _event_state
 
 async def main(mode, url):
-    settings = Settings(mongodb_url=url)
+    # Indexes over a million segments take the test server longer than the default socket timeout.
+    settings = Settings(mongodb_url=url, mongodb_timeout_ms=60_000)
     db = connect(settings)
     await db.ensure_indexes()
     started = time.perf_counter()
@@ -124,11 +125,12 @@ asyncio.run(main(sys.argv[1], sys.argv[2]))
 def child(mode: str, url: str) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, "-c", CHILD, mode, url],
-        check=True,
         capture_output=True,
         text=True,
         cwd=Path(__file__).resolve().parents[1],
     )
+    if out.returncode != 0:
+        raise RuntimeError(f"the {mode} process failed:\n{out.stderr[-3000:]}")
     figures: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return figures
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -72,8 +73,9 @@ INDEXES: dict[str, list[IndexModel]] = {
     # Personal fields of attendees, one document per (event, user): read, written and erased by
     # `_id` (eventId:userId) only (shared/identities.py).
     "attendee_identities": [],
-    # Per-session unions and attendee pages are read and written by `_id` only.
-    "session_watch": [],
+    # A session's unions are read by rollups by sessionId (all its parts), written by `_id`;
+    # attendee pages are read and written by `_id` only.
+    "session_watch": [IndexModel([("sessionId", ASCENDING)])],
     "session_attendees": [],
     # Replaced generations, deleted by the cleanup once old enough.
     "rollup_garbage": [IndexModel([("at", ASCENDING)])],
@@ -121,6 +123,7 @@ _GATED_CALLS = frozenset(
     }
 )
 _CURSOR_CALLS = frozenset({"find", "aggregate", "find_raw_batches", "aggregate_raw_batches", "list_indexes"})
+_DEFAULT_BATCH = 101  # documents per batch of a cursor without batch_size (the server's first batch)
 
 
 def _gated(call: Callable[..., Awaitable[Any]], gate: asyncio.Semaphore) -> Callable[..., Awaitable[Any]]:
@@ -137,6 +140,8 @@ class _GatedCursor:
     def __init__(self, cursor: Any, gate: asyncio.Semaphore) -> None:
         self._cursor = cursor
         self._gate = gate
+        self._buffer: deque[Any] = deque()
+        self._batch = _DEFAULT_BATCH
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._cursor, name)
@@ -146,6 +151,8 @@ class _GatedCursor:
             return attr
 
         def chain(*args: Any, **kwargs: Any) -> Any:
+            if name == "batch_size" and args and args[0]:
+                self._batch = int(args[0])
             result = attr(*args, **kwargs)
             return self if result is self._cursor else result
 
@@ -155,8 +162,14 @@ class _GatedCursor:
         return self
 
     async def __anext__(self) -> Any:
-        async with self._gate:
-            return await self._cursor.__anext__()
+        """One place in line per batch the server sends, not per document: a reader iterating a
+        large cursor waits as often as it makes round trips."""
+        if not self._buffer:
+            async with self._gate:
+                self._buffer.extend(await self._cursor.to_list(length=self._batch))
+            if not self._buffer:
+                raise StopAsyncIteration
+        return self._buffer.popleft()
 
 
 class _GatedCollection:
@@ -170,6 +183,8 @@ class _GatedCollection:
             return _gated(attr, self._gate)
         if name in _CURSOR_CALLS:
             return lambda *args, **kwargs: _GatedCursor(attr(*args, **kwargs), self._gate)
+        if name == "with_options":  # the same collection with other codec options: still in line
+            return lambda *args, **kwargs: _GatedCollection(attr(*args, **kwargs), self._gate)
         return attr
 
 

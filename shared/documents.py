@@ -161,11 +161,13 @@ class InboxEntryDoc(WatchSegmentDoc, RegistrationDoc, total=False):
 
 
 class SessionWatchDoc(TypedDict, total=False):
-    """`session_watch`: one session's per-user watch unions of one rollup generation."""
+    """`session_watch`: one part of a session's per-user watch unions, overwritten in place
+    (`gen`/`chunk`: documents of the earlier per-generation layout, read once and deleted)."""
 
     _id: Required[str]
     sessionId: str
     eventId: str
+    part: int
     gen: str
     chunk: int
     data: Binary

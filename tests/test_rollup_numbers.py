@@ -550,6 +550,27 @@ async def test_a_larger_chunk_size_leaves_no_stale_attendee_chunks_after_cleanup
     await assert_attendees_match(client, host, world, (5, 50))
 
 
+async def test_union_documents_left_from_earlier_rollups_count_once_and_are_removed(
+    client: Client, database: Database, host: dict[str, str], rollup_settings: Settings
+) -> None:
+    world = await world_rolled_up(client, database, rollup_settings, seed=8, users=40)
+    kept = await database.session_watch.find({}).to_list(None)
+    assert kept and {doc["_id"] for doc in kept} == {f"{doc['sessionId']}:s0000" for doc in kept}
+    # What an interrupted rollup or the per-generation layout of before leaves: older copies of
+    # a session's unions under other ids. Unions only grow, so they add nothing.
+    await database.session_watch.insert_many(
+        [{**doc, "_id": f"{doc['sessionId']}:old:s0000"} for doc in kept]
+    )
+
+    await database.sessions.update_many({}, {"$set": {"rollupPending": True}})
+    await rollup_pending(database, rollup_settings)
+
+    assert sorted(d["_id"] for d in await database.session_watch.find({}).to_list(None)) == sorted(
+        doc["_id"] for doc in kept
+    )
+    await assert_everything_matches(client, host, world)
+
+
 def _writes_numbers_of(session_id: str, query: dict[str, Any], update: dict[str, Any]) -> bool:
     return query.get("_id") == session_id and "attendeeCount" in update.get("$set", {})
 

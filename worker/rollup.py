@@ -5,11 +5,14 @@ Storage, and why each piece exists (MongoDB would need each of them too):
 - `segment_inbox`: a copy of every stored item not yet folded in, written *after* its permanent
   document, so the permanent collections stay insert-only and a rollup reads only new input;
   an item is in the inbox only once it is stored for good, so nothing unstored is ever counted.
-- `session_watch` / `session_attendees`: a session's per-user interval unions (read by rollups
-  only) and its attendee pages (read by the API), written as a new *generation* and switched to
-  by one update of the session document (`rollupGen`), so a reader never sees half a session
-  and a worker killed mid-write leaves the previous generation in force.
-- `rollup_garbage`: replaced generations, deleted by the hourly cleanup once no request can
+- `session_watch`: a session's per-user interval unions, read only by rollups and recomputes
+  (one at a time per event, under the lease) and overwritten in place. Unions only grow, so a
+  union written by a worker that died before its switch holds nothing that folding the inbox
+  entries it left again would not add: no generations, no garbage.
+- `session_attendees`: a session's attendee pages (read by the API), written as a new
+  *generation* and switched to by one update of the session document (`rollupGen`), so a
+  reader never sees half a session and a worker killed mid-write leaves the previous one in force.
+- `rollup_garbage`: replaced attendee pages, deleted by the hourly cleanup once no request can
   still be reading them (a request reads the session, then its pages).
 - `rollup_leases`: one lease per event, held by the rollup or recompute writing its sessions;
   it expires unless renewed, so a dead worker holds an event for at most `ROLLUP_LEASE_S`.
@@ -17,10 +20,11 @@ Storage, and why each piece exists (MongoDB would need each of them too):
   in the same write that makes it; the version tells a rollup whether a change came meanwhile.
 
 A rollup of one event reads a bounded batch of its inbox, the affected sessions and their
-unions in bulk, and writes the new generations, the switches and the consumed inbox entries in
-bulk: its round trips per batch do not depend on how many sessions the batch touches. Merging
-is idempotent: an interrupted rollup run again gives the same document. A full recompute
-rebuilds the unions from the permanent collections in one pass over the event.
+unions in bulk, and writes the unions, the new attendee pages, the switches and the consumed
+inbox entries in bulk, independent round trips together: its round trips per batch do not
+depend on how many sessions the batch touches. Merging is idempotent: an interrupted rollup
+run again gives the same document. A full recompute rebuilds the unions from the permanent
+collections in one pass over the event.
 """
 
 from __future__ import annotations
@@ -39,9 +43,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
 import orjson
-from bson import Binary
+from bson import Binary, DatetimeMS
+from bson.codec_options import DatetimeConversion
 from motor.core import AgnosticBaseCursor
-from pymongo import UpdateMany, UpdateOne
+from pymongo import ReplaceOne, UpdateMany, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.db import UNAVAILABLE_ERRORS, Collection, Database
@@ -103,9 +108,13 @@ _SESSION_FIELDS = {
 }
 
 
-def epoch_ms(moment: datetime) -> int:
-    """Stored times are whole milliseconds: integer unions stay exact until one final division."""
-    return round(moment.timestamp() * 1000)
+def epoch_ms(moment: datetime | DatetimeMS) -> int:
+    """Stored times are whole milliseconds: integer unions stay exact until one final division.
+
+    The recompute reads segment times as milliseconds (`DatetimeMS`), never building datetimes."""
+    if isinstance(moment, datetime):
+        return round(moment.timestamp() * 1000)
+    return int(moment)
 
 
 @dataclass(slots=True)
@@ -147,34 +156,36 @@ def _decode_state(docs: Iterable[SessionWatchDoc]) -> SessionState:
     return state
 
 
-def _state_id(session_id: str, gen: str | None, part: int) -> str:
-    return f"{session_id}:{gen}:s{part:04d}"
+def _state_id(session_id: str, part: int) -> str:
+    """A session's unions are overwritten in place: one `_id` per part, whatever the rollup."""
+    return f"{session_id}:s{part:04d}"
 
 
 def _generation_ids(session: SessionDoc) -> tuple[list[str], list[str]]:
-    """`_id`s of the state and attendee documents of the generation a session points to."""
+    """`_id`s of the unions (before they were kept in place) and attendee pages of the generation
+    a session points to."""
     gen = session.get("rollupGen")
     if not gen:  # never rolled up
         return [], []
     return (
-        [_state_id(session["_id"], gen, n) for n in range(int(session.get("stateDocs") or 0))],
+        [f"{session['_id']}:{gen}:s{n:04d}" for n in range(int(session.get("stateDocs") or 0))],
         [attendee_chunk_id(session["_id"], gen, n) for n in range(int(session.get("attendeeChunks") or 0))],
     )
 
 
-def _encode_state(session: SessionDoc, gen: str, state: SessionState) -> Iterator[SessionWatchDoc]:
-    """The unions as one compressed blob per document: read and written whole, by `_id`, never
-    queried by field, so a blob is far cheaper to store and load than arrays of values."""
+def _encode_state(session: SessionDoc, state: SessionState) -> Iterator[SessionWatchDoc]:
+    """The unions as one compressed blob per document: read and written whole, never queried by
+    field, so a blob is far cheaper to store and load than arrays of values."""
     entries: list[list[object]] = []
     size = 0
     part = 0
 
     def document() -> SessionWatchDoc:
         return {
-            "_id": _state_id(session["_id"], gen, part),
+            "_id": _state_id(session["_id"], part),
             "sessionId": session["_id"],
             "eventId": session["eventId"],
-            "gen": gen,
+            "part": part,
             "data": Binary(zlib.compress(orjson.dumps(entries), 1)),
         }
 
@@ -243,12 +254,12 @@ def build_generation(
         }
         for n, i in enumerate(range(0, len(rows), size))
     ]
-    state_docs = list(_encode_state(session, gen, state))
+    state_docs = list(_encode_state(session, state))
     fields = {
         **numbers_fields(numbers),
         "attendeeChunkRows": size,
         "attendeeChunks": len(attendee_docs),
-        "stateDocs": len(state_docs),
+        "stateDocs": 0,  # the unions are kept in place (see _state_id), not per generation
         "rollupGen": gen,
         "analyticsUpdatedAt": now(),
         "viewers": session_viewers(session, state, time_zone),
@@ -285,8 +296,8 @@ async def _statements_per_update(db: Database) -> int | None:
 async def _update_each(
     db: Database,
     settings: Settings,
-    collection: Collection[SessionDoc],
-    ops: Sequence[UpdateOne | UpdateMany],
+    collection: Collection[Any],
+    ops: Sequence[UpdateOne | UpdateMany | ReplaceOne[Any]],
 ) -> int:
     """Updates as one bulk write; the number of documents matched. The embedded store
     (mongomock) rejects the bulk updates pymongo 4.10+ sends, so there they go one by one."""
@@ -295,14 +306,28 @@ async def _update_each(
     matched = 0
     if settings.embedded:
         for op in ops:
-            update = collection.update_one if isinstance(op, UpdateOne) else collection.update_many
-            matched += (await update(op._filter, op._doc)).matched_count
+            if isinstance(op, ReplaceOne):
+                done = await collection.replace_one(op._filter, op._doc, upsert=bool(op._upsert))
+            elif isinstance(op, UpdateOne):
+                done = await collection.update_one(op._filter, op._doc)
+            else:
+                done = await collection.update_many(op._filter, op._doc)
+            matched += done.matched_count
         return matched
     step = await _statements_per_update(db) or len(ops)
     for start in range(0, len(ops), step):
         result = await collection.bulk_write(list(ops[start : start + step]), ordered=False)
         matched += int(result.matched_count)
     return matched
+
+
+async def _store_states(db: Database, settings: Settings, docs: list[SessionWatchDoc]) -> None:
+    """Overwrite sessions' unions in place, by `_id`, in one bulk write. Only rollups and
+    recomputes read them, one at a time per event (the lease); unions only grow, so a union
+    written by a rollup that then died holds nothing the inbox does not bring again."""
+    await _update_each(
+        db, settings, db.session_watch, [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs]
+    )
 
 
 async def _discard(db: Database, collection: str, ids: Iterable[str]) -> None:
@@ -335,7 +360,6 @@ def _pointing_to(generation: Generation) -> SessionDoc:
     return {
         "_id": generation.session["_id"],
         "rollupGen": generation.gen,
-        "stateDocs": len(generation.state_docs),
         "attendeeChunks": len(generation.attendee_docs),
     }
 
@@ -461,15 +485,20 @@ def _apply_inbox(state: SessionState, entries: Iterable[InboxEntryDoc]) -> None:
             user.register(entry["registeredAt"])
 
 
-async def _load_states(db: Database, sessions: list[SessionDoc]) -> dict[str, SessionState]:
-    """The stored unions of many sessions, in one query by `_id`."""
-    ids = [i for session in sessions for i in _generation_ids(session)[0]]
+async def _load_states(db: Database, sessions: list[SessionDoc]) -> tuple[dict[str, SessionState], list[str]]:
+    """The stored unions of many sessions, in one query, and the `_id`s of the documents read.
+
+    Every document of a session counts, whatever its part number or age: unions only grow, so
+    one left from an earlier rollup holds nothing the newer ones lack, and merging it changes
+    nothing.
+    """
     by_session: dict[str, list[SessionWatchDoc]] = defaultdict(list)
-    if ids:
-        cursor = db.session_watch.find({"_id": {"$in": ids}}).batch_size(len(ids))
-        for doc in await cursor.to_list(None):
-            by_session[doc["sessionId"]].append(doc)
-    return {s["_id"]: _decode_state(by_session.get(s["_id"], ())) for s in sessions}
+    ids = [s["_id"] for s in sessions]
+    docs = await db.session_watch.find({"sessionId": {"$in": ids}}).to_list(None) if ids else []
+    for doc in docs:
+        by_session[doc.get("sessionId", "")].append(doc)
+    states = {s["_id"]: _decode_state(by_session.get(s["_id"], ())) for s in sessions}
+    return states, [doc["_id"] for doc in docs]
 
 
 async def _clear_flags(db: Database, settings: Settings, sessions: list[SessionDoc]) -> None:
@@ -502,11 +531,12 @@ async def _rollup_batch(db: Database, settings: Settings, lease: EventLease) -> 
     """
     event_id = lease.event_id
     limit = settings.rollup_batch_items
-    inbox = await db.segment_inbox.find({"eventId": event_id}).limit(limit).batch_size(limit).to_list(None)
-    flagged = await (
+    # Independent round trips go out together: a batch waits for the slowest, not for their sum.
+    inbox, flagged = await asyncio.gather(
+        db.segment_inbox.find({"eventId": event_id}).limit(limit).batch_size(limit).to_list(None),
         db.sessions.find({"eventId": event_id, "rollupPending": True}, {"_id": 1})
         .limit(settings.rollup_batch_sessions + 1)  # one more: tells whether some are left
-        .to_list(None)
+        .to_list(None),
     )
     ids: dict[str, None] = {}
     for doc in flagged:
@@ -529,8 +559,9 @@ async def _rollup_batch(db: Database, settings: Settings, lease: EventLease) -> 
             entries[entry["sessionId"]].append(entry)
         elif entry["sessionId"] in taken:
             orphans.append(entry["_id"])
-    states = await _load_states(db, sessions)
-    time_zone = await event_time_zone(db, event_id)
+    (states, stored), time_zone = await asyncio.gather(
+        _load_states(db, sessions), event_time_zone(db, event_id)
+    )
 
     gen = uuid.uuid4().hex[:12]
     generations = []
@@ -541,8 +572,11 @@ async def _rollup_batch(db: Database, settings: Settings, lease: EventLease) -> 
         generations.append(build_generation(settings, session, gen, merged, time_zone))
 
     await lease.renew()  # still ours: no other rollup or recompute writes these sessions
-    await _insert(db.session_watch, [d for g in generations for d in g.state_docs])
-    await _insert(db.session_attendees, [d for g in generations for d in g.attendee_docs])
+    state_docs = [d for g in generations for d in g.state_docs]
+    await asyncio.gather(
+        _store_states(db, settings, state_docs),
+        _insert(db.session_attendees, [d for g in generations for d in g.attendee_docs]),
+    )
     # The lease makes this worker the only writer of these sessions' generations: a switch is
     # a plain update by `_id`.
     switches = [UpdateOne({"_id": g.session["_id"]}, {"$set": g.fields}) for g in generations]
@@ -553,10 +587,16 @@ async def _rollup_batch(db: Database, settings: Settings, lease: EventLease) -> 
         switched = {d["_id"] for d in now_at if d.get("rollupGen") == gen}
         written = [g for g in generations if g.session["_id"] in switched]
         lost = [g for g in generations if g.session["_id"] not in switched]
-    await _clear_flags(db, settings, [g.session for g in written])
-    await _discard_generations(db, [g.session for g in written] + [_pointing_to(g) for g in lost])
-    if written:
-        await bump_analytics_version(db, [event_id])
+    # Union documents read but not rewritten (a session's unions now take fewer parts, or were
+    # stored per generation before): their content is in the ones just written.
+    current = {d["_id"] for d in state_docs}
+    outdated = [i for i in stored if i not in current]
+    await asyncio.gather(
+        _clear_flags(db, settings, [g.session for g in written]),
+        _discard_generations(db, [g.session for g in written] + [_pointing_to(g) for g in lost]),
+        bump_analytics_version(db, [event_id] if written else []),
+        db.session_watch.delete_many({"_id": {"$in": outdated}}) if outdated else asyncio.sleep(0),
+    )
     # Last: a crash before this leaves the entries to be folded again, which changes nothing.
     consumed = [e["_id"] for g in written for e in entries.get(g.session["_id"], ())] + orphans
     if consumed:
@@ -680,7 +720,16 @@ async def _event_state(db: Database, settings: Settings, event_id: str) -> dict[
     """Every session's users and raw intervals, from one pass over the event's attendance."""
     states: dict[str, SessionState] = defaultdict(dict)
     batch = settings.segment_read_batch
-    cursor = db.watch_segments.find(
+    segments = db.watch_segments
+    if not settings.embedded:
+        # Times as milliseconds straight from BSON: a million datetimes are never built, only
+        # to be turned back into numbers.
+        segments = segments.with_options(
+            codec_options=segments.codec_options.with_options(
+                datetime_conversion=DatetimeConversion.DATETIME_MS
+            )
+        )
+    cursor = segments.find(
         {"eventId": event_id}, {"_id": 0, "sessionId": 1, "userId": 1, "mode": 1, "start": 1, "end": 1}
     ).batch_size(batch)
     async for docs in _prefetched(cursor, batch):
@@ -788,8 +837,11 @@ async def _rebuild_event(
     for session in sessions:
         state = {user_id: user.merged() for user_id, user in states.pop(session["_id"], {}).items()}
         generation = build_generation(settings, session, gen, state, time_zone)
-        await _insert(db.session_watch, generation.state_docs)
-        await _insert(db.session_attendees, generation.attendee_docs)
+        await asyncio.gather(
+            _store_states(db, settings, generation.state_docs),
+            _insert(db.session_attendees, generation.attendee_docs),
+        )
+        generation.state_docs = []  # written; the switch needs only the fields
         generations.append(generation)
     switched = 0
     for start in range(0, len(generations), RECOMPUTE_SWITCH_CHUNK):
