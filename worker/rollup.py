@@ -50,6 +50,7 @@ from shared.jobs import (
     TERMINAL,
     fail_task,
     release_recompute,
+    take_task,
     update_task,
 )
 from shared.rules import (
@@ -660,15 +661,19 @@ async def _event_state(db: Database, settings: Settings, event_id: str) -> dict[
 
 
 class _Progress:
-    """Task progress, written at most twice a second (each write is a database round trip)."""
+    """Task progress, written at most twice a second (each write is a database round trip),
+    only while this run holds the task."""
 
-    def __init__(self, db: Database, task_id: str, total: int) -> None:
-        self.db, self.task_id, self.total, self._last = db, task_id, total, 0.0
+    def __init__(self, db: Database, task_id: str, run_id: str, total: int) -> None:
+        self.db, self.task_id, self.run_id, self.total, self._last = db, task_id, run_id, total, 0.0
 
-    async def report(self, done: int, *, force: bool = False, **fields: Any) -> None:
+    async def report(self, done: int, *, force: bool = False, **fields: Any) -> bool:
+        """False when this run no longer holds the task (nothing written)."""
         if force or time.monotonic() - self._last >= 0.5:
             self._last = time.monotonic()  # before the write: concurrent callers skip theirs
-            await update_task(self.db, self.task_id, progress={"done": done, "total": self.total}, **fields)
+            progress = {"done": done, "total": self.total}
+            return await update_task(self.db, self.task_id, self.run_id, progress=progress, **fields)
+        return True
 
 
 async def recompute_event(
@@ -677,17 +682,25 @@ async def recompute_event(
     task_id: str,
     event_id: str,
     sync_durations: DurationSync | None = None,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Duration sync, then every session of one event rebuilt from its stored attendance."""
+    """Duration sync, then every session of one event rebuilt from its stored attendance.
+
+    `run_id`: the run that took the task (shared/jobs.begin_recompute); without one, this call
+    takes the unfinished task itself. Every write of the task's state is this run's only.
+    """
     task = await db.tasks.find_one({"_id": task_id})
     if task is not None and task["state"] in TERMINAL:
         return task.get("result") or {}  # a redelivered message for a finished job
+    if run_id is None:
+        run_id = uuid.uuid4().hex
+        await take_task(db, task_id, run_id)
     # The event's attendance is millions of small objects without reference cycles; the cyclic
     # collector would traverse all of them again and again while they are built and used.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        result = await _recompute_event(db, settings, task_id, event_id, sync_durations)
+        result = await _recompute_event(db, settings, task_id, run_id, event_id, sync_durations)
     finally:
         if collecting:
             gc.enable()
@@ -700,25 +713,27 @@ async def _recompute_event(
     db: Database,
     settings: Settings,
     task_id: str,
+    run_id: str,
     event_id: str,
     sync_durations: DurationSync | None,
 ) -> dict[str, Any]:
     try:
-        progress = _Progress(db, task_id, await db.sessions.count_documents({"eventId": event_id}) + 2)
+        total = await db.sessions.count_documents({"eventId": event_id}) + 2
+        progress = _Progress(db, task_id, run_id, total)
         await progress.report(0, force=True, state=STARTED)
         lease = EventLease(db, event_id, settings.rollup_lease_s, "recompute")
         await lease.acquire()  # a rollup already writing this event finishes its batch first
         async with lease.held():
             result = await _rebuild_event(db, settings, lease, progress, sync_durations)
-        await progress.report(progress.total, force=True, state=SUCCESS, result=result)
-        await release_recompute(db, event_id, task_id)
+        if await progress.report(progress.total, force=True, state=SUCCESS, result=result):
+            await release_recompute(db, event_id, task_id)
         return result
     except Exception as err:
         if not isinstance(err, UNAVAILABLE_ERRORS):
-            # Only a task still running fails: a late error of a run that was taken over never
-            # overwrites the answer another worker already finished.
-            await fail_task(db, task_id, f"{type(err).__name__}: {err}")
-            await release_recompute(db, event_id, task_id)
+            # Only the run holding the task fails it: a late error of a run that was taken over
+            # never overwrites the answer another worker already finished.
+            if await fail_task(db, task_id, f"{type(err).__name__}: {err}", run_id=run_id):
+                await release_recompute(db, event_id, task_id)
         raise
 
 

@@ -164,7 +164,7 @@ def recompute_event_task(self: Task, event_id: str) -> dict[str, Any]:
         raise self.retry(countdown=started.retry_in_s)
 
     async def body(rt: WorkerRuntime) -> dict[str, Any]:
-        return await recompute_event(rt.db, rt.settings, task_id, event_id, sync_event_durations)
+        return await recompute_event(rt.db, rt.settings, task_id, event_id, sync_event_durations, run_id)
 
     with rt.heartbeat(task_id, run_id):
         return rt.run(body)
