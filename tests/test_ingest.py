@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from shared.admin import create_ingest_key
+from shared.store import now
 from tests.seed import (
     T0,
     add_session,
@@ -425,16 +426,19 @@ async def test_ingestion_writes_no_session_document(client, database, world):
     assert await database.sessions.find({}).sort("_id", 1).to_list(None) == before
 
 
-async def test_a_duplicate_is_queued_again_in_its_stored_version(client, database, world):
-    first = watch_segment("g1", "s1", seconds=60)
+async def test_a_reused_segment_id_counts_in_its_first_version_only(
+    client, database, settings, world
+):
+    first = watch_segment("g1", "s1", "u1", seconds=60)
     await post(client, SEGMENTS, [first], world)
-    await clear_pending(database)  # as a rollup leaves it
+    await _attendees_after_rollup(database, settings)
 
-    # The same id with other content: the stored (first) version is what gets queued.
-    body = (await post(client, SEGMENTS, [watch_segment("g1", "s1", seconds=600)], world))[1]
+    # The same id with other content: a duplicate; the numbers keep the stored (first) version.
+    body = (await post(client, SEGMENTS, [watch_segment("g1", "s1", "u1", seconds=600)], world))[1]
     assert (body["accepted"], body["duplicates"]) == (0, 1)
-    queued = await database.segment_inbox.find({}).to_list(None)
-    assert [(q["_id"], (q["end"] - q["start"]).total_seconds()) for q in queued] == [("S|ev1:g1", 60.0)]
+    assert await _attendees_after_rollup(database, settings) == 1
+    session = await database.sessions.find_one({"_id": "s1"})
+    assert session["watchTime"]["total"] == 60.0
 
 
 class _FailingCollection:
@@ -483,44 +487,74 @@ async def _attendees_after_rollup(database, settings) -> int:
     return int((await database.sessions.find_one({"_id": "s1"}))["attendeeCount"])
 
 
-async def test_a_request_failing_between_its_two_writes_leaves_nothing_to_count_until_retried(
+async def test_a_request_failing_between_its_two_writes_answers_503_and_counts_only_once_retried(
     aiohttp_client, settings, database, task_queue, world
 ):
     from tests.seed import app_client
 
     failing = {"on": False}
-    broken = _database_failing_on(database, "segment_inbox", failing)
+    broken = _database_failing_on(database, "watch_segments", failing)
     client = await app_client(aiohttp_client, settings, broken, task_queue)
     await clear_pending(database)
 
-    failing["on"] = True  # the permanent write lands, the inbox write fails
+    failing["on"] = True  # the inbox entry lands, the permanent write fails
     response = await client.post(SEGMENTS, json=[watch_segment("g1", "s1", "u1")], headers=world)
     assert response.status == 503
     assert (await response.json())["errorCode"] == "503"
-    assert await database.watch_segments.count_documents({}) == 1
-    assert await database.segment_inbox.count_documents({}) == 0
+    assert await database.watch_segments.count_documents({}) == 0
     assert task_queue.signals == []
-    # An answered error: no rollup counts the item.
+    # Nothing permanent: no rollup counts the item, however often it runs.
+    assert await _attendees_after_rollup(database, settings) == 0
     assert await _attendees_after_rollup(database, settings) == 0
 
-    failing["on"] = False  # the client retries: stored already, so queued now, and counted
+    failing["on"] = False  # the client retries: stored now, and counted once
+    status, body = await post(client, SEGMENTS, [watch_segment("g1", "s1", "u1")], world)
+    assert (status, body["accepted"], body["duplicates"]) == (200, 1, 0)
+    assert await _attendees_after_rollup(database, settings) == 1
+    session = await database.sessions.find_one({"_id": "s1"})
+    assert session["watchTime"]["total"] == 60.0
+    # A second retry is a duplicate and changes no number.
     status, body = await post(client, SEGMENTS, [watch_segment("g1", "s1", "u1")], world)
     assert (status, body["accepted"], body["duplicates"]) == (200, 0, 1)
     assert await _attendees_after_rollup(database, settings) == 1
+    assert (await database.sessions.find_one({"_id": "s1"}))["watchTime"]["total"] == 60.0
 
 
-async def test_a_request_whose_permanent_write_fails_stores_and_queues_nothing(
+async def test_an_entry_whose_permanent_write_never_landed_is_deleted_once_its_request_is_over(
     aiohttp_client, settings, database, task_queue, world
 ):
+    from shared.inbox import uncommitted_grace_s
     from tests.seed import app_client
 
     failing = {"on": True}
     broken = _database_failing_on(database, "watch_segments", failing)
     client = await app_client(aiohttp_client, settings, broken, task_queue)
     await clear_pending(database)
+    response = await client.post(SEGMENTS, json=[watch_segment("g1", "s1", "u1")], headers=world)
+    assert response.status == 503
+
+    # While its request could still be writing, the entry waits; past that, it is an orphan.
+    assert await _attendees_after_rollup(database, settings) == 0
+    assert await database.segment_inbox.count_documents({}) == 1
+    late = now() - timedelta(seconds=uncommitted_grace_s(settings) + 1)
+    await database.segment_inbox.update_many({}, {"$set": {"receivedAt": late}})
+    assert await _attendees_after_rollup(database, settings) == 0
+    assert await database.segment_inbox.count_documents({}) == 0
+
+
+async def test_a_request_whose_inbox_write_fails_stores_nothing(
+    aiohttp_client, settings, database, task_queue, world
+):
+    from tests.seed import app_client
+
+    failing = {"on": True}
+    broken = _database_failing_on(database, "segment_inbox", failing)
+    client = await app_client(aiohttp_client, settings, broken, task_queue)
+    await clear_pending(database)
 
     response = await client.post(SEGMENTS, json=[watch_segment("g1", "s1", "u1")], headers=world)
     assert response.status == 503
+    assert int(response.headers["Retry-After"]) > 0
     assert await database.watch_segments.count_documents({}) == 0
     assert await database.segment_inbox.count_documents({}) == 0
     assert await _attendees_after_rollup(database, settings) == 0

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 from pymongo.errors import BulkWriteError
 
 from shared.errors import BadRequest, EventNotFound
+from shared.inbox import inbox_entries
 from shared.models import RegistrationIn, WatchSegmentIn, describe_validation_error
 from shared.rules import MAX_FUTURE_S, MAX_SEGMENT_S
 from shared.store import INBOX_REGISTRATION, INBOX_SEGMENT, now
@@ -84,29 +85,21 @@ async def _insert_new(collection: Any, documents: list[dict[str, Any]]) -> set[i
         return {e["index"] for e in errors}
 
 
-def _queued(kind: str, documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    received = now()
-    return [{**d, "_id": f"{kind}|{d['_id']}", "kind": kind, "receivedAt": received} for d in documents]
-
-
 async def _store(
     db: Any, collection_name: str, kind: str, documents: list[dict[str, Any]]
 ) -> tuple[int, int]:
-    """Store items once (by `_id`), then queue what is stored for the next rollup.
+    """Queue the items for the rollup, then store them once (by `_id`): (accepted, duplicates).
 
-    The permanent write comes first: an item reaches the rollup inbox only once it is stored
-    for good, so a request that fails between the two writes leaves nothing a rollup folds in
-    (its client retries). A duplicate is queued again *as stored* — the first version of a
-    reused id, never the new one: after such a failure the retry is what queues it, and
-    queuing an item already folded in changes no number (merging is idempotent).
+    The inbox entry comes first and counts only once its permanent document exists (see
+    shared/inbox.py), so whichever write fails, the request answers 503 with nothing stored
+    that a rollup would fold in, and its retry counts each item once. Items already stored
+    (duplicates) are queued again too: folding the stored version twice changes no number, and
+    it is what counts an item whose first request failed after its permanent write landed.
     """
-    collection = db[collection_name]
-    duplicates = await _insert_new(collection, documents)
-    stored = [d for i, d in enumerate(documents) if i not in duplicates]
-    if duplicates:
-        ids = sorted({documents[i]["_id"] for i in duplicates})
-        stored += await collection.find({"_id": {"$in": ids}}).to_list(None)
-    await _insert_new(db.segment_inbox, _queued(kind, stored))
+    if not documents:
+        return 0, 0
+    await _insert_new(db.segment_inbox, inbox_entries(kind, documents))
+    duplicates = await _insert_new(db[collection_name], documents)
     return len(documents) - len(duplicates), len(duplicates)
 
 
