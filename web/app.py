@@ -19,7 +19,14 @@ from web import admin_tasks, auth, dashboard, docs, events, health, ingest, sess
 from web.cache import ListCache, TtlCache
 from web.keys import DB, EVENTS, HTTP_METRICS, INGEST_KEYS, LIST_CACHE, PRINCIPALS, REGISTRY, SETTINGS, TASKS
 from web.metrics import HttpMetrics
-from web.middleware import REQUEST_LINE, STREAMING, UNQUEUED, request_context, trusted_proxy_middleware
+from web.middleware import (
+    OWN_LINES,
+    REQUEST_LINE,
+    STREAMING,
+    UNQUEUED,
+    request_context,
+    trusted_proxy_middleware,
+)
 
 log = logging.getLogger("web.app")
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
@@ -66,6 +73,8 @@ def _keep_state(app: web.Application, settings: Settings) -> None:
     app[STREAMING] = {"/rest/host/session/analytics/csv"}
     app[UNQUEUED] = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/{asset}", "/host/"}
     app[REQUEST_LINE] = asyncio.Semaphore(settings.request_concurrency)
+    ingest_line = asyncio.Semaphore(settings.ingest_concurrency)
+    app[OWN_LINES] = {route: ingest_line for route in ingest.OWN_LINE_ROUTES}
 
 
 def _database_ctx(settings: Settings, database: Database | None) -> CleanupContext:
@@ -114,6 +123,7 @@ def log_start(settings: Settings, host: str, port: int) -> None:
             "requestTimeoutS": settings.request_timeout_s,
             "headerTimeoutS": settings.header_timeout_s,
             "requestConcurrency": settings.request_concurrency,
+            "ingestConcurrency": settings.ingest_concurrency,
             "mongodbMaxConcurrency": settings.mongodb_max_concurrency,
             "trustedProxies": settings.trusted_proxies or "none",
             "accessLog": settings.access_log,

@@ -23,6 +23,10 @@ from web.keys import DB, SETTINGS, TASKS
 
 routes = web.RouteTableDef()
 DUPLICATE_KEY = 11000
+SEGMENTS_ROUTE = "/rest/events/{eventId}/watch-segments"
+REGISTRATIONS_ROUTE = "/rest/events/{eventId}/registrations"
+# Writes that must not be lost wait in a line of their own (INGEST_CONCURRENCY, web/app.py).
+OWN_LINE_ROUTES = (SEGMENTS_ROUTE, REGISTRATIONS_ROUTE)
 
 
 def _validate(model: type[BaseModel], index: int, item: Any) -> tuple[Any, dict[str, Any] | None]:
@@ -179,14 +183,14 @@ def _registration_problem(registration: RegistrationIn) -> str | None:
     return None
 
 
-@routes.post("/rest/events/{eventId}/watch-segments")
+@routes.post(SEGMENTS_ROUTE)
 async def post_watch_segments(request: web.Request) -> web.Response:
     return await _ingest(
         request, WatchSegmentIn, _segment_document, _segment_problem, "watch_segments", INBOX_SEGMENT
     )
 
 
-@routes.post("/rest/events/{eventId}/registrations")
+@routes.post(REGISTRATIONS_ROUTE)
 async def post_registrations(request: web.Request) -> web.Response:
     return await _ingest(
         request,
