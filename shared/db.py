@@ -46,6 +46,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("eventId", ASCENDING)]),
         IndexModel([("receivedAt", ASCENDING)]),
     ],
+    # Ingestion's intents (shared/inbox.py): the beat tick reads the oldest; consumed by `_id`.
+    "segment_intents": [IndexModel([("receivedAt", ASCENDING)])],
     # Per-session unions and attendee pages are read and written by `_id` only.
     "session_watch": [],
     "session_attendees": [],
@@ -223,6 +225,10 @@ class Database:
     @property
     def segment_inbox(self) -> AsyncIOMotorCollection:
         return self.db.segment_inbox
+
+    @property
+    def segment_intents(self) -> AsyncIOMotorCollection:
+        return self.db.segment_intents
 
     @property
     def rollup_leases(self) -> AsyncIOMotorCollection:

@@ -1,100 +1,93 @@
-"""The rollup inbox: ingested items waiting to be folded into the numbers, and when one counts.
+"""What ingestion writes so that its answer is true: 503 only when nothing it stored will count.
 
-Ingestion writes an item's inbox entry *first*, then its permanent document (`watch_segments`,
-`registrations`). The permanent document is the commit: a rollup folds an entry only once that
-document exists, and folds the stored version of it (the first one sent under its id), never
-the entry's copy. So a request whose second write fails leaves an entry that is never counted,
-and a request that answers 503 stored nothing that a rollup folds in. Such an orphan is deleted
-once no write of its request can still land (`uncommitted_grace_s`); a retry of the request
-writes it again, and its permanent document commits it.
+Three inserts per request, in this order:
+
+1. an *intent* per item (`segment_intents`): "this request is storing this item";
+2. the permanent documents (`watch_segments`, `registrations`), deduplicated by `_id`;
+3. the inbox entries (`segment_inbox`) of the items the request stored: what rollups fold.
+
+A failure of 1 or 2 answers 503: nothing permanent, or (when 2 failed half-way) items the
+client's retry finds as duplicates. A failure of 3 answers 200: the items are stored, and the
+beat tick's `settle_intents` queues them. Rollups read only the inbox, whose entries always
+follow a permanent write, so nothing unstored is ever counted. The tick looks at intents older
+than any write of their request can land (`uncommitted_grace_s`): those whose permanent
+document exists are queued in its stored version (a commit that failed, or a duplicate whose
+first request failed half-way), the others are deleted. Entries and intents share their `_id`
+and are consumed together.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
+
+from pymongo.errors import BulkWriteError
 
 from shared.db import Database
 from shared.settings import Settings
 from shared.store import INBOX_REGISTRATION, INBOX_SEGMENT, now
 
-# The permanent collection of each kind of entry, and the fields a rollup folds from it.
-PERMANENT: dict[str, tuple[str, dict[str, int]]] = {
-    INBOX_SEGMENT: ("watch_segments", {"sessionId": 1, "userId": 1, "mode": 1, "start": 1, "end": 1}),
-    INBOX_REGISTRATION: ("registrations", {"sessionId": 1, "userId": 1, "registeredAt": 1}),
-}
-IDS_PER_QUERY = 20_000  # `_id $in` lists per find: one command per rollup batch at default settings
+DUPLICATE_KEY = 11000
+# The permanent collection of each kind of item.
+PERMANENT = {INBOX_SEGMENT: "watch_segments", INBOX_REGISTRATION: "registrations"}
+INTENTS_PER_TICK = 1000  # intents one tick settles (bounded work; the next tick goes on)
 
 
 def inbox_entries(kind: str, documents: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The inbox entries of permanent documents about to be written (same content, own `_id`)."""
+    """The inbox entries (and intents) of permanent documents: same content, own `_id`."""
     received = now()
     return [{**d, "_id": f"{kind}|{d['_id']}", "kind": kind, "receivedAt": received} for d in documents]
 
 
-def permanent_id(entry: dict[str, Any]) -> str:
-    return str(entry["_id"]).split("|", 1)[1]
-
-
 def uncommitted_grace_s(settings: Settings) -> float:
-    """How long an entry may wait for its permanent document: past the request time limit, a
-    permanent insert already sent can still land until the driver's socket timeout; a minute
-    more of margin. After that its request has answered an error and the entry is an orphan."""
+    """How long after an intent its request may still be writing: the request time limit, then
+    the driver's socket timeout for an insert already sent, then a minute of margin."""
     socket_timeout_s = max(settings.mongodb_timeout_ms * 5, 10_000) / 1000
     return settings.request_timeout_s + socket_timeout_s + 60.0
 
 
-@dataclass(slots=True)
-class Settled:
-    """Inbox entries sorted by what their permanent documents say."""
+async def insert_new(collection: Any, documents: list[dict[str, Any]]) -> set[int]:
+    """Insert what is not stored yet; the positions of items already there (duplicates)."""
+    if not documents:
+        return set()
+    try:
+        await collection.insert_many(documents, ordered=False)
+        return set()
+    except BulkWriteError as err:
+        errors = err.details.get("writeErrors", [])
+        if any(e.get("code") != DUPLICATE_KEY for e in errors):
+            raise
+        return {e["index"] for e in errors}
 
-    # Committed: each entry carries its stored version's fields (and its own `_id` and kind).
-    committed: list[dict[str, Any]] = field(default_factory=list)
-    # Not committed yet, younger than the grace: their request may still be writing.
-    waiting: list[str] = field(default_factory=list)
-    # Not committed and past the grace: their request failed; deleted already.
-    orphans: list[str] = field(default_factory=list)
+
+async def consume(db: Database, entry_ids: list[str]) -> None:
+    """Entries folded into the numbers, and their intents: both done with."""
+    if entry_ids:
+        await db.segment_inbox.delete_many({"_id": {"$in": entry_ids}})
+        await db.segment_intents.delete_many({"_id": {"$in": entry_ids}})
 
 
-async def settle(db: Database, settings: Settings, event_id: str, entries: list[dict[str, Any]]) -> Settled:
-    """Look up the permanent documents of one event's `entries` (one `_id $in` find per kind and
-    IDS_PER_QUERY entries) and sort the entries by them; orphans are deleted here.
+async def settle_intents(db: Database, settings: Settings, limit: int = INTENTS_PER_TICK) -> dict[str, int]:
+    """Intents whose request is over: queue those stored for good, delete the others.
 
-    Entries need `_id`, `kind` and `receivedAt`. (The `eventId` in the filter changes nothing on
-    MongoDB, which looks the ids up in `_id`'s index; FerretDB, which filters `$in` itself,
-    then reads only the event's documents.)
+    Bounded and index-served: the oldest `limit` intents (receivedAt), then one `_id $in` find
+    per kind on the permanent collections.
     """
-    settled = Settled()
-    stored: dict[str, dict[str, Any]] = {}
-    for kind, (collection, fields) in PERMANENT.items():
-        ids = [permanent_id(e) for e in entries if e["kind"] == kind]
-        for start in range(0, len(ids), IDS_PER_QUERY):
-            chunk = ids[start : start + IDS_PER_QUERY]
-            query = {"_id": {"$in": chunk}, "eventId": event_id}
-            cursor = db[collection].find(query, fields).batch_size(len(chunk))
-            stored.update((f"{kind}|{doc['_id']}", doc) for doc in await cursor.to_list(None))
     cutoff = now() - timedelta(seconds=uncommitted_grace_s(settings))
-    for entry in entries:
-        doc = stored.get(entry["_id"])
-        if doc is not None:
-            settled.committed.append({**entry, **doc, "_id": entry["_id"]})
-        elif entry["receivedAt"] <= cutoff:
-            settled.orphans.append(entry["_id"])
-        else:
-            settled.waiting.append(entry["_id"])
-    if settled.orphans:
-        await db.segment_inbox.delete_many({"_id": {"$in": settled.orphans}})
-    return settled
-
-
-async def any_committed(db: Database, event_id: str, entry_ids: list[str]) -> bool:
-    """Whether any of these (waiting) entries got its permanent document since it was read."""
-    for kind, (collection, _) in PERMANENT.items():
-        ids = [i.split("|", 1)[1] for i in entry_ids if i.startswith(f"{kind}|")]
-        for start in range(0, len(ids), IDS_PER_QUERY):
-            chunk = ids[start : start + IDS_PER_QUERY]
-            if await db[collection].find_one({"_id": {"$in": chunk}, "eventId": event_id}, {"_id": 1}):
-                return True
-    return False
+    intents = await (
+        db.segment_intents.find({"receivedAt": {"$lte": cutoff}}, {"_id": 1, "kind": 1})
+        .sort("receivedAt", 1)
+        .limit(limit)
+        .to_list(None)
+    )
+    queued = 0
+    for kind, collection in PERMANENT.items():
+        ids = [str(i["_id"]).split("|", 1)[1] for i in intents if i["kind"] == kind]
+        if not ids:
+            continue
+        stored = await db[collection].find({"_id": {"$in": ids}}).to_list(None)
+        queued += len(stored) - len(await insert_new(db.segment_inbox, inbox_entries(kind, stored)))
+    if intents:
+        await db.segment_intents.delete_many({"_id": {"$in": [i["_id"] for i in intents]}})
+    return {"intents": len(intents), "queued": queued}

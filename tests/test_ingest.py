@@ -426,9 +426,7 @@ async def test_ingestion_writes_no_session_document(client, database, world):
     assert await database.sessions.find({}).sort("_id", 1).to_list(None) == before
 
 
-async def test_a_reused_segment_id_counts_in_its_first_version_only(
-    client, database, settings, world
-):
+async def test_a_reused_segment_id_counts_in_its_first_version_only(client, database, settings, world):
     first = watch_segment("g1", "s1", "u1", seconds=60)
     await post(client, SEGMENTS, [first], world)
     await _attendees_after_rollup(database, settings)
@@ -477,6 +475,10 @@ def _database_failing_on(database: Any, collection: str, failing: dict[str, bool
         def watch_segments(self) -> Any:
             return self["watch_segments"]
 
+        @property
+        def segment_intents(self) -> Any:
+            return self["segment_intents"]
+
     return FailingDatabase(database.client, database.db)
 
 
@@ -487,7 +489,7 @@ async def _attendees_after_rollup(database, settings) -> int:
     return int((await database.sessions.find_one({"_id": "s1"}))["attendeeCount"])
 
 
-async def test_a_request_failing_between_its_two_writes_answers_503_and_counts_only_once_retried(
+async def test_a_request_whose_permanent_write_fails_answers_503_and_counts_only_once_retried(
     aiohttp_client, settings, database, task_queue, world
 ):
     from tests.seed import app_client
@@ -497,7 +499,7 @@ async def test_a_request_failing_between_its_two_writes_answers_503_and_counts_o
     client = await app_client(aiohttp_client, settings, broken, task_queue)
     await clear_pending(database)
 
-    failing["on"] = True  # the inbox entry lands, the permanent write fails
+    failing["on"] = True  # the intent lands, the permanent write fails
     response = await client.post(SEGMENTS, json=[watch_segment("g1", "s1", "u1")], headers=world)
     assert response.status == 503
     assert (await response.json())["errorCode"] == "503"
@@ -520,10 +522,17 @@ async def test_a_request_failing_between_its_two_writes_answers_503_and_counts_o
     assert (await database.sessions.find_one({"_id": "s1"}))["watchTime"]["total"] == 60.0
 
 
-async def test_an_entry_whose_permanent_write_never_landed_is_deleted_once_its_request_is_over(
+async def _past_the_grace(database, settings) -> None:
+    """Every intent as old as one whose request can no longer write anything."""
+    from shared.inbox import uncommitted_grace_s
+
+    late = now() - timedelta(seconds=uncommitted_grace_s(settings) + 1)
+    await database.segment_intents.update_many({}, {"$set": {"receivedAt": late}})
+
+
+async def test_the_intent_of_a_request_whose_permanent_write_failed_is_dropped_once_it_is_over(
     aiohttp_client, settings, database, task_queue, world
 ):
-    from shared.inbox import uncommitted_grace_s
     from tests.seed import app_client
 
     failing = {"on": True}
@@ -533,16 +542,34 @@ async def test_an_entry_whose_permanent_write_never_landed_is_deleted_once_its_r
     response = await client.post(SEGMENTS, json=[watch_segment("g1", "s1", "u1")], headers=world)
     assert response.status == 503
 
-    # While its request could still be writing, the entry waits; past that, it is an orphan.
+    # While its request could still be writing, the intent stays; past that, it is dropped.
     assert await _attendees_after_rollup(database, settings) == 0
-    assert await database.segment_inbox.count_documents({}) == 1
-    late = now() - timedelta(seconds=uncommitted_grace_s(settings) + 1)
-    await database.segment_inbox.update_many({}, {"$set": {"receivedAt": late}})
+    assert await database.segment_intents.count_documents({}) == 1
+    await _past_the_grace(database, settings)
     assert await _attendees_after_rollup(database, settings) == 0
-    assert await database.segment_inbox.count_documents({}) == 0
+    assert await database.segment_intents.count_documents({}) == 0
+    assert await database.watch_segments.count_documents({}) == 0
 
 
-async def test_a_request_whose_inbox_write_fails_stores_nothing(
+async def test_a_request_whose_first_write_fails_answers_503_and_stores_nothing(
+    aiohttp_client, settings, database, task_queue, world
+):
+    from tests.seed import app_client
+
+    failing = {"on": True}
+    broken = _database_failing_on(database, "segment_intents", failing)
+    client = await app_client(aiohttp_client, settings, broken, task_queue)
+    await clear_pending(database)
+
+    response = await client.post(SEGMENTS, json=[watch_segment("g1", "s1", "u1")], headers=world)
+    assert response.status == 503
+    assert int(response.headers["Retry-After"]) > 0
+    for collection in ("watch_segments", "segment_inbox", "segment_intents"):
+        assert await database[collection].count_documents({}) == 0
+    assert await _attendees_after_rollup(database, settings) == 0
+
+
+async def test_a_request_whose_last_write_fails_answers_200_and_its_items_count_once_after_the_tick(
     aiohttp_client, settings, database, task_queue, world
 ):
     from tests.seed import app_client
@@ -552,12 +579,17 @@ async def test_a_request_whose_inbox_write_fails_stores_nothing(
     client = await app_client(aiohttp_client, settings, broken, task_queue)
     await clear_pending(database)
 
-    response = await client.post(SEGMENTS, json=[watch_segment("g1", "s1", "u1")], headers=world)
-    assert response.status == 503
-    assert int(response.headers["Retry-After"]) > 0
-    assert await database.watch_segments.count_documents({}) == 0
+    # Stored for good: the answer says so, though the inbox entry could not be written.
+    status, body = await post(client, SEGMENTS, [watch_segment("g1", "s1", "u1")], world)
+    assert (status, body["accepted"], body["duplicates"]) == (200, 1, 0)
+    assert await database.watch_segments.count_documents({}) == 1
     assert await database.segment_inbox.count_documents({}) == 0
-    assert await _attendees_after_rollup(database, settings) == 0
+    # Once its request is over, the tick queues it from its intent, and it counts once.
+    await _past_the_grace(database, settings)
+    assert await _attendees_after_rollup(database, settings) == 1
+    assert (await database.sessions.find_one({"_id": "s1"}))["watchTime"]["total"] == 60.0
+    assert await database.segment_intents.count_documents({}) == 0
+    assert await _attendees_after_rollup(database, settings) == 1
 
 
 async def test_accepted_attendance_signals_a_rollup_of_its_event(client, database, world, task_queue):

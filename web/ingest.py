@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
-from pymongo.errors import BulkWriteError
+from pymongo.errors import PyMongoError
 
 from shared.errors import BadRequest, EventNotFound
-from shared.inbox import inbox_entries
+from shared.inbox import inbox_entries, insert_new
 from shared.models import RegistrationIn, WatchSegmentIn, describe_validation_error
 from shared.rules import MAX_FUTURE_S, MAX_SEGMENT_S
 from shared.store import INBOX_REGISTRATION, INBOX_SEGMENT, now
@@ -21,8 +22,8 @@ from web.contract.ingest import MAX_ITEMS, IngestResult
 from web.jsonio import read_json
 from web.keys import DB, SETTINGS, TASKS
 
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
-DUPLICATE_KEY = 11000
 SEGMENTS_ROUTE = "/rest/events/{eventId}/watch-segments"
 REGISTRATIONS_ROUTE = "/rest/events/{eventId}/registrations"
 # Writes that must not be lost wait in a line of their own (INGEST_CONCURRENCY, web/app.py).
@@ -75,35 +76,25 @@ async def _known_sessions(request: web.Request, event_id: str, session_ids: set[
     return {doc["_id"] for doc in docs}
 
 
-async def _insert_new(collection: Any, documents: list[dict[str, Any]]) -> set[int]:
-    """Insert what is not stored yet; the positions of items already there (duplicates)."""
-    if not documents:
-        return set()
-    try:
-        await collection.insert_many(documents, ordered=False)
-        return set()
-    except BulkWriteError as err:
-        errors = err.details.get("writeErrors", [])
-        if any(e.get("code") != DUPLICATE_KEY for e in errors):
-            raise
-        return {e["index"] for e in errors}
-
-
 async def _store(
     db: Any, collection_name: str, kind: str, documents: list[dict[str, Any]]
 ) -> tuple[int, int]:
-    """Queue the items for the rollup, then store them once (by `_id`): (accepted, duplicates).
+    """Intents, then the permanent documents (once, by `_id`), then the inbox entries of what
+    this request stored: (accepted, duplicates). See shared/inbox.py for why in this order.
 
-    The inbox entry comes first and counts only once its permanent document exists (see
-    shared/inbox.py), so whichever write fails, the request answers 503 with nothing stored
-    that a rollup would fold in, and its retry counts each item once. Items already stored
-    (duplicates) are queued again too: folding the stored version twice changes no number, and
-    it is what counts an item whose first request failed after its permanent write landed.
+    A failure of the first two writes propagates (503: nothing stored that will count); once
+    the permanent write succeeded the answer is 200, and an inbox entry that could not be
+    written is queued by the beat tick from its intent.
     """
     if not documents:
         return 0, 0
-    await _insert_new(db.segment_inbox, inbox_entries(kind, documents))
-    duplicates = await _insert_new(db[collection_name], documents)
+    await insert_new(db.segment_intents, inbox_entries(kind, documents))
+    duplicates = await insert_new(db[collection_name], documents)
+    stored = [d for i, d in enumerate(documents) if i not in duplicates]
+    try:
+        await insert_new(db.segment_inbox, inbox_entries(kind, stored))
+    except PyMongoError as err:
+        log.warning("stored %d items; queued from their intents later: %s", len(stored), type(err).__name__)
     return len(documents) - len(duplicates), len(duplicates)
 
 

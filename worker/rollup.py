@@ -2,9 +2,10 @@
 
 Storage, and why each piece exists (MongoDB would need each of them too):
 
-- `segment_inbox`: a copy of every ingested item not yet folded in, so the permanent collections
-  stay insert-only and a rollup reads only new input. Written *before* its permanent document,
-  it counts only once that document exists (shared/inbox.py): nothing unstored is ever counted.
+- `segment_inbox`: a copy of every stored item not yet folded in, written *after* its permanent
+  document, so the permanent collections stay insert-only and a rollup reads only new input;
+  an item is in the inbox only once it is stored for good, so nothing unstored is ever counted.
+  (Ingestion's intents, `segment_intents`, make its answers true: shared/inbox.py.)
 - `session_watch` / `session_attendees`: a session's per-user interval unions (read by rollups
   only) and its attendee pages (read by the API), written as a new *generation* and switched to
   by one update of the session document (`rollupGen`), so a reader never sees half a session
@@ -44,7 +45,7 @@ from pymongo import UpdateMany, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.db import UNAVAILABLE_ERRORS, Database
-from shared.inbox import any_committed, settle
+from shared.inbox import consume, settle_intents
 from shared.jobs import (
     STARTED,
     SUCCESS,
@@ -454,23 +455,18 @@ class BatchResult:
     sessions: int = 0
     items: int = 0
     more: bool = False  # input left over for another batch
-    waiting: list[str] = field(default_factory=list)  # entries whose permanent write is under way
 
 
 async def _rollup_batch(db: Database, settings: Settings, lease: EventLease) -> BatchResult:
     """Fold one bounded batch of an event's inbox (and its flagged sessions) into their numbers.
 
     Only what was read is consumed, by `_id`: an entry queued after the read waits for the next
-    batch. An entry whose permanent document does not exist yet is left alone (its request is
-    still writing, or failed: then it is deleted once old enough), and a committed one is folded
-    in its stored version.
+    batch. Ingestion queues an item only after its permanent write finished, so every entry read
+    here is stored for good, and no settling delay is needed.
     """
     event_id = lease.event_id
     limit = settings.rollup_batch_items
-    read = await db.segment_inbox.find({"eventId": event_id}).limit(limit).batch_size(limit).to_list(None)
-    # Only entries whose permanent document exists, with its stored content (shared/inbox.py).
-    settled = await settle(db, settings, event_id, read)
-    inbox = settled.committed
+    inbox = await db.segment_inbox.find({"eventId": event_id}).limit(limit).batch_size(limit).to_list(None)
     flagged = await (
         db.sessions.find({"eventId": event_id, "rollupPending": True}, {"_id": 1})
         .limit(settings.rollup_batch_sessions + 1)  # one more: tells whether some are left
@@ -482,9 +478,9 @@ async def _rollup_batch(db: Database, settings: Settings, lease: EventLease) -> 
     for entry in inbox:
         ids[entry["sessionId"]] = None
     chosen = list(ids)[: settings.rollup_batch_sessions]
-    more = len(read) == limit or len(ids) > len(chosen)
+    more = len(inbox) == limit or len(ids) > len(chosen)
     if not chosen:
-        return BatchResult(more=False, waiting=settled.waiting)
+        return BatchResult(more=False)
     sessions = await (
         db.sessions.find({"_id": {"$in": chosen}}, _SESSION_FIELDS).batch_size(len(chosen)).to_list(None)
     )
@@ -527,8 +523,8 @@ async def _rollup_batch(db: Database, settings: Settings, lease: EventLease) -> 
     # Last: a crash before this leaves the entries to be folded again, which changes nothing.
     consumed = [e["_id"] for g in written for e in entries.get(g.session["_id"], ())] + orphans
     if consumed:
-        await db.segment_inbox.delete_many({"_id": {"$in": consumed}})
-    return BatchResult(len(written), len(consumed), more or bool(lost), settled.waiting)
+        await consume(db, consumed)
+    return BatchResult(len(written), len(consumed), more or bool(lost))
 
 
 @dataclass(slots=True)
@@ -559,13 +555,11 @@ async def rollup_event(db: Database, settings: Settings, event_id: str) -> Rollu
         )
         result.busy = True
         return result
-    waiting: list[str] = []
     async with lease.held():
         while True:
             batch = await _rollup_batch(db, settings, lease)
             result.sessions += batch.sessions
             result.items += batch.items
-            waiting = batch.waiting
             if not batch.more:
                 break
             if time.monotonic() >= deadline:
@@ -573,11 +567,7 @@ async def rollup_event(db: Database, settings: Settings, event_id: str) -> Rollu
                 return result
     # Input queued while the lease was held may have been signalled to a worker that found the
     # event busy and left it: say so, and the caller sends another rollup (behind other events).
-    # Entries still waiting for their permanent write do not count, unless it landed meanwhile.
-    others = {"eventId": event_id, "_id": {"$nin": waiting}} if waiting else {"eventId": event_id}
-    result.more = await db.segment_inbox.find_one(others, {"_id": 1}) is not None or (
-        bool(waiting) and await any_committed(db, event_id, waiting)
-    )
+    result.more = await db.segment_inbox.find_one({"eventId": event_id}, {"_id": 1}) is not None
     return result
 
 
@@ -613,6 +603,7 @@ async def rollup_pending(db: Database, settings: Settings, max_rounds: int = 20)
     """
     sessions = items = 0
     busy: set[str] = set()
+    await settle_intents(db, settings)
     for _ in range(max_rounds):
         events = [e for e in await events_with_work(db) if e not in busy]
         if not events:
@@ -761,16 +752,9 @@ async def _rebuild_event(
     if sync_durations is not None:
         durations = await sync_durations(db, settings, event_id)
     await progress.report(1, force=True)
-    # The inbox entries whose permanent documents exist now are included by the pass below:
-    # exactly these are consumed. Those still waiting for theirs are left to the rollup after.
-    queued = (
-        await settle(
-            db,
-            settings,
-            event_id,
-            await db.segment_inbox.find({"eventId": event_id}, {"kind": 1, "receivedAt": 1}).to_list(None),
-        )
-    ).committed
+    # The inbox entries present now are stored in the permanent collections already (ingestion
+    # queues after storing), so the pass below includes them: exactly these are consumed.
+    queued = await db.segment_inbox.find({"eventId": event_id}, {"_id": 1}).to_list(None)
     sessions = await db.sessions.find({"eventId": event_id}, _SESSION_FIELDS).sort("_id", 1).to_list(None)
     progress.total = len(sessions) + 2
     states = await _event_state(db, settings, event_id)
@@ -800,7 +784,7 @@ async def _rebuild_event(
         await progress.report(2 + switched)
     ids = [doc["_id"] for doc in queued]
     for i in range(0, len(ids), 10_000):
-        await db.segment_inbox.delete_many({"_id": {"$in": ids[i : i + 10_000]}})
+        await consume(db, ids[i : i + 10_000])
     await bump_analytics_version(db, [event_id])
     await _settle_caches(settings)
     return {"sessions": len(sessions), "durations": durations}

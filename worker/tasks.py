@@ -19,6 +19,7 @@ from celery.signals import (
 )
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, NetworkTimeout
 
+from shared.inbox import settle_intents
 from shared.jobs import Start, begin_recompute, sweep_recomputes
 from shared.logs import task_id_var
 from shared.settings import get_settings
@@ -112,6 +113,7 @@ def rollup_pending_task() -> dict[str, int]:
     """The beat tick: one rollup task per event with input waiting, for signals that were lost."""
 
     async def body(rt: WorkerRuntime) -> list[str]:
+        await settle_intents(rt.db, rt.settings)  # items stored by requests whose last write failed
         return await events_with_work(rt.db)
 
     events = run(body)
