@@ -71,8 +71,8 @@ async def consume(db: Database, entry_ids: list[str]) -> None:
 async def settle_intents(db: Database, settings: Settings, limit: int = INTENTS_PER_TICK) -> dict[str, int]:
     """Intents whose request is over: queue those stored for good, delete the others.
 
-    Bounded and index-served: the oldest `limit` intents (receivedAt), then one `_id $in` find
-    per kind on the permanent collections.
+    Bounded and index-served: the oldest `limit` intents (receivedAt), one `_id $in` find on the
+    inbox, then one per kind on the permanent collections for those no longer in the inbox.
     """
     cutoff = now() - timedelta(seconds=uncommitted_grace_s(settings))
     intents = await (
@@ -81,13 +81,22 @@ async def settle_intents(db: Database, settings: Settings, limit: int = INTENTS_
         .limit(limit)
         .to_list(None)
     )
+    if not intents:
+        return {"intents": 0, "queued": 0}
+    # Those whose entry still waits in the inbox are consumed with it: only the others are
+    # looked up in the (large) permanent collections.
+    waiting = await db.segment_inbox.find({"_id": {"$in": [i["_id"] for i in intents]}}, {"_id": 1}).to_list(
+        None
+    )
+    in_inbox = {doc["_id"] for doc in waiting}
+    settled = [i for i in intents if i["_id"] not in in_inbox]
     queued = 0
     for kind, collection in PERMANENT.items():
-        ids = [str(i["_id"]).split("|", 1)[1] for i in intents if i["kind"] == kind]
+        ids = [str(i["_id"]).split("|", 1)[1] for i in settled if i["kind"] == kind]
         if not ids:
             continue
         stored = await db[collection].find({"_id": {"$in": ids}}).to_list(None)
         queued += len(stored) - len(await insert_new(db.segment_inbox, inbox_entries(kind, stored)))
-    if intents:
-        await db.segment_intents.delete_many({"_id": {"$in": [i["_id"] for i in intents]}})
-    return {"intents": len(intents), "queued": queued}
+    if settled:
+        await db.segment_intents.delete_many({"_id": {"$in": [i["_id"] for i in settled]}})
+    return {"intents": len(settled), "queued": queued}
