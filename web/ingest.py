@@ -20,7 +20,7 @@ from web.auth import authenticate_ingest
 from web.contract.common import path_id
 from web.contract.ingest import MAX_ITEMS, IngestResult
 from web.jsonio import read_json
-from web.keys import DB, SETTINGS, TASKS
+from web.keys import DB, EVENTS, SETTINGS, TASKS
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -60,9 +60,19 @@ async def _items(request: web.Request) -> tuple[str, list[Any]]:
         raise BadRequest('body must be a JSON list of items (or {"items": [...]})')
     if len(body) > MAX_ITEMS:
         raise BadRequest(f"at most {MAX_ITEMS} items a request; got {len(body)}")
-    if await request.app[DB].events.find_one({"_id": event_id}, {"_id": 1}) is None:
-        raise EventNotFound(f"no event {event_id}")
+    await _existing_event(request, event_id)
     return event_id, body
+
+
+async def _existing_event(request: web.Request, event_id: str) -> None:
+    """The event exists; its document is reused for HOST_CACHE_TTL_S (as host reads do), so a
+    post costs no read of it while the database is busy with writes."""
+    cache = request.app[EVENTS]
+    if cache.get(event_id) is None:
+        event = await request.app[DB].events.find_one({"_id": event_id})
+        if event is None:
+            raise EventNotFound(f"no event {event_id}")
+        cache.put(event_id, event)
 
 
 async def _known_sessions(request: web.Request, event_id: str, session_ids: set[str]) -> set[str]:
