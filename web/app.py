@@ -17,7 +17,18 @@ from shared.settings import Settings
 from shared.tasks import CeleryTaskQueue, TaskQueue
 from web import admin_tasks, auth, dashboard, docs, events, health, ingest, sessions
 from web.cache import ListCache, TtlCache
-from web.keys import DB, EVENTS, HTTP_METRICS, INGEST_KEYS, LIST_CACHE, PRINCIPALS, REGISTRY, SETTINGS, TASKS
+from web.keys import (
+    DB,
+    EVENTS,
+    HTTP_METRICS,
+    INGEST_KEYS,
+    KNOWN_SESSIONS,
+    LIST_CACHE,
+    PRINCIPALS,
+    REGISTRY,
+    SETTINGS,
+    TASKS,
+)
 from web.metrics import HttpMetrics
 from web.middleware import (
     OWN_LINES,
@@ -70,6 +81,7 @@ def _keep_state(app: web.Application, settings: Settings) -> None:
     app[PRINCIPALS] = TtlCache(settings.host_cache_ttl_s)
     app[EVENTS] = TtlCache(settings.host_cache_ttl_s, max_entries=1000)
     app[INGEST_KEYS] = TtlCache(settings.host_cache_ttl_s, max_entries=1000)
+    app[KNOWN_SESSIONS] = TtlCache(settings.host_cache_ttl_s, max_entries=100_000)
     app[STREAMING] = {"/rest/host/session/analytics/csv"}
     app[UNQUEUED] = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/{asset}", "/host/"}
     app[REQUEST_LINE] = asyncio.Semaphore(settings.request_concurrency)

@@ -20,7 +20,7 @@ from web.auth import authenticate_ingest
 from web.contract.common import path_id
 from web.contract.ingest import MAX_ITEMS, IngestResult
 from web.jsonio import read_json
-from web.keys import DB, EVENTS, SETTINGS, TASKS
+from web.keys import DB, EVENTS, KNOWN_SESSIONS, SETTINGS, TASKS
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -76,14 +76,20 @@ async def _existing_event(request: web.Request, event_id: str) -> None:
 
 
 async def _known_sessions(request: web.Request, event_id: str, session_ids: set[str]) -> set[str]:
-    if not session_ids:
-        return set()
+    """The posted sessions that exist in the event; those seen in the last HOST_CACHE_TTL_S are
+    not looked up again (a session never moves to another event nor goes away)."""
+    seen = request.app[KNOWN_SESSIONS]
+    known = {s for s in session_ids if seen.get((event_id, s))}
+    if not session_ids - known:
+        return known
     docs = (
         await request.app[DB]
-        .sessions.find({"_id": {"$in": sorted(session_ids)}, "eventId": event_id}, {"_id": 1})
+        .sessions.find({"_id": {"$in": sorted(session_ids - known)}, "eventId": event_id}, {"_id": 1})
         .to_list(length=None)
     )
-    return {doc["_id"] for doc in docs}
+    for doc in docs:
+        seen.put((event_id, doc["_id"]), True)
+    return known | {doc["_id"] for doc in docs}
 
 
 async def _store(
