@@ -13,6 +13,7 @@ BENCHMARKS = [
     "bench_live.py",
     "bench_durations.py",
     "bench_import.py",
+    "bench_viewers.py",
 ]
 
 

@@ -106,6 +106,7 @@ async def create_event(
         zoneinfo.ZoneInfo(timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as err:
         raise BadRequest(f"unknown time zone {timezone!r}: give an IANA name such as Europe/Paris") from err
+    before = await db.events.find_one({"_id": event_id}, {"timezone": 1})
     await db.events.update_one(
         {"_id": event_id},
         {
@@ -114,6 +115,13 @@ async def create_event(
         },
         upsert=True,
     )
+    if before is not None and (before.get("timezone") or "UTC") != timezone:
+        # Local times and the recording viewers per date follow the zone: cached lists go stale
+        # (the version), and every session's series is counted again by the next rollup.
+        await db.sessions.update_many(
+            {"eventId": event_id}, {"$set": {"rollupPending": True}, "$inc": {"rollupVersion": 1}}
+        )
+        await bump_analytics_version(db, [event_id])
     event = await db.events.find_one({"_id": event_id})
     assert event is not None
     return event

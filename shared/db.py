@@ -48,6 +48,9 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     # Ingestion's intents (shared/inbox.py): the beat tick reads the oldest; consumed by `_id`.
     "segment_intents": [IndexModel([("receivedAt", ASCENDING)])],
+    # Personal fields of attendees, one document per (event, user): read, written and erased by
+    # `_id` (eventId:userId) only (shared/identities.py).
+    "attendee_identities": [],
     # Per-session unions and attendee pages are read and written by `_id` only.
     "session_watch": [],
     "session_attendees": [],
@@ -221,6 +224,10 @@ class Database:
     @property
     def registrations(self) -> AsyncIOMotorCollection:
         return self.db.registrations
+
+    @property
+    def attendee_identities(self) -> AsyncIOMotorCollection:
+        return self.db.attendee_identities
 
     @property
     def segment_inbox(self) -> AsyncIOMotorCollection:

@@ -96,6 +96,14 @@ class RequestTimeout(ServiceError):
     error_message = "The request body did not arrive in time"
 
 
+class NotAcceptable(ServiceError):
+    """A CSV route asked for another media type (its `Accept` excludes text/csv)."""
+
+    http_status = 406
+    error_code = "406"
+    error_message = "This route answers text/csv only"
+
+
 class PayloadTooLarge(ServiceError):
     http_status = 400
     error_code = "400"

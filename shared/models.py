@@ -6,13 +6,16 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
+import email_validator
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     PlainSerializer,
     StringConstraints,
     ValidationError,
+    WithJsonSchema,
     model_validator,
 )
 from pydantic.json_schema import JsonDict
@@ -105,7 +108,15 @@ SEGMENT_EXAMPLE: JsonDict = {
     "start": "2024-05-01T09:00:00Z",
     "end": "2024-05-01T09:05:00Z",
 }
-REGISTRATION_EXAMPLE: JsonDict = {"sessionId": "s1", "userId": "u1", "registeredAt": "2024-04-20T08:00:00Z"}
+REGISTRATION_EXAMPLE: JsonDict = {
+    "sessionId": "s1",
+    "userId": "u1",
+    "registeredAt": "2024-04-20T08:00:00Z",
+    "email": "ada@example.com",
+    "firstName": "Ada",
+    "lastName": "Lovelace",
+    "ticketId": "T-1001",
+}
 
 
 class Strict(BaseModel):
@@ -143,12 +154,62 @@ class WatchSegmentIn(Strict):
     end: UtcTime
 
 
+def _email(value: str) -> str:
+    """A well-formed address (syntax only: no DNS look-up), in email-validator's normal form."""
+    try:
+        return email_validator.validate_email(value, check_deliverability=False).normalized
+    except email_validator.EmailNotValidError as err:
+        raise ValueError(f"not a valid email address: {err}") from err
+
+
+MAX_EMAIL = 254  # RFC 5321's limit on a forward path, as email-validator also applies it
+MAX_NAME = 100
+Email = Annotated[
+    str,
+    StringConstraints(strict=True, max_length=MAX_EMAIL),
+    AfterValidator(_email),
+    WithJsonSchema({"type": "string", "format": "email", "maxLength": MAX_EMAIL}),
+]
+
+
+def _printable(value: str) -> str:
+    # Control characters have no place in a name, and a CSV cell or a page shows what was sent.
+    if re.search(r"[\x00-\x1f\x7f]", value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+PersonName = Annotated[
+    str,
+    StringConstraints(strict=True, min_length=1, max_length=MAX_NAME),
+    AfterValidator(_printable),
+    WithJsonSchema(
+        {"type": "string", "minLength": 1, "maxLength": MAX_NAME, "pattern": "^[^\\u0000-\\u001f\\u007f]+$"}
+    ),
+]
+
+
 class RegistrationIn(Strict):
+    """A registration; the identity fields are optional and only kept until erased (DELETE
+    /rest/host/event/{eventId}/attendee/{userId}). Absent or null: nothing known, nothing changed."""
+
     model_config = ConfigDict(json_schema_extra={"examples": [REGISTRATION_EXAMPLE]})
 
     sessionId: Id
     userId: Id
     registeredAt: UtcTime
+    email: Email | None = None
+    firstName: PersonName | None = None
+    lastName: PersonName | None = None
+    ticketId: Id | None = None
+
+    def identity(self) -> dict[str, str]:
+        """The identity fields this registration gives (absent and null ones left out)."""
+        return {name: value for name in IDENTITY_FIELDS if (value := getattr(self, name)) is not None}
+
+
+# The personal fields of an attendee: stored once per (event, user), never in the rollup's documents.
+IDENTITY_FIELDS = ("email", "firstName", "lastName", "ticketId")
 
 
 class LoginIn(Strict):

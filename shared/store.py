@@ -138,6 +138,10 @@ def session_upsert(
             rollupPending=True,
         )
         update["$inc"] = {"rollupVersion": 1}
+    elif existing.get("startTime") != body.startTime:
+        # The viewers series' buckets are aligned on the start time (rule 9): rebuild it.
+        fields["rollupPending"] = True
+        update["$inc"] = {"rollupVersion": 1}
     if existing is None:
         fields["createdAt"] = now()
         update["$setOnInsert"] = {

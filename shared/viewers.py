@@ -27,13 +27,16 @@ MsInterval = tuple[int, int]
 UserIntervals = Mapping[str, Iterable[MsInterval]]
 
 __all__ = [
+    "EMPTY_SUMMARY",
     "MAX_POINTS",
     "LiveSeries",
     "bucket_ms",
     "live_series",
     "peak_concurrent",
     "recording_days",
+    "summary_answer",
     "viewers_answer",
+    "viewers_summary",
 ]
 
 
@@ -164,6 +167,52 @@ def iso_ms(moment_ms: int) -> str:
     return text + "Z"
 
 
+def viewers_summary(
+    start_time: int, live: UserIntervals, recording: UserIntervals, time_zone: str
+) -> dict[str, Any]:
+    """The series in the compact form a rollup stores on the session document (plain numbers,
+    no formatted times): `summary_answer` turns it into the answer."""
+    series = live_series(start_time, live)
+    days = recording_days(recording, time_zone)
+    return {
+        "bucketMs": series.bucket_ms,
+        "firstAt": series.first_t,
+        "live": series.viewers,
+        "peak": series.peak_concurrent,
+        "peakAt": series.peak_at,
+        "firstDay": days[0][0].isoformat() if days else None,
+        "days": [count for _, count in days],
+        "timeZone": time_zone,
+    }
+
+
+# What a session nobody watched (or one not rolled up yet) answers.
+EMPTY_SUMMARY: dict[str, Any] = viewers_summary(0, {}, {}, "UTC")
+
+
+def summary_answer(session_id: str, summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The `GET /rest/host/session/{sessionId}/viewers` answer of DESIGN §3 from a stored summary."""
+    size, first = int(summary["bucketMs"]), int(summary["firstAt"] or 0)  # None only without points
+    first_day = date.fromisoformat(summary["firstDay"]) if summary["firstDay"] else None
+    peak_at = summary["peakAt"]
+    return {
+        "sessionId": session_id,
+        "bucketSeconds": size // 1000,
+        "live": {
+            "points": [{"t": iso_ms(first + i * size), "viewers": n} for i, n in enumerate(summary["live"])],
+            "peakConcurrent": summary["peak"],
+            "peakAt": None if peak_at is None else iso_ms(int(peak_at)),
+        },
+        "recording": {
+            "days": [
+                {"date": (first_day + timedelta(days=i)).isoformat(), "viewers": n}
+                for i, n in enumerate(summary["days"])
+                if first_day is not None
+            ]
+        },
+    }
+
+
 def viewers_answer(
     session_id: str,
     start_time: int,
@@ -172,23 +221,4 @@ def viewers_answer(
     time_zone: str,
 ) -> dict[str, Any]:
     """The `GET /rest/host/session/{sessionId}/viewers` answer of DESIGN §3."""
-    series = live_series(start_time, live)
-    first = series.first_t or 0  # None only when there are no points
-    return {
-        "sessionId": session_id,
-        "bucketSeconds": series.bucket_ms // 1000,
-        "live": {
-            "points": [
-                {"t": iso_ms(first + i * series.bucket_ms), "viewers": count}
-                for i, count in enumerate(series.viewers)
-            ],
-            "peakConcurrent": series.peak_concurrent,
-            "peakAt": None if series.peak_at is None else iso_ms(series.peak_at),
-        },
-        "recording": {
-            "days": [
-                {"date": day.isoformat(), "viewers": count}
-                for day, count in recording_days(recording, time_zone)
-            ]
-        },
-    }
+    return summary_answer(session_id, viewers_summary(start_time, live, recording, time_zone))

@@ -187,3 +187,80 @@ def expected_attendees(
             }
         )
     return rows
+
+
+IDENTITY_FIELDS = ("email", "firstName", "lastName", "ticketId")
+
+
+def listed_attendees(
+    rows: list[dict[str, Any]], identities: dict[str, dict[str, str]] | None = None
+) -> list[dict[str, Any]]:
+    """Rows as the attendee list answers them by default: identities joined (null when unknown),
+    most attended seconds first, ties by userId."""
+    identities = identities or {}
+    joined = [
+        {**row, **{k: identities.get(row["userId"], {}).get(k) for k in IDENTITY_FIELDS}} for row in rows
+    ]
+    # Stored seconds are whole milliseconds: rounded so, equal times tie as they do when stored.
+    return sorted(joined, key=lambda row: (-round(row["attendedSeconds"], 3), row["userId"]))
+
+
+def expected_viewers(
+    segments: Iterable[dict[str, Any]], session_id: str, start_time: str, time_zone: str
+) -> dict[str, Any]:
+    """Rule 9 the slow way: every bucket of every candidate size tried in turn, each user tested
+    against each bucket, instant and local date by direct overlap of the raw (repeated,
+    overlapping) segments; the `/viewers` answer."""
+    from zoneinfo import ZoneInfo
+
+    segments, _ = _session_inputs(segments, [], session_id)
+    start = to_ms(start_time)
+    by_mode: dict[str, dict[str, list[tuple[int, int]]]] = {"LIVE": {}, "RECORDING": {}}
+    for segment in segments:
+        users = by_mode[segment["mode"]]
+        users.setdefault(segment["userId"], []).append((to_ms(segment["start"]), to_ms(segment["end"])))
+
+    def overlapping(lo: int, hi: int, users: dict[str, list[tuple[int, int]]]) -> int:
+        return sum(any(max(a, lo) < min(e, hi) for a, e in spans) for spans in users.values())
+
+    live = by_mode["LIVE"]
+    size, points, peak, peak_at = 60_000, [], 0, None
+    if live:
+        earliest = min(a for spans in live.values() for a, _ in spans)
+        latest = max(e for spans in live.values() for _, e in spans)
+        while True:
+            first = (earliest - start) // size  # floor: the bucket holding the earliest start
+            last = -((start - latest) // size) - 1  # ceil - 1: the bucket holding the last instant
+            if last - first + 1 <= 1440:
+                break
+            size += 60_000
+        for k in range(first, last + 1):
+            t0 = start + k * size
+            points.append({"t": iso(t0), "viewers": overlapping(t0, t0 + size, live)})
+        for instant in sorted({a for spans in live.values() for a, _ in spans}):
+            covering = sum(any(a <= instant < e for a, e in spans) for spans in live.values())
+            if covering > peak:
+                peak, peak_at = covering, iso(instant)
+
+    zone = ZoneInfo(time_zone)
+
+    def midnight_ms(day: Any) -> int:
+        return to_ms(datetime(day.year, day.month, day.day, tzinfo=zone).isoformat())
+
+    recording = by_mode["RECORDING"]
+    days: list[dict[str, Any]] = []
+    if recording:
+        spans = [span for user_spans in recording.values() for span in user_spans]
+        day = (_EPOCH + min(a for a, _ in spans) * _MS).astimezone(zone).date()
+        last_day = (_EPOCH + (max(e for _, e in spans) - 1) * _MS).astimezone(zone).date()
+        while day <= last_day:
+            after = day + timedelta(days=1)
+            watching = overlapping(midnight_ms(day), midnight_ms(after), recording)
+            days.append({"date": day.isoformat(), "viewers": watching})
+            day = after
+    return {
+        "sessionId": session_id,
+        "bucketSeconds": size // 1000,
+        "live": {"points": points, "peakConcurrent": peak, "peakAt": peak_at},
+        "recording": {"days": days},
+    }

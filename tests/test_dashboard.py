@@ -5,21 +5,29 @@ against the real app on the real test servers. Each view is saved to build/scree
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Page, Route, async_playwright, expect
+from playwright.async_api import Page, async_playwright, expect
 
 from shared.admin import create_event
 from shared.db import Database
 from shared.settings import Settings
-from shared.viewers import viewers_answer
-from tests.seed import T0, add_session, app_client, cheap_password_hashing, seed_world
+from tests.seed import (
+    T0,
+    add_session,
+    app_client,
+    cheap_password_hashing,
+    ingest_headers,
+    login,
+    seed_world,
+    watch_segment,
+)
+from worker.rollup import rollup_pending
 
 SCREENSHOTS = Path(
     os.environ.get("SCREENSHOTS_DIR") or Path(__file__).resolve().parent.parent / "build" / "screenshots"
@@ -163,12 +171,17 @@ async def test_a_host_signs_in_picks_the_event_and_reads_its_sessions_in_a_real_
             assert (values["Live views"], values["Recording views"]) == ("25", "9")
             assert (values["Live engagement"], values["Recording engagement"]) == ("30.0 %", "27.8 %")
             assert values["Watch time"] == "10.0 h" and values["Live vs recording"] == "75 % live"
-            # No viewers route on this server yet: the chart section stays hidden.
+            # Seeded numbers without any rolled-up attendance: the viewers route answers an empty series.
+            await expect(page.locator("#viewers-panel")).to_be_visible()
+            await expect(page.locator("#peak-label")).to_have_text("Nobody watched live.")
+            await expect(page.locator("#recording-empty")).to_be_visible()
             await expect(page.locator("#attendee-panel")).to_be_visible()
-            # Today's attendee route neither filters nor streams a CSV: no controls that would lie.
-            await expect(page.locator("#attendee-search")).to_be_hidden()
-            await expect(page.locator("#attendee-csv")).to_be_hidden()
-            await expect(page.locator("#viewers-panel")).to_be_hidden()
+            await expect(page.locator("#attendee-search")).to_be_visible()
+            await expect(page.locator("#attendee-csv")).to_be_visible()
+            # Numbers stored without attendee rows (as this test seeds them): not "nobody registered".
+            await expect(page.locator("#attendee-rows")).to_contain_text(
+                "The attendee list is being prepared"
+            )
             await page.screenshot(path=SCREENSHOTS / "session.png", full_page=True)
 
             await page.click("#back-link")
@@ -196,52 +209,90 @@ async def test_a_host_signs_in_picks_the_event_and_reads_its_sessions_in_a_real_
             await browser.close()
 
 
+def live_audience(start: datetime) -> list[dict[str, Any]]:
+    """Six people join five minutes apart and leave three minutes apart: the audience rises to
+    six at 25 minutes, then falls; one of them has a second tab open (counted once). Two more
+    watch the recording, on the session's day and the next."""
+    segments = [
+        watch_segment(
+            f"live-{n}", "keynote", f"u{n}", start=start + timedelta(minutes=5 * n), seconds=60 * (45 - 8 * n)
+        )
+        for n in range(6)
+    ]
+    segments.append(watch_segment("tab", "keynote", "u0", start=start + timedelta(minutes=1), seconds=600))
+    segments.append(
+        watch_segment(
+            "rec-1", "keynote", "u1", mode="RECORDING", start=start + timedelta(hours=26), seconds=3600
+        )
+    )
+    segments.append(watch_segment("rec-7", "keynote", "u7", mode="RECORDING", start=start, seconds=60))
+    return segments
+
+
 @pytest.mark.parametrize("store_kind", ["real"])
-async def test_the_viewers_chart_shows_every_bucket_and_the_peak_once_the_route_answers(
+async def test_the_viewers_chart_shows_the_rolled_up_buckets_and_the_peak(
     aiohttp_client: Any, settings: Settings, database: Database, task_queue: Any
 ) -> None:
-    """The viewers route is not served yet; the browser gets its answer from shared.viewers, as
-    the route will give it, to prove the page draws what the contract says."""
+    """Attendance posted through ingestion and rolled up; the browser reads the real route."""
     await seed_sessions(database)
+    await add_session(
+        database,
+        "fireside",
+        title="Fireside Chat",
+        start=T0 + timedelta(hours=3),
+        provider="VIMEO",
+        numbers={"durationStatus": "NO_CREDENTIALS"},
+    )
     client = await app_client(aiohttp_client, settings, database, task_queue)
-    start = int((T0 + timedelta(hours=1)).timestamp() * 1000)
-    minute = 60_000
-    live = {
-        f"u{n}": [(start + n * 5 * minute, start + (45 - n * 3) * minute)] for n in range(6)
-    }  # rises, peaks (6 users from 25 min), falls
-    recording = {
-        "u1": [(start + 26 * 60 * minute, start + 27 * 60 * minute)],
-        "u7": [(start, start + minute)],
-    }
-    answer = viewers_answer("keynote", start, live, recording, "UTC")
-
-    async def viewers(route: Route) -> None:
-        await route.fulfill(status=200, content_type="application/json", body=json.dumps(answer))
+    response = await client.post(
+        "/rest/events/ev1/watch-segments",
+        json=live_audience(T0 + timedelta(hours=1)),
+        headers=await ingest_headers(database, ["ev1"]),
+    )
+    assert (await response.json())["accepted"] == 9
+    await rollup_pending(database, settings)
+    answer = await (
+        await client.get("/rest/host/session/keynote/viewers", headers=await login(client, "event_admin"))
+    ).json()
+    assert len(answer["live"]["points"]) == 45
+    assert (answer["live"]["peakConcurrent"], answer["live"]["peakAt"]) == (6, "2024-05-01T10:25:00Z")
 
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=chromium_path())
         try:
             page = await browser.new_page(viewport={"width": 1280, "height": 900})
-            await page.route("**/rest/host/session/keynote/viewers", viewers)
+            errors: list[str] = []
+            page.on("pageerror", lambda err: errors.append(str(err)))
             await page.goto(str(client.make_url("/host/")))
             await page.fill("#login-email", "eventadmin@example.com")
             await page.fill("#login-password", "correct horse battery")
             await page.click("#login-submit")
+            # The sync's last word, in words: the provider is not set up on this server.
+            fireside = page.locator("tr[data-session-id='fireside'] td")
+            await expect(fireside.nth(3)).to_have_text("Provider not set up")
             await page.click("text=Opening Keynote")
             await expect(page.locator("#viewers-panel")).to_be_visible()
             chart = page.locator("#live-chart")
-            await expect(chart).to_have_attribute("data-points", str(len(answer["live"]["points"])))
-            assert len(answer["live"]["points"]) == 45
+            await expect(chart).to_have_attribute("data-points", "45")
             await expect(chart.locator("canvas")).to_have_count(1)
-            await expect(page.locator("#peak-label")).to_contain_text(
-                "Peak: 6 concurrent viewers at 10:25 (UTC)"
+            await expect(page.locator("#peak-label")).to_have_text(
+                "Peak: 6 concurrent viewers at 1 May, 10:25 (UTC)"
             )
             await expect(page.locator("#recording-chart")).to_have_attribute("data-days", "2")
+            # The rolled-up numbers replaced the seeded ones: seven people, six of them live.
+            values = await card_values(page)
+            assert (values["Attendees"], values["Live views"], values["Recording views"]) == ("7", "6", "2")
+            await expect(page.locator("#attendee-rows tr")).to_have_count(7)
             await page.screenshot(path=SCREENSHOTS / "session-viewers.png", full_page=True)
             await page.set_viewport_size({"width": 390, "height": 844})
-            await page.wait_for_timeout(400)  # the charts follow the width after a short pause
+            # The charts follow the width after a short pause (a debounced resize).
+            for _ in range(50):
+                if (await chart.locator("canvas").bounding_box() or {}).get("width", 999) <= 390:
+                    break
+                await page.wait_for_timeout(100)
             assert (await chart.locator("canvas").bounding_box() or {}).get("width", 999) <= 390
             await page.screenshot(path=SCREENSHOTS / "session-viewers-phone.png", full_page=True)
+            assert errors == []
         finally:
             await browser.close()
 
@@ -266,3 +317,77 @@ async def test_the_page_and_its_assets_come_from_the_app_with_a_strict_policy(
     assert "MIT License" in await (await client.get("/host/assets/uPlot.LICENSE")).text()
     assert (await client.get("/host/assets/index.html")).status == 404
     assert (await client.get("/host/assets/vendor")).status == 404
+
+
+@pytest.mark.parametrize("store_kind", ["real"])
+async def test_a_host_finds_attendees_by_name_sorts_them_and_downloads_what_is_shown(
+    aiohttp_client: Any, settings: Settings, database: Database, task_queue: Any
+) -> None:
+    """Registrations with identities and watch segments posted through ingestion and rolled up;
+    the attendee table shows names, searches and sorts through the API, and its CSV follows."""
+    from tests.test_attendees import PEOPLE, ingest_world
+
+    client = await app_client(aiohttp_client, settings, database, task_queue)
+    await ingest_world(client, database, settings, title="Opening Keynote")
+    await asyncio.to_thread(SCREENSHOTS.mkdir, parents=True, exist_ok=True)
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=chromium_path())
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda err: errors.append(str(err)))
+            await page.goto(str(client.make_url("/host/")))
+            await page.fill("#login-email", "eventadmin@example.com")
+            await page.fill("#login-password", "correct horse battery")
+            await page.click("#login-submit")
+            await page.click("text=Opening Keynote")
+            rows = page.locator("#attendee-rows tr")
+            await expect(rows).to_have_count(len(PEOPLE))
+            names = page.locator("#attendee-rows tr td:first-child")
+            # Longest watch first: u06 gave only an email, so its id stands in for a name.
+            assert await names.all_inner_texts() == [
+                "u06", "Ada Lovelace", "Grace Hopper", "u04", "=HYPERLINK(1) de Vries", "Alan Turing"
+            ]  # fmt: skip
+            first = await rows.nth(1).locator("td").all_inner_texts()
+            assert first[1:4] == ["ada@example.com", "T-1", "5 min 00 s"]
+            await expect(page.locator("#attendee-page-info")).to_have_text("Page 1 of 1 · 6 attendees")
+            await page.screenshot(path=SCREENSHOTS / "attendees.png", full_page=True)
+
+            await page.select_option("#attendee-sort", "lastName")
+            await expect(names.first).to_have_text("=HYPERLINK(1) de Vries")
+            assert await names.all_inner_texts() == [
+                "=HYPERLINK(1) de Vries", "Grace Hopper", "Ada Lovelace", "Alan Turing", "u04", "u06"
+            ]  # fmt: skip
+            await page.fill("#attendee-search", "EXAMPLE.COM")
+            await expect(rows).to_have_count(4)
+            assert await names.all_inner_texts() == [
+                "=HYPERLINK(1) de Vries",
+                "Ada Lovelace",
+                "Alan Turing",
+                "u06",
+            ]
+            await expect(page.locator("#attendee-page-info")).to_have_text("Page 1 of 1 · 4 attendees")
+
+            async with page.expect_download() as download_info:
+                await page.click("#attendee-csv")
+            download = await download_info.value
+            assert download.suggested_filename == "attendees-s1.csv"
+            with open(await download.path(), encoding="utf-8") as saved:
+                lines = saved.read().splitlines()
+            # The rows on the screen, in their order; the formula-looking name made harmless.
+            assert [line.split(",")[0] for line in lines[1:]] == ["u05", "u01", "u03", "u06"]
+            assert lines[1].startswith("u05,'=HYPERLINK(1),de Vries,eve@example.com,'-1,")
+
+            await page.fill("#attendee-search", "nobody-like-this")
+            await expect(page.locator("#attendee-rows")).to_have_text(
+                'No attendee\'s name or email contains "nobody-like-this".'
+            )
+            await page.fill("#attendee-search", "")
+            await expect(rows).to_have_count(len(PEOPLE))
+            await page.set_viewport_size({"width": 390, "height": 844})
+            await page.wait_for_timeout(400)
+            await page.locator("#attendee-panel").scroll_into_view_if_needed()
+            await page.screenshot(path=SCREENSHOTS / "attendees-phone.png", full_page=True)
+            assert errors == []
+        finally:
+            await browser.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -35,6 +36,17 @@ def test_the_demo_serves_rolled_up_numbers_without_any_server():
     assert "attendees=0 " not in keynote
     zoom = next(line for line in out.splitlines() if "Town Hall" in line)
     assert "live=None" in zoom and "duration=None" in zoom
+    # Believable numbers: no session's average watch exceeds its video's length (or its scheduled
+    # hour without a video), and the keynote's top watchers are people with names and addresses.
+    sessions = re.findall(r"duration=(\S+)\s+attendees=\d+\s.*avg=(\S+)", out)
+    assert len(sessions) == 10
+    for duration, average in sessions:
+        if average != "None":
+            assert 0 < float(average) <= (3600.0 if duration == "None" else float(duration))
+    top = out.split("The keynote's longest watchers")[1].splitlines()[1:4]
+    assert all(
+        re.fullmatch(r"  \w+ [\w' ]+ <[\w.]+@[\w.]+> +watched=\d+s engagement=\d+%", t) for t in top
+    ), top
 
 
 def _printed_segment_curl(out: str) -> str:

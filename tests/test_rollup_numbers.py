@@ -338,7 +338,7 @@ async def assert_attendees_match(
     client, headers, world: World, sizes: tuple[int, ...], sessions: tuple[str, ...] | None = None
 ) -> None:
     for session_id in sessions or world.session_ids:
-        expected = world.expected_rows(session_id)
+        expected = oracle.listed_attendees(world.expected_rows(session_id))
         for size in sizes:
             rows = await attendee_pages(client, headers, session_id, size)
             assert rows == [pytest.approx(row) for row in expected], (session_id, size)
@@ -363,7 +363,7 @@ async def assert_csv_matches(client, headers, world: World) -> None:
     header, *rows = await csv_rows(client, headers)
     assert header == [
         "Session Name",
-        "Session Date",
+        "Session Date (UTC)",
         "Session Length",
         "Number of Attendees Registered",
         "Number of Views (Live)",
@@ -372,12 +372,13 @@ async def assert_csv_matches(client, headers, world: World) -> None:
         "Number of Views (Recorded)",
         "Average Watch Time (Recorded)",
         "Engagement (Recorded)",
+        "Session Length Status",
     ]
     assert len(rows) == len(world.sessions)
     for spec, row in zip(world.sessions, rows, strict=True):
         want = world.expected(spec.session_id)
-        name, date, length, registered, live_views, live_avg, live_eng, rec_views, rec_avg, rec_eng = row
-        assert (name, date) == (spec.title, oracle.iso(ms_of(start_of(spec))))
+        name, date, length, registered, live_views, live_avg, live_eng, rec_views, rec_avg, rec_eng, _ = row
+        assert (name, date) == (spec.title, oracle.iso(ms_of(start_of(spec))).replace("Z", "+00:00"))
         csv_number(length, want["duration"])
         assert registered == str(want["registeredUserCount"])
         assert live_views == ("" if want["liveViews"] is None else str(want["liveViews"]))
@@ -388,7 +389,26 @@ async def assert_csv_matches(client, headers, world: World) -> None:
         csv_number(rec_eng, want["recordingEngagement"])
 
 
+async def viewers_answers(client, headers, world: World) -> dict[str, Any]:
+    return {
+        session_id: await get_json(client, headers, f"/rest/host/session/{session_id}/viewers")
+        for session_id in world.session_ids
+    }
+
+
+async def assert_viewers_match(client, headers, world: World) -> None:
+    """Rule 9 for every session (those without analytics and the empty one included)."""
+    answers = await viewers_answers(client, headers, world)
+    for spec in world.sessions:
+        start = oracle.iso(ms_of(start_of(spec)))
+        expected = oracle.expected_viewers(world.segments, spec.session_id, start, "UTC")
+        assert answers[spec.session_id] == expected, spec.session_id
+    if "empty" in answers:
+        assert answers["empty"]["live"] == {"points": [], "peakConcurrent": 0, "peakAt": None}
+
+
 async def assert_everything_matches(client, headers, world: World, sizes: tuple[int, ...] = (50,)) -> None:
+    await assert_viewers_match(client, headers, world)
     await assert_list_matches(client, headers, world)
     await assert_details_match(client, headers, world)
     await assert_attendees_match(client, headers, world, sizes)
@@ -410,6 +430,7 @@ async def api_answers(client, headers, world: World) -> dict[str, Any]:
         "details": details,
         "attendees": attendees,
         "csv": await csv_rows(client, headers),
+        "viewers": await viewers_answers(client, headers, world),
     }
 
 
@@ -433,6 +454,7 @@ async def test_rolled_up_numbers_match_the_design_in_list_detail_attendees_and_c
     await assert_list_matches(client, host, world)
     await assert_details_match(client, host, world)
     await assert_csv_matches(client, host, world)
+    await assert_viewers_match(client, host, world)
     # Pages smaller than, equal to, larger than and a multiple of the stored chunk.
     await assert_attendees_match(client, host, world, (50, 500))
     await assert_attendees_match(client, host, world, (5, CHUNK_ROWS, 14), sessions=("vimeo-short", "zoom"))

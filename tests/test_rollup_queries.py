@@ -212,10 +212,10 @@ async def test_every_query_of_the_main_flows_is_served_by_a_declared_index(
             for _ in range(2):  # the second time: all duplicates
                 response = await client.post("/rest/events/ev1/watch-segments", json=segments, headers=keys)
                 assert response.status == 200
-            response = await client.post(
-                "/rest/events/ev1/registrations", json=[registration("s1", "u1")], headers=keys
-            )
-            assert response.status == 200
+            identified = [{**registration("s1", f"u{n}"), "email": f"u{n}@example.com"} for n in range(3)]
+            for items in ([registration("s1", "u1")], identified, identified):  # new, then unchanged
+                response = await client.post("/rest/events/ev1/registrations", json=items, headers=keys)
+                assert response.status == 200
         check(commands, "ingestion")
         with command_log.recording(name) as commands:
             await rollup_event(database, settings, "ev1")
@@ -229,11 +229,19 @@ async def test_every_query_of_the_main_flows_is_served_by_a_declared_index(
                 "&sort=-attendeeCount&expand=duration,watchTime&page=1&size=1",
                 "/rest/host/session/s1/analytics",
                 "/rest/host/session/s1/attendee?sort=lastName",
+                "/rest/host/session/s1/attendee?searchString=example",
+                "/rest/host/session/s1/attendee/csv?sort=registeredAt",
                 "/rest/host/session/analytics/csv?eventId=ev1",
+                "/rest/host/session/analytics/csv?eventId=ev1&searchString=key&sessionFormat=BREAKOUT_SESSION"
+                "&sort=-liveViews",
+                "/rest/host/session/s1/viewers",
             ):
                 response = await client.get(path, headers=host)
                 assert response.status == 200, (path, await response.text())
         check(commands, "host reads")
+        with command_log.recording(name) as commands:
+            assert (await client.delete("/rest/host/event/ev1/attendee/u1", headers=host)).status == 204
+        check(commands, "erasure")
         with command_log.recording(name) as commands:
             response = await client.post("/rest/host/session/analytics/recompute?eventId=ev1", headers=host)
             task_id = (await response.json())["taskId"]

@@ -133,6 +133,10 @@ EVERY_KIND = [
         "liveViews": 7,
         "analyticsAvailable": True,
         "analyticsUpdatedAt": "2024-05-01T12:34:56.789Z",
+        "durationStatus": "KNOWN",
+        "timeZone": "UTC",
+        "startTimeLocal": "2024-05-01T09:00:00+00:00",
+        "endTimeLocal": "2024-05-01T10:00:00+00:00",
         "duration": 3600.0,
         "watchTime": {"total": 6790.5, "live": 5000.25, "recording": 2100.0},
     },
@@ -150,6 +154,10 @@ EVERY_KIND = [
         "liveViews": None,
         "analyticsAvailable": False,
         "analyticsUpdatedAt": "2024-05-01T12:34:56.789Z",
+        "durationStatus": "NOT_SUPPORTED",
+        "timeZone": "UTC",
+        "startTimeLocal": "2024-05-01T10:00:00+00:00",
+        "endTimeLocal": "2024-05-01T11:00:00+00:00",
         "duration": None,
         "watchTime": {"total": 900.0, "live": 900.0, "recording": 0.0},
     },
@@ -167,6 +175,10 @@ EVERY_KIND = [
         "liveViews": None,
         "analyticsAvailable": False,
         "analyticsUpdatedAt": "2024-05-01T12:34:56.789Z",
+        "durationStatus": "KNOWN",
+        "timeZone": "UTC",
+        "startTimeLocal": "2024-05-01T11:00:00+00:00",
+        "endTimeLocal": "2024-05-01T12:00:00+00:00",
         "duration": 95.5,
         "watchTime": {"total": 120.0, "live": 0.0, "recording": 120.0},
     },
@@ -184,6 +196,10 @@ EVERY_KIND = [
         "liveViews": 1,
         "analyticsAvailable": True,
         "analyticsUpdatedAt": "2024-05-01T12:34:56.789Z",
+        "durationStatus": "NO_VIDEO",
+        "timeZone": "UTC",
+        "startTimeLocal": "2024-05-01T12:00:00+00:00",
+        "endTimeLocal": "2024-05-01T13:00:00+00:00",
         "duration": None,
         "watchTime": {"total": 60.0, "live": 60.0, "recording": 0.0},
     },
@@ -201,6 +217,10 @@ EVERY_KIND = [
         "liveViews": 0,
         "analyticsAvailable": True,
         "analyticsUpdatedAt": None,
+        "durationStatus": "NO_VIDEO",
+        "timeZone": "UTC",
+        "startTimeLocal": "2024-05-01T13:00:00+00:00",
+        "endTimeLocal": "2024-05-01T14:00:00+00:00",
         "duration": None,
         "watchTime": {"total": 0.0, "live": 0.0, "recording": 0.0},
     },
@@ -218,6 +238,10 @@ EVERY_KIND = [
         "liveViews": 0,
         "analyticsAvailable": True,
         "analyticsUpdatedAt": None,
+        "durationStatus": "PENDING",
+        "timeZone": "UTC",
+        "startTimeLocal": "2024-05-01T14:00:00+00:00",
+        "endTimeLocal": "2024-05-01T15:00:00+00:00",
         "duration": None,
         "watchTime": {"total": 0.0, "live": 0.0, "recording": 0.0},
     },
@@ -482,3 +506,45 @@ async def test_detail_shows_list_fields_with_live_and_recording_split(client, da
         "liveEngagement": None,
         "recordingEngagement": None,
     }
+
+
+async def test_items_carry_the_event_zone_and_local_times_in_list_detail_and_put(client, database):
+    from shared.admin import create_event
+
+    await seed_world(database)
+    await create_event(database, "ny", "org1", "New York Forum", "America/New_York")
+    await add_session(database, "summer", "ny", start=datetime(2024, 7, 4, 16, 0, 0, 250000, tzinfo=UTC))
+    await add_session(database, "winter", "ny", start=datetime(2024, 12, 31, 23, 30, tzinfo=UTC))
+    host = await login(client, "organizer")
+
+    body = await _list(client, host, eventId="ny")
+    local = {i["sessionId"]: (i["timeZone"], i["startTimeLocal"], i["endTimeLocal"]) for i in body["data"]}
+    assert local == {
+        "summer": ("America/New_York", "2024-07-04T12:00:00.250-04:00", "2024-07-04T13:00:00.250-04:00"),
+        # 23:30 UTC on New Year's Eve is still the 31st in New York; the end, 00:30 UTC, too.
+        "winter": ("America/New_York", "2024-12-31T18:30:00-05:00", "2024-12-31T19:30:00-05:00"),
+    }
+    assert {i["durationStatus"] for i in body["data"]} == {"PENDING"}  # the sync has not run yet
+
+    detail = await client.get("/rest/host/session/winter/analytics", headers=host)
+    assert (await detail.json())["startTimeLocal"] == "2024-12-31T18:30:00-05:00"
+    put = await client.put(
+        "/rest/host/session/winter",
+        json={
+            "eventId": "ny",
+            "title": "Late Night",
+            "startTime": "2025-01-01T04:30:00Z",
+            "endTime": "2025-01-01T05:30:00Z",
+            "format": "WORKSHOP_SESSION",
+            "streamProvider": None,
+            "videoId": None,
+        },
+        headers=host,
+    )
+    answer = await put.json()
+    assert put.status == 200, answer
+    assert (answer["startTimeLocal"], answer["timeZone"], answer["durationStatus"]) == (
+        "2024-12-31T23:30:00-05:00",
+        "America/New_York",
+        "NO_VIDEO",
+    )

@@ -31,6 +31,10 @@ CREATED = {
     "liveViews": 0,
     "analyticsAvailable": True,
     "analyticsUpdatedAt": None,
+    "durationStatus": "PENDING",  # the duration sync has not asked YouTube yet
+    "timeZone": "UTC",
+    "startTimeLocal": "2024-05-01T09:00:00+00:00",
+    "endTimeLocal": "2024-05-01T10:00:00.250+00:00",
 }
 
 
@@ -83,6 +87,8 @@ async def test_put_again_updates_with_200_and_keeps_the_numbers(client, database
         **CREATED,
         "title": "Keynote (moved)",
         "startTime": "2024-05-01T09:30:00Z",
+        "startTimeLocal": "2024-05-01T09:30:00+00:00",
+        "durationStatus": "KNOWN",
         "attendeeCount": 40,
         "registeredUserCount": 55,
         "liveViews": 31,

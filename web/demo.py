@@ -65,39 +65,113 @@ def _videos() -> list[FakeVideo]:
     ]
 
 
+FIRST_NAMES = (
+    "Amara", "Bjorn", "Chen", "Dolores", "Emeka", "Farah", "Giulia", "Hiroshi", "Ines", "Jonas",
+    "Keiko", "Lars", "Maya", "Nikolai", "Olga", "Pedro", "Quinn", "Rania", "Sofia", "Tomasz",
+    "Uma", "Viktor", "Wen", "Ximena", "Yusuf", "Zanele",
+)  # fmt: skip
+LAST_NAMES = (
+    "Abebe", "Becker", "Castillo", "Dubois", "Eriksen", "Fischer", "García", "Haddad", "Ivanova",
+    "Jensen", "Kowalski", "Lindqvist", "Moreau", "Nakamura", "O'Brien", "Papadopoulos", "Rossi",
+    "Santos", "Tanaka", "van Dijk", "Wang", "Yilmaz", "Zhou",
+)  # fmt: skip
+EMAIL_DOMAINS = ("example.com", "example.org", "acme.example", "globex.example")
+USERS = 240
+SESSION_GAP = timedelta(minutes=90)  # sessions start this far apart; each lasts its video's length
+RECORDING_DAYS = 4  # the recording is watched on the session's day and the days after, fewer each day
+
+
+def _length(video_seconds: float | None) -> float:
+    """How long a session runs: its video's length, or the scheduled hour when it has none."""
+    return video_seconds or 3600.0
+
+
+def _identity(u: int) -> dict[str, str]:
+    first = FIRST_NAMES[u % len(FIRST_NAMES)]
+    last = LAST_NAMES[(u * 7 + u // len(FIRST_NAMES)) % len(LAST_NAMES)]
+    local = f"{first}.{last}".lower().replace(" ", "").replace("'", "")
+    domain = EMAIL_DOMAINS[u % len(EMAIL_DOMAINS)]
+    return {
+        "firstName": first,
+        "lastName": last,
+        "email": f"{local}{u}@{domain}",
+        "ticketId": f"TKT-{10000 + u}",
+    }
+
+
+def _interval(begins: datetime, start_s: float, end_s: float) -> tuple[str | None, str | None]:
+    """Seconds from the session's start as the times a segment carries, whole seconds."""
+    return format_utc(begins + timedelta(seconds=round(start_s))), format_utc(
+        begins + timedelta(seconds=round(end_s))
+    )
+
+
+def _live_watch(rng: random.Random, length: float) -> list[tuple[float, float]]:
+    """When one viewer watched live, in seconds from the start: most join in the first minutes,
+    leave at spread-out times (so the curve rises, peaks and falls), a few step away and return."""
+    if length < 300:  # a short clip is mostly watched whole
+        return [(0.0, length if rng.random() < 0.8 else rng.uniform(0.3, 1.0) * length)]
+    join = rng.triangular(0.0, 0.35 * length, 0.02 * length)
+    leave = min(length, join + (length - join) * rng.betavariate(2.2, 1.2))
+    if rng.random() < 0.2:  # stepped away for a while
+        away = rng.uniform(join, leave)
+        back = min(leave, away + rng.uniform(60, 600))
+        return [(join, away), (back, leave)] if back < leave else [(join, away)]
+    if rng.random() < 0.1:  # a second tab open meanwhile: counted once
+        return [(join, leave), (join + (leave - join) / 3, join + (leave - join) / 2)]
+    return [(join, leave)]
+
+
+def _recording_watch(
+    rng: random.Random, length: float, budget: float
+) -> tuple[int, list[tuple[float, float]]]:
+    """(day after the session, seconds watched of the video): never more than the `budget` of
+    video this viewer did not see live."""
+    day = min(int(rng.expovariate(1.1)), RECORDING_DAYS - 1)
+    watched = budget if length < 300 else min(budget, length * rng.betavariate(1.4, 1.8))
+    at = 3600.0 * (2 + rng.uniform(0, 8)) + day * 86400.0 + length
+    return day, [(at, at + watched)]
+
+
 def _attendance(start: datetime) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Registrations and watch segments of 240 demo users, reproducible run to run."""
+    """Registrations (with names, email and ticket) and watch segments of 240 demo users, the same
+    on every run. A viewer's watch time never exceeds the session's length."""
     rng = random.Random(2024)
-    registrations, segments = [], []
-    for n, (session_id, *_rest) in enumerate(SESSIONS):
-        begins = start + timedelta(hours=n)
-        for u in range(240):
+    registrations: list[dict[str, Any]] = []
+    segments: list[dict[str, Any]] = []
+    for n, (session_id, _, session_format, _, _, video_seconds) in enumerate(SESSIONS):
+        begins, length = start + n * SESSION_GAP, _length(video_seconds)
+        live_share = 0.75 if session_format == "MAINSTAGE_SESSION" else 0.5
+        for u in range(USERS):
             user_id = f"user-{u:03d}"
-            if rng.random() < 0.6:
+            registered = rng.random() < 0.6
+            if registered:
+                at = format_utc(begins - timedelta(minutes=rng.randint(24 * 60, 20 * 24 * 60)))
                 registrations.append(
+                    {"sessionId": session_id, "userId": user_id, "registeredAt": at, **_identity(u)}
+                )
+            chance = live_share if registered else 0.08  # a few join without registering
+            watched: list[tuple[str, float, float]] = []
+            if rng.random() < chance:
+                watched += [("LIVE", a, b) for a, b in _live_watch(rng, length)]
+            live = sum(b - a for _, a, b in watched)  # tabs overlap rarely: a bound is enough
+            if rng.random() < (0.1 if watched else 0.25) * (1 if registered else 0.3) and length - live >= 5:
+                _, parts = _recording_watch(rng, length, length - live)
+                watched += [("RECORDING", a, b) for a, b in parts]
+            for part, (mode, a, b) in enumerate(watched):
+                if b - a < 1:
+                    continue
+                seg_start, seg_end = _interval(begins, a, b)
+                segments.append(
                     {
+                        "segmentId": f"{session_id}-{user_id}-{part}",
                         "sessionId": session_id,
                         "userId": user_id,
-                        "registeredAt": format_utc(begins - timedelta(days=2, minutes=u)),
+                        "mode": mode,
+                        "start": seg_start,
+                        "end": seg_end,
                     }
                 )
-            if rng.random() < 0.45:
-                mode = "LIVE" if rng.random() < 0.65 else "RECORDING"
-                offset = timedelta(seconds=rng.randint(0, 1800)) + (
-                    timedelta(days=1) if mode == "RECORDING" else timedelta()
-                )
-                for part in range(rng.randint(1, 3)):
-                    seg_start = begins + offset + timedelta(seconds=part * rng.randint(20, 400))
-                    segments.append(
-                        {
-                            "segmentId": f"{session_id}-{user_id}-{part}",
-                            "sessionId": session_id,
-                            "userId": user_id,
-                            "mode": mode,
-                            "start": format_utc(seg_start),
-                            "end": format_utc(seg_start + timedelta(seconds=rng.randint(5, 900))),
-                        }
-                    )
     return registrations, segments
 
 
@@ -168,9 +242,10 @@ async def _seed(db: Any, settings: Settings, base: str) -> dict[str, Any]:
     """The demo's event, host, sessions and attendance; returns the ingest key and keynote start."""
     await create_event(db, EVENT_ID, "demo-organizer", "Demo Conference 2024")
     await create_user(db, ADMIN_EMAIL, ADMIN_PASSWORD, "ORGANIZER_ADMIN", organizer_ids=["demo-organizer"])
-    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=3)
-    for n, (session_id, title, session_format, provider, video_id, _) in enumerate(SESSIONS):
-        begins = start + timedelta(hours=n)
+    # Far enough back for the recordings' days after each session to have passed.
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=RECORDING_DAYS + 2)
+    for n, (session_id, title, session_format, provider, video_id, seconds) in enumerate(SESSIONS):
+        begins = start + n * SESSION_GAP
         await upsert_session(
             db,
             session_id,
@@ -178,7 +253,7 @@ async def _seed(db: Any, settings: Settings, base: str) -> dict[str, Any]:
                 eventId=EVENT_ID,
                 title=title,
                 startTime=begins,
-                endTime=begins + timedelta(hours=1),
+                endTime=begins + timedelta(seconds=_length(seconds)),
                 format=session_format,
                 streamProvider=provider,
                 videoId=video_id,
@@ -226,11 +301,13 @@ async def _walkthrough(base: str) -> dict[str, Any]:
             f"/rest/host/session/analytics?eventId={EVENT_ID}&expand=duration,watchTime", headers=auth
         ) as r:
             listing = await r.json()
+        async with http.get("/rest/host/session/keynote/attendee?size=3", headers=auth) as r:
+            top = (await r.json())["data"]
     with_duration = [s for s in listing["data"] if s.get("duration")]
     attended = [s for s in listing["data"] if s["attendeeCount"]]
     if len(with_duration) < 5 or len(attended) < len(SESSIONS) - 1:
         raise RuntimeError("demo numbers missing after recompute")
-    return {"token": login["access_token"], "task": task, "listing": listing}
+    return {"token": login["access_token"], "task": task, "listing": listing, "top": top}
 
 
 def _segment_example(base: str, key: str, keynote_start: datetime) -> list[str]:
@@ -268,7 +345,8 @@ def _print_intro(base: str, report: dict[str, Any]) -> None:
         f"  TOKEN={token}",
         f"  {curl} '{base}/rest/host/session/analytics?eventId={EVENT_ID}&expand=duration,watchTime'",
         f"  {curl} '{base}/rest/host/session/keynote/analytics'",
-        f"  {curl} '{base}/rest/host/session/keynote/attendee?size=5'",
+        f"  {curl} '{base}/rest/host/session/keynote/attendee?size=5&searchString=garc%C3%ADa'",
+        f"  {curl} '{base}/rest/host/session/keynote/attendee/csv?sort=lastName'",
         f"  {curl} '{base}/rest/host/session/analytics/csv?eventId={EVENT_ID}'",
         f"  {curl} -X POST '{base}/rest/host/session/analytics/recompute?eventId={EVENT_ID}'",
         "",
@@ -285,5 +363,9 @@ def _print_intro(base: str, report: dict[str, Any]) -> None:
             f" live={item['liveViews']!s:<5} rec={item['recordingViews']!s:<5}"
             f" avg={item['avgAttendedDuration']}"
         )
+    lines += ["", "The keynote's longest watchers (GET /rest/host/session/keynote/attendee):"]
+    for a in report["top"]:
+        name = f"{a['firstName']} {a['lastName']} <{a['email']}>"
+        lines.append(f"  {name:<50} watched={a['attendedSeconds']:.0f}s engagement={a['engagement']:.0f}%")
     lines.append("")
     print("\n".join(lines), file=sys.stdout, flush=True)

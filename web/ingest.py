@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 from pymongo.errors import PyMongoError
 
 from shared.errors import BadRequest, EventNotFound
+from shared.identities import store_identities
 from shared.inbox import inbox_entries, insert_new
 from shared.models import RegistrationIn, WatchSegmentIn, describe_validation_error
 from shared.rules import MAX_FUTURE_S, MAX_SEGMENT_S
@@ -133,6 +134,7 @@ async def _ingest(
     check: Any,
     collection_name: str,
     inbox_kind: str,
+    also_store: Any = None,
 ) -> web.Response:
     event_id, items = await _items(request)
     valid: list[tuple[int, Any]] = []
@@ -146,12 +148,15 @@ async def _ingest(
         else:
             valid.append((index, parsed))
     known = await _known_sessions(request, event_id, {p.sessionId for _, p in valid})
-    documents = []
+    documents, kept = [], []
     for index, parsed in valid:
         if parsed.sessionId not in known:
             rejected.append({"index": index, "reason": f"unknown session {parsed.sessionId}"})
         else:
             documents.append(to_document(event_id, parsed))
+            kept.append(parsed)
+    if also_store is not None:  # first: a failure here answers 503 with nothing counted stored
+        await also_store(request, event_id, kept)
     db = request.app[DB]
     accepted, duplicates = await _store(db, collection_name, inbox_kind, documents)
     if documents:
@@ -175,6 +180,7 @@ def _segment_document(event_id: str, segment: WatchSegmentIn) -> dict[str, Any]:
 
 
 def _registration_document(event_id: str, registration: RegistrationIn) -> dict[str, Any]:
+    """Ids and time only: the identity fields go to the identity document (shared/identities.py)."""
     return {
         "_id": f"{event_id}:{registration.sessionId}:{registration.userId}",
         "eventId": event_id,
@@ -188,6 +194,12 @@ def _registration_problem(registration: RegistrationIn) -> str | None:
     if registration.registeredAt > now() + timedelta(seconds=MAX_FUTURE_S):
         return "registeredAt is more than 5 minutes in the future"
     return None
+
+
+async def _store_identities(request: web.Request, event_id: str, registrations: list[RegistrationIn]) -> None:
+    """Also for registrations already stored: a registration posted again may correct a name."""
+    embedded = request.app[SETTINGS].embedded
+    await store_identities(request.app[DB], event_id, registrations, embedded=embedded)
 
 
 @routes.post(SEGMENTS_ROUTE)
@@ -206,4 +218,5 @@ async def post_registrations(request: web.Request) -> web.Response:
         _registration_problem,
         "registrations",
         INBOX_REGISTRATION,
+        _store_identities,
     )

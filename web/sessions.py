@@ -1,10 +1,9 @@
-"""Host session routes: the analytics list, one session, its attendees, the CSV, and PUT."""
+"""Host session routes: the analytics list, one session, its viewers over time, the CSV, and PUT
+(attendees: web/attendees.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -14,24 +13,26 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import PyMongoError
 
 from shared.access import may_host
+from shared.duration_status import duration_status
 from shared.errors import ServiceError, SessionNotFound, Unavailable
-from shared.logs import request_id_var
-from shared.models import SessionIn, format_utc
+from shared.models import SessionIn
 from shared.rules import analytics_available
-from shared.store import attendee_chunk_id, decode_attendee_rows, session_duration, upsert_session
+from shared.store import session_duration, upsert_session
+from shared.viewers import EMPTY_SUMMARY, summary_answer
 from web.auth import authenticate_host, bearer_token, hosted_event
 from web.cache import CachedAnswer, ListCache
 from web.contract.common import path_id
 from web.contract.sessions import (
-    Attendee,
-    AttendeeList,
-    EventQuery,
-    PageQuery,
     SessionDetail,
+    SessionFilterQuery,
     SessionItem,
     SessionList,
     SessionListQuery,
+    SessionViewers,
+    format_local,
+    time_zone,
 )
+from web.csvio import csv_text, require_csv, stream_csv
 from web.jsonio import conditional_json, etag_of, parse_model, read_json
 from web.keys import DB, EVENTS, HTTP_METRICS, LIST_CACHE, PRINCIPALS, SETTINGS
 from web.middleware import credential_id_var
@@ -53,11 +54,21 @@ _LIST_FIELDS = {
     "analyticsUpdatedAt": 1,
     "duration": 1,
     "watchTime": 1,
+    # durationStatus (rule 10) reads these besides streamProvider, format and duration.
+    "videoId": 1,
+    "durationStatus": 1,
 }
 
 
-def session_item(doc: dict[str, Any], expand: frozenset[str] = frozenset()) -> SessionItem:
-    return SessionItem.of(doc, expand)
+def event_zone(event: dict[str, Any]) -> str:
+    """The event's IANA time zone (`create-event --timezone`), UTC when none was given."""
+    return str(event.get("timezone") or "UTC")
+
+
+def session_item(
+    doc: dict[str, Any], expand: frozenset[str] = frozenset(), zone: str | None = None
+) -> SessionItem:
+    return SessionItem.of(doc, expand, zone)
 
 
 @routes.get("/rest/host/session/analytics")
@@ -166,7 +177,7 @@ async def _fresh_list(request: web.Request) -> web.Response:
     cached = cache.get(key)
     if cached is None:
         metrics.list_cache.labels("miss").inc()
-        body = (await _session_page(request, query)).body()
+        body = (await _session_page(request, query, event_zone(event))).body()
         cached = CachedAnswer(body, etag_of(body))
         cache.put(key, cached)
     else:
@@ -175,7 +186,7 @@ async def _fresh_list(request: web.Request) -> web.Response:
     return conditional_json(request, cached.body, cached.etag)
 
 
-def _list_filter(query: SessionListQuery) -> dict[str, Any]:
+def _list_filter(query: SessionFilterQuery) -> dict[str, Any]:
     filtered: dict[str, Any] = {"eventId": query.eventId}
     if query.sessionFormat:
         filtered["format"] = query.sessionFormat
@@ -184,70 +195,59 @@ def _list_filter(query: SessionListQuery) -> dict[str, Any]:
     return filtered
 
 
-async def _session_page(request: web.Request, query: SessionListQuery) -> SessionList:
-    sessions, filtered = request.app[DB].sessions, _list_filter(query)
+def _list_order(query: SessionFilterQuery) -> list[tuple[str, int]]:
     direction = DESCENDING if query.descending else ASCENDING
-    cursor = (
-        sessions.find(filtered, _LIST_FIELDS)
-        .sort([(query.sort_field, direction), ("_id", direction)])
-        .skip(query.skip)
-        .limit(query.size)
-    )
+    return [(query.sort_field, direction), ("_id", direction)]
+
+
+async def _session_page(request: web.Request, query: SessionListQuery, zone: str) -> SessionList:
+    sessions, filtered = request.app[DB].sessions, _list_filter(query)
+    cursor = sessions.find(filtered, _LIST_FIELDS).sort(_list_order(query)).skip(query.skip).limit(query.size)
     docs = await cursor.to_list(length=query.size)
     total = await sessions.count_documents({"eventId": query.eventId})
     matching = total if len(filtered) == 1 else await sessions.count_documents(filtered)
-    items = [session_item(doc, query.expand) for doc in docs]
+    items = [session_item(doc, query.expand, zone) for doc in docs]
     return SessionList(
         recordsTotal=total, recordsFiltered=matching, page=query.page, size=query.size, data=items
     )
 
 
-async def _hosted_session(request: web.Request) -> dict[str, Any]:
+async def _hosted_session_and_event(
+    request: web.Request, fields: dict[str, int] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The path's session (only `fields` of it, when given) and its event, once the caller
+    proved to host that event."""
     principal = await authenticate_host(request)
     session_id = path_id(request, "sessionId")
-    doc = await request.app[DB].sessions.find_one({"_id": session_id})
+    doc = await request.app[DB].sessions.find_one({"_id": session_id}, fields)
     if doc is None:
         raise SessionNotFound(f"no session {session_id}")
-    await hosted_event(request, principal, doc["eventId"])
-    return doc
+    return doc, await hosted_event(request, principal, doc["eventId"])
+
+
+# Every field but the viewers series (up to 1,440 counts), which only its own route reads.
+_WITHOUT_VIEWERS = {"viewers": 0}
+
+
+async def _hosted_session(request: web.Request) -> dict[str, Any]:
+    return (await _hosted_session_and_event(request, _WITHOUT_VIEWERS))[0]
 
 
 @routes.get("/rest/host/session/{sessionId}/analytics")
 async def session_detail(request: web.Request) -> web.Response:
-    body = SessionDetail.of(await _hosted_session(request)).body()
+    doc, event = await _hosted_session_and_event(request, _WITHOUT_VIEWERS)
+    body = SessionDetail.of(doc, zone=event_zone(event)).body()
     return conditional_json(request, body, etag_of(body))
 
 
-@routes.get("/rest/host/session/{sessionId}/attendee")
-async def session_attendees(request: web.Request) -> web.Response:
-    doc = await _hosted_session(request)
-    page = PageQuery.parse(request)
-    total = int(doc.get("attendeeRows", 0))
-    rows = await _attendee_rows(request, doc, page.skip, min(page.skip + page.size, total))
-    return AttendeeList(recordsTotal=total, page=page.page, size=page.size, data=rows).response()
-
-
-async def _attendee_rows(request: web.Request, doc: dict[str, Any], first: int, last: int) -> list[Attendee]:
-    """Rows [first, last) from the chunks the range overlaps, of the generation the session
-    document points to, each looked up by `_id`."""
-    if first >= last:
-        return []
-    chunk_rows = int(doc.get("attendeeChunkRows") or 1000)
-    numbers = range(first // chunk_rows, (last - 1) // chunk_rows + 1)
-    chunk_ids = [attendee_chunk_id(doc["_id"], doc.get("rollupGen"), n) for n in numbers]
-    attendees = request.app[DB].session_attendees
-    chunks = await asyncio.gather(*(attendees.find_one({"_id": chunk_id}) for chunk_id in chunk_ids))
-    rows: list[Attendee] = []
-    for n, chunk in zip(numbers, chunks, strict=True):
-        offset = n * chunk_rows
-        for i, row in enumerate(decode_attendee_rows(chunk) if chunk else ()):
-            if first <= offset + i < last:
-                rows.append(_attendee(row))
-    return rows
-
-
-def _attendee(row: dict[str, Any]) -> Attendee:
-    return Attendee.model_validate({name: row[name] for name in Attendee.model_fields})
+@routes.get("/rest/host/session/{sessionId}/viewers")
+async def session_viewers(request: web.Request) -> web.Response:
+    """Rule 9's series as the rollup stored it with the session's numbers; before its first
+    rollup a session has no viewers, and answers the empty series."""
+    doc, _ = await _hosted_session_and_event(request, {"eventId": 1, "viewers": 1})
+    answer = summary_answer(doc["_id"], doc.get("viewers") or EMPTY_SUMMARY)
+    body = SessionViewers.model_validate(answer).body()
+    return conditional_json(request, body, etag_of(body))
 
 
 CSV_COLUMNS = (
@@ -261,28 +261,22 @@ CSV_COLUMNS = (
     "Number of Views (Recorded)",
     "Average Watch Time (Recorded)",
     "Engagement (Recorded)",
+    "Session Length Status",
 )
+CSV_BATCH = 500
 
 
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.2f}"
-    return value
+def csv_header(zone: str) -> list[str]:
+    """The columns; the dates' zone is named in the date column's header."""
+    return [f"{name} ({zone})" if name == "Session Date" else name for name in CSV_COLUMNS]
 
 
-def _csv_safe(text: str) -> str:
-    # A title starting with = + - @ would run as a formula in a spreadsheet.
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
-def csv_row(doc: dict[str, Any]) -> list[Any]:
+def csv_row(doc: dict[str, Any], zone: str) -> list[Any]:
     available = analytics_available(doc.get("streamProvider"))
     pick = (lambda key: doc.get(key)) if available else (lambda key: None)
     return [
-        _csv_safe(doc["title"]),
-        format_utc(doc.get("startTime")),
+        csv_text(doc["title"]),
+        format_local(doc.get("startTime"), time_zone(zone)),
         session_duration(doc),
         doc.get("registeredUserCount", 0),
         pick("liveViews"),
@@ -291,50 +285,30 @@ def csv_row(doc: dict[str, Any]) -> list[Any]:
         pick("recordingViews"),
         pick("avgRecordingWatch"),
         pick("engagementRecording"),
+        duration_status(doc),
     ]
 
 
 @routes.get("/rest/host/session/analytics/csv")
 async def session_csv(request: web.Request) -> web.StreamResponse:
+    """The list's rows (same filter, same order), every page of them, streamed."""
+    require_csv(request)
     principal = await authenticate_host(request)
-    event_id = EventQuery.parse(request).eventId
-    event = await hosted_event(request, principal, event_id)
-    response = web.StreamResponse(headers=_csv_headers(event["_id"]))
+    query = SessionFilterQuery.parse(request)
+    event = await hosted_event(request, principal, query.eventId)
+    zone = event_zone(event)
     cursor = (
         request.app[DB]
-        .sessions.find({"eventId": event_id})
-        .sort([("startTime", ASCENDING), ("_id", ASCENDING)])
-        .batch_size(500)
+        .sessions.find(_list_filter(query), _WITHOUT_VIEWERS)
+        .sort(_list_order(query))
+        .batch_size(CSV_BATCH)
     )
-    first = await cursor.to_list(length=500)  # errors here still get the envelope
-    await response.prepare(request)
-    await _write_csv(response, first, cursor)
-    return response
 
+    async def rows() -> list[list[Any]]:
+        return [csv_row(doc, zone) for doc in await cursor.to_list(length=CSV_BATCH)]
 
-def _csv_headers(event_id: str) -> dict[str, str]:
-    return {
-        "Content-Type": "text/csv; charset=utf-8",
-        "Content-Disposition": f'attachment; filename="session-overview-{event_id}.csv"',
-        # Sent with the first byte: the middleware's own header would come too late here.
-        "X-Request-Id": request_id_var.get() or "",
-    }
-
-
-async def _write_csv(response: web.StreamResponse, batch: list[dict[str, Any]], cursor: Any) -> None:
-    """The header, then one write per batch of sessions as the cursor gives them."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    while batch:
-        writer.writerows([_cell(v) for v in csv_row(doc)] for doc in batch)
-        await response.write(buffer.getvalue().encode())
-        buffer.seek(0)
-        buffer.truncate()
-        batch = await cursor.to_list(length=500)
-    if buffer.tell():
-        await response.write(buffer.getvalue().encode())
-    await response.write_eof()
+    first = await rows()  # errors here still get the envelope
+    return await stream_csv(request, f"session-overview-{event['_id']}.csv", csv_header(zone), first, rows)
 
 
 # Not "analytics": that path is the session list, and a PUT there would make its Allow lie.
@@ -343,11 +317,11 @@ async def put_session(request: web.Request) -> web.Response:
     principal = await authenticate_host(request)
     session_id = path_id(request, "sessionId")
     body = parse_model(SessionIn, await read_json(request))
-    await hosted_event(request, principal, body.eventId)
+    event = await hosted_event(request, principal, body.eventId)
     stored = await request.app[DB].sessions.find_one({"_id": session_id}, {"eventId": 1})
     if stored is not None and stored["eventId"] != body.eventId:
         # Someone else's session: 403 like every other route, before saying it cannot move.
         await hosted_event(request, principal, stored["eventId"])
     doc, created = await upsert_session(request.app[DB], session_id, body)
     request.app[EVENTS].drop(body.eventId)  # this process shows the change at once
-    return session_item(doc).response(status=201 if created else 200)
+    return session_item(doc, zone=event_zone(event)).response(status=201 if created else 200)

@@ -37,7 +37,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from bson import Binary
@@ -74,6 +74,7 @@ from shared.store import (
     numbers_fields,
     session_duration,
 )
+from shared.viewers import UserIntervals, viewers_summary
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ _SESSION_FIELDS = {
     "_id": 1,
     "rollupPending": 1,
     "eventId": 1,
+    "startTime": 1,  # the viewers series' buckets are aligned on it (rule 9)
     "streamProvider": 1,
     "format": 1,
     "duration": 1,
@@ -191,6 +193,22 @@ def _numbers(session: dict[str, Any], state: SessionState) -> SessionNumbers:
     return session_numbers(watches, registrations, duration, provider)
 
 
+def session_viewers(session: dict[str, Any], state: SessionState, time_zone: str) -> dict[str, Any]:
+    """Rule 9's series from the merged unions, stored with the numbers (`viewers` on the session)."""
+    start = session.get("startTime")
+    # The unions hold whole milliseconds (epoch_ms), as viewers_summary takes them.
+    live = {user_id: user.live for user_id, user in state.items() if user.live}
+    recording = {user_id: user.recording for user_id, user in state.items() if user.recording}
+    start_ms = 0 if start is None else epoch_ms(start)
+    return viewers_summary(start_ms, cast(UserIntervals, live), cast(UserIntervals, recording), time_zone)
+
+
+async def event_time_zone(db: Database, event_id: str) -> str:
+    """The event's IANA zone (recording viewers are counted per date in it)."""
+    event = await db.events.find_one({"_id": event_id}, {"timezone": 1})
+    return (event or {}).get("timezone") or "UTC"
+
+
 @dataclass(slots=True)
 class Generation:
     """The documents of one session's next generation, and the fields that switch to it."""
@@ -203,7 +221,7 @@ class Generation:
 
 
 def build_generation(
-    settings: Settings, session: dict[str, Any], gen: str, state: SessionState
+    settings: Settings, session: dict[str, Any], gen: str, state: SessionState, time_zone: str = "UTC"
 ) -> Generation:
     numbers = _numbers(session, state)
     rows, size = numbers.attendee_rows, settings.attendee_chunk_rows
@@ -226,6 +244,7 @@ def build_generation(
         "stateDocs": len(state_docs),
         "rollupGen": gen,
         "analyticsUpdatedAt": now(),
+        "viewers": session_viewers(session, state, time_zone),
     }
     return Generation(session, gen, state_docs, attendee_docs, fields)
 
@@ -494,6 +513,7 @@ async def _rollup_batch(db: Database, settings: Settings, lease: EventLease) -> 
         elif entry["sessionId"] in taken:
             orphans.append(entry["_id"])
     states = await _load_states(db, sessions)
+    time_zone = await event_time_zone(db, event_id)
 
     gen = uuid.uuid4().hex[:12]
     generations = []
@@ -501,7 +521,7 @@ async def _rollup_batch(db: Database, settings: Settings, lease: EventLease) -> 
         state = states[session["_id"]]
         _apply_inbox(state, entries.get(session["_id"], ()))
         merged = {user_id: user.merged() for user_id, user in state.items()}
-        generations.append(build_generation(settings, session, gen, merged))
+        generations.append(build_generation(settings, session, gen, merged, time_zone))
 
     await lease.renew()  # still ours: no other rollup or recompute writes these sessions
     await _insert(db.session_watch, [d for g in generations for d in g.state_docs])
@@ -758,13 +778,14 @@ async def _rebuild_event(
     sessions = await db.sessions.find({"eventId": event_id}, _SESSION_FIELDS).sort("_id", 1).to_list(None)
     progress.total = len(sessions) + 2
     states = await _event_state(db, settings, event_id)
+    time_zone = await event_time_zone(db, event_id)
     await progress.report(2, force=True)
     gen = uuid.uuid4().hex[:12]
     # All new documents first, then the switches: a reader sees either generation, whole.
     generations = []
     for session in sessions:
         state = {user_id: user.merged() for user_id, user in states.pop(session["_id"], {}).items()}
-        generation = build_generation(settings, session, gen, state)
+        generation = build_generation(settings, session, gen, state, time_zone)
         await _insert(db.session_watch, generation.state_docs)
         await _insert(db.session_attendees, generation.attendee_docs)
         generations.append(generation)

@@ -99,15 +99,19 @@ Digits = BeforeValidator(_digits)
 
 
 class Query(BaseModel):
-    """A query string. Each parameter at most once; unknown parameters are ignored."""
+    """A query string. Each parameter at most once; unknown parameters are ignored (or, where
+    `unknown_allowed` is off, 400)."""
 
     model_config = ConfigDict(frozen=True, populate_by_name=True)
     repeatable: ClassVar[frozenset[str]] = frozenset()  # parameters that may come more than once
+    unknown_allowed: ClassVar[bool] = True
 
     @classmethod
     def parse(cls, request: web.Request) -> Self:
         values: dict[str, Any] = {}
         for name in request.query.keys():
+            if name not in cls.model_fields and not cls.unknown_allowed:
+                raise BadRequest(f"unknown parameter {name!r}")
             if name in values or name not in cls.model_fields:
                 continue
             given = request.query.getall(name)

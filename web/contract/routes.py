@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from shared import errors as e
 from shared.models import LoginIn, SessionIn
-from web.contract import auth, events, health, ingest, sessions, tasks
+from web.contract import attendees, auth, events, health, ingest, sessions, tasks
 from web.contract.common import OpenAPIDocument, Query
 from web.contract.docs import DocsAssetPath
 from web.dashboard import HostAssetPath
@@ -78,9 +78,11 @@ OPERATIONS: tuple[Operation, ...] = (
               description="Reads precomputed numbers; the answer carries an ETag."),
     Operation("GET", "/rest/host/session/analytics/csv", "sessionOverviewCsv", "sessions",
               "Session Overview CSV of an event", Who.HOST,
-              {200: Reply("The CSV, streamed, one row per session by startTime; empty cells are nulls.",
+              {200: Reply("The CSV, streamed: the list's rows in its order, every page; dates in the event's "
+                          "zone, named in the header; empty cells are nulls.",
                           media="text/csv", headers=("Content-Disposition",))},
-              EVENT_ERRORS, query=sessions.EventQuery, example={"eventId": "ev1"}),
+              (*EVENT_ERRORS, e.NotAcceptable), query=sessions.SessionFilterQuery, example={"eventId": "ev1"},
+              description="The list's searchString, sessionFormat, sort. 406 when Accept excludes text/csv."),
     Operation("POST", "/rest/host/session/analytics/recompute", "recomputeEvent", "tasks",
               "Recompute an event's numbers", Who.HOST,
               {202: Reply("The task; while one runs for the event, the same task.", tasks.RecomputeAccepted,
@@ -91,9 +93,22 @@ OPERATIONS: tuple[Operation, ...] = (
               "One session's numbers", Who.HOST,
               {200: Reply("The session.", sessions.SessionDetail, headers=CACHED), 304: NOT_MODIFIED},
               SESSION_ERRORS, example={"sessionId": "s1"}),
-    Operation("GET", "/rest/host/session/{sessionId}/attendee", "sessionAttendees", "sessions",
-              "A session's attendees", Who.HOST, {200: Reply("A page of attendees.", sessions.AttendeeList)},
-              SESSION_ERRORS, query=sessions.PageQuery, example={"sessionId": "s1", "page": 0, "size": 50}),
+    Operation("GET", "/rest/host/session/{sessionId}/viewers", "sessionViewers", "sessions",
+              "A session's viewers over time", Who.HOST,
+              {200: Reply("Live viewers per bucket, the peak, recording viewers per date.",
+                          sessions.SessionViewers, headers=CACHED), 304: NOT_MODIFIED},
+              SESSION_ERRORS, example={"sessionId": "s1"}, description="Precomputed by the rollup (rule 9)."),
+    Operation("GET", "/rest/host/session/{sessionId}/attendee", "sessionAttendees", "attendees",
+              "A session's attendees", Who.HOST, {200: Reply("A page of attendees.", attendees.AttendeeList)},
+              SESSION_ERRORS, query=attendees.AttendeeQuery, example={"sessionId": "s1", "size": 50}),
+    Operation("GET", "/rest/host/session/{sessionId}/attendee/csv", "sessionAttendeesCsv", "attendees",
+              "A session's attendees as CSV", Who.HOST, {200: Reply("Every row the list would give, in its "
+              "order, streamed; empty cells are nulls.", media="text/csv", headers=("Content-Disposition",))},
+              (*SESSION_ERRORS, e.NotAcceptable), query=attendees.AttendeeOrder, example={"sessionId": "s1"}),
+    Operation("DELETE", "/rest/host/event/{eventId}/attendee/{userId}", "eraseAttendee", "attendees",
+              "Erase an attendee's personal fields", Who.HOST, {204: Reply("Erased, or nothing was stored.")},
+              EVENT_ERRORS, example={"eventId": "ev1", "userId": "u1"}, description="Removes the user's "
+              "email, names and ticketId for the event from everything stored; numbers stay. Idempotent."),
     Operation("PUT", "/rest/host/session/{sessionId}", "putSession", "sessions", "Create or update a session",
               Who.HOST,
               {200: Reply("Updated; the session as the list shows it.", sessions.SessionItem),

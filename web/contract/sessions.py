@@ -1,13 +1,19 @@
-"""Host session routes: the list query, the session list and detail, attendees, PUT's answer."""
+"""Host session routes: the list query, the session list and detail, viewers over time, PUT's
+answer (attendees: web/contract/attendees.py)."""
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
+from datetime import date as CalendarDate
+from functools import lru_cache
 from typing import Annotated, Any, ClassVar, Literal, Self
+from zoneinfo import ZoneInfo
 
 from pydantic import BeforeValidator, Field
 
 from shared.db import SORT_FIELDS
+from shared.duration_status import DURATION_STATUSES, duration_status
 from shared.models import SessionFormat, StreamProvider
 from shared.rules import analytics_available
 from shared.store import session_duration
@@ -26,6 +32,7 @@ from web.contract.common import (
     UtcTime,
 )
 
+DurationStatus = Literal[DURATION_STATUSES]  # type: ignore[valid-type]
 SORTS = tuple(form for field in SORT_FIELDS for form in (field, "-" + field))
 Sort = Literal[SORTS]  # type: ignore[valid-type]
 # The vendor's spellings of each expand value, compared after lower-casing and dropping
@@ -67,10 +74,10 @@ class PageQuery(Query):
         return self.page * self.size
 
 
-class SessionListQuery(PageQuery):
-    """The session list's query."""
+class SessionFilterQuery(Query):
+    """Which sessions of an event, in which order: the list's query without paging, and the
+    whole query of the session CSV (so the CSV lists the list's rows in the list's order)."""
 
-    repeatable: ClassVar[frozenset[str]] = frozenset({"expand"})
     eventId: EventId
     searchString: str | None = Field(
         None, max_length=200, description="Case-insensitive title substring, taken literally."
@@ -81,6 +88,20 @@ class SessionListQuery(PageQuery):
     sort: Annotated[Sort, NotEmpty] = Field(
         "startTime", description="Sort field; a leading `-` sorts descending. Ties go by sessionId."
     )
+
+    @property
+    def sort_field(self) -> str:
+        return str(self.sort).removeprefix("-")
+
+    @property
+    def descending(self) -> bool:
+        return str(self.sort).startswith("-")
+
+
+class SessionListQuery(SessionFilterQuery, PageQuery):
+    """The session list's query."""
+
+    repeatable: ClassVar[frozenset[str]] = frozenset({"expand"})
     expand: Annotated[frozenset[ExpandName], BeforeValidator(_expand_values)] = Field(
         frozenset(),
         description="Extra fields of each item: `duration`, `watchTime`. The vendor's spellings are "
@@ -92,13 +113,40 @@ class SessionListQuery(PageQuery):
         """Everything but the event: what makes two answers about one event differ."""
         return tuple(value for name, value in self if name != "eventId")
 
-    @property
-    def sort_field(self) -> str:
-        return str(self.sort).removeprefix("-")
 
-    @property
-    def descending(self) -> bool:
-        return str(self.sort).startswith("-")
+# ISO 8601 with the zone's offset (seconds only for the odd historical offset), four-digit year.
+LOCAL_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{3})?[+-][0-9]{2}:[0-9]{2}(:[0-9]{2})?$"
+)
+LocalTime = Annotated[str, Field(pattern=LOCAL_PATTERN)]
+
+
+@lru_cache(maxsize=256)
+def time_zone(name: str | None) -> ZoneInfo:
+    """An event's IANA zone (create-event checked it); UTC when it has none."""
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError
+        return ZoneInfo("UTC")
+
+
+def format_local(value: datetime | None, zone: ZoneInfo) -> str | None:
+    """A stored UTC time in the event's zone: `2024-05-01T11:00:00+02:00`, milliseconds only
+    when there are some (as the UTC times)."""
+    if value is None:
+        return None
+    local = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(zone)
+    text = (
+        f"{local.year:04d}-{local.month:02d}-{local.day:02d}"
+        f"T{local.hour:02d}:{local.minute:02d}:{local.second:02d}"
+    )
+    if local.microsecond:
+        text += f".{local.microsecond // 1000:03d}"
+    delta = local.utcoffset()
+    offset = int(delta.total_seconds()) if delta else 0
+    sign, offset = ("-" if offset < 0 else "+"), abs(offset)
+    text += f"{sign}{offset // 3600:02d}:{offset % 3600 // 60:02d}"
+    return text + (f":{offset % 60:02d}" if offset % 60 else "")
 
 
 class WatchTime(Answer):
@@ -126,13 +174,21 @@ class SessionItem(Answer):
     liveViews: Count | None = Field(description="Users who watched live >= the view threshold.")
     analyticsAvailable: bool = Field(description="False for sessions streamed on ZOOM, FACEBOOK or WISTIA.")
     analyticsUpdatedAt: UtcTime | None = Field(description="Last rollup; null before the first.")
+    durationStatus: DurationStatus = Field(
+        description="Why `duration` is what it is (DESIGN §4 rule 10): KNOWN, NO_VIDEO (workshop, "
+        "networking, no stream), NOT_SUPPORTED (ZOOM, FACEBOOK), PENDING (not asked yet), LIVE, "
+        "NOT_FOUND, NO_CREDENTIALS (provider not configured), PROVIDER_ERROR (asked again later)."
+    )
+    timeZone: str = Field(description="The event's IANA time zone.", examples=["Europe/Paris"])
+    startTimeLocal: LocalTime | None = Field(description="startTime in the event's zone, with its offset.")
+    endTimeLocal: LocalTime | None = Field(description="endTime in the event's zone, with its offset.")
     duration: Seconds | None = Field(None, description="Video length from the provider; null when unknown.")
     watchTime: WatchTime | None = None
 
     @classmethod
-    def of(cls, doc: dict[str, Any], expand: frozenset[str] = frozenset()) -> Self:
-        """A stored session as the list shows it."""
-        return cls.model_validate(_item_fields(doc, expand))
+    def of(cls, doc: dict[str, Any], expand: frozenset[str] = frozenset(), zone: str | None = None) -> Self:
+        """A stored session as the list shows it; `zone`: its event's IANA time zone."""
+        return cls.model_validate(_item_fields(doc, expand, zone))
 
 
 def _numbers(doc: dict[str, Any], available: bool) -> dict[str, Any]:
@@ -144,8 +200,9 @@ def _numbers(doc: dict[str, Any], available: bool) -> dict[str, Any]:
     }
 
 
-def _item_fields(doc: dict[str, Any], expand: frozenset[str]) -> dict[str, Any]:
+def _item_fields(doc: dict[str, Any], expand: frozenset[str], zone_name: str | None) -> dict[str, Any]:
     available = analytics_available(doc.get("streamProvider"))
+    zone = time_zone(zone_name)
     fields = {
         "sessionId": doc["_id"],
         "title": doc["title"],
@@ -155,6 +212,10 @@ def _item_fields(doc: dict[str, Any], expand: frozenset[str]) -> dict[str, Any]:
         "attendeeCount": doc.get("attendeeCount", 0),
         "analyticsAvailable": available,
         **_numbers(doc, available),
+        "durationStatus": duration_status(doc),
+        "timeZone": zone.key,
+        "startTimeLocal": format_local(doc.get("startTime"), zone),
+        "endTimeLocal": format_local(doc.get("endTime"), zone),
     }
     if "duration" in expand:
         fields["duration"] = session_duration(doc)  # rule 8
@@ -185,7 +246,12 @@ class SessionDetail(SessionItem):
     recordingEngagement: Percent | None = Field(description="The same over recording viewers.")
 
     @classmethod
-    def of(cls, doc: dict[str, Any], expand: frozenset[str] = frozenset({"duration", "watchTime"})) -> Self:
+    def of(
+        cls,
+        doc: dict[str, Any],
+        expand: frozenset[str] = frozenset({"duration", "watchTime"}),
+        zone: str | None = None,
+    ) -> Self:
         available = analytics_available(doc.get("streamProvider"))
         split = {
             "avgLiveWatchDuration": doc.get("avgLiveWatch", 0.0) if available else None,
@@ -193,26 +259,43 @@ class SessionDetail(SessionItem):
             "liveEngagement": doc.get("engagementLive") if available else None,
             "recordingEngagement": doc.get("engagementRecording") if available else None,
         }
-        fields = _item_fields(doc, expand) | {"eventId": doc["eventId"], "videoId": doc.get("videoId")}
+        fields = _item_fields(doc, expand, zone) | {"eventId": doc["eventId"], "videoId": doc.get("videoId")}
         return cls.model_validate(fields | split)
 
 
-class Attendee(Answer):
-    """One registered or attending user of a session."""
+class ViewerPoint(Answer):
+    """One bucket `[t, t + bucketSeconds)` of the live series."""
 
-    userId: Id
-    attended: bool = Field(description="Whether attended time > 0.")
-    attendedSeconds: Seconds = Field(description="Union of the user's segments over both modes.")
-    liveSeconds: Seconds
-    recordingSeconds: Seconds
-    engagement: Percent | None = Field(description="min(attended / duration, 1) * 100; null without one.")
-    registeredAt: UtcTime | None = Field(description="When the user registered; null when not registered.")
+    t: UtcTime = Field(description="Start of the bucket: the session's startTime + k x bucketSeconds.")
+    viewers: Count = Field(description="Distinct users whose live watching overlaps the bucket.")
 
 
-class AttendeeList(Answer):
-    """One page of a session's attendees, ordered by userId."""
+class LiveViewers(Answer):
+    """The live series, every bucket from the first watched to the last (0 included)."""
 
-    recordsTotal: Count = Field(description="Registered or attending users of the session.")
-    page: Count
-    size: Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)]
-    data: list[Attendee] = Field(max_length=MAX_PAGE_SIZE)
+    points: list[ViewerPoint] = Field(max_length=1440)
+    peakConcurrent: Count = Field(description="Most users watching live at one instant.")
+    peakAt: UtcTime | None = Field(description="The first such instant; null when nobody watched live.")
+
+
+class RecordingDay(Answer):
+    date: CalendarDate = Field(description="A calendar date in the event's time zone.")
+    viewers: Count = Field(description="Distinct users who watched the recording on that date.")
+
+
+class RecordingViewers(Answer):
+    """Every date from the first to the last one the recording was watched (0 included)."""
+
+    days: list[RecordingDay]
+
+
+class SessionViewers(Answer):
+    """Viewers over time (DESIGN §4 rule 9), precomputed by the rollup; empty before anyone
+    watched (points [], peakConcurrent 0, peakAt null, days [])."""
+
+    sessionId: Id
+    bucketSeconds: Annotated[int, Field(ge=60, multiple_of=60)] = Field(
+        description="60, or the smallest multiple of 60 that keeps the series at 1,440 points or fewer."
+    )
+    live: LiveViewers
+    recording: RecordingViewers

@@ -14,9 +14,6 @@
     WORKSHOP_SESSION: "Workshop",
     NETWORKING_SESSION: "Networking",
   };
-  const NO_VIDEO_FORMATS = new Set(["WORKSHOP_SESSION", "NETWORKING_SESSION"]);
-  const NO_ANALYTICS_PROVIDERS = new Set(["ZOOM", "FACEBOOK", "WISTIA"]);
-  const NO_DURATION_PROVIDERS = new Set(["ZOOM", "FACEBOOK"]);
   // DESIGN §4 rule 10, in words: [short, for the table; long, for the session page].
   const DURATION_WORDS = {
     NO_VIDEO: ["No video", "This session has no video to measure: workshops, networking sessions and sessions without a stream have none."],
@@ -38,7 +35,7 @@
     sessionQuery: { page: 0, sort: "startTime", search: "", format: "" },
     sessionPage: null,
     session: null,
-    attendeeQuery: { page: 0, search: "" },
+    attendeeQuery: { page: 0, search: "", sort: "-attendedSeconds" },
     charts: [],
   };
 
@@ -137,12 +134,13 @@
     return new Intl.DateTimeFormat("en-GB", { ...options, timeZone: zone() }).format(new Date(iso));
   }
 
+  // Every list and detail item says why its duration is what it is (DESIGN §4 rule 10).
   function durationStatus(item) {
-    if (item.durationStatus) return item.durationStatus;
-    // Until the list carries durationStatus: what the session itself tells.
-    if (!item.streamProvider || NO_VIDEO_FORMATS.has(item.format)) return "NO_VIDEO";
-    if (NO_DURATION_PROVIDERS.has(item.streamProvider)) return "NOT_SUPPORTED";
-    return item.duration === null || item.duration === undefined ? "PENDING" : "KNOWN";
+    return item.durationStatus;
+  }
+
+  function durationWords(status) {
+    return DURATION_WORDS[status] || [status, `Video length: ${status}.`];
   }
 
   function el(tag, attributes = {}, ...children) {
@@ -356,7 +354,7 @@
       const lengthCell =
         status === "KNOWN"
           ? el("td", { className: "num", text: watch(item.duration) })
-          : el("td", { className: "why", title: DURATION_WORDS[status][1], text: DURATION_WORDS[status][0] });
+          : el("td", { className: "why", title: durationWords(status)[1], text: durationWords(status)[0] });
       const numberCell = (value, format) =>
         noAnalytics ? el("td", { className: "num why", title: NO_ANALYTICS_WORDS, text: "n/a" }) : el("td", { className: "num", text: format(value) });
       const row = el(
@@ -418,8 +416,7 @@
       return;
     }
     state.session = detail;
-    state.attendeeQuery = { page: 0, search: "" };
-    $("attendee-search").value = "";
+    resetAttendeeQuery();
     renderDetail(detail);
     await Promise.all([loadViewers(detail), loadAttendees(), probeAttendeeCsv(detail)]);
   }
@@ -432,13 +429,13 @@
     const status = durationStatus(d);
     const notes = [];
     if (!d.analyticsAvailable) notes.push(NO_ANALYTICS_WORDS);
-    if (status !== "KNOWN") notes.push(`Video length: ${DURATION_WORDS[status][1]} Engagement needs a video length.`);
+    if (status !== "KNOWN") notes.push(`Video length: ${durationWords(status)[1]} Engagement needs a video length.`);
     $("session-note").textContent = notes.join(" ");
     $("session-note").hidden = notes.length === 0;
     const wt = d.watchTime || { total: 0, live: 0, recording: 0 };
     const na = !d.analyticsAvailable;
     const cards = [
-      card("Video length", status === "KNOWN" ? watch(d.duration) : DURATION_WORDS[status][0]),
+      card("Video length", status === "KNOWN" ? watch(d.duration) : durationWords(status)[0]),
       card("Registered", count(d.registeredUserCount)),
       card("Attendees", count(d.attendeeCount)),
       card("Average watch", na ? "n/a" : watch(d.avgAttendedDuration), "per attendee"),
@@ -481,11 +478,17 @@
     const liveNode = $("live-chart");
     liveNode.replaceChildren();
     liveNode.dataset.points = String(live.points.length);
+    // Without watching there is no chart, only the sentence that says so (no empty frame).
+    liveNode.hidden = live.points.length === 0;
+    $("peak-label").className = live.points.length ? "peak" : "hint";
     if (live.points.length) {
-      const xs = live.points.map((p) => Date.parse(p.t) / 1000);
-      const ys = live.points.map((p) => p.viewers);
+      const bucket = answer.bucketSeconds;
+      const starts = live.points.map((p) => Date.parse(p.t) / 1000);
+      // One more x where the last bucket ends: each step then spans its whole bucket.
+      const xs = [...starts, starts[starts.length - 1] + bucket];
+      const ys = [...live.points.map((p) => p.viewers), live.points[live.points.length - 1].viewers];
       const peakTime = Date.parse(live.peakAt) / 1000;
-      let peakIndex = xs.findIndex((x, i) => x <= peakTime && (i + 1 === xs.length || xs[i + 1] > peakTime));
+      let peakIndex = starts.findIndex((x) => x <= peakTime && peakTime < x + bucket);
       if (peakIndex < 0) peakIndex = 0;
       const peaks = xs.map((_, i) => (i === peakIndex ? ys[i] : null));
       // 24-hour times in the event's zone; the date too when the series spans more than a day.
@@ -496,9 +499,10 @@
         minute: "2-digit",
         ...(longSpan ? { day: "numeric", month: "short" } : {}),
       });
-      $("peak-label").textContent =
-        `Peak: ${count(live.peakConcurrent)} concurrent viewers at ${localTime(live.peakAt, { timeStyle: "short" })} (${zone()})` +
-        ` · buckets of ${answer.bucketSeconds / 60} min`;
+      const peakWhen = localTime(live.peakAt, { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
+      $("peak-label").textContent = `Peak: ${count(live.peakConcurrent)} concurrent viewers at ${peakWhen} (${zone()})`;
+      $("live-hint").textContent =
+        `Each step is the number of people who watched live during that ${bucket / 60 === 1 ? "minute" : `${bucket / 60}-minute span`}; the red dot marks the peak.`;
       state.charts.push(
         new uPlot(
           {
@@ -510,10 +514,12 @@
               { label: `Time (${zone()})`, stroke: "#1a1a1a", space: 70, values: (u, ticks) => ticks.map((t) => tickFormat.format(new Date(t * 1e3))) },
               { label: "Viewers", stroke: "#1a1a1a", size: 60, incrs: WHOLE_STEPS },
             ],
+            // Labels only: values under the cursor would read "--" until the pointer is on the chart.
+            legend: { live: false },
             series: [
               { label: "Time" },
               { label: "Live viewers", stroke: "#0b5cad", fill: "rgba(11,92,173,0.15)", width: 2, paths: uPlot.paths.stepped({ align: 1 }), points: { show: false } },
-              { label: "Peak bucket", stroke: "#b00020", width: 0, points: { show: true, size: 11, fill: "#b00020", stroke: "#b00020" } },
+              { label: "Peak", stroke: "#b00020", width: 0, points: { show: true, size: 11, fill: "#b00020", stroke: "#b00020" } },
             ],
           },
           [xs, ys, peaks],
@@ -522,11 +528,13 @@
       );
     } else {
       $("peak-label").textContent = "Nobody watched live.";
+      $("live-hint").textContent = "";
     }
     const days = answer.recording.days;
     const recordingNode = $("recording-chart");
     recordingNode.replaceChildren();
     recordingNode.dataset.days = String(days.length);
+    recordingNode.hidden = days.length === 0;
     $("recording-empty").hidden = days.length > 0;
     if (days.length) {
       const xs = days.map((_, i) => i);
@@ -540,6 +548,7 @@
               { label: `Date (${zone()})`, stroke: "#1a1a1a", incrs: [1, 2, 7, 14, 30], values: (u, ticks) => ticks.map((t) => (days[t] ? days[t].date : "")) },
               { label: "Viewers", stroke: "#1a1a1a", size: 60, incrs: WHOLE_STEPS },
             ],
+            legend: { live: false },
             series: [
               { label: "Day", value: (u, i) => (i === null || !days[i] ? "—" : days[i].date) },
               { label: "Recording viewers", stroke: "#8a3b00", fill: "rgba(138,59,0,0.55)", paths: uPlot.paths.bars({ size: [0.6, 80] }), points: { show: false } },
@@ -555,7 +564,7 @@
   async function loadAttendees() {
     const session = state.session;
     const q = state.attendeeQuery;
-    const params = { page: q.page, size: ATTENDEE_PAGE_SIZE, searchString: q.search };
+    const params = { page: q.page, size: ATTENDEE_PAGE_SIZE, searchString: q.search, sort: q.sort };
     let answer;
     try {
       answer = await getJson(`/rest/host/session/${encodeURIComponent(session.sessionId)}/attendee?${query(params)}`);
@@ -573,6 +582,7 @@
     // Search is offered once the route filters (its answer then counts `recordsFiltered`, like
     // the session list); before that a search box would silently show everyone.
     $("attendee-search").closest("label").hidden = !("recordsFiltered" in answer);
+    $("attendee-sort").closest("label").hidden = !("recordsFiltered" in answer);
     const rows = answer.data.map((a) => {
       const name = [a.firstName, a.lastName].filter(Boolean).join(" ");
       return el(
@@ -581,7 +591,7 @@
         el("td", { text: name || a.userId }),
         el("td", { text: a.email || "—" }),
         el("td", { text: a.ticketId || "—" }),
-        el("td", { text: a.attended ? "yes" : "no" }),
+        el("td", { className: "num", text: a.attended ? watch(a.attendedSeconds) : "did not attend" }),
         el("td", { className: "num", text: watch(a.liveSeconds) }),
         el("td", { className: "num", text: watch(a.recordingSeconds) }),
         el("td", { className: "num", text: percent(a.engagement) }),
@@ -589,16 +599,47 @@
       );
     });
     if (!rows.length) {
-      const empty = answer.recordsTotal === 0 ? "Nobody has registered or attended yet." : "No attendee matches.";
+      const empty = emptyAttendeesText(answer, session);
       rows.push(el("tr", {}, el("td", { colspan: "8", text: empty })));
     }
     labelCells("attendee-table", rows);
     $("attendee-rows").replaceChildren(...rows);
     const total = answer.recordsFiltered ?? answer.recordsTotal;
     const pages = Math.max(1, Math.ceil(total / ATTENDEE_PAGE_SIZE));
-    $("attendee-page-info").textContent = `Page ${answer.page + 1} of ${pages} · ${count(total)} attendees`;
+    const preparing = answer.recordsTotal === 0 && (session.registeredUserCount > 0 || session.attendeeCount > 0);
+    $("attendee-page-info").textContent = preparing ? "" : `Page ${answer.page + 1} of ${pages} · ${count(total)} attendees`;
     $("attendee-prev").disabled = answer.page === 0;
     $("attendee-next").disabled = answer.page + 1 >= pages;
+  }
+
+  function resetAttendeeQuery() {
+    state.attendeeQuery = { page: 0, search: "", sort: "-attendedSeconds" };
+    $("attendee-search").value = "";
+    $("attendee-sort").value = state.attendeeQuery.sort;
+  }
+
+  // Why the table is empty, in words that agree with the numbers above it: the list and the counts
+  // come from the same rollup, so counts without rows mean the rows are not written yet.
+  function emptyAttendeesText(answer, session) {
+    if (answer.recordsTotal > 0) return `No attendee's name or email contains "${state.attendeeQuery.search}".`;
+    if (session.registeredUserCount > 0 || session.attendeeCount > 0) {
+      return "The attendee list is being prepared; it appears after the next update of the numbers.";
+    }
+    return "Nobody has registered or attended yet.";
+  }
+
+  function attendeeQueryChanged(change) {
+    state.attendeeQuery = { ...state.attendeeQuery, page: 0, ...change };
+    loadAttendees();
+  }
+
+  function downloadAttendeeCsv() {
+    const id = state.session.sessionId;
+    const q = state.attendeeQuery;
+    const params = { searchString: q.search, sort: q.sort };
+    download(`/rest/host/session/${encodeURIComponent(id)}/attendee/csv?${query(params)}`, `attendees-${id}.csv`).catch((err) =>
+      say(`The CSV could not be downloaded: ${err.message}`),
+    );
   }
 
   async function probeAttendeeCsv(detail) {
@@ -662,13 +703,8 @@
       e.preventDefault();
       location.hash = query({ event: state.event ? state.event.eventId : "" });
     });
-    $("attendee-search").addEventListener(
-      "input",
-      debounce((e) => {
-        state.attendeeQuery = { page: 0, search: e.target.value.trim() };
-        loadAttendees();
-      }, 250),
-    );
+    $("attendee-search").addEventListener("input", debounce((e) => attendeeQueryChanged({ search: e.target.value.trim() }), 250));
+    $("attendee-sort").addEventListener("change", (e) => attendeeQueryChanged({ sort: e.target.value }));
     $("attendee-prev").addEventListener("click", () => {
       state.attendeeQuery.page -= 1;
       loadAttendees();
@@ -677,12 +713,7 @@
       state.attendeeQuery.page += 1;
       loadAttendees();
     });
-    $("attendee-csv").addEventListener("click", () => {
-      const id = state.session.sessionId;
-      download(`/rest/host/session/${encodeURIComponent(id)}/attendee/csv`, `attendees-${id}.csv`).catch((err) =>
-        say(`The CSV could not be downloaded: ${err.message}`),
-      );
-    });
+    $("attendee-csv").addEventListener("click", downloadAttendeeCsv);
     window.addEventListener("hashchange", route);
     window.addEventListener(
       "resize",

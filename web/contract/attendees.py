@@ -1,0 +1,91 @@
+"""Attendee routes: the list's and the CSV's query, one attendee row, a page of them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field
+
+from web.contract.common import (
+    MAX_PAGE_SIZE,
+    Answer,
+    Count,
+    Id,
+    NotEmpty,
+    Percent,
+    Query,
+    Seconds,
+    UtcTime,
+)
+from web.contract.sessions import PageQuery
+
+AttendeeSort = Literal[
+    "attendedSeconds",
+    "-attendedSeconds",
+    "engagement",
+    "-engagement",
+    "lastName",
+    "-lastName",
+    "registeredAt",
+    "-registeredAt",
+]
+SORT_TEXT = (
+    "`attendedSeconds`, `engagement`, `lastName` (case-insensitive) or `registeredAt`; a leading `-` "
+    "sorts descending. Rows without a value (no name, no registration) come last either way; ties go "
+    "by userId."
+)
+
+
+class AttendeeOrder(Query):
+    """What the list and the CSV share: which rows, in which order. Unknown parameters are 400."""
+
+    unknown_allowed: ClassVar[bool] = False
+    searchString: str | None = Field(
+        None,
+        max_length=200,
+        description="Case-insensitive substring of the first name, last name, both (`Ada Lovelace`) "
+        "or email, taken literally.",
+    )
+    sort: Annotated[AttendeeSort, NotEmpty] = Field("-attendedSeconds", description=SORT_TEXT)
+
+    @property
+    def sort_key(self) -> str:
+        return str(self.sort).removeprefix("-")
+
+    @property
+    def descending(self) -> bool:
+        return str(self.sort).startswith("-")
+
+
+class AttendeeQuery(AttendeeOrder, PageQuery):
+    """The attendee list's query: search, sort and paging."""
+
+
+def _identity(text: str) -> Any:
+    return Field(description=f"{text}; null when unknown or erased.")
+
+
+class Attendee(Answer):
+    """One registered or attending user of a session, with the identity its registrations gave."""
+
+    userId: Id
+    email: str | None = _identity("Email address")
+    firstName: str | None = _identity("First name")
+    lastName: str | None = _identity("Last name")
+    ticketId: str | None = _identity("Ticket id")
+    attended: bool = Field(description="Whether attended time > 0.")
+    attendedSeconds: Seconds = Field(description="Union of the user's segments over both modes.")
+    liveSeconds: Seconds
+    recordingSeconds: Seconds
+    engagement: Percent | None = Field(description="min(attended / duration, 1) * 100; null without one.")
+    registeredAt: UtcTime | None = Field(description="When the user registered; null when not registered.")
+
+
+class AttendeeList(Answer):
+    """One page of a session's attendees, in the order `sort` asks."""
+
+    recordsTotal: Count = Field(description="Registered or attending users of the session.")
+    recordsFiltered: Count = Field(description="Those matching searchString.")
+    page: Count
+    size: Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)]
+    data: list[Attendee] = Field(max_length=MAX_PAGE_SIZE)
