@@ -302,7 +302,9 @@ def main() -> None:
         figures = asyncio.run(drive(base, token, key, args.seconds, args.connections, args.rate))
         load_after = os.getloadavg()
         out, _ = recompute.communicate(timeout=600)
-        figures["recomputes"] = json.loads(out.strip().splitlines()[-1])
+        lines = out.strip().splitlines()
+        # A recompute that failed (its traceback is above) still leaves the run's figures.
+        figures["recomputes"] = json.loads(lines[-1]) if lines else {"runs": "failed", "seconds": []}
     finally:
         stop(service)
         if recompute is not None and recompute.poll() is None:

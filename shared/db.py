@@ -25,6 +25,7 @@ from shared.documents import (
     RegistrationDoc,
     RollupGarbageDoc,
     RollupLeaseDoc,
+    SegmentIntentDoc,
     SessionDoc,
     SessionWatchDoc,
     TaskDoc,
@@ -70,6 +71,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("eventId", ASCENDING)]),
         IndexModel([("receivedAt", ASCENDING)]),
     ],
+    # Ingestion's intents (shared/inbox.py): the beat tick reads the oldest; consumed by `_id`.
+    "segment_intents": [IndexModel([("receivedAt", ASCENDING)])],
     # Personal fields of attendees, one document per (event, user): read, written and erased by
     # `_id` (eventId:userId) only (shared/identities.py).
     "attendee_identities": [],
@@ -268,6 +271,10 @@ class Database:
     @property
     def segment_inbox(self) -> Collection[InboxEntryDoc]:
         return cast("Collection[InboxEntryDoc]", self.db.segment_inbox)
+
+    @property
+    def segment_intents(self) -> Collection[SegmentIntentDoc]:
+        return cast("Collection[SegmentIntentDoc]", self.db.segment_intents)
 
     @property
     def rollup_leases(self) -> Collection[RollupLeaseDoc]:

@@ -160,6 +160,9 @@ class InboxEntryDoc(WatchSegmentDoc, RegistrationDoc, total=False):
     receivedAt: datetime
 
 
+SegmentIntentDoc = InboxEntryDoc  # `segment_intents`: "this request is storing this item" (shared/inbox.py)
+
+
 class SessionWatchDoc(TypedDict, total=False):
     """`session_watch`: one part of a session's per-user watch unions, overwritten in place
     (`gen`/`chunk`: documents of the earlier per-generation layout, read once and deleted)."""

@@ -9,8 +9,12 @@ a minute (`PICKUP_S`) is sent again, and failed with a reason after `MAX_RESENDS
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import threading
 import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -109,8 +113,60 @@ async def release_recompute(db: Database, event_id: str, task_id: str) -> None:
     await db.recompute_locks.delete_one({"_id": event_id, "taskId": task_id})
 
 
-async def update_task(db: Database, task_id: str, **fields: object) -> None:
-    await db.tasks.update_one({"_id": task_id}, {"$set": {**fields, "heartbeatAt": now()}})
+# Per task run in this process: its heartbeat thread and its own writes take turns. FerretDB
+# (the test server) applies an update as a read, then a write of the whole document, so two
+# concurrent updates of one task lose one another: a heartbeat read before the final SUCCESS
+# and written after it put the task back to STARTED, and a late copy of its message failed it.
+_WRITE_LOCKS: dict[str, threading.Lock] = {}
+
+
+@contextlib.contextmanager
+def serialized_writes(task_id: str) -> Iterator[threading.Lock]:
+    """The lock this process's writes of one task take while a heartbeat thread runs for it."""
+    lock = _WRITE_LOCKS.setdefault(task_id, threading.Lock())
+    try:
+        yield lock
+    finally:
+        _WRITE_LOCKS.pop(task_id, None)
+
+
+@contextlib.asynccontextmanager
+async def _write_turn(task_id: str) -> AsyncIterator[None]:
+    lock = _WRITE_LOCKS.get(task_id)
+    if lock is None:
+        yield
+        return
+    # Shared with a thread, so no asyncio primitive can wait for it; polling never blocks the
+    # loop and a cancelled wait leaves the lock free.
+    while not lock.acquire(blocking=False):  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def held_by(task_id: str, run_id: str) -> dict[str, str]:
+    """The task as long as this run holds it: STARTED by this run, not taken over since."""
+    return {"_id": task_id, "runId": run_id, "state": STARTED}
+
+
+async def take_task(db: Database, task_id: str, run_id: str) -> bool:
+    """An unfinished task, taken by a run that did not go through begin_recompute (the demo's
+    in-process queue, benchmarks): STARTED by `run_id` from now on."""
+    taken = await db.tasks.update_one(
+        {"_id": task_id, "state": {"$in": [PENDING, STARTED]}},
+        {"$set": {"state": STARTED, "runId": run_id, "heartbeatAt": now()}},
+    )
+    return bool(taken.matched_count == 1)
+
+
+async def update_task(db: Database, task_id: str, run_id: str, **fields: object) -> bool:
+    """Progress, result or final state of a run, written only while that run holds the task
+    (False: another run took it over, or it finished)."""
+    async with _write_turn(task_id):
+        held = await db.tasks.update_one(held_by(task_id, run_id), {"$set": {**fields, "heartbeatAt": now()}})
+    return bool(held.matched_count == 1)
 
 
 async def start_recompute(
@@ -129,7 +185,7 @@ async def start_recompute(
         try:
             await queue.enqueue(TaskName.RECOMPUTE_EVENT, task_id=task["_id"], kwargs={"event_id": event_id})
         except Unavailable:
-            await update_task(db, task["_id"], state=FAILURE, error="task broker unreachable")
+            await fail_task(db, task["_id"], "task broker unreachable")
             await release_recompute(db, event_id, task["_id"])
             raise
     return task, created
@@ -162,7 +218,9 @@ async def begin_recompute(
         return Begin(Start.DONE)
     lock = await db.recompute_locks.find_one({"_id": event_id})
     if lock is None or lock["taskId"] != task_id:
-        await fail_task(db, task_id, "replaced by a newer recompute of the event")
+        # Unless a run touched it since it was read (it is alive, or it just finished).
+        reason = "replaced by a newer recompute of the event"
+        await fail_task(db, task_id, reason, heartbeat_at=task["heartbeatAt"])
         return Begin(Start.DONE)
     cutoff = now() - timedelta(seconds=stale_s)
     taken = await db.tasks.update_one(
@@ -185,14 +243,28 @@ async def begin_recompute(
 
 def renew_heartbeat_filter(task_id: str, run_id: str) -> dict[str, str]:
     """The task as long as this run holds it: a heartbeat never revives a task taken over."""
-    return {"_id": task_id, "runId": run_id, "state": STARTED}
+    return held_by(task_id, run_id)
 
 
-async def fail_task(db: Database, task_id: str, reason: str) -> None:
-    await db.tasks.update_one(
-        {"_id": task_id, "state": {"$in": [PENDING, STARTED]}},
-        {"$set": {"state": FAILURE, "error": reason, "heartbeatAt": now()}},
-    )
+async def fail_task(
+    db: Database,
+    task_id: str,
+    reason: str,
+    *,
+    run_id: str | None = None,
+    heartbeat_at: datetime | None = None,
+) -> bool:
+    """Mark an unfinished task failed: only while `run_id` holds it when given, and only if its
+    `heartbeatAt` is still the one read when given (nobody touched it since). False: not failed."""
+    unfinished: dict[str, object] = {"_id": task_id, "state": {"$in": [PENDING, STARTED]}}
+    query: dict[str, object] = {**held_by(task_id, run_id)} if run_id is not None else unfinished
+    if heartbeat_at is not None:
+        query["heartbeatAt"] = heartbeat_at
+    async with _write_turn(task_id):
+        failed = await db.tasks.update_one(
+            query, {"$set": {"state": FAILURE, "error": reason, "heartbeatAt": now()}}
+        )
+    return bool(failed.matched_count == 1)
 
 
 @dataclass(slots=True)
@@ -235,7 +307,8 @@ async def sweep_recomputes(
             continue
         lock = await db.recompute_locks.find_one({"_id": event_id})
         if lock is None or lock["taskId"] != task_id:
-            await fail_task(db, task_id, "replaced by a newer recompute of the event")
+            reason = "replaced by a newer recompute of the event"
+            await fail_task(db, task_id, reason, heartbeat_at=task["heartbeatAt"])
             continue
         resends = int(task.get("resends") or 0)
         if task["state"] == PENDING:
@@ -245,9 +318,9 @@ async def sweep_recomputes(
                     "is a worker running and consuming the default queue?"
                 )
                 log.warning("recompute %s of event %s: %s", task_id, event_id, reason)
-                await fail_task(db, task_id, reason)
-                await release_recompute(db, event_id, task_id)
-                report.failed.append(task_id)
+                if await fail_task(db, task_id, reason, heartbeat_at=task["heartbeatAt"]):
+                    await release_recompute(db, event_id, task_id)
+                    report.failed.append(task_id)
                 continue
             log.info(
                 "recompute %s of event %s: no worker took it within %.0fs; sending it again",

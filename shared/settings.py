@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     request_concurrency: int = Field(
         32, ge=1, description="API requests handled at once per web process; the rest wait in line (FIFO)"
     )
+    ingest_concurrency: int = Field(
+        8,
+        ge=1,
+        description="ingestion requests handled at once per web process, in a line of their own "
+        "that other requests never take places in",
+    )
     mongodb_max_concurrency: int = Field(
         8, ge=1, description="database operations in flight per process; the rest wait in line (FIFO)"
     )

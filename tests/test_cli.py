@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from shared.db import Database
-from shared.jobs import STARTED, SUCCESS, update_task
+from shared.jobs import STARTED, SUCCESS, take_task, update_task
 from shared.settings import Settings
 from tests.conftest import Client
 from tests.seed import cheap_password_hashing, seed_world
@@ -397,10 +397,13 @@ async def test_recompute_wait_says_when_no_worker_takes_the_task_and_ends_with_a
             "waiting; the task stays queued).\n"
         )
         # What a worker would write as it takes the task up and finishes it.
-        await update_task(database, task_id, state=STARTED, progress={"done": 1, "total": 4})
+        await take_task(database, task_id, "run-1")
+        await update_task(database, task_id, "run-1", state=STARTED, progress={"done": 1, "total": 4})
         await asyncio.sleep(1)
         result = {"sessions": 2, "durations": {"updated": 1}}
-        await update_task(database, task_id, state=SUCCESS, progress={"done": 4, "total": 4}, result=result)
+        await update_task(
+            database, task_id, "run-1", state=SUCCESS, progress={"done": 4, "total": 4}, result=result
+        )
         out, rest = await asyncio.wait_for(process.communicate(), 30)
     finally:
         if process.returncode is None:

@@ -22,6 +22,7 @@ DECLARED: dict[str, type] = {
     "registrations": documents.RegistrationDoc,
     "attendee_identities": documents.AttendeeIdentityDoc,
     "segment_inbox": documents.InboxEntryDoc,
+    "segment_intents": documents.SegmentIntentDoc,
     "session_watch": documents.SessionWatchDoc,
     "session_attendees": documents.AttendeeChunkDoc,
     "rollup_garbage": documents.RollupGarbageDoc,

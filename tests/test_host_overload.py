@@ -141,3 +141,59 @@ async def test_api_requests_wait_in_one_line_and_probes_do_not(
     assert (await waiting).status == 200
     for _ in range(held - 1):
         line.release()
+
+
+async def test_ingestion_has_a_line_of_its_own_and_is_stored_while_the_common_line_is_full(
+    aiohttp_client: Any, settings: Settings, database: Database, task_queue: RecordingTaskQueue
+) -> None:
+    from tests.seed import ingest_headers, watch_segment
+    from web.middleware import REQUEST_LINE
+
+    client = await app_client(aiohttp_client, settings, database, task_queue)
+    await seed_world(database)
+    await add_session(database, "s1")
+    key = await ingest_headers(database, ["ev1"])
+    headers = await login(client, "super")
+    line = client.app[REQUEST_LINE]
+    held = 0
+    while not line.locked():
+        await line.acquire()
+        held += 1
+    try:
+        listing = asyncio.ensure_future(client.get(LIST, headers=headers))
+        posted = await client.post("/rest/events/ev1/watch-segments", json=[watch_segment("g1")], headers=key)
+        assert posted.status == 200
+        assert (await posted.json())["accepted"] == 1
+        assert await database.watch_segments.count_documents({}) == 1
+        assert not listing.done()  # the list still waits its turn in the common line
+    finally:
+        for _ in range(held):
+            line.release()
+    assert (await listing).status == 200
+    assert Settings().ingest_concurrency == 8
+
+
+async def test_list_requests_of_one_token_share_one_refresh_and_queue_no_database_work(
+    aiohttp_client: Any, settings: Settings, database: Database, task_queue: RecordingTaskQueue
+) -> None:
+    client = await app_client(
+        aiohttp_client, settings, database, task_queue, host_cache_ttl_s=Settings().host_cache_ttl_s
+    )
+    await seed_world(database)
+    await add_session(database, "s1", numbers={"attendeeCount": 3})
+    headers = await login(client, "super")
+    first = await client.get(LIST, headers=headers)
+    body = await first.read()
+    await asyncio.sleep(Settings().host_cache_ttl_s + 0.1)  # a fresh answer needs the database
+
+    assert database.gate is not None
+    held = await _hold_every_slot(database)
+    try:
+        answers = await asyncio.gather(*(client.get(LIST, headers=headers) for _ in range(10)))
+        assert [a.status for a in answers] == [200] * 10
+        assert all([await a.read() == body for a in answers])
+        # Ten requests, one refresh: one database operation waits for a slot, not ten.
+        assert len(database.gate._waiters or ()) == 1
+    finally:
+        _release(database, held)
+    assert (await client.get(LIST, headers=headers)).status == 200

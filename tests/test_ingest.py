@@ -12,6 +12,7 @@ from pytest_aiohttp import AiohttpClient
 from shared.admin import create_ingest_key
 from shared.db import Database
 from shared.settings import Settings
+from shared.store import now
 from tests.conftest import Client, RecordingTaskQueue
 from tests.seed import (
     T0,
@@ -474,18 +475,19 @@ async def test_ingestion_writes_no_session_document(
     assert await database.sessions.find({}).sort("_id", 1).to_list(None) == before
 
 
-async def test_a_duplicate_is_queued_again_in_its_stored_version(
-    client: Client, database: Database, world: dict[str, str]
+async def test_a_reused_segment_id_counts_in_its_first_version_only(
+    client: Client, database: Database, settings: Settings, world: dict[str, str]
 ) -> None:
-    first = watch_segment("g1", "s1", seconds=60)
+    first = watch_segment("g1", "s1", "u1", seconds=60)
     await post(client, SEGMENTS, [first], world)
-    await clear_pending(database)  # as a rollup leaves it
+    await _attendees_after_rollup(database, settings)
 
-    # The same id with other content: the stored (first) version is what gets queued.
-    body = (await post(client, SEGMENTS, [watch_segment("g1", "s1", seconds=600)], world))[1]
+    # The same id with other content: a duplicate; the numbers keep the stored (first) version.
+    body = (await post(client, SEGMENTS, [watch_segment("g1", "s1", "u1", seconds=600)], world))[1]
     assert (body["accepted"], body["duplicates"]) == (0, 1)
-    queued = await database.segment_inbox.find({}).to_list(None)
-    assert [(q["_id"], (q["end"] - q["start"]).total_seconds()) for q in queued] == [("S|ev1:g1", 60.0)]
+    assert await _attendees_after_rollup(database, settings) == 1
+    session = found(await database.sessions.find_one({"_id": "s1"}))
+    assert session["watchTime"]["total"] == 60.0
 
 
 class _FailingCollection:
@@ -524,6 +526,10 @@ def _database_failing_on(database: Any, collection: str, failing: dict[str, bool
         def watch_segments(self) -> Any:
             return self["watch_segments"]
 
+        @property
+        def segment_intents(self) -> Any:
+            return self["segment_intents"]
+
     return FailingDatabase(database.client, database.db)
 
 
@@ -534,7 +540,7 @@ async def _attendees_after_rollup(database: Database, settings: Settings) -> int
     return int(found(await database.sessions.find_one({"_id": "s1"}))["attendeeCount"])
 
 
-async def test_a_request_failing_between_its_two_writes_leaves_nothing_to_count_until_retried(
+async def test_a_request_whose_permanent_write_fails_answers_503_and_counts_only_once_retried(
     aiohttp_client: AiohttpClient,
     settings: Settings,
     database: Database,
@@ -544,27 +550,42 @@ async def test_a_request_failing_between_its_two_writes_leaves_nothing_to_count_
     from tests.seed import app_client
 
     failing = {"on": False}
-    broken = _database_failing_on(database, "segment_inbox", failing)
+    broken = _database_failing_on(database, "watch_segments", failing)
     client = await app_client(aiohttp_client, settings, broken, task_queue)
     await clear_pending(database)
 
-    failing["on"] = True  # the permanent write lands, the inbox write fails
+    failing["on"] = True  # the intent lands, the permanent write fails
     response = await client.post(SEGMENTS, json=[watch_segment("g1", "s1", "u1")], headers=world)
     assert response.status == 503
     assert (await response.json())["errorCode"] == "503"
-    assert await database.watch_segments.count_documents({}) == 1
-    assert await database.segment_inbox.count_documents({}) == 0
+    assert await database.watch_segments.count_documents({}) == 0
     assert task_queue.signals == []
-    # An answered error: no rollup counts the item.
+    # Nothing permanent: no rollup counts the item, however often it runs.
+    assert await _attendees_after_rollup(database, settings) == 0
     assert await _attendees_after_rollup(database, settings) == 0
 
-    failing["on"] = False  # the client retries: stored already, so queued now, and counted
+    failing["on"] = False  # the client retries: stored now, and counted once
+    status, body = await post(client, SEGMENTS, [watch_segment("g1", "s1", "u1")], world)
+    assert (status, body["accepted"], body["duplicates"]) == (200, 1, 0)
+    assert await _attendees_after_rollup(database, settings) == 1
+    session = found(await database.sessions.find_one({"_id": "s1"}))
+    assert session["watchTime"]["total"] == 60.0
+    # A second retry is a duplicate and changes no number.
     status, body = await post(client, SEGMENTS, [watch_segment("g1", "s1", "u1")], world)
     assert (status, body["accepted"], body["duplicates"]) == (200, 0, 1)
     assert await _attendees_after_rollup(database, settings) == 1
+    assert found(await database.sessions.find_one({"_id": "s1"}))["watchTime"]["total"] == 60.0
 
 
-async def test_a_request_whose_permanent_write_fails_stores_and_queues_nothing(
+async def _past_the_grace(database: Database, settings: Settings) -> None:
+    """Every intent as old as one whose request can no longer write anything."""
+    from shared.inbox import uncommitted_grace_s
+
+    late = now() - timedelta(seconds=uncommitted_grace_s(settings) + 1)
+    await database.segment_intents.update_many({}, {"$set": {"receivedAt": late}})
+
+
+async def test_the_intent_of_a_request_whose_permanent_write_failed_is_dropped_once_it_is_over(
     aiohttp_client: AiohttpClient,
     settings: Settings,
     database: Database,
@@ -577,12 +598,65 @@ async def test_a_request_whose_permanent_write_fails_stores_and_queues_nothing(
     broken = _database_failing_on(database, "watch_segments", failing)
     client = await app_client(aiohttp_client, settings, broken, task_queue)
     await clear_pending(database)
+    response = await client.post(SEGMENTS, json=[watch_segment("g1", "s1", "u1")], headers=world)
+    assert response.status == 503
+
+    # While its request could still be writing, the intent stays; past that, it is dropped.
+    assert await _attendees_after_rollup(database, settings) == 0
+    assert await database.segment_intents.count_documents({}) == 1
+    await _past_the_grace(database, settings)
+    assert await _attendees_after_rollup(database, settings) == 0
+    assert await database.segment_intents.count_documents({}) == 0
+    assert await database.watch_segments.count_documents({}) == 0
+
+
+async def test_a_request_whose_first_write_fails_answers_503_and_stores_nothing(
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    database: Database,
+    task_queue: RecordingTaskQueue,
+    world: dict[str, str],
+) -> None:
+    from tests.seed import app_client
+
+    failing = {"on": True}
+    broken = _database_failing_on(database, "segment_intents", failing)
+    client = await app_client(aiohttp_client, settings, broken, task_queue)
+    await clear_pending(database)
 
     response = await client.post(SEGMENTS, json=[watch_segment("g1", "s1", "u1")], headers=world)
     assert response.status == 503
-    assert await database.watch_segments.count_documents({}) == 0
-    assert await database.segment_inbox.count_documents({}) == 0
+    assert int(response.headers["Retry-After"]) > 0
+    for collection in ("watch_segments", "segment_inbox", "segment_intents"):
+        assert await database[collection].count_documents({}) == 0
     assert await _attendees_after_rollup(database, settings) == 0
+
+
+async def test_a_request_whose_last_write_fails_answers_200_and_its_items_count_once_after_the_tick(
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    database: Database,
+    task_queue: RecordingTaskQueue,
+    world: dict[str, str],
+) -> None:
+    from tests.seed import app_client
+
+    failing = {"on": True}
+    broken = _database_failing_on(database, "segment_inbox", failing)
+    client = await app_client(aiohttp_client, settings, broken, task_queue)
+    await clear_pending(database)
+
+    # Stored for good: the answer says so, though the inbox entry could not be written.
+    status, body = await post(client, SEGMENTS, [watch_segment("g1", "s1", "u1")], world)
+    assert (status, body["accepted"], body["duplicates"]) == (200, 1, 0)
+    assert await database.watch_segments.count_documents({}) == 1
+    assert await database.segment_inbox.count_documents({}) == 0
+    # Once its request is over, the tick queues it from its intent, and it counts once.
+    await _past_the_grace(database, settings)
+    assert await _attendees_after_rollup(database, settings) == 1
+    assert found(await database.sessions.find_one({"_id": "s1"}))["watchTime"]["total"] == 60.0
+    assert await database.segment_intents.count_documents({}) == 0
+    assert await _attendees_after_rollup(database, settings) == 1
 
 
 async def test_accepted_attendance_signals_a_rollup_of_its_event(

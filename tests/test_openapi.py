@@ -277,7 +277,7 @@ async def test_put_session_answers_match_the_document(client: Any, database: Dat
 async def test_recompute_and_task_answers_match_the_document(
     client: Any, database: Database, task_queue: RecordingTaskQueue
 ) -> None:
-    from shared.jobs import FAILURE, SUCCESS, update_task
+    from shared.jobs import FAILURE, SUCCESS, take_task, update_task
 
     await seed_world(database)
     await add_session(database, "s1")
@@ -289,16 +289,18 @@ async def test_recompute_and_task_answers_match_the_document(
     same = await client.post("/rest/host/session/analytics/recompute?eventId=ev1", headers=auth)
     assert (await same.json())["taskId"] == task_id
     assert (await client.get(f"/rest/host/tasks/{task_id}", headers=auth)).status == 200
+    assert await take_task(database, task_id, "run-1")
     await update_task(
         database,
         task_id,
+        "run-1",
         state=SUCCESS,
         result={"sessions": 1, "durations": {}},
         progress={"done": 2, "total": 2},
     )
     done = await client.get(f"/rest/host/tasks/{task_id}", headers=auth)
     assert (await done.json())["state"] == SUCCESS
-    await update_task(database, task_id, state=FAILURE, error="boom")
+    await database.tasks.update_one({"_id": task_id}, {"$set": {"state": FAILURE, "error": "boom"}})
     assert (await client.get(f"/rest/host/tasks/{task_id}", headers=auth)).status == 200
     assert (await client.get("/rest/host/tasks/nope", headers=auth)).status == 404
     task_queue.down = True

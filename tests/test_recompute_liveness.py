@@ -110,3 +110,55 @@ async def test_a_recompute_replaced_by_a_newer_one_never_runs(
     assert replaced["state"] == FAILURE and "replaced by a newer recompute" in (replaced["error"] or "")
     started = await begin_recompute(database, new["_id"], "ev1", "run-3", "w2", DEFAULTS.recompute_stale_s)
     assert started.outcome == Start.RUN
+
+
+async def test_a_run_that_lost_its_task_writes_neither_progress_nor_a_final_state(
+    database: Database, task_queue: RecordingTaskQueue
+) -> None:
+    from shared.jobs import SUCCESS, fail_task, update_task
+
+    await seed_world(database)
+    task, _ = await claim_recompute(database, "ev1", DEFAULTS.recompute_stale_s)
+    await begin_recompute(database, task["_id"], "ev1", "run-1", "w1", DEFAULTS.recompute_stale_s)
+    await _age(database, task["_id"], DEFAULTS.recompute_stale_s + 1)
+    taken = await begin_recompute(database, task["_id"], "ev1", "run-2", "w2", DEFAULTS.recompute_stale_s)
+    assert taken.outcome == Start.RUN
+
+    # The first run was only slow, not dead: its late writes change nothing.
+    assert not await update_task(database, task["_id"], "run-1", progress={"done": 9, "total": 9})
+    assert not await update_task(database, task["_id"], "run-1", state=SUCCESS, result={})
+    assert not await fail_task(database, task["_id"], "boom", run_id="run-1")
+    current = await _state(database, task["_id"])
+    assert (current["state"], current["runId"], current["progress"]["done"]) == (STARTED, "run-2", 0)
+
+    # The run holding it finishes it; a late copy of its message, finding the event's lock
+    # released, leaves the answer as it is.
+    assert await update_task(database, task["_id"], "run-2", state=SUCCESS, result={"sessions": 0})
+    from shared.jobs import release_recompute
+
+    await release_recompute(database, "ev1", task["_id"])
+    late = await begin_recompute(database, task["_id"], "ev1", "run-3", "w3", DEFAULTS.recompute_stale_s)
+    assert late.outcome == Start.DONE
+    assert (await _state(database, task["_id"]))["state"] == SUCCESS
+
+
+async def test_a_runs_own_writes_wait_while_its_heartbeat_writes(
+    database: Database, task_queue: RecordingTaskQueue
+) -> None:
+    import asyncio
+
+    from shared.jobs import serialized_writes, update_task
+
+    await seed_world(database)
+    task, _ = await claim_recompute(database, "ev1", DEFAULTS.recompute_stale_s)
+    await begin_recompute(database, task["_id"], "ev1", "run-1", "w1", DEFAULTS.recompute_stale_s)
+    with serialized_writes(task["_id"]) as turn:
+        turn.acquire()  # the heartbeat thread is writing
+        write = asyncio.ensure_future(
+            update_task(database, task["_id"], "run-1", progress={"done": 1, "total": 3})
+        )
+        await asyncio.sleep(0.2)
+        assert not write.done()
+        turn.release()
+        assert await write
+    assert (await _state(database, task["_id"]))["progress"]["done"] == 1

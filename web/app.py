@@ -16,9 +16,27 @@ from shared.settings import Settings
 from shared.tasks import CeleryTaskQueue, TaskQueue
 from web import admin_tasks, attendees, auth, dashboard, docs, events, health, ingest, sessions
 from web.cache import ListCache, TtlCache
-from web.keys import DB, EVENTS, HTTP_METRICS, INGEST_KEYS, LIST_CACHE, PRINCIPALS, REGISTRY, SETTINGS, TASKS
+from web.keys import (
+    DB,
+    EVENTS,
+    HTTP_METRICS,
+    INGEST_KEYS,
+    KNOWN_SESSIONS,
+    LIST_CACHE,
+    PRINCIPALS,
+    REGISTRY,
+    SETTINGS,
+    TASKS,
+)
 from web.metrics import HttpMetrics
-from web.middleware import REQUEST_LINE, STREAMING, UNQUEUED, request_context, trusted_proxy_middleware
+from web.middleware import (
+    OWN_LINES,
+    REQUEST_LINE,
+    STREAMING,
+    UNQUEUED,
+    request_context,
+    trusted_proxy_middleware,
+)
 
 log = logging.getLogger("web.app")
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
@@ -62,9 +80,12 @@ def _keep_state(app: web.Application, settings: Settings) -> None:
     app[PRINCIPALS] = TtlCache(settings.host_cache_ttl_s)
     app[EVENTS] = TtlCache(settings.host_cache_ttl_s, max_entries=1000)
     app[INGEST_KEYS] = TtlCache(settings.host_cache_ttl_s, max_entries=1000)
+    app[KNOWN_SESSIONS] = TtlCache(settings.host_cache_ttl_s, max_entries=100_000)
     app[STREAMING] = {"/rest/host/session/analytics/csv"}
     app[UNQUEUED] = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/{asset}", "/host/"}
     app[REQUEST_LINE] = asyncio.Semaphore(settings.request_concurrency)
+    ingest_line = asyncio.Semaphore(settings.ingest_concurrency)
+    app[OWN_LINES] = {route: ingest_line for route in ingest.OWN_LINE_ROUTES}
 
 
 def _database_ctx(settings: Settings, database: Database | None) -> CleanupContext:
@@ -118,6 +139,7 @@ def _start_fields(settings: Settings, host: str, port: int) -> dict[str, object]
         "requestTimeoutS": settings.request_timeout_s,
         "headerTimeoutS": settings.header_timeout_s,
         "requestConcurrency": settings.request_concurrency,
+        "ingestConcurrency": settings.ingest_concurrency,
         "mongodbMaxConcurrency": settings.mongodb_max_concurrency,
         "trustedProxies": settings.trusted_proxies or "none",
         "accessLog": settings.access_log,

@@ -15,11 +15,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -43,7 +44,17 @@ class ListCache:
         self._last_good: OrderedDict[tuple[object, ...], LastGoodAnswer] = OrderedDict()
         # When each fresh answer still being worked out for a query began (monotonic).
         self._refreshing: dict[tuple[object, ...], list[float]] = {}
+        # The refresh under way per token and query: one at a time, the others wait for it.
+        self._flights: dict[tuple[object, ...], asyncio.Future[Any]] = {}
         self._max = max_entries
+
+    def flight(self, key: tuple[object, ...]) -> asyncio.Future[Any] | None:
+        return self._flights.get(key)
+
+    def fly(self, key: tuple[object, ...], refresh: asyncio.Future[Any]) -> None:
+        """`refresh` is the one under way for `key` until it ends."""
+        self._flights[key] = refresh
+        refresh.add_done_callback(lambda _: self._flights.pop(key, None))
 
     def refresh_started(self, key: tuple[object, ...]) -> float:
         began = time.monotonic()

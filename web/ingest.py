@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, TypedDict, TypeVar, cast
+from typing import TypedDict, TypeVar, cast
 
 from aiohttp import web
 from pydantic import ValidationError
-from pymongo.errors import BulkWriteError
+from pymongo.errors import PyMongoError
 
 from shared.db import Collection, Database
-from shared.documents import InboxEntryDoc, RegistrationDoc, WatchSegmentDoc
+from shared.documents import RegistrationDoc, WatchSegmentDoc
 from shared.errors import BadRequest, EventNotFound
 from shared.identities import store_identities
+from shared.inbox import inbox_entries, insert_new
 from shared.models import RegistrationIn, WatchSegmentIn, describe_validation_error
 from shared.rules import MAX_FUTURE_S, MAX_SEGMENT_S
 from shared.store import INBOX_REGISTRATION, INBOX_SEGMENT, now
@@ -22,13 +24,16 @@ from web.auth import authenticate_ingest
 from web.contract.common import path_id
 from web.contract.ingest import MAX_ITEMS, IngestResult
 from web.jsonio import read_json
-from web.keys import DB, SETTINGS, TASKS
+from web.keys import DB, EVENTS, KNOWN_SESSIONS, SETTINGS, TASKS
 
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
-DUPLICATE_KEY = 11000
-D = TypeVar("D", bound=Mapping[str, Any])  # a collection's document type
 P = TypeVar("P", WatchSegmentIn, RegistrationIn)  # one item as parsed
 StoredItem = WatchSegmentDoc | RegistrationDoc
+SEGMENTS_ROUTE = "/rest/events/{eventId}/watch-segments"
+REGISTRATIONS_ROUTE = "/rest/events/{eventId}/registrations"
+# Writes that must not be lost wait in a line of their own (INGEST_CONCURRENCY, web/app.py).
+OWN_LINE_ROUTES = (SEGMENTS_ROUTE, REGISTRATIONS_ROUTE)
 
 
 class Rejection(TypedDict):
@@ -66,59 +71,58 @@ async def _items(request: web.Request) -> tuple[str, list[object]]:
         raise BadRequest('body must be a JSON list of items (or {"items": [...]})')
     if len(body) > MAX_ITEMS:
         raise BadRequest(f"at most {MAX_ITEMS} items a request; got {len(body)}")
-    if await request.app[DB].events.find_one({"_id": event_id}, {"_id": 1}) is None:
-        raise EventNotFound(f"no event {event_id}")
+    await _existing_event(request, event_id)
     return event_id, body
 
 
+async def _existing_event(request: web.Request, event_id: str) -> None:
+    """The event exists; its document is reused for HOST_CACHE_TTL_S (as host reads do), so a
+    post costs no read of it while the database is busy with writes."""
+    cache = request.app[EVENTS]
+    if cache.get(event_id) is None:
+        event = await request.app[DB].events.find_one({"_id": event_id})
+        if event is None:
+            raise EventNotFound(f"no event {event_id}")
+        cache.put(event_id, event)
+
+
 async def _known_sessions(request: web.Request, event_id: str, session_ids: set[str]) -> set[str]:
-    if not session_ids:
-        return set()
+    """The posted sessions that exist in the event; those seen in the last HOST_CACHE_TTL_S are
+    not looked up again (a session never moves to another event nor goes away)."""
+    seen = request.app[KNOWN_SESSIONS]
+    known = {s for s in session_ids if seen.get((event_id, s))}
+    if not session_ids - known:
+        return known
     docs = (
         await request.app[DB]
-        .sessions.find({"_id": {"$in": sorted(session_ids)}, "eventId": event_id}, {"_id": 1})
+        .sessions.find({"_id": {"$in": sorted(session_ids - known)}, "eventId": event_id}, {"_id": 1})
         .to_list(length=None)
     )
-    return {doc["_id"] for doc in docs}
-
-
-async def _insert_new(collection: Collection[D], documents: list[D]) -> set[int]:
-    """Insert what is not stored yet; the positions of items already there (duplicates)."""
-    if not documents:
-        return set()
-    try:
-        await collection.insert_many(documents, ordered=False)
-        return set()
-    except BulkWriteError as err:
-        errors = err.details.get("writeErrors", [])
-        if any(e.get("code") != DUPLICATE_KEY for e in errors):
-            raise
-        return {e["index"] for e in errors}
-
-
-def _queued(kind: str, documents: list[StoredItem]) -> list[InboxEntryDoc]:
-    received = now()
-    return [{**d, "_id": f"{kind}|{d['_id']}", "kind": kind, "receivedAt": received} for d in documents]
+    for doc in docs:
+        seen.put((event_id, doc["_id"]), True)
+    return known | {doc["_id"] for doc in docs}
 
 
 async def _store(
     db: Database, collection_name: str, kind: str, documents: list[StoredItem]
 ) -> tuple[int, int]:
-    """Store items once (by `_id`), then queue what is stored for the next rollup.
+    """Intents, then the permanent documents (once, by `_id`), then the inbox entries of what
+    this request stored: (accepted, duplicates). See shared/inbox.py for why in this order.
 
-    The permanent write comes first: an item reaches the rollup inbox only once it is stored
-    for good, so a request that fails between the two writes leaves nothing a rollup folds in
-    (its client retries). A duplicate is queued again *as stored* — the first version of a
-    reused id, never the new one: after such a failure the retry is what queues it, and
-    queuing an item already folded in changes no number (merging is idempotent).
+    A failure of the first two writes propagates (503: nothing stored that will count); once
+    the permanent write succeeded the answer is 200, and an inbox entry that could not be
+    written is queued by the beat tick from its intent.
     """
-    collection = cast("Collection[StoredItem]", db[collection_name])
-    duplicates = await _insert_new(collection, documents)
+    if not documents:
+        return 0, 0
+    await insert_new(db.segment_intents, inbox_entries(kind, documents))
+    permanent = cast("Collection[StoredItem]", db[collection_name])
+    duplicates = await insert_new(permanent, documents)
     stored = [d for i, d in enumerate(documents) if i not in duplicates]
-    if duplicates:
-        ids = sorted({documents[i]["_id"] for i in duplicates})
-        stored += await collection.find({"_id": {"$in": ids}}).to_list(None)
-    await _insert_new(db.segment_inbox, _queued(kind, stored))
+    try:
+        await insert_new(db.segment_inbox, inbox_entries(kind, stored))
+    except PyMongoError as err:
+        log.warning("stored %d items; queued from their intents later: %s", len(stored), type(err).__name__)
     return len(documents) - len(duplicates), len(duplicates)
 
 
@@ -210,14 +214,14 @@ async def _store_identities(request: web.Request, event_id: str, registrations: 
     await store_identities(request.app[DB], event_id, registrations, embedded=embedded)
 
 
-@routes.post("/rest/events/{eventId}/watch-segments")
+@routes.post(SEGMENTS_ROUTE)
 async def post_watch_segments(request: web.Request) -> web.Response:
     return await _ingest(
         request, WatchSegmentIn, _segment_document, _segment_problem, "watch_segments", INBOX_SEGMENT
     )
 
 
-@routes.post("/rest/events/{eventId}/registrations")
+@routes.post(REGISTRATIONS_ROUTE)
 async def post_registrations(request: web.Request) -> web.Response:
     return await _ingest(
         request,

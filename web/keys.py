@@ -22,3 +22,5 @@ LIST_CACHE = web.AppKey("list_cache", ListCache)
 PRINCIPALS = web.AppKey("principals", TtlCache[str, HostPrincipal])
 EVENTS = web.AppKey("events", TtlCache[str, EventDoc])
 INGEST_KEYS = web.AppKey("ingest_keys", TtlCache[str, IngestPrincipal])
+# (eventId, sessionId) pairs ingestion found stored: a session never changes event nor goes away.
+KNOWN_SESSIONS = web.AppKey("known_sessions", TtlCache[tuple[str, str], bool])

@@ -46,6 +46,9 @@ STREAMING = web.AppKey("streaming_routes", set)
 UNQUEUED = web.AppKey("unqueued_routes", set)
 # The per-process line of API requests (REQUEST_CONCURRENCY handlers at a time, FIFO).
 REQUEST_LINE = web.AppKey("request_line", asyncio.Semaphore)
+# Routes with a line of their own (ingestion: INGEST_CONCURRENCY), so that a flood of other
+# requests never holds the places their writes need.
+OWN_LINES = web.AppKey("own_lines", dict)
 
 
 _PROCESS_ID = secrets.token_hex(6)
@@ -105,7 +108,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             handler,
             request_id,
             streaming=route in request.app[STREAMING],
-            queued=route not in request.app[UNQUEUED],
+            line=_line_of(request, route),
         )
         status = response.status
         response.headers["X-Request-Id"] = request_id
@@ -117,6 +120,13 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         _log_access(request, route, status, elapsed)
         credential_id_var.reset(credential_token)
         request_id_var.reset(token)
+
+
+def _line_of(request: web.Request, route: str) -> asyncio.Semaphore | None:
+    """The line a request waits in: none for probes, its own for ingestion, else the common one."""
+    if route in request.app[UNQUEUED]:
+        return None
+    return request.app[OWN_LINES].get(route) or request.app[REQUEST_LINE]
 
 
 def _log_access(request: web.Request, route: str, status: int, elapsed: float) -> None:
@@ -142,14 +152,19 @@ def _log_access(request: web.Request, route: str, status: int, elapsed: float) -
 
 
 async def _answer(
-    request: web.Request, handler: Handler, request_id: str, *, streaming: bool, queued: bool
+    request: web.Request,
+    handler: Handler,
+    request_id: str,
+    *,
+    streaming: bool,
+    line: asyncio.Semaphore | None,
 ) -> web.StreamResponse:
     timeout = request.app[SETTINGS].request_timeout_s
     try:
         if streaming:
             return await handler(request)
         async with asyncio.timeout(timeout):
-            return await _in_line(request, handler) if queued else await handler(request)
+            return await _in_line(request, handler, line) if line is not None else await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -162,13 +177,13 @@ async def _answer(
         return response
 
 
-async def _in_line(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def _in_line(request: web.Request, handler: Handler, line: asyncio.Semaphore) -> web.StreamResponse:
     if request.body_exists:
         # The body first, outside the line: a slow client must not hold a place in it.
         await request.read()
-    # One FIFO line for every kind of request, so a flood of one kind (cheap list reads)
-    # cannot starve another (ingestion) of the event loop.
-    async with request.app[REQUEST_LINE]:
+    # FIFO lines, so a flood of one kind of request (cheap list reads) cannot starve another of
+    # the event loop; ingestion has a line of its own, so its writes never wait behind them.
+    async with line:
         return await handler(request)
 
 

@@ -83,16 +83,39 @@ async def list_sessions(request: web.Request) -> web.Response:
     if request.app[LIST_CACHE].refreshing_for(key) > request.app[SETTINGS].list_stale_after_s:
         # The database is already too slow for this query: do not queue one more refresh.
         return _stale_answer(request, stale)
-    return await _fresh_or_stale(request, key, stale)
+    running = request.app[LIST_CACHE].flight((token, *key))
+    if running is not None:
+        return await _after_flight(request, key, running, stale)
+    return await _fresh_or_stale(request, key, stale, token)
 
 
-async def _fresh_or_stale(request: web.Request, key: tuple[object, ...], stale: CachedAnswer) -> web.Response:
+async def _after_flight(
+    request: web.Request, key: tuple[object, ...], running: asyncio.Future[Any], stale: CachedAnswer
+) -> web.Response:
+    """One refresh per token and query at a time: the others wait for it (within the limit) and
+    answer what it left in the cache, taking no database slot of their own."""
+    cache, limit = request.app[LIST_CACHE], request.app[SETTINGS].list_stale_after_s
+    await asyncio.wait({running}, timeout=max(0.0, limit - cache.refreshing_for(key)))
+    error = running.exception() if running.done() and not running.cancelled() else None
+    if error is not None and not _database_trouble(error):
+        raise error  # the same token's refresh found it unauthorized (or the query bad): so is this
+    last = cache.last_good(key)
+    if running.done() and error is None and not running.cancelled() and last is not None:
+        request.app[HTTP_METRICS].list_cache.labels("hit").inc()
+        return conditional_json(request, last.answer.body, last.answer.etag)
+    return _stale_answer(request, stale)
+
+
+async def _fresh_or_stale(
+    request: web.Request, key: tuple[object, ...], stale: CachedAnswer, token: str
+) -> web.Response:
     cache, limit = request.app[LIST_CACHE], request.app[SETTINGS].list_stale_after_s
     # Wait a little for a fresh answer, then give the last good one; the fresh one still
     # finishes (the refresh the requests above wait for) and refreshes the cache.
     began = cache.refresh_started(key)
     fresh = asyncio.ensure_future(_fresh_list(request))
     fresh.add_done_callback(lambda task: _refresh_done(cache, key, began, task))
+    cache.fly((token, *key), fresh)
     try:
         done, _ = await asyncio.wait({fresh}, timeout=limit)
     except asyncio.CancelledError:

@@ -5,6 +5,7 @@ Storage, and why each piece exists (MongoDB would need each of them too):
 - `segment_inbox`: a copy of every stored item not yet folded in, written *after* its permanent
   document, so the permanent collections stay insert-only and a rollup reads only new input;
   an item is in the inbox only once it is stored for good, so nothing unstored is ever counted.
+  (Ingestion's intents, `segment_intents`, make its answers true: shared/inbox.py.)
 - `session_watch`: a session's per-user interval unions, read only by rollups and recomputes
   (one at a time per event, under the lease) and overwritten in place. Unions only grow, so a
   union written by a worker that died before its switch holds nothing that folding the inbox
@@ -58,12 +59,14 @@ from shared.documents import (
     SessionDoc,
     SessionWatchDoc,
 )
+from shared.inbox import consume, settle_intents
 from shared.jobs import (
     STARTED,
     SUCCESS,
     TERMINAL,
     fail_task,
     release_recompute,
+    take_task,
     update_task,
 )
 from shared.rules import (
@@ -600,7 +603,7 @@ async def _rollup_batch(db: Database, settings: Settings, lease: EventLease) -> 
     # Last: a crash before this leaves the entries to be folded again, which changes nothing.
     consumed = [e["_id"] for g in written for e in entries.get(g.session["_id"], ())] + orphans
     if consumed:
-        await db.segment_inbox.delete_many({"_id": {"$in": consumed}})
+        await consume(db, consumed)
     return BatchResult(len(written), len(consumed), more or bool(lost))
 
 
@@ -680,6 +683,7 @@ async def rollup_pending(db: Database, settings: Settings, max_rounds: int = 20)
     """
     sessions = items = 0
     busy: set[str] = set()
+    await settle_intents(db, settings)
     for _ in range(max_rounds):
         events = [e for e in await events_with_work(db) if e not in busy]
         if not events:
@@ -749,15 +753,19 @@ async def _event_state(db: Database, settings: Settings, event_id: str) -> dict[
 
 
 class _Progress:
-    """Task progress, written at most twice a second (each write is a database round trip)."""
+    """Task progress, written at most twice a second (each write is a database round trip),
+    only while this run holds the task."""
 
-    def __init__(self, db: Database, task_id: str, total: int) -> None:
-        self.db, self.task_id, self.total, self._last = db, task_id, total, 0.0
+    def __init__(self, db: Database, task_id: str, run_id: str, total: int) -> None:
+        self.db, self.task_id, self.run_id, self.total, self._last = db, task_id, run_id, total, 0.0
 
-    async def report(self, done: int, *, force: bool = False, **fields: object) -> None:
+    async def report(self, done: int, *, force: bool = False, **fields: object) -> bool:
+        """False when this run no longer holds the task (nothing written)."""
         if force or time.monotonic() - self._last >= 0.5:
             self._last = time.monotonic()  # before the write: concurrent callers skip theirs
-            await update_task(self.db, self.task_id, progress={"done": done, "total": self.total}, **fields)
+            progress = {"done": done, "total": self.total}
+            return await update_task(self.db, self.task_id, self.run_id, progress=progress, **fields)
+        return True
 
 
 async def recompute_event(
@@ -766,17 +774,25 @@ async def recompute_event(
     task_id: str,
     event_id: str,
     sync_durations: DurationSync | None = None,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Duration sync, then every session of one event rebuilt from its stored attendance."""
+    """Duration sync, then every session of one event rebuilt from its stored attendance.
+
+    `run_id`: the run that took the task (shared/jobs.begin_recompute); without one, this call
+    takes the unfinished task itself. Every write of the task's state is this run's only.
+    """
     task = await db.tasks.find_one({"_id": task_id})
     if task is not None and task["state"] in TERMINAL:
         return task.get("result") or {}  # a redelivered message for a finished job
+    if run_id is None:
+        run_id = uuid.uuid4().hex
+        await take_task(db, task_id, run_id)
     # The event's attendance is millions of small objects without reference cycles; the cyclic
     # collector would traverse all of them again and again while they are built and used.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        result = await _recompute_event(db, settings, task_id, event_id, sync_durations)
+        result = await _recompute_event(db, settings, task_id, run_id, event_id, sync_durations)
     finally:
         if collecting:
             gc.enable()
@@ -789,25 +805,27 @@ async def _recompute_event(
     db: Database,
     settings: Settings,
     task_id: str,
+    run_id: str,
     event_id: str,
     sync_durations: DurationSync | None,
 ) -> dict[str, Any]:
     try:
-        progress = _Progress(db, task_id, await db.sessions.count_documents({"eventId": event_id}) + 2)
+        total = await db.sessions.count_documents({"eventId": event_id}) + 2
+        progress = _Progress(db, task_id, run_id, total)
         await progress.report(0, force=True, state=STARTED)
         lease = EventLease(db, event_id, settings.rollup_lease_s, "recompute")
         await lease.acquire()  # a rollup already writing this event finishes its batch first
         async with lease.held():
             result = await _rebuild_event(db, settings, lease, progress, sync_durations)
-        await progress.report(progress.total, force=True, state=SUCCESS, result=result)
-        await release_recompute(db, event_id, task_id)
+        if await progress.report(progress.total, force=True, state=SUCCESS, result=result):
+            await release_recompute(db, event_id, task_id)
         return result
     except Exception as err:
         if not isinstance(err, UNAVAILABLE_ERRORS):
-            # Only a task still running fails: a late error of a run that was taken over never
-            # overwrites the answer another worker already finished.
-            await fail_task(db, task_id, f"{type(err).__name__}: {err}")
-            await release_recompute(db, event_id, task_id)
+            # Only the run holding the task fails it: a late error of a run that was taken over
+            # never overwrites the answer another worker already finished.
+            if await fail_task(db, task_id, f"{type(err).__name__}: {err}", run_id=run_id):
+                await release_recompute(db, event_id, task_id)
         raise
 
 
@@ -859,7 +877,7 @@ async def _rebuild_event(
         await progress.report(2 + switched)
     ids = [doc["_id"] for doc in queued]
     for i in range(0, len(ids), 10_000):
-        await db.segment_inbox.delete_many({"_id": {"$in": ids[i : i + 10_000]}})
+        await consume(db, ids[i : i + 10_000])
     await bump_analytics_version(db, [event_id])
     await _settle_caches(settings)
     return {"sessions": len(sessions), "durations": durations}

@@ -19,6 +19,7 @@ from celery.signals import (
 )
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, NetworkTimeout
 
+from shared.inbox import settle_intents
 from shared.jobs import Begin, Start, begin_recompute, sweep_recomputes
 from shared.logs import task_id_var
 from shared.settings import get_settings
@@ -122,6 +123,7 @@ def rollup_pending_task() -> dict[str, int]:
     """The beat tick: one rollup task per event with input waiting, for signals that were lost."""
 
     async def body(rt: WorkerRuntime) -> list[str]:
+        await settle_intents(rt.db, rt.settings)  # items stored by requests whose last write failed
         return await events_with_work(rt.db)
 
     events = run(body)
@@ -175,7 +177,7 @@ def recompute_event_task(self: Task[[str], dict[str, Any]], event_id: str) -> di
         raise self.retry(countdown=started.retry_in_s)
 
     async def body(rt: WorkerRuntime) -> dict[str, Any]:
-        return await recompute_event(rt.db, rt.settings, task_id, event_id, sync_event_durations)
+        return await recompute_event(rt.db, rt.settings, task_id, event_id, sync_event_durations, run_id)
 
     with rt.heartbeat(task_id, run_id):
         return rt.run(body)
