@@ -116,8 +116,7 @@ async def _store(
     if not documents:
         return 0, 0
     await insert_new(db.segment_intents, inbox_entries(kind, documents))
-    permanent = cast("Collection[StoredItem]", db[collection_name])
-    duplicates = await insert_new(permanent, documents)
+    duplicates = await insert_new(cast("Collection[StoredItem]", db[collection_name]), documents)
     stored = [d for i, d in enumerate(documents) if i not in duplicates]
     try:
         await insert_new(db.segment_inbox, inbox_entries(kind, stored))
