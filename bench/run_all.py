@@ -14,6 +14,8 @@ BENCHMARKS = [
     "bench_durations.py",
     "bench_import.py",
     "bench_viewers.py",
+    "bench_attendees.py",
+    "bench_overload.py",
 ]
 
 
