@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self, cast
 
 import orjson
 from aiohttp import web
@@ -98,6 +98,10 @@ NotEmpty = BeforeValidator(_not_empty)
 Digits = BeforeValidator(_digits)
 
 
+# Per request: each Query model's parse of it.
+_PARSED: web.RequestKey[dict[type[Query], Query]] = web.RequestKey("parsed_queries", dict)
+
+
 class Query(BaseModel):
     """A query string. Each parameter at most once; unknown parameters are ignored (or, where
     `unknown_allowed` is off, 400)."""
@@ -108,6 +112,14 @@ class Query(BaseModel):
 
     @classmethod
     def parse(cls, request: web.Request) -> Self:
+        """The request's query as this model, parsed once per request (the models are frozen)."""
+        parsed = request.setdefault(_PARSED, {})
+        if (known := parsed.get(cls)) is None:
+            known = parsed[cls] = cls._parse(request)
+        return cast(Self, known)
+
+    @classmethod
+    def _parse(cls, request: web.Request) -> Self:
         values: dict[str, Any] = {}
         for name in request.query.keys():
             if name not in cls.model_fields and not cls.unknown_allowed:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from datetime import date as CalendarDate
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Annotated, ClassVar, Literal, Self
 from zoneinfo import ZoneInfo
 
@@ -112,6 +112,10 @@ class SessionListQuery(SessionFilterQuery, PageQuery):
 
     def cache_key(self) -> tuple[object, ...]:
         """Everything but the event: what makes two answers about one event differ."""
+        return self.key_parts
+
+    @cached_property
+    def key_parts(self) -> tuple[object, ...]:  # once per query: a list request asks three times
         return tuple(value for name, value in self if name != "eventId")
 
 
