@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from pytest_aiohttp import AiohttpClient
@@ -74,3 +75,31 @@ async def test_a_finished_rollup_is_never_hidden_by_a_cached_event(
     after = await (await client.get("/rest/host/session/analytics?eventId=ev1", headers=headers)).json()
     assert after["data"][0]["attendeeCount"] == 3
     assert after["data"][0]["liveViews"] == 3
+
+
+async def test_a_cached_list_answer_is_given_only_to_a_valid_token_allowed_that_event(
+    aiohttp_client: AiohttpClient, settings: Settings, database: Database, task_queue: RecordingTaskQueue
+) -> None:
+    """The list's answer from memory (token, event and answer all cached) makes every check the
+    database path makes: expiry, role, the event's hosts."""
+    await seed_world(database)
+    await add_session(database, "s1")
+    await add_session(database, "s2", event_id="ev2")
+    client = await app_client(
+        aiohttp_client, settings, database, task_queue, host_cache_ttl_s=30, token_ttl_s=2
+    )
+    lists = "/rest/host/session/analytics?eventId="
+    super_headers = await login(client, "super")
+    for event_id in ("ev1", "ev2"):
+        assert (await client.get(lists + event_id, headers=super_headers)).status == 200
+
+    event_admin, attendee = await login(client, "event_admin"), await login(client, "attendee")
+    statuses = []
+    for _ in range(2):  # the second time, every token is in the process's memory
+        for headers, event_id in ((event_admin, "ev1"), (event_admin, "ev2"), (attendee, "ev1")):
+            statuses.append((await client.get(lists + event_id, headers=headers)).status)
+    assert statuses == [200, 403, 403] * 2
+
+    await asyncio.sleep(2.1)  # the tokens expire while their users are still cached
+    expired = [(await client.get(lists + "ev1", headers=h)).status for h in (super_headers, event_admin)]
+    assert expired == [401, 401]

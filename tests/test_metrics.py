@@ -88,6 +88,29 @@ async def test_inbox_gauges_rise_while_items_wait_and_fall_once_rolled_up(
     assert any(name == "http_requests_total" for name, _ in done)
 
 
+async def test_answers_are_counted_by_route_method_and_status_and_other_methods_as_other(
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    database: Database,
+    task_queue: RecordingTaskQueue,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await _world(database, monkeypatch)
+    client = await app_client(aiohttp_client, settings, database, task_queue)
+    for method in ("GET", "GET", "DELETE", "PROPFIND", "PURGE"):
+        await client.request(method, "/healthz")
+    counted = {
+        labels: value
+        for (name, labels), value in (await scrape(client)).items()
+        if name == "http_requests_total" and dict(labels)["route"] in ("/healthz", "unmatched")
+    }
+    assert counted == {
+        (("method", "GET"), ("route", "/healthz"), ("status", "200")): 2,
+        (("method", "DELETE"), ("route", "unmatched"), ("status", "405")): 1,
+        (("method", "OTHER"), ("route", "unmatched"), ("status", "405")): 2,
+    }
+
+
 async def test_gauges_are_read_from_the_stores_at_most_every_few_seconds(
     aiohttp_client: AiohttpClient,
     settings: Settings,

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from yarl import URL
 
 from shared.db import Database
 from tests.conftest import Client
@@ -460,6 +461,35 @@ async def test_search_string_takes_regex_characters_literally_and_ignores_case(
         filtered[text] = (body["recordsFiltered"], body["recordsTotal"])
     assert found == searches
     assert filtered == {text: (len(ids), 5) for text, ids in searches.items()}
+
+
+async def test_a_query_string_is_decoded_as_a_form_each_time_it_is_asked(
+    client: Client, database: Database
+) -> None:
+    """Parsed queries are kept per process by their raw string: `+` still means a space and
+    `%2B` a plus, and a refused query is refused again, not remembered as the last good one."""
+    await seed_world(database)
+    for session_id, title in SEARCHABLE.items():
+        await add_session(database, session_id, title=title)
+    headers = await login(client, "super")
+
+    def raw(query: str) -> URL:
+        return URL(f"{LIST}?eventId=ev1&{query}", encoded=True)
+
+    answers: dict[str, list[list[str]]] = {}
+    for query in ("searchString=talk+about", "searchString=C%2B%2B", "searchString=talk+about", "size=5"):
+        response = await client.get(raw(query), headers=headers)
+        assert response.status == 200
+        answers.setdefault(query, []).append(_ids(await response.json()))
+    assert answers == {
+        "searchString=talk+about": [["plain"], ["plain"]],
+        "searchString=C%2B%2B": [["cpp"]],
+        "size=5": [sorted(SEARCHABLE)],
+    }
+    for _ in range(2):
+        refused = await client.get(raw("size=+5"), headers=headers)
+        body = await refused.json()
+        assert (refused.status, body["errorCode"], "size" in body["developerMessage"]) == (400, "400", True)
 
 
 async def test_session_format_filter_narrows_records_filtered(client: Client, database: Database) -> None:

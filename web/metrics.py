@@ -27,6 +27,8 @@ from shared.tasks import TaskQueue
 
 log = logging.getLogger(__name__)
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
+
 
 class HttpMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -53,6 +55,22 @@ class HttpMetrics:
             registry=registry,
         )
         self.operations = OperationsGauges(registry)
+        # Each (route, method, status)'s children, looked up once: `labels()` takes a lock and
+        # builds its key on every call, and this runs on every request.
+        self._answered: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def answered(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one answer and its time. Methods the parser knows beyond HTTP's own (WebDAV's
+        PROPFIND, PURGE, …) are counted as OTHER: the service answers them 405 anyway."""
+        method = method if method in _METHODS else "OTHER"
+        children = self._answered.get((route, method, status))
+        if children is None:
+            children = self._answered[(route, method, status)] = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route, method),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class OperationsGauges:

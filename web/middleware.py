@@ -115,8 +115,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         return response
     finally:
         elapsed = time.perf_counter() - started
-        metrics.requests.labels(route, request.method, str(status)).inc()
-        metrics.latency.labels(route, request.method).observe(elapsed)
+        metrics.answered(route, request.method, status, elapsed)
         _log_access(request, route, status, elapsed)
         credential_id_var.reset(credential_token)
         request_id_var.reset(token)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from functools import lru_cache
 from typing import Annotated, Any, ClassVar, Literal, Self, cast
 
 import orjson
 from aiohttp import web
+from multidict import MultiDictProxy
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -17,6 +19,7 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
 )
+from yarl import URL
 
 from shared.errors import BadRequest, ServiceError
 from shared.models import ID_PATTERN, describe_validation_error, format_utc, is_id
@@ -115,18 +118,18 @@ class Query(BaseModel):
         """The request's query as this model, parsed once per request (the models are frozen)."""
         parsed = request.setdefault(_PARSED, {})
         if (known := parsed.get(cls)) is None:
-            known = parsed[cls] = cls._parse(request)
+            known = parsed[cls] = _parse_query_string(cls, request.rel_url.raw_query_string)
         return cast(Self, known)
 
     @classmethod
-    def _parse(cls, request: web.Request) -> Self:
+    def _parse(cls, query: MultiDictProxy[str]) -> Self:
         values: dict[str, Any] = {}
-        for name in request.query.keys():
+        for name in query.keys():
             if name not in cls.model_fields and not cls.unknown_allowed:
                 raise BadRequest(f"unknown parameter {name!r}")
             if name in values or name not in cls.model_fields:
                 continue
-            given = request.query.getall(name)
+            given = query.getall(name)
             if name in cls.repeatable:
                 values[name] = given
             elif len(given) > 1:
@@ -137,6 +140,14 @@ class Query(BaseModel):
             return cls.model_validate(values)
         except ValidationError as err:
             raise BadRequest(describe_validation_error(err)) from err
+
+
+@lru_cache(maxsize=512)
+def _parse_query_string(model: type[Query], raw: str) -> Query:
+    """A query string as `model`, kept per process: a host's portal repeats the same few queries
+    (a list page re-polled), and the models are frozen. The query is decoded as aiohttp decodes a
+    request's, from the same raw string; a refused query is not kept."""
+    return model._parse(URL.build(query_string=raw, encoded=True).query)
 
 
 def path_id(request: web.Request, name: str) -> str:
