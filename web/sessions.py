@@ -139,23 +139,30 @@ def _answer_from_memory(request: web.Request) -> web.Response | None:
     are all in this process's memory and still valid; None sends the request the long way
     (which makes the same checks against the database and says why it refuses)."""
     try:
-        token = bearer_token(request)
-        query = SessionListQuery.parse(request)
+        token, query = bearer_token(request), SessionListQuery.parse(request)
     except ServiceError:
         return None
-    principal = request.app[PRINCIPALS].get(token)
-    event = request.app[EVENTS].get(query.eventId)
+    event = _hosted_from_memory(request, token, query.eventId)
+    if event is None:
+        return None
+    cached = request.app[LIST_CACHE].get(
+        (query.eventId, event.get("analyticsVersion", 0), *query.cache_key())
+    )
+    if cached is None:
+        return None
+    request.app[HTTP_METRICS].list_cache.labels("hit").inc()
+    return conditional_json(request, cached.body, cached.etag)
+
+
+def _hosted_from_memory(request: web.Request, token: str, event_id: str) -> EventDoc | None:
+    """The cached event, when the token's cached user is unexpired and may host it."""
+    principal, event = request.app[PRINCIPALS].get(token), request.app[EVENTS].get(event_id)
     if principal is None or event is None or principal.expires_at is None:
         return None
     if principal.expires_at <= datetime.now(UTC) or not may_host(principal, event):
         return None
-    cache = request.app[LIST_CACHE]
-    cached = cache.get((query.eventId, event.get("analyticsVersion", 0), *query.cache_key()))
-    if cached is None:
-        return None
     credential_id_var.set(principal.user_id)
-    request.app[HTTP_METRICS].list_cache.labels("hit").inc()
-    return conditional_json(request, cached.body, cached.etag)
+    return event
 
 
 def _answerable_from_memory(request: web.Request, token: str, key: tuple[object, ...]) -> bool:
