@@ -92,7 +92,7 @@ import asyncio, json, resource, sys, time
 from shared.db import connect
 from shared.settings import Settings
 from shared.jobs import claim_recompute
-from worker.rollup import recompute_event, rollup_pending, _event_state
+from worker.rollup import recompute_event, rollup_event, _event_state
 
 async def main(mode, url):
     # Indexes over a million segments take the test server longer than the default socket timeout.
@@ -113,7 +113,16 @@ async def main(mode, url):
         task, _ = await claim_recompute(db, "bench", 600)
         result = await recompute_event(db, settings, task["_id"], "bench")
     else:
-        result = await rollup_pending(db, settings, max_rounds=1000)
+        # What the worker's rollup task runs (worker.tasks.rollup_event_task): the event's new
+        # input, batch after batch, until none is left.
+        result = {"sessions": 0, "items": 0, "tasks": 0}
+        more = True
+        while more:
+            done = await rollup_event(db, settings, "bench")
+            result["sessions"] += done.sessions
+            result["items"] += done.items
+            result["tasks"] += 1
+            more = done.more
     elapsed = time.perf_counter() - started
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"seconds": elapsed, "peak_mib": peak_mib, "result": result}, default=str))

@@ -17,6 +17,7 @@ from tests.conftest import Client, RecordingTaskQueue
 from tests.seed import (
     T0,
     add_session,
+    app_client,
     bearer,
     cheap_password_hashing,
     error_of,
@@ -463,6 +464,26 @@ async def test_sessions_given_new_attendance_are_marked_for_rollup(
     assert await pending_sessions(database) == {"s1"}
     await post(client, REGISTRATIONS, [registration("s2", "u1")], world)
     assert await pending_sessions(database) == {"s1", "s2"}
+
+
+async def test_a_session_found_once_is_not_looked_up_again_and_an_unknown_one_is_each_time(
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    database: Database,
+    task_queue: RecordingTaskQueue,
+    world: dict[str, str],
+) -> None:
+    """Sessions never move nor go away, so a process keeps the ones it found (whatever
+    HOST_CACHE_TTL_S, here off); a session not found is looked up again on the next post."""
+    client = await app_client(aiohttp_client, settings, database, task_queue, host_cache_ttl_s=0)
+    first = await post(client, SEGMENTS, [watch_segment("g1", "s1"), watch_segment("g2", "s3")], world)
+    assert (first[0], first[1]["accepted"], [r["index"] for r in first[1]["rejected"]]) == (200, 1, [1])
+
+    # Gone from the store (which the service never does), s1 is still known to this process.
+    await database.sessions.delete_one({"_id": "s1"})
+    await add_session(database, "s3")
+    second = await post(client, SEGMENTS, [watch_segment("g3", "s1"), watch_segment("g4", "s3")], world)
+    assert (second[0], second[1]["accepted"], second[1]["rejected"]) == (200, 2, [])
 
 
 async def test_ingestion_writes_no_session_document(

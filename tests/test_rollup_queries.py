@@ -347,7 +347,7 @@ async def test_a_rollup_costs_the_same_round_trips_over_100_or_1000_sessions(
     print(f"round trips per rollup: {dict(trips['small'])} (100 sessions), {dict(trips['large'])} (1,000)")
     # On MongoDB one bulk write stores the sessions' unions (in place) and one switches them; the
     # test server answers no update command of 100 statements or more, so there (and only
-    # there) each is cut into pieces of 99.
+    # there) each is cut into pieces of FERRETDB_UPDATE_STATEMENTS.
     split = {"small": -(-100 // FERRETDB_UPDATE_STATEMENTS), "large": -(-1000 // FERRETDB_UPDATE_STATEMENTS)}
     on_mongodb = {size: trips[size] - Counter({"update": 2 * (split[size] - 1)}) for size in trips}
     assert on_mongodb["small"] == on_mongodb["large"]

@@ -63,6 +63,9 @@ def create_app(
     return app
 
 
+KNOWN_SESSION_TTL_S = 24 * 3600.0
+
+
 def _middlewares(settings: Settings) -> list[Middleware]:
     middlewares: list[Middleware] = [request_context]
     if settings.trusted_proxy_networks:
@@ -80,7 +83,9 @@ def _keep_state(app: web.Application, settings: Settings) -> None:
     app[PRINCIPALS] = TtlCache(settings.host_cache_ttl_s)
     app[EVENTS] = TtlCache(settings.host_cache_ttl_s, max_entries=1000)
     app[INGEST_KEYS] = TtlCache(settings.host_cache_ttl_s, max_entries=1000)
-    app[KNOWN_SESSIONS] = TtlCache(settings.host_cache_ttl_s, max_entries=100_000)
+    # A session never moves to another event nor goes away: once seen, it is known for a day
+    # (bounded by count), so ingestion looks a session up once, not once a second.
+    app[KNOWN_SESSIONS] = TtlCache(KNOWN_SESSION_TTL_S, max_entries=100_000)
     app[STREAMING] = {"/rest/host/session/analytics/csv"}
     app[UNQUEUED] = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/{asset}", "/host/"}
     app[REQUEST_LINE] = asyncio.Semaphore(settings.request_concurrency)

@@ -87,8 +87,8 @@ async def _existing_event(request: web.Request, event_id: str) -> None:
 
 
 async def _known_sessions(request: web.Request, event_id: str, session_ids: set[str]) -> set[str]:
-    """The posted sessions that exist in the event; those seen in the last HOST_CACHE_TTL_S are
-    not looked up again (a session never moves to another event nor goes away)."""
+    """The posted sessions that exist in the event; those this process already found are not
+    looked up again (a session never moves to another event nor goes away: web/app.py)."""
     seen = request.app[KNOWN_SESSIONS]
     known = {s for s in session_ids if seen.get((event_id, s))}
     if not session_ids - known:
