@@ -64,16 +64,19 @@ async def insert_new(collection: Collection[D], documents: list[D]) -> set[int]:
         return {e["index"] for e in errors}
 
 
-async def consume(db: Database, entry_ids: list[str]) -> None:
-    """Entries folded into the numbers, and their intents: both done with.
+async def consume(db: Database, event_id: str, entry_ids: list[str]) -> None:
+    """Entries of one event folded into the numbers, and their intents: both done with.
 
-    In deletes of IDS_PER_DELETE: FerretDB (the test server) matches `$in` itself, entry by
+    Scoped to the event whose lease the caller holds, so a rollup can never delete another
+    event's input; `eventId` comes first in the filter, which also lets the test server (which
+    matches filters itself, field by field) pass over other events' entries without comparing
+    them with every listed id. In deletes of IDS_PER_DELETE: FerretDB matches `$in` entry by
     entry, so one delete of a 20,000-entry batch held its single writer past the driver's
     socket timeout while ingestion's inserts waited; MongoDB sends a few more commands."""
     for start in range(0, len(entry_ids), IDS_PER_DELETE):
         chunk = entry_ids[start : start + IDS_PER_DELETE]
-        await db.segment_inbox.delete_many({"_id": {"$in": chunk}})
-        await db.segment_intents.delete_many({"_id": {"$in": chunk}})
+        await db.segment_inbox.delete_many({"eventId": event_id, "_id": {"$in": chunk}})
+        await db.segment_intents.delete_many({"eventId": event_id, "_id": {"$in": chunk}})
 
 
 async def settle_intents(db: Database, settings: Settings, limit: int = INTENTS_PER_TICK) -> dict[str, int]:

@@ -606,7 +606,7 @@ async def _rollup_batch(db: Database, settings: Settings, lease: EventLease) -> 
     # Last: a crash before this leaves the entries to be folded again, which changes nothing.
     consumed = [e["_id"] for g in written for e in entries.get(g.session["_id"], ())] + orphans
     if consumed:
-        await consume(db, consumed)
+        await consume(db, event_id, consumed)
     return BatchResult(len(written), len(consumed), more or bool(lost))
 
 
@@ -880,7 +880,7 @@ async def _rebuild_event(
         await progress.report(2 + switched)
     ids = [doc["_id"] for doc in queued]
     for i in range(0, len(ids), 10_000):
-        await consume(db, ids[i : i + 10_000])
+        await consume(db, event_id, ids[i : i + 10_000])
     await bump_analytics_version(db, [event_id])
     await _settle_caches(settings)
     return {"sessions": len(sessions), "durations": durations}
