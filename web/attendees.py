@@ -79,7 +79,7 @@ def ordered(rows: list[Row], order: AttendeeOrder, identities: Identities) -> li
     if order.searchString:
         needle = order.searchString.casefold()
         rows = [row for row in rows if _matches(needle, identities.get(row["userId"]))]
-    value = _sort_value(order.sort_key, identities)
+    value = _sort_value(order.sort_field, identities)
     valued = [row for row in rows if value(row) is not None]
     valued.sort(key=value, reverse=order.descending)
     return valued + [row for row in rows if value(row) is None]
@@ -92,7 +92,7 @@ async def _ordered_rows(
     db = request.app[DB]
     rows = await _session_rows(db, session)
     identities: Identities | None = None
-    if order.searchString or order.sort_key == "lastName":  # needs every row's identity
+    if order.searchString or order.sort_field == "lastName":  # needs every row's identity
         identities = await identities_of(db, session["eventId"], [row["userId"] for row in rows])
     return len(rows), ordered(rows, order, identities or {}), identities
 

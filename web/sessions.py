@@ -81,8 +81,6 @@ async def list_sessions(request: web.Request) -> web.Response:
     if last is None:
         return await _fresh_list(request)
     key, stale, token = last
-    if _answerable_from_memory(request, token, key):
-        return await _fresh_list(request)  # no database call on the way: nothing to wait for
     if request.app[LIST_CACHE].refreshing_for(key) > request.app[SETTINGS].list_stale_after_s:
         # The database is already too slow for this query: do not queue one more refresh.
         return _stale_answer(request, stale)
@@ -163,14 +161,6 @@ def _hosted_from_memory(request: web.Request, token: str, event_id: str) -> Even
         return None
     credential_id_var.set(principal.user_id)
     return event
-
-
-def _answerable_from_memory(request: web.Request, token: str, key: tuple[object, ...]) -> bool:
-    event = request.app[EVENTS].get(str(key[0]))
-    if event is None or request.app[PRINCIPALS].get(token) is None:
-        return False
-    versioned = (key[0], event.get("analyticsVersion", 0), *key[1:])
-    return request.app[LIST_CACHE].get(versioned) is not None
 
 
 def _stale_answer(request: web.Request, answer: CachedAnswer) -> web.Response:

@@ -15,6 +15,7 @@ from web.contract.common import (
     Percent,
     Query,
     Seconds,
+    SortOrder,
     UtcTime,
 )
 from web.contract.sessions import PageQuery
@@ -36,7 +37,7 @@ SORT_TEXT = (
 )
 
 
-class AttendeeOrder(Query):
+class AttendeeOrder(SortOrder, Query):
     """What the list and the CSV share: which rows, in which order. Unknown parameters are 400."""
 
     unknown_allowed: ClassVar[bool] = False
@@ -47,14 +48,6 @@ class AttendeeOrder(Query):
         "or email, taken literally.",
     )
     sort: Annotated[AttendeeSort, NotEmpty] = Field("-attendedSeconds", description=SORT_TEXT)
-
-    @property
-    def sort_key(self) -> str:
-        return str(self.sort).removeprefix("-")
-
-    @property
-    def descending(self) -> bool:
-        return str(self.sort).startswith("-")
 
 
 class AttendeeQuery(AttendeeOrder, PageQuery):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from functools import lru_cache
-from typing import Annotated, Any, ClassVar, Literal, Self, cast
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self, cast
 
 import orjson
 from aiohttp import web
@@ -140,6 +140,22 @@ class Query(BaseModel):
             return cls.model_validate(values)
         except ValidationError as err:
             raise BadRequest(describe_validation_error(err)) from err
+
+
+class SortOrder:
+    """For a query model whose `sort` parameter names a field (each model lists its own, with
+    its default); a leading `-` sorts descending."""
+
+    if TYPE_CHECKING:  # declared by each model: an annotation here would reorder its fields
+        sort: str
+
+    @property
+    def sort_field(self) -> str:
+        return str(self.sort).removeprefix("-")
+
+    @property
+    def descending(self) -> bool:
+        return str(self.sort).startswith("-")
 
 
 @lru_cache(maxsize=512)

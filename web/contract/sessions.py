@@ -30,6 +30,7 @@ from web.contract.common import (
     Percent,
     Query,
     Seconds,
+    SortOrder,
     UtcTime,
 )
 
@@ -75,7 +76,7 @@ class PageQuery(Query):
         return self.page * self.size
 
 
-class SessionFilterQuery(Query):
+class SessionFilterQuery(SortOrder, Query):
     """Which sessions of an event, in which order: the list's query without paging, and the
     whole query of the session CSV (so the CSV lists the list's rows in the list's order)."""
 
@@ -89,14 +90,6 @@ class SessionFilterQuery(Query):
     sort: Annotated[Sort, NotEmpty] = Field(
         "startTime", description="Sort field; a leading `-` sorts descending. Ties go by sessionId."
     )
-
-    @property
-    def sort_field(self) -> str:
-        return str(self.sort).removeprefix("-")
-
-    @property
-    def descending(self) -> bool:
-        return str(self.sort).startswith("-")
 
 
 class SessionListQuery(SessionFilterQuery, PageQuery):
