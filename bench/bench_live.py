@@ -28,7 +28,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -41,6 +41,7 @@ from tests.servers import FerretDB, Redis, free_port
 
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
 PASSWORD = "bench password"
+REQUEST_ITEMS = 200  # segments a request: a player posting every few seconds
 
 
 def _iso(moment: datetime) -> str:
@@ -165,7 +166,7 @@ async def _live(url: str, redis_url: str, args: argparse.Namespace) -> dict[str,
             host = {"Authorization": f"Bearer {token}"}
             ingest = {"Authorization": f"Bearer {key}"}
             stop = time.monotonic() + args.seconds
-            batch = 200  # segments a request: a player posting every few seconds
+            batch = REQUEST_ITEMS
             n = 0
 
             async def post_segments(worker: int, posters: int) -> None:
@@ -375,11 +376,20 @@ def _one_live_rollup(url: str, event_id: str, sessions: int, items: int) -> dict
             }
         )
     db.watch_segments.insert_many(docs, ordered=False)
-    db.segment_inbox.insert_many(
-        [{**d, "_id": f"S|{d['_id']}", "kind": "S", "receivedAt": received} for d in docs], ordered=False
-    )
+    db.segment_inbox.insert_many(queued(event_id, docs, received), ordered=False)
     client.close()
     return _rollup_child(url, event_id)
+
+
+def queued(event_id: str, docs: list[dict[str, Any]], received: datetime) -> list[dict[str, Any]]:
+    """The inbox batches ingestion writes for `docs` posted in requests of REQUEST_ITEMS."""
+    from shared.inbox import StoredItem, inbox_batch, request_id
+
+    batches = []
+    for first in range(0, len(docs), REQUEST_ITEMS):
+        items = cast("list[StoredItem]", docs[first : first + REQUEST_ITEMS])
+        batches.append({**inbox_batch(request_id("S"), event_id, "S", items), "receivedAt": received})
+    return batches
 
 
 def _load_backlog(url: str, items: int, sessions: int) -> None:
@@ -427,9 +437,7 @@ def _load_backlog(url: str, items: int, sessions: int) -> None:
                 }
             )
         db.watch_segments.insert_many(docs, ordered=False)
-        db.segment_inbox.insert_many(
-            [{**d, "_id": f"S|{d['_id']}", "kind": "S", "receivedAt": received} for d in docs], ordered=False
-        )
+        db.segment_inbox.insert_many(queued("backlog", docs, received), ordered=False)
     client.close()
 
 

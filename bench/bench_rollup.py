@@ -25,8 +25,8 @@ from typing import Any
 import aiohttp
 import pymongo
 
+from bench.bench_live import queued
 from bench.machine import machine_line
-from shared.store import INBOX_SEGMENT
 from tests.servers import FerretDB, free_port
 
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
@@ -153,10 +153,7 @@ def add_new_segments(url: str, count: int, sessions: int, users: int) -> None:
     for doc in docs:
         doc["sessionId"] = f"s{int(doc['sessionId'][1:]) * (sessions // 10):04d}"
     settled = datetime.now(UTC) - timedelta(minutes=5)
-    db.segment_inbox.insert_many(
-        [{**d, "_id": f"S|{d['_id']}", "kind": INBOX_SEGMENT, "receivedAt": settled} for d in docs],
-        ordered=False,
-    )
+    db.segment_inbox.insert_many(queued(EVENT, docs, settled), ordered=False)
     db.watch_segments.insert_many(docs, ordered=False)
     client.close()
 

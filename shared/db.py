@@ -17,7 +17,7 @@ from shared.documents import (
     AttendeeChunkDoc,
     AttendeeIdentityDoc,
     EventDoc,
-    InboxEntryDoc,
+    InboxBatchDoc,
     IngestKeyDoc,
     LoginAttemptDoc,
     ProviderStateDoc,
@@ -269,8 +269,8 @@ class Database:
         return cast("Collection[AttendeeIdentityDoc]", self.db.attendee_identities)
 
     @property
-    def segment_inbox(self) -> Collection[InboxEntryDoc]:
-        return cast("Collection[InboxEntryDoc]", self.db.segment_inbox)
+    def segment_inbox(self) -> Collection[InboxBatchDoc]:
+        return cast("Collection[InboxBatchDoc]", self.db.segment_inbox)
 
     @property
     def segment_intents(self) -> Collection[SegmentIntentDoc]:

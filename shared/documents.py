@@ -153,14 +153,26 @@ class AttendeeIdentityDoc(TypedDict, total=False):
     updatedAt: datetime
 
 
-class InboxEntryDoc(WatchSegmentDoc, RegistrationDoc, total=False):
-    """`segment_inbox`: a stored segment or registration not rolled up yet (`kind` says which)."""
+class InboxBatchDoc(WatchSegmentDoc, RegistrationDoc, total=False):
+    """`segment_inbox`: the items one request stored, not rolled up yet (`kind` says which):
+    `count` rows in `data` (shared/inbox.py). An entry of the earlier layout holds one item's
+    fields instead."""
 
     kind: str
     receivedAt: datetime
+    count: int
+    data: bytes
 
 
-SegmentIntentDoc = InboxEntryDoc  # `segment_intents`: "this request is storing this item" (shared/inbox.py)
+class SegmentIntentDoc(TypedDict, total=False):
+    """`segment_intents`: "this request is storing these items" (shared/inbox.py); `_id` is the
+    request's, as its inbox batch."""
+
+    _id: Required[str]
+    eventId: str
+    kind: str
+    receivedAt: datetime
+    ids: list[str]
 
 
 class SessionWatchDoc(TypedDict, total=False):

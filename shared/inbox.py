@@ -1,46 +1,118 @@
 """What ingestion writes so that its answer is true: 503 only when nothing it stored will count.
 
-Three inserts per request, in this order:
+Three inserts per request, in this order, the first and last one document each:
 
-1. an *intent* per item (`segment_intents`): "this request is storing this item";
+1. the request's *intent* (`segment_intents`): "this request is storing these items";
 2. the permanent documents (`watch_segments`, `registrations`), deduplicated by `_id`;
-3. the inbox entries (`segment_inbox`) of the items the request stored: what rollups fold.
+3. the request's inbox *batch* (`segment_inbox`): the items it stored, which rollups fold.
 
 A failure of 1 or 2 answers 503: nothing permanent, or (when 2 failed half-way) items the
 client's retry finds as duplicates. A failure of 3 answers 200: the items are stored, and the
-beat tick's `settle_intents` queues them. Rollups read only the inbox, whose entries always
+beat tick's `settle_intents` queues them. Rollups read only the inbox, whose batches always
 follow a permanent write, so nothing unstored is ever counted. The tick looks at intents older
-than any write of their request can land (`uncommitted_grace_s`): those whose permanent
-document exists are queued in its stored version (a commit that failed, or a duplicate whose
-first request failed half-way), the others are deleted. Entries and intents share their `_id`
-and are consumed together.
+than any write of their request can land (`uncommitted_grace_s`): the items of those whose batch
+is missing and whose permanent document exists are queued in their stored version (a commit
+that failed, or a duplicate whose first request failed half-way), the others are dropped. A
+batch and its intent share the request's `_id` and are consumed together.
+
+One batch per request, not one entry per item: a request's items are written, read and deleted
+as one document, so the inbox and the intents hold as many documents as requests, and a
+rollup's deletes list requests, not items. A batch keeps what a rollup folds of each item —
+session, user, mode and times in epoch milliseconds — as one compressed blob (at most
+MAX_ITEMS rows, tens of KB): it is only ever read whole, never queried by field.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from datetime import timedelta
-from typing import Any, TypeVar, cast
+import uuid
+import zlib
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple, TypeVar, cast
 
+import orjson
+from bson import Binary
 from pymongo.errors import BulkWriteError
 
 from shared.db import Collection, Database
-from shared.documents import InboxEntryDoc, RegistrationDoc, WatchSegmentDoc
+from shared.documents import InboxBatchDoc, RegistrationDoc, SegmentIntentDoc, WatchSegmentDoc
 from shared.settings import Settings
-from shared.store import INBOX_REGISTRATION, INBOX_SEGMENT, now
+from shared.store import INBOX_REGISTRATION, INBOX_SEGMENT, epoch_ms, from_epoch_ms, now
 
 DUPLICATE_KEY = 11000
 # The permanent collection of each kind of item.
 PERMANENT = {INBOX_SEGMENT: "watch_segments", INBOX_REGISTRATION: "registrations"}
 D = TypeVar("D", bound=Mapping[str, Any])  # a collection's document type
 INTENTS_PER_TICK = 1000  # intents one tick settles (bounded work; the next tick goes on)
-IDS_PER_DELETE = 2000  # consumed entries per delete command
+IDS_PER_DELETE = 2000  # consumed batches per delete command
+StoredItem = WatchSegmentDoc | RegistrationDoc
 
 
-def inbox_entries(kind: str, documents: Iterable[WatchSegmentDoc | RegistrationDoc]) -> list[InboxEntryDoc]:
-    """The inbox entries (and intents) of permanent documents: same content, own `_id`."""
-    received = now()
-    return [{**d, "_id": f"{kind}|{d['_id']}", "kind": kind, "receivedAt": received} for d in documents]
+def request_id(kind: str) -> str:
+    """The `_id` a request's intent and inbox batch share."""
+    return f"{kind}|{uuid.uuid4().hex}"
+
+
+def intent(batch_id: str, event_id: str, kind: str, documents: Sequence[StoredItem]) -> SegmentIntentDoc:
+    return {
+        "_id": batch_id,
+        "eventId": event_id,
+        "kind": kind,
+        "receivedAt": now(),
+        "ids": [d["_id"] for d in documents],
+    }
+
+
+class QueuedItem(NamedTuple):
+    """What a rollup folds of one stored item."""
+
+    session_id: str
+    user_id: str
+    mode: str  # a segment's LIVE or RECORDING; "" for a registration
+    start_ms: int  # a registration's time
+    end_ms: int
+
+    @property
+    def registered_at(self) -> datetime:
+        return from_epoch_ms(self.start_ms)
+
+
+def _queued(kind: str, document: Mapping[str, Any]) -> QueuedItem:
+    if kind == INBOX_SEGMENT:
+        segment = cast("WatchSegmentDoc", document)
+        start, end = epoch_ms(segment["start"]), epoch_ms(segment["end"])
+        return QueuedItem(segment["sessionId"], segment["userId"], segment["mode"], start, end)
+    registration = cast("RegistrationDoc", document)
+    at = epoch_ms(registration["registeredAt"])
+    return QueuedItem(registration["sessionId"], registration["userId"], "", at, at)
+
+
+def inbox_batch(batch_id: str, event_id: str, kind: str, documents: Sequence[StoredItem]) -> InboxBatchDoc:
+    """The inbox batch of permanent documents: what a rollup folds of each, compressed."""
+    rows = [list(_queued(kind, d)) for d in documents]
+    return {
+        "_id": batch_id,
+        "eventId": event_id,
+        "kind": kind,
+        "receivedAt": now(),
+        "count": len(rows),
+        "data": Binary(zlib.compress(orjson.dumps(rows), 1)),
+    }
+
+
+def batch_items(batch: InboxBatchDoc) -> list[QueuedItem]:
+    """A batch's items; an entry of the earlier one-item-per-entry layout is its own item."""
+    if "data" in batch:
+        return [QueuedItem(*row) for row in orjson.loads(zlib.decompress(batch["data"]))]
+    return [_queued(batch.get("kind", INBOX_SEGMENT), batch)]
+
+
+def _intent_ids(found: SegmentIntentDoc) -> list[str]:
+    """The permanent `_id`s an intent names; one of the earlier per-item layout (`kind|_id`)
+    names its own."""
+    if "ids" in found:
+        return found["ids"]
+    return [str(found["_id"]).split("|", 1)[1]]
 
 
 def uncommitted_grace_s(settings: Settings) -> float:
@@ -64,37 +136,32 @@ async def insert_new(collection: Collection[D], documents: list[D]) -> set[int]:
         return {e["index"] for e in errors}
 
 
-async def consume(db: Database, event_id: str, entry_ids: list[str]) -> None:
-    """Entries of one event folded into the numbers, and their intents: both done with.
+async def consume(db: Database, event_id: str, batch_ids: list[str]) -> None:
+    """Batches of one event folded into the numbers, and their intents: both done with.
 
     Scoped to the event whose lease the caller holds, so a rollup can never delete another
     event's input; `eventId` comes first in the filter, which also lets the test server (which
-    matches filters itself, field by field) pass over other events' entries without comparing
-    them with every listed id. In deletes of IDS_PER_DELETE: FerretDB matches `$in` entry by
-    entry, so one delete of a 20,000-entry batch held its single writer past the driver's
-    socket timeout while ingestion's inserts waited; MongoDB sends a few more commands."""
-    for start in range(0, len(entry_ids), IDS_PER_DELETE):
-        chunk = entry_ids[start : start + IDS_PER_DELETE]
+    matches filters itself, field by field) pass over other events' batches without comparing
+    them with every listed id. In deletes of IDS_PER_DELETE, so no one command holds the test
+    server's single writer for long; MongoDB sends a few more commands."""
+    for start in range(0, len(batch_ids), IDS_PER_DELETE):
+        chunk = batch_ids[start : start + IDS_PER_DELETE]
         await db.segment_inbox.delete_many({"eventId": event_id, "_id": {"$in": chunk}})
         await db.segment_intents.delete_many({"eventId": event_id, "_id": {"$in": chunk}})
 
 
 async def settle_intents(db: Database, settings: Settings, limit: int = INTENTS_PER_TICK) -> dict[str, int]:
-    """Intents whose request is over: queue those stored for good, delete the others.
+    """Intents whose request is over: queue what they stored for good, delete them.
 
     Bounded and index-served: the oldest `limit` intents (receivedAt), one `_id $in` find on the
-    inbox, then one per kind on the permanent collections for those no longer in the inbox.
+    inbox, then one per kind on the permanent collections for the intents whose batch is gone.
     """
     cutoff = now() - timedelta(seconds=uncommitted_grace_s(settings))
-    intents = await (
-        db.segment_intents.find({"receivedAt": {"$lte": cutoff}}, {"_id": 1, "kind": 1})
-        .sort("receivedAt", 1)
-        .limit(limit)
-        .to_list(None)
-    )
+    oldest = db.segment_intents.find({"receivedAt": {"$lte": cutoff}}).sort("receivedAt", 1)
+    intents = await oldest.limit(limit).to_list(None)
     if not intents:
         return {"intents": 0, "queued": 0}
-    # Those whose entry still waits in the inbox are consumed with it: only the others are
+    # Those whose batch still waits in the inbox are consumed with it: only the others are
     # looked up in the (large) permanent collections.
     waiting = await db.segment_inbox.find({"_id": {"$in": [i["_id"] for i in intents]}}, {"_id": 1}).to_list(
         None
@@ -103,12 +170,19 @@ async def settle_intents(db: Database, settings: Settings, limit: int = INTENTS_
     settled = [i for i in intents if i["_id"] not in in_inbox]
     queued = 0
     for kind, collection in PERMANENT.items():
-        ids = [str(i["_id"]).split("|", 1)[1] for i in settled if i["kind"] == kind]
+        of_kind = [i for i in settled if i.get("kind") == kind]
+        ids = [item_id for i in of_kind for item_id in _intent_ids(i)]
         if not ids:
             continue
         found = await db[collection].find({"_id": {"$in": ids}}).to_list(None)
-        stored = cast("list[WatchSegmentDoc | RegistrationDoc]", found)
-        queued += len(stored) - len(await insert_new(db.segment_inbox, inbox_entries(kind, stored)))
+        stored = {doc["_id"]: cast("StoredItem", doc) for doc in found}
+        batches = []
+        for i in of_kind:
+            items = [stored[item_id] for item_id in _intent_ids(i) if item_id in stored]
+            if items:
+                batches.append(inbox_batch(i["_id"], i["eventId"], kind, items))
+        duplicates = await insert_new(db.segment_inbox, batches)
+        queued += sum(b["count"] for n, b in enumerate(batches) if n not in duplicates)
     if settled:
         await db.segment_intents.delete_many({"_id": {"$in": [i["_id"] for i in settled]}})
     return {"intents": len(settled), "queued": queued}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, cast
 
 from shared.db import Database
 from shared.rules import PROVIDERS_WITH_DURATION
@@ -20,8 +21,12 @@ class InboxStats:
 
 
 async def inbox_stats(db: Database) -> InboxStats:
-    """One count from the collection's metadata and one index lookup (segment_inbox.receivedAt)."""
-    items = await db.segment_inbox.estimated_document_count()
+    """Items summed over the waiting batches (a `$match` on receivedAt first: index-served, and
+    the inbox holds one small document per request), and one index lookup for the oldest."""
+    totals = await db.segment_inbox.aggregate(
+        [{"$match": {"receivedAt": {"$gte": _EPOCH}}}, {"$group": {"_id": None, "items": {"$sum": "$count"}}}]
+    ).to_list(None)
+    items = int(cast("dict[str, Any]", totals[0])["items"]) if totals else 0
     oldest = (
         await db.segment_inbox.find({"receivedAt": {"$gte": _EPOCH}}, {"_id": 0, "receivedAt": 1})
         .sort("receivedAt", 1)

@@ -65,7 +65,9 @@ class Settings(BaseSettings):
     rollup_debounce_s: float = Field(
         1.0, ge=0, description="ingestion's signal waits this long, so a burst of posts shares one rollup"
     )
-    rollup_batch_items: int = Field(20_000, ge=1, description="inbox entries one rollup batch folds in")
+    rollup_batch_items: int = Field(
+        20_000, ge=1, description="items one rollup batch folds in (whole requests' batches)"
+    )
     rollup_batch_sessions: int = Field(2_000, ge=1, description="sessions one rollup batch writes")
     rollup_lease_s: float = Field(
         30.0, gt=0, le=60, description="an event's rollup lease expires this long after its last renewal"

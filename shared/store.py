@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from bson import Binary
+from bson import Binary, DatetimeMS
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
@@ -18,13 +18,31 @@ from shared.errors import BadRequest
 from shared.models import SessionIn, format_utc
 from shared.rules import SessionNumbers, has_provider_duration, session_numbers
 
-# Kinds of rollup-inbox entries (written by ingestion, read by rollups).
+# Kinds of rollup-inbox batches (written by ingestion, read by rollups).
 INBOX_SEGMENT = "S"
 INBOX_REGISTRATION = "R"
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def epoch_ms(moment: datetime | DatetimeMS) -> int:
+    """Stored times are whole milliseconds: integer unions stay exact until one final division.
+
+    A datetime counts as BSON stores it (whole milliseconds, rounded down); the recompute reads
+    segment times as milliseconds (`DatetimeMS`), never building datetimes."""
+    if isinstance(moment, datetime):
+        return (moment - _EPOCH) // _MS
+    return int(moment)
+
+
+def from_epoch_ms(ms: int) -> datetime:
+    return _EPOCH + ms * _MS
 
 
 def numbers_fields(numbers: SessionNumbers) -> dict[str, object]:

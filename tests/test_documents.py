@@ -21,7 +21,7 @@ DECLARED: dict[str, type] = {
     "watch_segments": documents.WatchSegmentDoc,
     "registrations": documents.RegistrationDoc,
     "attendee_identities": documents.AttendeeIdentityDoc,
-    "segment_inbox": documents.InboxEntryDoc,
+    "segment_inbox": documents.InboxBatchDoc,
     "segment_intents": documents.SegmentIntentDoc,
     "session_watch": documents.SessionWatchDoc,
     "session_attendees": documents.AttendeeChunkDoc,

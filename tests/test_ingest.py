@@ -520,12 +520,19 @@ class _FailingCollection:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._collection, name)
 
-    async def insert_many(self, *args: Any, **kwargs: Any) -> Any:
+    def _fail(self) -> None:
         if self._failing["on"]:
             from pymongo.errors import AutoReconnect
 
             raise AutoReconnect("connection reset (test)")
+
+    async def insert_many(self, *args: Any, **kwargs: Any) -> Any:
+        self._fail()
         return await self._collection.insert_many(*args, **kwargs)
+
+    async def insert_one(self, *args: Any, **kwargs: Any) -> Any:
+        self._fail()
+        return await self._collection.insert_one(*args, **kwargs)
 
 
 def _database_failing_on(database: Any, collection: str, failing: dict[str, bool]) -> Any:
@@ -667,7 +674,7 @@ async def test_a_request_whose_last_write_fails_answers_200_and_its_items_count_
     client = await app_client(aiohttp_client, settings, broken, task_queue)
     await clear_pending(database)
 
-    # Stored for good: the answer says so, though the inbox entry could not be written.
+    # Stored for good: the answer says so, though the inbox batch could not be written.
     status, body = await post(client, SEGMENTS, [watch_segment("g1", "s1", "u1")], world)
     assert (status, body["accepted"], body["duplicates"]) == (200, 1, 0)
     assert await database.watch_segments.count_documents({}) == 1
@@ -712,3 +719,98 @@ async def test_sessions_of_other_events_are_not_marked(
     await clear_pending(database)
     await post(client, SEGMENTS, [watch_segment("g1", "s9")], world)
     assert await pending_sessions(database) == set()
+
+
+# --- the inbox: one batch per request -----------------------------------------------------------
+
+
+async def test_a_request_is_queued_as_one_batch_and_one_intent_both_gone_once_folded(
+    client: Client, database: Database, settings: Settings, world: dict[str, str]
+) -> None:
+    from worker.rollup import rollup_pending
+
+    await clear_pending(database)
+    items = [
+        watch_segment("g1", "s1", "u1"),
+        watch_segment("g2", "s2", "u2"),
+        watch_segment("g3", "s1", "u3"),
+    ]
+    assert (await post(client, SEGMENTS, items, world))[1]["accepted"] == 3
+    from shared.inbox import QueuedItem, batch_items
+    from shared.store import epoch_ms
+
+    batches = await database.segment_inbox.find({}).to_list(None)
+    assert [(b["eventId"], b["kind"], b["count"]) for b in batches] == [("ev1", "S", 3)]
+    start = epoch_ms(T0)
+    assert batch_items(batches[0]) == [
+        QueuedItem(session, user, "LIVE", start, start + 60_000)
+        for session, user in (("s1", "u1"), ("s2", "u2"), ("s1", "u3"))
+    ]
+    intents = await database.segment_intents.find({}).to_list(None)
+    assert [(i["_id"], i["ids"]) for i in intents] == [(batches[0]["_id"], ["ev1:g1", "ev1:g2", "ev1:g3"])]
+
+    await rollup_pending(database, settings)
+    counts = {
+        s["_id"]: s["attendeeCount"] for s in await database.sessions.find({"eventId": "ev1"}).to_list(None)
+    }
+    assert counts == {"s1": 2, "s2": 1}
+    assert await database.segment_inbox.count_documents({}) == 0
+    assert await database.segment_intents.count_documents({}) == 0
+
+
+@pytest.mark.parametrize("limit", [{"rollup_batch_sessions": 2}, {"rollup_batch_items": 1}])
+async def test_a_rollup_folds_whole_requests_and_leaves_the_next_ones_for_its_next_batch(
+    client: Client, database: Database, settings: Settings, world: dict[str, str], limit: dict[str, int]
+) -> None:
+    from worker.rollup import rollup_event
+
+    await add_session(database, "s3")
+    await clear_pending(database)
+    requests = [["s1", "s2", "s3"], ["s1"], ["s2", "s3"]]  # the first is larger than the limit
+    n = 0
+    for sessions in requests:
+        items = []
+        for session_id in sessions:
+            n += 1
+            items.append(watch_segment(f"g{n}", session_id, f"u{n}"))
+        assert (await post(client, SEGMENTS, items, world))[1]["accepted"] == len(items)
+
+    result = await rollup_event(database, settings.model_copy(update=limit), "ev1")
+    # One request per batch: the first whole though over the limit, the others on their own.
+    assert (result.sessions, result.items, result.more) == (3 + 1 + 2, 6, False)
+    counts = {
+        s["_id"]: s["attendeeCount"] for s in await database.sessions.find({"eventId": "ev1"}).to_list(None)
+    }
+    assert counts == {"s1": 2, "s2": 2, "s3": 2}
+    assert await sessions_with_work(database) == []
+
+
+async def test_inbox_entries_and_intents_of_the_per_item_layout_count_once(
+    database: Database, settings: Settings, world: dict[str, str]
+) -> None:
+    """A deployment upgraded with items still queued one entry (and intent) per item."""
+    from shared.inbox import uncommitted_grace_s
+    from shared.models import WatchSegmentIn
+    from web.ingest import _segment_document
+    from worker.rollup import rollup_pending
+
+    await clear_pending(database)
+    queued, unqueued = (
+        _segment_document("ev1", WatchSegmentIn.model_validate(watch_segment(g, "s1", u, seconds=60)))
+        for g, u in (("g1", "u1"), ("g2", "u2"))
+    )
+    await database.db.watch_segments.insert_many([dict(queued), dict(unqueued)])
+    late = now() - timedelta(seconds=uncommitted_grace_s(settings) + 1)
+    await database.db.segment_inbox.insert_one(
+        {**queued, "_id": "S|ev1:g1", "kind": "S", "receivedAt": now()}
+    )
+    await database.db.segment_intents.insert_one(
+        {**unqueued, "_id": "S|ev1:g2", "kind": "S", "receivedAt": late}
+    )
+    assert await sessions_with_work(database) == ["s1"]
+
+    await rollup_pending(database, settings)
+    session = found(await database.sessions.find_one({"_id": "s1"}))
+    assert (session["attendeeCount"], session["watchTime"]["total"]) == (2, 120.0)
+    assert await database.segment_inbox.count_documents({}) == 0
+    assert await database.segment_intents.count_documents({}) == 0

@@ -15,6 +15,7 @@ from motor.motor_asyncio import AsyncIOMotorClient
 from pymongo import monitoring
 
 from shared.db import INDEXES, Database
+from shared.documents import InboxBatchDoc
 from shared.jobs import begin_recompute, claim_recompute, count_running_recomputes, sweep_recomputes
 from shared.ops import inbox_stats, provider_pauses
 from shared.store import now
@@ -72,16 +73,15 @@ async def test_gauge_and_sweep_queries_each_constrain_an_indexed_field(
     recorded: tuple[Database, CommandRecorder],
 ) -> None:
     db, recorder = recorded
-    await db.segment_inbox.insert_one(
-        {"_id": "S|x", "sessionId": "s1", "eventId": "ev1", "receivedAt": now()}
-    )
+    batch: InboxBatchDoc = {"_id": "S|x", "eventId": "ev1", "kind": "S", "receivedAt": now(), "count": 3}
+    await db.segment_inbox.insert_one(batch)
     await db.events.insert_one({"_id": "ev1", "organizerId": "org1", "name": "E"})
     task, _ = await claim_recompute(db, "ev1", 30)
     await begin_recompute(db, task["_id"], "ev1", "run", "w1", 30)
     await db.tasks.update_one({"_id": task["_id"]}, {"$set": {"heartbeatAt": now() - timedelta(minutes=5)}})
     recorder.commands.clear()
 
-    await inbox_stats(db)
+    assert (await inbox_stats(db)).items == 3
     await provider_pauses(db, now())
     await count_running_recomputes(db, 30)
     report = await sweep_recomputes(db, RecordingTaskQueue(), stale_s=30)

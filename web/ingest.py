@@ -12,10 +12,9 @@ from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 
 from shared.db import Collection, Database
-from shared.documents import RegistrationDoc, WatchSegmentDoc
 from shared.errors import BadRequest, EventNotFound
 from shared.identities import store_identities
-from shared.inbox import inbox_entries, insert_new
+from shared.inbox import StoredItem, inbox_batch, insert_new, intent, request_id
 from shared.models import RegistrationIn, WatchSegmentIn, describe_validation_error
 from shared.rules import MAX_FUTURE_S, MAX_SEGMENT_S
 from shared.store import INBOX_REGISTRATION, INBOX_SEGMENT, now
@@ -29,7 +28,6 @@ from web.keys import DB, EVENTS, KNOWN_SESSIONS, SETTINGS, TASKS
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 P = TypeVar("P", WatchSegmentIn, RegistrationIn)  # one item as parsed
-StoredItem = WatchSegmentDoc | RegistrationDoc
 SEGMENTS_ROUTE = "/rest/events/{eventId}/watch-segments"
 REGISTRATIONS_ROUTE = "/rest/events/{eventId}/registrations"
 # Writes that must not be lost wait in a line of their own (INGEST_CONCURRENCY, web/app.py).
@@ -104,22 +102,24 @@ async def _known_sessions(request: web.Request, event_id: str, session_ids: set[
 
 
 async def _store(
-    db: Database, collection_name: str, kind: str, documents: list[StoredItem]
+    db: Database, event_id: str, collection_name: str, kind: str, documents: list[StoredItem]
 ) -> tuple[int, int]:
-    """Intents, then the permanent documents (once, by `_id`), then the inbox entries of what
-    this request stored: (accepted, duplicates). See shared/inbox.py for why in this order.
+    """The request's intent, then the permanent documents (once, by `_id`), then the inbox batch
+    of what this request stored: (accepted, duplicates). See shared/inbox.py for why in this order.
 
     A failure of the first two writes propagates (503: nothing stored that will count); once
-    the permanent write succeeded the answer is 200, and an inbox entry that could not be
+    the permanent write succeeded the answer is 200, and an inbox batch that could not be
     written is queued by the beat tick from its intent.
     """
     if not documents:
         return 0, 0
-    await insert_new(db.segment_intents, inbox_entries(kind, documents))
+    batch_id = request_id(kind)
+    await db.segment_intents.insert_one(intent(batch_id, event_id, kind, documents))
     duplicates = await insert_new(cast("Collection[StoredItem]", db[collection_name]), documents)
     stored = [d for i, d in enumerate(documents) if i not in duplicates]
     try:
-        await insert_new(db.segment_inbox, inbox_entries(kind, stored))
+        if stored:
+            await db.segment_inbox.insert_one(inbox_batch(batch_id, event_id, kind, stored))
     except PyMongoError as err:
         log.warning("stored %d items; queued from their intents later: %s", len(stored), type(err).__name__)
     return len(documents) - len(duplicates), len(duplicates)
@@ -169,7 +169,7 @@ async def _ingest(
     if also_store is not None:  # first: a failure here answers 503 with nothing counted stored
         await also_store(request, event_id, kept)
     db = request.app[DB]
-    accepted, duplicates = await _store(db, collection_name, inbox_kind, documents)
+    accepted, duplicates = await _store(db, event_id, collection_name, inbox_kind, documents)
     if documents:
         await _signal_rollup(request, event_id)
     rejected.sort(key=lambda r: r["index"])

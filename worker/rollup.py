@@ -2,14 +2,15 @@
 
 Storage, and why each piece exists (MongoDB would need each of them too):
 
-- `segment_inbox`: a copy of every stored item not yet folded in, written *after* its permanent
-  document, so the permanent collections stay insert-only and a rollup reads only new input;
-  an item is in the inbox only once it is stored for good, so nothing unstored is ever counted.
+- `segment_inbox`: a copy of every stored item not yet folded in, one batch per ingestion
+  request, written *after* its permanent documents, so the permanent collections stay
+  insert-only and a rollup reads only new input; an item is in the inbox only once it is
+  stored for good, so nothing unstored is ever counted.
   (Ingestion's intents, `segment_intents`, make its answers true: shared/inbox.py.)
 - `session_watch`: a session's per-user interval unions, read only by rollups and recomputes
   (one at a time per event, under the lease) and overwritten in place. Unions only grow, so a
   union written by a worker that died before its switch holds nothing that folding the inbox
-  entries it left again would not add: no generations, no garbage.
+  batches it left again would not add: no generations, no garbage.
 - `session_attendees`: a session's attendee pages (read by the API), written as a new
   *generation* and switched to by one update of the session document (`rollupGen`), so a
   reader never sees half a session and a worker killed mid-write leaves the previous one in force.
@@ -22,7 +23,7 @@ Storage, and why each piece exists (MongoDB would need each of them too):
 
 A rollup of one event reads a bounded batch of its inbox, the affected sessions and their
 unions in bulk, and writes the unions, the new attendee pages, the switches and the consumed
-inbox entries in bulk, independent round trips together: its round trips per batch do not
+inbox batches in bulk, independent round trips together: its round trips per batch do not
 depend on how many sessions the batch touches. Merging is idempotent: an interrupted rollup
 run again gives the same document. A full recompute rebuilds the unions from the permanent
 collections in one pass over the event.
@@ -44,7 +45,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
 import orjson
-from bson import Binary, DatetimeMS
+from bson import Binary
 from bson.codec_options import DatetimeConversion
 from motor.core import AgnosticBaseCursor
 from pymongo import ReplaceOne, UpdateMany, UpdateOne
@@ -53,13 +54,12 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from shared.db import UNAVAILABLE_ERRORS, Collection, Database
 from shared.documents import (
     AttendeeChunkDoc,
-    InboxEntryDoc,
     RollupGarbageDoc,
     RollupLeaseDoc,
     SessionDoc,
     SessionWatchDoc,
 )
-from shared.inbox import consume, settle_intents
+from shared.inbox import QueuedItem, batch_items, consume, settle_intents
 from shared.jobs import (
     STARTED,
     SUCCESS,
@@ -80,10 +80,10 @@ from shared.rules import (
 )
 from shared.settings import Settings
 from shared.store import (
-    INBOX_SEGMENT,
     attendee_chunk_id,
     bump_analytics_version,
     encode_attendee_rows,
+    epoch_ms,
     now,
     numbers_fields,
     session_duration,
@@ -94,7 +94,8 @@ log = logging.getLogger(__name__)
 D = TypeVar("D", bound=Mapping[str, Any])  # a collection's document type
 
 RECOMPUTE_SWITCH_CHUNK = 25  # sessions switched per bulk write of a recompute (progress steps)
-TICK_SCAN_ITEMS = 1000  # oldest inbox entries a beat tick looks at to find events with work
+TICK_SCAN_ITEMS = 1000  # oldest inbox batches a beat tick looks at to find events with work
+INBOX_READ_DOCS = 500  # inbox batches a rollup reads per round trip (each up to MAX_ITEMS items)
 STATE_DOC_ENTRIES = 100_000  # users + intervals per state document: a few MB, far from 16 MB
 _SESSION_FIELDS = {
     "_id": 1,
@@ -109,15 +110,6 @@ _SESSION_FIELDS = {
     "stateDocs": 1,
     "attendeeChunks": 1,
 }
-
-
-def epoch_ms(moment: datetime | DatetimeMS) -> int:
-    """Stored times are whole milliseconds: integer unions stay exact until one final division.
-
-    The recompute reads segment times as milliseconds (`DatetimeMS`), never building datetimes."""
-    if isinstance(moment, datetime):
-        return round(moment.timestamp() * 1000)
-    return int(moment)
 
 
 @dataclass(slots=True)
@@ -482,13 +474,13 @@ class EventLease:
 # --- incremental rollups ----------------------------------------------------------------------
 
 
-def _apply_inbox(state: SessionState, entries: Iterable[InboxEntryDoc]) -> None:
-    for entry in entries:
-        user = state.setdefault(entry["userId"], UserState())
-        if entry["kind"] == INBOX_SEGMENT:
-            user.add(entry["mode"], epoch_ms(entry["start"]), epoch_ms(entry["end"]))
+def _apply_inbox(state: SessionState, items: Iterable[QueuedItem]) -> None:
+    for item in items:
+        user = state.setdefault(item.user_id, UserState())
+        if item.mode:
+            user.add(item.mode, item.start_ms, item.end_ms)
         else:
-            user.register(entry["registeredAt"])
+            user.register(item.registered_at)
 
 
 async def _load_states(db: Database, sessions: list[SessionDoc]) -> tuple[dict[str, SessionState], list[str]]:
@@ -528,53 +520,83 @@ class BatchResult:
     more: bool = False  # input left over for another batch
 
 
+@dataclass(slots=True)
+class _Batch:
+    """One request's inbox batch, decoded."""
+
+    id: str
+    items: list[QueuedItem]
+    sessions: set[str]
+
+
+async def _read_inbox(db: Database, event_id: str, limit: int) -> tuple[list[_Batch], bool]:
+    """An event's inbox batches, whole, until they hold `limit` items (the first always, whatever
+    its size); and whether more wait."""
+    batches: list[_Batch] = []
+    items = 0
+    cursor = db.segment_inbox.find({"eventId": event_id}).batch_size(INBOX_READ_DOCS)
+    async for doc in cursor:
+        count = doc.get("count", 1)
+        if batches and items + count > limit:
+            await cursor.close()
+            return batches, True
+        queued = batch_items(doc)
+        batches.append(_Batch(doc["_id"], queued, {item.session_id for item in queued}))
+        items += count
+    return batches, False
+
+
+def _take_whole_batches(
+    flagged: list[str], inbox: list[_Batch], limit: int
+) -> tuple[list[str], list[_Batch]]:
+    """The sessions of one rollup batch: flagged ones first, then those of whole inbox batches
+    (a batch is folded and consumed whole) up to `limit`; the first inbox batch always fits."""
+    chosen = dict.fromkeys(flagged[:limit])
+    taken: list[_Batch] = []
+    for batch in inbox:
+        if taken and len(chosen.keys() | batch.sessions) > limit:
+            break
+        chosen.update(dict.fromkeys(sorted(batch.sessions)))
+        taken.append(batch)
+    return list(chosen), taken
+
+
 async def _rollup_batch(db: Database, settings: Settings, lease: EventLease) -> BatchResult:
     """Fold one bounded batch of an event's inbox (and its flagged sessions) into their numbers.
 
-    Only what was read is consumed, by `_id`: an entry queued after the read waits for the next
-    batch. Ingestion queues an item only after its permanent write finished, so every entry read
+    Only what was read is consumed, by `_id`: a batch queued after the read waits for the next
+    one. Ingestion queues items only after their permanent write finished, so every item read
     here is stored for good, and no settling delay is needed.
     """
     event_id = lease.event_id
-    limit = settings.rollup_batch_items
     # Independent round trips go out together: a batch waits for the slowest, not for their sum.
-    inbox, flagged = await asyncio.gather(
-        db.segment_inbox.find({"eventId": event_id}).limit(limit).batch_size(limit).to_list(None),
+    (inbox, more_inbox), flagged = await asyncio.gather(
+        _read_inbox(db, event_id, settings.rollup_batch_items),
         db.sessions.find({"eventId": event_id, "rollupPending": True}, {"_id": 1})
         .limit(settings.rollup_batch_sessions + 1)  # one more: tells whether some are left
         .to_list(None),
     )
-    ids: dict[str, None] = {}
-    for doc in flagged:
-        ids[doc["_id"]] = None
-    for entry in inbox:
-        ids[entry["sessionId"]] = None
-    chosen = list(ids)[: settings.rollup_batch_sessions]
-    more = len(inbox) == limit or len(ids) > len(chosen)
+    flagged_ids = [doc["_id"] for doc in flagged]
+    chosen, taken = _take_whole_batches(flagged_ids, inbox, settings.rollup_batch_sessions)
+    more = more_inbox or len(taken) < len(inbox) or len(flagged_ids) > settings.rollup_batch_sessions
     if not chosen:
         return BatchResult(more=False)
     sessions = await (
         db.sessions.find({"_id": {"$in": chosen}}, _SESSION_FIELDS).batch_size(len(chosen)).to_list(None)
     )
     found = {s["_id"] for s in sessions}
-    entries: dict[str, list[InboxEntryDoc]] = defaultdict(list)
-    orphans: list[str] = []  # entries of sessions deleted since: nothing to fold them into
-    taken = set(chosen)
-    for entry in inbox:
-        if entry["sessionId"] in found:
-            entries[entry["sessionId"]].append(entry)
-        elif entry["sessionId"] in taken:
-            orphans.append(entry["_id"])
     (states, stored), time_zone = await asyncio.gather(
         _load_states(db, sessions), event_time_zone(db, event_id)
     )
+    for batch in taken:  # items of sessions deleted since have nothing to be folded into
+        for session_id, of_session in _by_session(batch.items).items():
+            if session_id in found:
+                _apply_inbox(states[session_id], of_session)
 
     gen = uuid.uuid4().hex[:12]
     generations = []
     for session in sessions:
-        state = states[session["_id"]]
-        _apply_inbox(state, entries.get(session["_id"], ()))
-        merged = {user_id: user.merged() for user_id, user in state.items()}
+        merged = {user_id: user.merged() for user_id, user in states[session["_id"]].items()}
         generations.append(build_generation(settings, session, gen, merged, time_zone))
 
     await lease.renew()  # still ours: no other rollup or recompute writes these sessions
@@ -603,11 +625,22 @@ async def _rollup_batch(db: Database, settings: Settings, lease: EventLease) -> 
         bump_analytics_version(db, [event_id] if written else []),
         db.session_watch.delete_many({"_id": {"$in": outdated}}) if outdated else asyncio.sleep(0),
     )
-    # Last: a crash before this leaves the entries to be folded again, which changes nothing.
-    consumed = [e["_id"] for g in written for e in entries.get(g.session["_id"], ())] + orphans
+    # Last: a crash before this leaves the batches to be folded again, which changes nothing. A
+    # batch is done once none of its sessions was lost to a deletion during the switch (those
+    # are folded again next time, and found deleted then).
+    unswitched = {g.session["_id"] for g in lost}
+    consumed = [batch for batch in taken if not batch.sessions & unswitched]
     if consumed:
-        await consume(db, event_id, consumed)
-    return BatchResult(len(written), len(consumed), more or bool(lost))
+        await consume(db, event_id, [batch.id for batch in consumed])
+    folded = sum(len(batch.items) for batch in consumed)
+    return BatchResult(len(written), folded, more or bool(lost))
+
+
+def _by_session(items: Iterable[QueuedItem]) -> dict[str, list[QueuedItem]]:
+    grouped: dict[str, list[QueuedItem]] = defaultdict(list)
+    for item in items:
+        grouped[item.session_id].append(item)
+    return grouped
 
 
 @dataclass(slots=True)
@@ -655,7 +688,7 @@ async def rollup_event(db: Database, settings: Settings, event_id: str) -> Rollu
 
 
 async def events_with_work(db: Database, limit: int = TICK_SCAN_ITEMS) -> list[str]:
-    """Events with input waiting: those of the oldest inbox entries, and of flagged sessions.
+    """Events with input waiting: those of the oldest inbox batches, and of flagged sessions.
 
     The beat tick's safety net for signals that never reached a worker; both reads are bounded
     and index-served, so a tick costs the same however large the backlog.
@@ -672,9 +705,10 @@ async def events_with_work(db: Database, limit: int = TICK_SCAN_ITEMS) -> list[s
 
 async def sessions_with_work(db: Database) -> list[str]:
     """Every session with input waiting (reads the whole inbox: for tests and operators)."""
-    queued = await db.segment_inbox.find({"receivedAt": {"$lte": now()}}, {"sessionId": 1}).to_list(None)
+    queued = await db.segment_inbox.find({"receivedAt": {"$lte": now()}}).to_list(None)
     flagged = await db.sessions.find({"rollupPending": True}, {"_id": 1}).to_list(None)
-    return sorted({doc["sessionId"] for doc in queued} | {doc["_id"] for doc in flagged})
+    waiting = {item.session_id for batch in queued for item in batch_items(batch)}
+    return sorted(waiting | {doc["_id"] for doc in flagged})
 
 
 async def rollup_pending(db: Database, settings: Settings, max_rounds: int = 20) -> dict[str, int]:
@@ -844,7 +878,7 @@ async def _rebuild_event(
     if sync_durations is not None:
         durations = await sync_durations(db, settings, event_id)
     await progress.report(1, force=True)
-    # The inbox entries present now are stored in the permanent collections already (ingestion
+    # The inbox batches present now are stored in the permanent collections already (ingestion
     # queues after storing), so the pass below includes them: exactly these are consumed.
     queued = await db.segment_inbox.find({"eventId": event_id}, {"_id": 1}).to_list(None)
     sessions = await db.sessions.find({"eventId": event_id}, _SESSION_FIELDS).sort("_id", 1).to_list(None)
