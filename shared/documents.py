@@ -113,8 +113,9 @@ class SessionDoc(TypedDict, total=False):
     attendeeChunkRows: int
     stateDocs: int
     analyticsUpdatedAt: datetime | None
-    # Rule 9's series in the compact form shared/viewers.py stores and reads
-    viewers: dict[str, Any]
+    # Rule 9's series in the compact form shared/viewers.py stores and reads (a compressed blob;
+    # a plain document on sessions last rolled up before blobs)
+    viewers: bytes | dict[str, Any]
 
 
 class WatchSegmentDoc(TypedDict, total=False):

@@ -14,11 +14,15 @@ empty bucket after it.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
+
+import orjson
+from bson import Binary
 
 MINUTE_MS = 60_000
 MAX_POINTS = 1440
@@ -32,9 +36,11 @@ __all__ = [
     "LiveSeries",
     "bucket_ms",
     "live_series",
+    "pack_summary",
     "peak_concurrent",
     "recording_days",
     "summary_answer",
+    "unpack_summary",
     "viewers_answer",
     "viewers_summary",
 ]
@@ -188,6 +194,24 @@ def viewers_summary(
 
 # What a session nobody watched (or one not rolled up yet) answers.
 EMPTY_SUMMARY: dict[str, Any] = viewers_summary(0, {}, {}, "UTC")
+
+
+def pack_summary(summary: Mapping[str, Any]) -> Binary:
+    """The summary as the session document keeps it: one compressed blob (up to 1,440 counts),
+    read whole by its own route and never queried, so every write and read of the session
+    (rollups, lists) carries a few hundred bytes instead of an array of numbers."""
+    return Binary(zlib.compress(orjson.dumps(summary), 1))
+
+
+def unpack_summary(stored: bytes | Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """A stored summary: a blob, the plain document a session rolled up before blobs holds, or
+    none yet (the empty series)."""
+    if stored is None:
+        return EMPTY_SUMMARY
+    if isinstance(stored, bytes):
+        summary: dict[str, Any] = orjson.loads(zlib.decompress(stored))
+        return summary
+    return stored
 
 
 def summary_answer(session_id: str, summary: Mapping[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from shared.errors import ServiceError, SessionNotFound, Unavailable
 from shared.models import SessionIn
 from shared.rules import analytics_available
 from shared.store import session_duration, upsert_session
-from shared.viewers import EMPTY_SUMMARY, summary_answer
+from shared.viewers import summary_answer, unpack_summary
 from web.auth import authenticate_host, bearer_token, hosted_event
 from web.cache import CachedAnswer, ListCache
 from web.contract.common import path_id
@@ -270,7 +270,7 @@ async def session_viewers(request: web.Request) -> web.Response:
     """Rule 9's series as the rollup stored it with the session's numbers; before its first
     rollup a session has no viewers, and answers the empty series."""
     doc, _ = await _hosted_session_and_event(request, {"eventId": 1, "viewers": 1})
-    answer = summary_answer(doc["_id"], doc.get("viewers") or EMPTY_SUMMARY)
+    answer = summary_answer(doc["_id"], unpack_summary(doc.get("viewers")))
     body = SessionViewers.model_validate(answer).body()
     return conditional_json(request, body, etag_of(body))
 

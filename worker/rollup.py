@@ -88,7 +88,7 @@ from shared.store import (
     numbers_fields,
     session_duration,
 )
-from shared.viewers import UserIntervals, viewers_summary
+from shared.viewers import UserIntervals, pack_summary, viewers_summary
 
 log = logging.getLogger(__name__)
 D = TypeVar("D", bound=Mapping[str, Any])  # a collection's document type
@@ -257,7 +257,7 @@ def build_generation(
         "stateDocs": 0,  # the unions are kept in place (see _state_id), not per generation
         "rollupGen": gen,
         "analyticsUpdatedAt": now(),
-        "viewers": session_viewers(session, state, time_zone),
+        "viewers": pack_summary(session_viewers(session, state, time_zone)),
     }
     return Generation(session, gen, state_docs, attendee_docs, fields)
 
