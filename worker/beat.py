@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -74,9 +75,18 @@ class ResilientRedBeatScheduler(RedBeatScheduler):
         return missing
 
     def _make_due_now(self, names: list[str]) -> None:
-        """Entries Redis did not have run at once: nobody knows when they last ran."""
+        """Entries Redis did not have run at once: nobody knows when they last ran.
+
+        Two beats starting together both find them missing; only the first to mark an entry
+        makes it due (an atomic HSETNX), so the other cannot mark it "never ran" again after the
+        lock holder already sent it."""
+        client = get_redis(self.app)
+        token = uuid.uuid4().hex
         for name in names:
-            entry = self.Entry.from_key(self.Entry.generate_key(self.app, name), app=self.app)
+            key = self.Entry.generate_key(self.app, name)
+            if not client.hsetnx(key, "madeDueBy", token):
+                continue
+            entry = self.Entry.from_key(key, app=self.app)
             entry.last_run_at = None
             entry.reschedule_due_now()
 
