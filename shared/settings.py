@@ -66,7 +66,7 @@ class Settings(BaseSettings):
         1.0, ge=0, description="ingestion's signal waits this long, so a burst of posts shares one rollup"
     )
     rollup_batch_items: int = Field(
-        20_000, ge=1, description="items one rollup batch folds in (whole requests' batches)"
+        100_000, ge=1, description="waiting items one rollup batch reads (whole requests' batches)"
     )
     rollup_batch_sessions: int = Field(2_000, ge=1, description="sessions one rollup batch writes")
     rollup_lease_s: float = Field(

@@ -758,17 +758,31 @@ async def test_a_request_is_queued_as_one_batch_and_one_intent_both_gone_once_fo
     assert await database.segment_intents.count_documents({}) == 0
 
 
-@pytest.mark.parametrize("limit", [{"rollup_batch_sessions": 2}, {"rollup_batch_items": 1}])
-async def test_a_rollup_folds_whole_requests_and_leaves_the_next_ones_for_its_next_batch(
-    client: Client, database: Database, settings: Settings, world: dict[str, str], limit: dict[str, int]
+@pytest.mark.parametrize(
+    ("limit", "folded"),
+    [
+        # The first request is over the limit and taken whole; [s4] would add a session, so it
+        # waits for the next batch, while the later requests on chosen sessions come along.
+        ({"rollup_batch_sessions": 2}, (3 + 1, 7)),
+        # One request per batch: each whole, whatever its size.
+        ({"rollup_batch_items": 1}, (3 + 1 + 1 + 2, 7)),
+    ],
+)
+async def test_a_rollup_folds_whole_requests_and_leaves_those_over_its_limits_for_its_next_batch(
+    client: Client,
+    database: Database,
+    settings: Settings,
+    world: dict[str, str],
+    limit: dict[str, int],
+    folded: tuple[int, int],
 ) -> None:
     from worker.rollup import rollup_event
 
     await add_session(database, "s3")
+    await add_session(database, "s4")
     await clear_pending(database)
-    requests = [["s1", "s2", "s3"], ["s1"], ["s2", "s3"]]  # the first is larger than the limit
     n = 0
-    for sessions in requests:
+    for sessions in (["s1", "s2", "s3"], ["s4"], ["s1"], ["s2", "s3"]):
         items = []
         for session_id in sessions:
             n += 1
@@ -776,12 +790,11 @@ async def test_a_rollup_folds_whole_requests_and_leaves_the_next_ones_for_its_ne
         assert (await post(client, SEGMENTS, items, world))[1]["accepted"] == len(items)
 
     result = await rollup_event(database, settings.model_copy(update=limit), "ev1")
-    # One request per batch: the first whole though over the limit, the others on their own.
-    assert (result.sessions, result.items, result.more) == (3 + 1 + 2, 6, False)
+    assert (result.sessions, result.items, result.more) == (*folded, False)
     counts = {
         s["_id"]: s["attendeeCount"] for s in await database.sessions.find({"eventId": "ev1"}).to_list(None)
     }
-    assert counts == {"s1": 2, "s2": 2, "s3": 2}
+    assert counts == {"s1": 2, "s2": 2, "s3": 2, "s4": 1}
     assert await sessions_with_work(database) == []
 
 

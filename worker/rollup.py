@@ -550,13 +550,17 @@ def _take_whole_batches(
     flagged: list[str], inbox: list[_Batch], limit: int
 ) -> tuple[list[str], list[_Batch]]:
     """The sessions of one rollup batch: flagged ones first, then those of whole inbox batches
-    (a batch is folded and consumed whole) up to `limit`; the first inbox batch always fits."""
+    (a batch is folded and consumed whole) up to `limit` sessions. The first inbox batch always
+    fits, and so does a later one whose sessions are all chosen already, whatever came between:
+    folding is order-free, so a backlog of requests that each span many sessions still folds
+    every waiting item of the chosen sessions."""
     chosen = dict.fromkeys(flagged[:limit])
     taken: list[_Batch] = []
     for batch in inbox:
-        if taken and len(chosen.keys() | batch.sessions) > limit:
-            break
-        chosen.update(dict.fromkeys(sorted(batch.sessions)))
+        added = batch.sessions - chosen.keys()
+        if taken and added and len(chosen) + len(added) > limit:
+            continue
+        chosen.update(dict.fromkeys(sorted(added)))
         taken.append(batch)
     return list(chosen), taken
 
@@ -866,6 +870,17 @@ async def _recompute_event(
         raise
 
 
+async def _write_generations(db: Database, settings: Settings, generations: list[Generation]) -> None:
+    """The unions and attendee pages of many sessions' new generations, one bulk write each;
+    then only the switch fields are kept."""
+    await asyncio.gather(
+        _store_states(db, settings, [d for g in generations for d in g.state_docs]),
+        _insert(db.session_attendees, [d for g in generations for d in g.attendee_docs]),
+    )
+    for generation in generations:
+        generation.state_docs, generation.attendee_docs = [], []
+
+
 async def _rebuild_event(
     db: Database,
     settings: Settings,
@@ -887,17 +902,22 @@ async def _rebuild_event(
     time_zone = await event_time_zone(db, event_id)
     await progress.report(2, force=True)
     gen = uuid.uuid4().hex[:12]
-    # All new documents first, then the switches: a reader sees either generation, whole.
-    generations = []
-    for session in sessions:
-        state = {user_id: user.merged() for user_id, user in states.pop(session["_id"], {}).items()}
-        generation = build_generation(settings, session, gen, state, time_zone)
-        await asyncio.gather(
-            _store_states(db, settings, generation.state_docs),
-            _insert(db.session_attendees, generation.attendee_docs),
-        )
-        generation.state_docs = []  # written; the switch needs only the fields
-        generations.append(generation)
+    # All new documents first, then the switches: a reader sees either generation, whole. They
+    # go out RECOMPUTE_SWITCH_CHUNK sessions per write, the next chunk built while one is sent.
+    generations: list[Generation] = []
+    writing: asyncio.Future[None] = asyncio.ensure_future(asyncio.sleep(0))
+    try:
+        for start in range(0, len(sessions), RECOMPUTE_SWITCH_CHUNK):
+            chunk = []
+            for session in sessions[start : start + RECOMPUTE_SWITCH_CHUNK]:
+                state = {user_id: user.merged() for user_id, user in states.pop(session["_id"], {}).items()}
+                chunk.append(build_generation(settings, session, gen, state, time_zone))
+            await writing
+            writing = asyncio.ensure_future(_write_generations(db, settings, chunk))
+            generations += chunk
+        await writing
+    finally:
+        writing.cancel()  # only when something failed: nothing is switched then
     switched = 0
     for start in range(0, len(generations), RECOMPUTE_SWITCH_CHUNK):
         chunk = generations[start : start + RECOMPUTE_SWITCH_CHUNK]
