@@ -7,11 +7,14 @@ import csv
 import io
 import random
 import re
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
+from bson import Binary
 
 from shared.db import Database
 from shared.inbox import uncommitted_grace_s
@@ -557,10 +560,19 @@ async def test_union_documents_left_from_earlier_rollups_count_once_and_are_remo
     world = await world_rolled_up(client, database, rollup_settings, seed=8, users=40)
     kept = await database.session_watch.find({}).to_list(None)
     assert kept and {doc["_id"] for doc in kept} == {f"{doc['sessionId']}:s0000" for doc in kept}
+
     # What an interrupted rollup or the per-generation layout of before leaves: older copies of
-    # a session's unions under other ids. Unions only grow, so they add nothing.
+    # a session's unions under other ids, holding less (here each user's first interval only).
+    # Unions only grow, so they add nothing, whichever copy is read last.
+    def older(data: bytes) -> Binary:
+        rows = [
+            [user, registered, live[:2], recording[:2]]
+            for user, registered, live, recording in orjson.loads(zlib.decompress(data))
+        ]
+        return Binary(zlib.compress(orjson.dumps(rows)))
+
     await database.session_watch.insert_many(
-        [{**doc, "_id": f"{doc['sessionId']}:old:s0000"} for doc in kept]
+        [{**doc, "_id": f"{doc['sessionId']}:old:s0000", "data": older(doc["data"])} for doc in kept]
     )
 
     await database.sessions.update_many({}, {"$set": {"rollupPending": True}})

@@ -41,7 +41,7 @@ import zlib
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
 import orjson
@@ -84,6 +84,7 @@ from shared.store import (
     bump_analytics_version,
     encode_attendee_rows,
     epoch_ms,
+    from_epoch_ms,
     now,
     numbers_fields,
     session_duration,
@@ -143,11 +144,13 @@ def _decode_state(docs: Iterable[SessionWatchDoc]) -> SessionState:
     state: SessionState = {}
     for doc in docs:
         for user_id, registered_ms, live, recording in orjson.loads(zlib.decompress(doc["data"])):
-            state[user_id] = UserState(
-                list(zip(live[::2], live[1::2], strict=True)),
-                list(zip(recording[::2], recording[1::2], strict=True)),
-                None if registered_ms is None else datetime.fromtimestamp(registered_ms / 1000, UTC),
-            )
+            # A user in two documents (an older copy left by a rollup that died, or the earlier
+            # per-generation layout) keeps both: the caller merges the intervals.
+            user = state.setdefault(user_id, UserState())
+            user.live += zip(live[::2], live[1::2], strict=True)
+            user.recording += zip(recording[::2], recording[1::2], strict=True)
+            if registered_ms is not None:
+                user.register(from_epoch_ms(registered_ms))
     return state
 
 
