@@ -25,15 +25,13 @@ MAX_ITEMS rows, tens of KB): it is only ever read whole, never queried by field.
 from __future__ import annotations
 
 import uuid
-import zlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, TypeVar, cast
 
-import orjson
-from bson import Binary
 from pymongo.errors import BulkWriteError
 
+from shared.blobs import pack, unpack
 from shared.db import Collection, Database
 from shared.documents import InboxBatchDoc, RegistrationDoc, SegmentIntentDoc, WatchSegmentDoc
 from shared.settings import Settings
@@ -96,14 +94,14 @@ def inbox_batch(batch_id: str, event_id: str, kind: str, documents: Sequence[Sto
         "kind": kind,
         "receivedAt": now(),
         "count": len(rows),
-        "data": Binary(zlib.compress(orjson.dumps(rows), 1)),
+        "data": pack(rows),
     }
 
 
 def batch_items(batch: InboxBatchDoc) -> list[QueuedItem]:
     """A batch's items; an entry of the earlier one-item-per-entry layout is its own item."""
     if "data" in batch:
-        return [QueuedItem(*row) for row in orjson.loads(zlib.decompress(batch["data"]))]
+        return [QueuedItem(*row) for row in unpack(batch["data"])]
     return [_queued(batch.get("kind", INBOX_SEGMENT), batch)]
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 
 from shared.db import Database
 from shared.rules import PROVIDERS_WITH_DURATION
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+from shared.store import EPOCH
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,11 +23,11 @@ async def inbox_stats(db: Database) -> InboxStats:
     """Items summed over the waiting batches (a `$match` on receivedAt first: index-served, and
     the inbox holds one small document per request), and one index lookup for the oldest."""
     totals = await db.segment_inbox.aggregate(
-        [{"$match": {"receivedAt": {"$gte": _EPOCH}}}, {"$group": {"_id": None, "items": {"$sum": "$count"}}}]
+        [{"$match": {"receivedAt": {"$gte": EPOCH}}}, {"$group": {"_id": None, "items": {"$sum": "$count"}}}]
     ).to_list(None)
     items = int(cast("dict[str, Any]", totals[0])["items"]) if totals else 0
     oldest = (
-        await db.segment_inbox.find({"receivedAt": {"$gte": _EPOCH}}, {"_id": 0, "receivedAt": 1})
+        await db.segment_inbox.find({"receivedAt": {"$gte": EPOCH}}, {"_id": 0, "receivedAt": 1})
         .sort("receivedAt", 1)
         .limit(1)
         .to_list(1)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 from bson import Binary, DatetimeMS
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from shared.blobs import pack, unpack
 from shared.db import Database
 from shared.documents import AttendeeChunkDoc, SessionDoc
 from shared.errors import BadRequest
@@ -23,7 +22,7 @@ INBOX_SEGMENT = "S"
 INBOX_REGISTRATION = "R"
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
 
@@ -37,12 +36,12 @@ def epoch_ms(moment: datetime | DatetimeMS) -> int:
     A datetime counts as BSON stores it (whole milliseconds, rounded down); the recompute reads
     segment times as milliseconds (`DatetimeMS`), never building datetimes."""
     if isinstance(moment, datetime):
-        return (moment - _EPOCH) // _MS
+        return (moment - EPOCH) // _MS
     return int(moment)
 
 
 def from_epoch_ms(ms: int) -> datetime:
-    return _EPOCH + ms * _MS
+    return EPOCH + ms * _MS
 
 
 def numbers_fields(numbers: SessionNumbers) -> dict[str, object]:
@@ -77,12 +76,12 @@ def encode_attendee_rows(rows: Sequence[Mapping[str, Any]]) -> Binary:
     `registeredAt` is kept as the API spells it, so a page read decodes straight to its answer.
     """
     prepared = [{**row, "registeredAt": format_utc(row["registeredAt"])} for row in rows]
-    return Binary(zlib.compress(orjson.dumps(prepared), 1))
+    return pack(prepared)
 
 
 def decode_attendee_rows(chunk: AttendeeChunkDoc) -> list[dict[str, Any]]:
     # JSON rows as encode_attendee_rows wrote them; orjson types what it parses as Any.
-    rows: list[dict[str, Any]] = orjson.loads(zlib.decompress(chunk["data"]))
+    rows: list[dict[str, Any]] = unpack(chunk["data"])
     return rows
 
 

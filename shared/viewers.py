@@ -14,15 +14,15 @@ empty bucket after it.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import orjson
 from bson import Binary
+
+from shared.blobs import pack, unpack
 
 MINUTE_MS = 60_000
 MAX_POINTS = 1440
@@ -200,7 +200,7 @@ def pack_summary(summary: Mapping[str, Any]) -> Binary:
     """The summary as the session document keeps it: one compressed blob (up to 1,440 counts),
     read whole by its own route and never queried, so every write and read of the session
     (rollups, lists) carries a few hundred bytes instead of an array of numbers."""
-    return Binary(zlib.compress(orjson.dumps(summary), 1))
+    return pack(summary)
 
 
 def unpack_summary(stored: bytes | Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -209,7 +209,7 @@ def unpack_summary(stored: bytes | Mapping[str, Any] | None) -> Mapping[str, Any
     if stored is None:
         return EMPTY_SUMMARY
     if isinstance(stored, bytes):
-        summary: dict[str, Any] = orjson.loads(zlib.decompress(stored))
+        summary: dict[str, Any] = unpack(stored)
         return summary
     return stored
 

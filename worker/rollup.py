@@ -37,20 +37,18 @@ import gc
 import logging
 import time
 import uuid
-import zlib
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
-import orjson
-from bson import Binary
 from bson.codec_options import DatetimeConversion
 from motor.core import AgnosticBaseCursor
 from pymongo import ReplaceOne, UpdateMany, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from shared.blobs import pack, unpack
 from shared.db import UNAVAILABLE_ERRORS, Collection, Database
 from shared.documents import (
     AttendeeChunkDoc,
@@ -143,7 +141,7 @@ SessionState = dict[str, UserState]
 def _decode_state(docs: Iterable[SessionWatchDoc]) -> SessionState:
     state: SessionState = {}
     for doc in docs:
-        for user_id, registered_ms, live, recording in orjson.loads(zlib.decompress(doc["data"])):
+        for user_id, registered_ms, live, recording in unpack(doc["data"]):
             # A user in two documents (an older copy left by a rollup that died, or the earlier
             # per-generation layout) keeps both: the caller merges the intervals.
             user = state.setdefault(user_id, UserState())
@@ -184,7 +182,7 @@ def _encode_state(session: SessionDoc, state: SessionState) -> Iterator[SessionW
             "sessionId": session["_id"],
             "eventId": session["eventId"],
             "part": part,
-            "data": Binary(zlib.compress(orjson.dumps(entries), 1)),
+            "data": pack(entries),
         }
 
     for user_id in sorted(state):
@@ -477,8 +475,12 @@ class EventLease:
 # --- incremental rollups ----------------------------------------------------------------------
 
 
-def _apply_inbox(state: SessionState, items: Iterable[QueuedItem]) -> None:
+def _apply_inbox(states: Mapping[str, SessionState], items: Iterable[QueuedItem]) -> None:
+    """Fold items into the states of their sessions; those without one are skipped."""
     for item in items:
+        state = states.get(item.session_id)
+        if state is None:
+            continue
         user = state.setdefault(item.user_id, UserState())
         if item.mode:
             user.add(item.mode, item.start_ms, item.end_ms)
@@ -596,9 +598,7 @@ async def _rollup_batch(db: Database, settings: Settings, lease: EventLease) -> 
         _load_states(db, sessions), event_time_zone(db, event_id)
     )
     for batch in taken:  # items of sessions deleted since have nothing to be folded into
-        for session_id, of_session in _by_session(batch.items).items():
-            if session_id in found:
-                _apply_inbox(states[session_id], of_session)
+        _apply_inbox(states, batch.items)
 
     gen = uuid.uuid4().hex[:12]
     generations = []
@@ -641,13 +641,6 @@ async def _rollup_batch(db: Database, settings: Settings, lease: EventLease) -> 
         await consume(db, event_id, [batch.id for batch in consumed])
     folded = sum(len(batch.items) for batch in consumed)
     return BatchResult(len(written), folded, more or bool(lost))
-
-
-def _by_session(items: Iterable[QueuedItem]) -> dict[str, list[QueuedItem]]:
-    grouped: dict[str, list[QueuedItem]] = defaultdict(list)
-    for item in items:
-        grouped[item.session_id].append(item)
-    return grouped
 
 
 @dataclass(slots=True)
