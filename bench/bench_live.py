@@ -324,6 +324,8 @@ async def main(url, event_id):
         runs += 1
         items += result.items
         sessions += result.sessions
+        print(f"  {time.perf_counter() - started:7.1f} s: {items:,} items folded, "
+              f"{sessions:,} session rollups written", file=sys.stderr, flush=True)
         if not result.more:
             break
     elapsed = time.perf_counter() - started
@@ -336,12 +338,13 @@ asyncio.run(main(sys.argv[1], sys.argv[2]))
 
 
 def _rollup_child(url: str, event_id: str) -> dict[str, Any]:
-    """Roll up what waits for one event in a process of its own, counting the commands it sends."""
+    """Roll up what waits for one event in a process of its own, counting the commands it sends;
+    its progress (one line per task run) goes to stderr as it goes."""
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, url, event_id], capture_output=True, text=True, cwd=ROOT
+        [sys.executable, "-c", CHILD, url, event_id], stdout=subprocess.PIPE, text=True, cwd=ROOT
     )
     if out.returncode != 0:
-        raise RuntimeError(f"the rollup process failed:\n{out.stderr[-3000:]}")
+        raise RuntimeError(f"the rollup process failed (exit {out.returncode}; its errors above)")
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
@@ -441,6 +444,23 @@ def _load_backlog(url: str, items: int, sessions: int) -> None:
     client.close()
 
 
+def _statement_cost(url: str, probes: int = 50) -> tuple[float, str]:
+    """What one update by `_id` costs on this server with the backlog's sessions stored, and
+    the plan the server reports for such a lookup: the test server's own figure, which sets
+    what a rollup's per-session writes cost there (an `_id` index lookup on MongoDB)."""
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(url, tz_aware=True)
+    db = client.get_default_database()
+    ids = [doc["_id"] for doc in db.sessions.find({}, {"_id": 1}).limit(probes)]
+    started = time.perf_counter()
+    for n, session_id in enumerate(ids):
+        db.sessions.update_one({"_id": session_id}, {"$set": {"statementProbe": n}})
+    per_ms = (time.perf_counter() - started) / max(1, len(ids)) * 1000
+    plan = db.command("explain", {"find": "sessions", "filter": {"_id": ids[0]}}) if ids else {}
+    db.sessions.update_many({"statementProbe": {"$exists": True}}, {"$unset": {"statementProbe": ""}})
+    client.close()
+    return per_ms, " ".join(plan.get("queryPlanner", {}).get("Plan", ["(no plan reported)"]))
+
+
 def _backlog(url: str, items: int, sessions: int) -> dict[str, Any]:
     started = time.perf_counter()
     _load_backlog(url, items, sessions)
@@ -526,6 +546,11 @@ def main() -> None:
             print(f"| session rollups written | {result['sessions']:,} in {result['tasks']} task runs |")
             print(f"| worker peak memory | {result['peak_mib']:.0f} MiB |")
             print(f"| database commands | {total} ({per_k:.1f} per 1,000 items): {json.dumps(queries)} |")
+            per_ms, plan = _statement_cost(server.url("bench_backlog"))
+            print(
+                f"test server: one session update by _id with {args.backlog_sessions:,} sessions stored "
+                f"takes {per_ms:.1f} ms; its plan for an _id lookup: {plan}"
+            )
     finally:
         broker.close()
         server.close()
