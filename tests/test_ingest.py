@@ -204,21 +204,21 @@ async def test_vendor_authentication_header_carries_an_ingest_key(
 # --- idempotence --------------------------------------------------------------------------
 
 
-async def test_same_segment_batch_posted_twice_is_stored_once(
-    client: Client, database: Database, world: dict[str, str]
+@pytest.mark.parametrize(
+    ("path", "collection"), [(SEGMENTS, "watch_segments"), (REGISTRATIONS, "registrations")]
+)
+async def test_same_batch_posted_twice_is_stored_once(
+    client: Client, database: Database, world: dict[str, str], path: str, collection: str
 ) -> None:
-    batch = [watch_segment(f"g{n}", user_id=f"u{n}") for n in range(25)]
-    assert (await post(client, SEGMENTS, batch, world))[1] == {
-        "accepted": 25,
-        "duplicates": 0,
-        "rejected": [],
-    }
-    assert (await post(client, SEGMENTS, batch, world))[1] == {
-        "accepted": 0,
-        "duplicates": 25,
-        "rejected": [],
-    }
-    assert await database.watch_segments.count_documents({}) == 25
+    if path == SEGMENTS:
+        batch = [watch_segment(f"g{n}", user_id=f"u{n}") for n in range(25)]
+    else:
+        batch = [registration(session, f"u{n}") for n in range(20) for session in ("s1", "s2")]
+    first = (await post(client, path, batch, world))[1]
+    again = (await post(client, path, batch, world))[1]
+    assert first == {"accepted": len(batch), "duplicates": 0, "rejected": []}
+    assert again == {"accepted": 0, "duplicates": len(batch), "rejected": []}
+    assert await database[collection].count_documents({}) == len(batch)
 
 
 async def test_a_batch_overlapping_a_stored_one_stores_only_the_new_segments(
@@ -247,23 +247,6 @@ async def test_a_segment_repeated_within_one_batch_counts_once(
     body = (await post(client, SEGMENTS, [watch_segment("g1"), watch_segment("g1")], world))[1]
     assert (body["accepted"], body["duplicates"], body["rejected"]) == (1, 1, [])
     assert await database.watch_segments.count_documents({}) == 1
-
-
-async def test_same_registration_batch_posted_twice_is_stored_once(
-    client: Client, database: Database, world: dict[str, str]
-) -> None:
-    batch = [registration(session, f"u{n}") for n in range(20) for session in ("s1", "s2")]
-    assert (await post(client, REGISTRATIONS, batch, world))[1] == {
-        "accepted": 40,
-        "duplicates": 0,
-        "rejected": [],
-    }
-    assert (await post(client, REGISTRATIONS, batch, world))[1] == {
-        "accepted": 0,
-        "duplicates": 40,
-        "rejected": [],
-    }
-    assert await database.registrations.count_documents({}) == 40
 
 
 async def test_a_user_registering_again_for_a_session_is_a_duplicate(
