@@ -205,15 +205,25 @@ async def test_vendor_authentication_header_carries_an_ingest_key(
 
 
 @pytest.mark.parametrize(
-    ("path", "collection"), [(SEGMENTS, "watch_segments"), (REGISTRATIONS, "registrations")]
+    ("path", "collection", "batch"),
+    [
+        (SEGMENTS, "watch_segments", [watch_segment(f"g{n}", user_id=f"u{n}") for n in range(25)]),
+        (
+            REGISTRATIONS,
+            "registrations",
+            [registration(session, f"u{n}") for n in range(20) for session in ("s1", "s2")],
+        ),
+    ],
+    ids=["segments", "registrations"],
 )
 async def test_same_batch_posted_twice_is_stored_once(
-    client: Client, database: Database, world: dict[str, str], path: str, collection: str
+    client: Client,
+    database: Database,
+    world: dict[str, str],
+    path: str,
+    collection: str,
+    batch: list[dict[str, Any]],
 ) -> None:
-    if path == SEGMENTS:
-        batch = [watch_segment(f"g{n}", user_id=f"u{n}") for n in range(25)]
-    else:
-        batch = [registration(session, f"u{n}") for n in range(20) for session in ("s1", "s2")]
     first = (await post(client, path, batch, world))[1]
     again = (await post(client, path, batch, world))[1]
     assert first == {"accepted": len(batch), "duplicates": 0, "rejected": []}
