@@ -3,8 +3,6 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-FERRETDB_VERSION := v1.24.2
-FERRETDB_BIN ?= $(HOME)/.cache/session-analytics/ferretdb-$(FERRETDB_VERSION)
 PYTEST_ARGS ?=
 
 .PHONY: demo test bench lint install lock servers compose-check clean
@@ -36,8 +34,9 @@ lock: | $(BIN)/python
 demo: install
 	$(BIN)/session-analytics demo
 
-## servers: the real test servers, installed only when missing (redis-server from Debian,
-## FerretDB built with Go and cached outside the clone)
+## servers: the real test servers, installed only when missing (redis-server from Debian; the
+## MongoDB-wire test server, mongo-java-server from Maven Central, with Java 17 and Maven from
+## Debian when missing: its classpath and launcher cached under ~/.cache/session-analytics/)
 servers:
 	@command -v redis-server >/dev/null || { \
 	  echo "installing redis-server"; \
@@ -47,11 +46,12 @@ servers:
 	  echo "installing chromium (the dashboard's browser test)"; \
 	  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null || { \
 	    echo "could not install chromium (needs root and Debian's package registry)"; exit 1; }; }
-	@scripts/install-ferretdb.sh "$(FERRETDB_BIN)"
+	@scripts/mongo-test-server.sh >/dev/null
 
-## test: lint, then start Redis and FerretDB on free ports, run the whole suite, stop them
+## test: lint, then start Redis and the MongoDB-wire test server on free ports, run the whole
+## suite, stop them. With TEST_MONGODB_URL set, the suite's databases live on that server instead.
 test: install servers lint
-	FERRETDB_BIN="$(FERRETDB_BIN)" $(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 ## lint: ruff (rules and formatting) and mypy, as CI runs them
 lint: install
@@ -69,7 +69,7 @@ compose-check:
 ## bench: the benchmarks of docs/BENCHMARKS.md (needs `make servers`)
 bench: install servers
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null
-	FERRETDB_BIN="$(FERRETDB_BIN)" $(BIN)/python bench/run_all.py
+	$(BIN)/python bench/run_all.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info

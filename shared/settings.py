@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     task_soft_time_limit_s: int = 1800
     task_max_retries: int = 5
     segment_read_batch: int = 5000
+    write_batch: int = Field(
+        1000, ge=1, description="statements per bulk write or ids per `$in` the service sends in one command"
+    )
     attendee_chunk_rows: int = 1000
 
     # Provider access (base URLs default to the real APIs; credentials have no default).

@@ -1,4 +1,4 @@
-"""Fixtures: real FerretDB and Redis for the whole run, a fresh database per test, the real app."""
+"""Fixtures: the real MongoDB-wire server and Redis for the run, a fresh database per test, the real app."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pytest_aiohttp import AiohttpClient
 
 from shared.db import Database, connect
 from shared.settings import Settings
-from tests.servers import FerretDB, Redis
+from tests.servers import ExternalMongo, MongoTestServer, Redis, mongo_for_tests
 
 _counter = itertools.count()
 # The app under test, as the `client` fixture (and tests.seed.app_client) serve it.
@@ -23,12 +23,15 @@ Client = TestClient[web.Request, web.Application]
 
 
 @pytest.fixture(scope="session")
-def ferretdb() -> Iterator[FerretDB]:
-    """The MongoDB-wire test server; a missing binary is an error, never a skip."""
-    server = FerretDB()
-    server.start()
-    yield server
-    server.close()
+def mongo() -> Iterator[MongoTestServer | ExternalMongo]:
+    """The MongoDB-wire test server (or TEST_MONGODB_URL's server); a missing one is an error,
+    never a skip."""
+    server = mongo_for_tests()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +56,7 @@ def store_kind(request: pytest.FixtureRequest) -> str:
 def mongodb_url(store_kind: str, request: pytest.FixtureRequest) -> str:
     if store_kind == "mock":
         return f"mem:///{_db_name()}"
-    server: FerretDB = request.getfixturevalue("ferretdb")
+    server: MongoTestServer | ExternalMongo = request.getfixturevalue("mongo")
     return server.url(_db_name())
 
 

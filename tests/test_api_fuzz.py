@@ -1,8 +1,8 @@
 """Schemathesis against the real app on the real test servers: every check, bounded examples.
 
 The service runs on a loopback port in its own thread and event loop (Schemathesis calls it with
-`requests`), on FerretDB and Redis started by the test run, with a seeded event `ev1`, session `s1`,
-a host token and an ingest key for `ev1`.
+`requests`), on the MongoDB-wire test server and Redis started by the test run, with a seeded
+event `ev1`, session `s1`, a host token and an ingest key for `ev1`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from shared.admin import create_ingest_key
 from shared.db import connect
 from shared.settings import Settings
 from tests.seed import PASSWORD, USERS, add_session, seed_world
-from tests.servers import FerretDB, Redis
+from tests.servers import AnyMongo, Redis
 from web.app import create_app
 from web.openapi import SPEC
 
@@ -71,11 +71,11 @@ class LiveService:
 
 
 @pytest.fixture(scope="module")
-def live(ferretdb: FerretDB, redis_server: Redis) -> Iterator[LiveService]:
+def live(mongo: AnyMongo, redis_server: Redis) -> Iterator[LiveService]:
     import requests
 
     settings = Settings(
-        mongodb_url=ferretdb.url(f"fuzz{os.getpid()}"), redis_url=redis_server.url(), log_json=False
+        mongodb_url=mongo.url(f"fuzz{os.getpid()}"), redis_url=redis_server.url(), log_json=False
     )
     service = LiveService(settings)
     service.start()

@@ -14,7 +14,7 @@ from shared.db import Database
 from shared.settings import Settings
 from tests.conftest import RecordingTaskQueue
 from tests.seed import app_client, cheap_password_hashing, error_of, ingest_headers, login, seed_world
-from tests.servers import FerretDB
+from tests.servers import AnyMongo
 from tests.test_ops_queries import CommandRecorder, filters, served_by_an_index
 
 OWN = {"eventId": "ev1", "name": "Own Event", "organizerId": "org1", "timeZone": "UTC"}
@@ -77,9 +77,9 @@ async def test_attendees_anonymous_callers_and_ingest_keys_are_refused(
 
 
 @pytest.fixture
-async def recorded(ferretdb: FerretDB) -> AsyncIterator[tuple[Database, CommandRecorder]]:
+async def recorded(mongo: AnyMongo) -> AsyncIterator[tuple[Database, CommandRecorder]]:
     recorder = CommandRecorder()
-    client: Any = AsyncIOMotorClient(ferretdb.url("events"), tz_aware=True, event_listeners=[recorder])
+    client: Any = AsyncIOMotorClient(mongo.url("events"), tz_aware=True, event_listeners=[recorder])
     db = Database(client, client["host_events"])
     yield db, recorder
     await client.drop_database("host_events")

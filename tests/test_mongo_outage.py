@@ -15,7 +15,7 @@ from shared.settings import Settings
 from tests.conftest import RecordingTaskQueue
 from tests.contract import validate_every_answer
 from tests.seed import add_session, cheap_password_hashing, error_of, login, seed_world
-from tests.servers import FerretDB
+from tests.servers import MongoTestServer
 from web.app import create_app
 
 REQUEST_TIMEOUT_S = 1.0
@@ -28,18 +28,20 @@ def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def own_ferretdb(tmp_path: Any) -> Iterator[FerretDB]:
-    """A FerretDB of this test alone: stopping it must not disturb the shared one."""
-    server = FerretDB(tmp_path)
+def own_mongo(tmp_path: Any) -> Iterator[MongoTestServer]:
+    """A server of this test alone, so stopping it disturbs no other test (also under
+    TEST_MONGODB_URL, whose server a test cannot stop): the H2 backend, so its data survives
+    the restart as a MongoDB's would."""
+    server = MongoTestServer(tmp_path, persistent=True)
     server.start()
     yield server
     server.close()
 
 
 @pytest.fixture
-async def outage_db(own_ferretdb: FerretDB) -> AsyncIterator[tuple[Settings, Database]]:
+async def outage_db(own_mongo: MongoTestServer) -> AsyncIterator[tuple[Settings, Database]]:
     settings = Settings(
-        mongodb_url=own_ferretdb.url("outage"),
+        mongodb_url=own_mongo.url("outage"),
         redis_url="redis://127.0.0.1:1/0",
         log_json=False,
         request_timeout_s=REQUEST_TIMEOUT_S,
@@ -61,7 +63,7 @@ async def _timed(client: Any, path: str, **kwargs: Any) -> tuple[Any, float]:
 
 async def test_requests_get_503_while_mongodb_is_down_and_normal_answers_when_it_is_back(
     aiohttp_client: AiohttpClient,
-    own_ferretdb: FerretDB,
+    own_mongo: MongoTestServer,
     outage_db: tuple[Settings, Database],
     task_queue: RecordingTaskQueue,
 ) -> None:
@@ -77,7 +79,7 @@ async def test_requests_get_503_while_mongodb_is_down_and_normal_answers_when_it
     body_before = await before.read()
     assert (await client.get("/readyz")).status == 200
 
-    own_ferretdb.stop()
+    own_mongo.stop()
 
     for path in (LIST + "&size=7", "/rest/host/session/s1/analytics"):
         response, elapsed = await _timed(client, path, headers=headers)
@@ -96,7 +98,7 @@ async def test_requests_get_503_while_mongodb_is_down_and_normal_answers_when_it
     assert elapsed < REQUEST_TIMEOUT_S + 0.5
     assert (await client.get("/healthz")).status == 200  # alive, just not ready
 
-    own_ferretdb.start()
+    own_mongo.start()
 
     deadline = time.monotonic() + 15
     while (await client.get("/readyz")).status != 200:

@@ -20,7 +20,7 @@ from shared.jobs import begin_recompute, claim_recompute, count_running_recomput
 from shared.ops import inbox_stats, provider_pauses
 from shared.store import now
 from tests.conftest import RecordingTaskQueue
-from tests.servers import FerretDB
+from tests.servers import AnyMongo
 
 FILTERED = {"find": "filter", "count": "query", "distinct": "query"}
 
@@ -40,9 +40,9 @@ class CommandRecorder(monitoring.CommandListener):
 
 
 @pytest.fixture
-async def recorded(ferretdb: FerretDB) -> AsyncIterator[tuple[Database, CommandRecorder]]:
+async def recorded(mongo: AnyMongo) -> AsyncIterator[tuple[Database, CommandRecorder]]:
     recorder = CommandRecorder()
-    client: Any = AsyncIOMotorClient(ferretdb.url("ops"), tz_aware=True, event_listeners=[recorder])
+    client: Any = AsyncIOMotorClient(mongo.url("ops"), tz_aware=True, event_listeners=[recorder])
     db = Database(client, client["ops_queries"])
     await db.ensure_indexes()
     recorder.commands.clear()

@@ -1,4 +1,4 @@
-"""The worker as deployed: real Celery worker and beat processes on real Redis and FerretDB."""
+"""The worker as deployed: real Celery worker and beat processes on real Redis and MongoDB."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from tests.contract import validate_every_answer
 from tests.oracle import expected_attendees, expected_session, listed_attendees
 from tests.processes import CeleryProcess, eventually
 from tests.seed import add_session, found, login, seed_world
-from tests.servers import FerretDB, Redis
+from tests.servers import AnyMongo, Redis
 from worker.rollup import sessions_with_work
 
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
@@ -48,16 +48,14 @@ class Stack:
 
 
 @pytest.fixture
-async def stack(
-    ferretdb: FerretDB, aiohttp_client: Any, request: pytest.FixtureRequest
-) -> AsyncIterator[Stack]:
+async def stack(mongo: AnyMongo, aiohttp_client: Any, request: pytest.FixtureRequest) -> AsyncIterator[Stack]:
     from web.app import create_app
 
     broker = Redis()
     broker.start()
     name = f"w{abs(hash(request.node.nodeid)) % 10**8}"
     env = {
-        "MONGODB_URL": ferretdb.url(name),
+        "MONGODB_URL": mongo.url(name),
         "REDIS_URL": broker.url(),
         # Shortened for speed; test_attendance_shows_within_ten_seconds_at_default_settings
         # drops both and runs the defaults.

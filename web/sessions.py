@@ -244,7 +244,10 @@ async def _hosted_session_and_event(
     proved to host that event."""
     principal = await authenticate_host(request)
     session_id = path_id(request, "sessionId")
-    doc = await request.app[DB].sessions.find_one({"_id": session_id}, fields)
+    # A copy: the embedded store adds `_id: 1` to the projection it is given, which a shared
+    # exclusion projection must never carry to the server (code 31253).
+    projection = None if fields is None else dict(fields)
+    doc = await request.app[DB].sessions.find_one({"_id": session_id}, projection)
     if doc is None:
         raise SessionNotFound(f"no session {session_id}")
     return doc, await hosted_event(request, principal, doc["eventId"])
