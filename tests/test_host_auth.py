@@ -358,6 +358,24 @@ async def test_a_right_password_resets_the_count_of_wrong_ones(client: Client, d
     assert (await client.post("/rest/u/login", json=right)).status == 200
 
 
+async def test_wrong_passwords_are_forgotten_lockout_s_after_the_latest_one(
+    client: Client, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await seed_world(database)
+    t0 = datetime.now(UTC).replace(microsecond=0)
+    wrong = {"username": "org@example.com", "password": "wrong password"}
+
+    async def wrong_at(moment: datetime, times: int) -> list[tuple[int, str]]:
+        monkeypatch.setattr(web.auth, "_now", lambda: moment)
+        return [await error_of(await client.post("/rest/u/login", json=wrong)) for _ in range(times)]
+
+    # Four failures, then none for 30 minutes: the next four start a new count.
+    assert await wrong_at(t0, 4) == [(401, "4010101")] * 4
+    assert await wrong_at(t0 + timedelta(minutes=30), 4) == [(401, "4010101")] * 4
+    # A failure 20 minutes after the latest still counts: the fifth in a row locks.
+    assert await wrong_at(t0 + timedelta(minutes=50), 1) == [(401, "4010102")]
+
+
 async def test_login_throttle_answers_429_with_retry_after_until_the_minute_ends(
     aiohttp_client: AiohttpClient,
     settings: Settings,

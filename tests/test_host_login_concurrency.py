@@ -13,10 +13,13 @@ from pytest_aiohttp import AiohttpClient
 
 import shared.security
 import web.auth
+import worker.cleanup
 from shared.db import Database
+from shared.login_counters import login_counters
 from shared.settings import Settings
 from tests.conftest import Client, RecordingTaskQueue
 from tests.seed import PASSWORD, app_client, cheap_password_hashing, error_of, seed_world
+from worker.cleanup import cleanup_expired
 
 LOGIN = "/rest/u/login"
 
@@ -80,6 +83,23 @@ async def test_concurrent_wrong_passwords_lock_after_exactly_five_and_never_5xx(
     assert answers.count((401, "4010102")) == 11, answers
     right = {"username": "org@example.com", "password": PASSWORD}
     assert await error_of(await client.post(LOGIN, json=right)) == (401, "4010102")
+
+
+async def test_counted_attempts_are_one_document_per_address_and_name_removed_once_expired(
+    client: Client, database: Database, mid_minute: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await seed_world(database)
+    wrong = {"username": "org@example.com", "password": "wrong password"}
+    await asyncio.gather(*(client.post(LOGIN, json=wrong) for _ in range(15)))
+
+    counters = await login_counters(database).find({}).to_list(None)
+    # One counter for the address (15 logins this minute), one for the name: the failures
+    # counted up to the lock, and those already past the lock check when it was set.
+    counts = {counter["_id"].split("|")[0]: counter["count"] for counter in counters}
+    assert len(counters) == 2 and counts["address"] == 15 and 5 <= counts["account"] <= 15, counters
+    monkeypatch.setattr(worker.cleanup, "now", lambda: mid_minute + timedelta(minutes=31))
+    assert (await cleanup_expired(database))["loginWindows"] == 2
+    assert await database.login_attempts.count_documents({}) == 0
 
 
 async def test_lock_out_answers_the_same_for_unknown_and_known_accounts(

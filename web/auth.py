@@ -8,7 +8,6 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
-from pymongo.errors import DuplicateKeyError
 
 from shared.access import (
     INGEST_KEY_PREFIX,
@@ -18,8 +17,8 @@ from shared.access import (
     may_host,
     may_ingest,
 )
-from shared.db import Collection, Database
-from shared.documents import EventDoc, LoginAttemptDoc, UserDoc
+from shared.db import Database
+from shared.documents import EventDoc, UserDoc
 from shared.errors import (
     AccountLocked,
     EventNotFound,
@@ -29,6 +28,7 @@ from shared.errors import (
     WrongCredentialKind,
     WrongCredentials,
 )
+from shared.login_counters import count_attempt, forget, lock, locked_until, login_counters
 from shared.models import LoginIn
 from shared.security import HOST_ROLES, new_token, token_digest, verify_password
 from web.contract.auth import LoginAnswer
@@ -139,39 +139,15 @@ async def hosted_event(request: web.Request, principal: HostPrincipal, event_id:
     return event
 
 
-async def _claim_slot(
-    collection: Collection[LoginAttemptDoc], key: str, limit: int, expires_at: datetime
-) -> int | None:
-    """The rank (1..limit) of this attempt among those counted under `key`, or None past the limit.
-
-    Each attempt inserts its own document `key|n`, n the lowest free rank: the unique `_id` makes
-    concurrent attempts (in any web process) take distinct ranks, so exactly `limit` get one. A
-    read-modify-write counter cannot promise that on every MongoDB-wire server, and two upserts of
-    one new `_id` race. The ranks taken always form 1..k, so counting them gives where to start.
-    """
-    taken = await collection.count_documents({"_id": {"$gt": f"{key}|", "$lt": f"{key}}}"}})
-    for rank in range(taken + 1, limit + 1):
-        try:
-            await collection.insert_one({"_id": f"{key}|{rank:05d}", "expiresAt": expires_at})
-            return rank
-        except DuplicateKeyError:
-            continue  # taken by a concurrent attempt since the count: try the next rank
-    return None
-
-
 async def _throttle(request: web.Request) -> None:
     """Fixed one-minute windows per client address, shared by every web process via MongoDB."""
     settings = request.app[SETTINGS]
     now = _now()
     window = now.replace(second=0, microsecond=0)
     address = request.remote or "unknown"
-    rank = await _claim_slot(
-        request.app[DB].login_attempts,
-        f"{address}|{window.isoformat()}",
-        settings.login_throttle_per_minute,
-        window + timedelta(minutes=2),
-    )
-    if rank is None:
+    counters, window_end = login_counters(request.app[DB]), window + timedelta(minutes=1)
+    rank = await count_attempt(counters, "address|" + address, now, window_end, extend=False)
+    if rank > settings.login_throttle_per_minute:
         retry_after = 60 - now.second
         raise TooManyRequests(
             f"more than {settings.login_throttle_per_minute} logins a minute from {address}",
@@ -187,23 +163,17 @@ def _lock_key(username: str) -> str:
 
 async def _count_failure(request: web.Request, lock_key: str, now: datetime) -> None:
     """Count a wrong password; the one that reaches LOCKOUT_FAILURES locks the name, and every
-    failure past it answers "locked" however many run at once."""
-    db, settings = request.app[DB], request.app[SETTINGS]
-    lock_s = timedelta(seconds=settings.lockout_s)
-    rank = await _claim_slot(db.login_attempts, lock_key, settings.lockout_failures, now + lock_s)
-    if rank is not None and rank < settings.lockout_failures:
+    failure past it answers "locked" however many run at once. Failures are forgotten LOCKOUT_S
+    after the latest one."""
+    counters, settings = login_counters(request.app[DB]), request.app[SETTINGS]
+    until = now + timedelta(seconds=settings.lockout_s)
+    rank = await count_attempt(counters, lock_key, now, until, extend=True)
+    if rank < settings.lockout_failures:
         raise WrongCredentials("no such user or wrong password")
-    if rank == settings.lockout_failures:
-        await db.login_attempts.update_one(
-            {"_id": lock_key}, {"$set": {"lockedUntil": now + lock_s, "expiresAt": now + lock_s}}, upsert=True
-        )
+    # The failure that reached the limit locks; a later one locks only if that one could not.
+    if await lock(counters, lock_key, until):
         log.warning("login locked", extra={"lockKey": lock_key[8:20]})
     raise AccountLocked(f"{settings.lockout_failures} wrong passwords in a row")
-
-
-async def _forget_failures(db: Database, lock_key: str) -> None:
-    """Drop the lock and the counted failures of a name (`key` and `key|n`) in one write."""
-    await db.login_attempts.delete_many({"_id": {"$gte": lock_key, "$lt": f"{lock_key}}}"}})
 
 
 @routes.post("/rest/u/login")
@@ -214,17 +184,18 @@ async def login(request: web.Request) -> web.Response:
     username = body.username.strip().lower()
     lock_key = _lock_key(username)
     now = _now()
-    lock = await db.login_attempts.find_one({"_id": lock_key})
-    if lock is not None and lock.get("lockedUntil"):
-        if lock["lockedUntil"] > now:
+    counters = login_counters(db)
+    lock_end = await locked_until(counters, lock_key)
+    if lock_end is not None:
+        if lock_end > now:
             raise AccountLocked("locked after repeated wrong passwords")
-        await _forget_failures(db, lock_key)  # the lock has ended: its count goes with it
+        await forget(counters, lock_key)  # the lock has ended: its count goes with it
     user = await db.users.find_one({"email": username})
     ok = await asyncio.to_thread(verify_password, user and user.get("passwordHash"), body.password)
     if user is None or not ok:
         await _count_failure(request, lock_key, now)
     assert user is not None
-    await _forget_failures(db, lock_key)  # a right password starts the count again
+    await forget(counters, lock_key)  # a right password starts the count again
     credential_id_var.set(user["_id"])
     return (await _new_token(db, user, now, settings.token_ttl_s)).response()
 
