@@ -19,12 +19,12 @@ from shared.documents import EventDoc, SessionDoc, UserDoc
 from shared.errors import BadRequest, EventNotFound
 from shared.models import SessionIn, is_id
 from shared.security import ROLES, hash_password, new_token, token_digest
+from shared.settings import Settings
 from shared.store import bump_analytics_version, now, session_upsert
 
-# FerretDB 1.24 refuses an update command of 100 statements or more; MongoDB takes any number.
-UPDATES_PER_COMMAND = 50
-# Rows per insert command and per existence read: a few round trips per thousand rows.
-ROWS_PER_COMMAND = 1000
+# Rows per insert or update command and ids per existence read, unless the caller says (its
+# settings' WRITE_BATCH): a few round trips per thousand rows.
+DEFAULT_WRITE_BATCH: int = Settings.model_fields["write_batch"].default
 
 
 def _check_ids(ids: Sequence[str], what: str) -> list[str]:
@@ -155,12 +155,14 @@ async def import_sessions(
     db: Database,
     sessions: Sequence[tuple[str, SessionIn]],
     progress: Callable[[int], None] = lambda rows_done: None,
+    *,
+    write_batch: int = DEFAULT_WRITE_BATCH,
 ) -> ImportResult:
     """Create or update sessions in bulk, all or none: every check runs before the first write.
 
-    Round trips per thousand rows: one read of the stored sessions, one unordered insert of the
-    new ones, one update command per UPDATES_PER_COMMAND changed ones; identical rows are not
-    written. `progress` hears the number of rows done so far.
+    Round trips per `write_batch` rows: one read of the stored sessions, one unordered insert of
+    the new ones, one update command of the changed ones; identical rows are not written.
+    `progress` hears the number of rows done so far.
     """
     by_id = dict(sessions)
     if len(by_id) != len(sessions):
@@ -168,8 +170,8 @@ async def import_sessions(
     await _check_events_exist(db, sorted({s.eventId for s in by_id.values()}), "nothing imported: ")
     ids = list(by_id)
     stored: dict[str, SessionDoc] = {}
-    for start in range(0, len(ids), ROWS_PER_COMMAND):
-        chunk = ids[start : start + ROWS_PER_COMMAND]
+    for start in range(0, len(ids), write_batch):
+        chunk = ids[start : start + write_batch]
         cursor = db.sessions.find({"_id": {"$in": chunk}}, dict.fromkeys(SessionIn.model_fields, 1))
         stored.update({doc["_id"]: doc async for doc in cursor.batch_size(len(chunk))})
     if moved := sorted(sid for sid, doc in stored.items() if doc["eventId"] != by_id[sid].eventId):
@@ -181,8 +183,8 @@ async def import_sessions(
     changed = [(sid, body) for sid, body in by_id.items() if sid in stored and _differs(body, stored[sid])]
     done = len(by_id) - len(new) - len(changed)  # identical rows: nothing to write
     progress(done)
-    for start in range(0, len(new), ROWS_PER_COMMAND):
-        batch = new[start : start + ROWS_PER_COMMAND]
+    for start in range(0, len(new), write_batch):
+        batch = new[start : start + write_batch]
         try:
             await db.sessions.insert_many(
                 [_inserted_document(*session_upsert(sid, body, None)) for sid, body in batch], ordered=False
@@ -195,8 +197,8 @@ async def import_sessions(
             await _write_changes(db, raced, await _stored_sessions(db, [sid for sid, _ in raced]))
         done += len(batch)
         progress(done)
-    for start in range(0, len(changed), UPDATES_PER_COMMAND):
-        batch = changed[start : start + UPDATES_PER_COMMAND]
+    for start in range(0, len(changed), write_batch):
+        batch = changed[start : start + write_batch]
         await _write_changes(db, batch, stored)
         done += len(batch)
         progress(done)
@@ -237,7 +239,7 @@ async def _write_changes(
     db: Database, sessions: Sequence[tuple[str, SessionIn]], stored: dict[str, SessionDoc]
 ) -> None:
     """One update command for sessions that exist. A session's eventId never changes once
-    stored, so after the check above `_id` alone selects it (FerretDB scans on any other field)."""
+    stored, so after the check above `_id` alone selects it."""
     if moved := sorted(sid for sid, body in sessions if stored[sid]["eventId"] != body.eventId):
         raise BadRequest(
             f"import stopped: sessions created meanwhile under another event: {', '.join(moved)}"

@@ -1,4 +1,4 @@
-"""`session-analytics import-sessions FILE` against the test FerretDB: JSON and CSV, all or nothing."""
+"""`session-analytics import-sessions FILE` against the test server: JSON and CSV, all or nothing."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 from motor.motor_asyncio import AsyncIOMotorClient
 from pymongo import monitoring
 
-from shared.admin import UPDATES_PER_COMMAND, import_sessions
+from shared.admin import import_sessions
 from shared.db import Database
 from shared.models import SessionIn
 from shared.settings import Settings, get_settings
@@ -276,29 +276,39 @@ async def test_a_thousand_rows_take_a_few_round_trips_not_three_per_row(
     )
     db = Database(client, client[settings.mongodb_database_name])
     done: list[int] = []
+    batch = settings.write_batch
     try:
-        created = await import_sessions(db, _thousand_rows("Talk"), done.append)
+        created = await import_sessions(db, _thousand_rows("Talk"), done.append, write_batch=batch)
         after_create = list(commands.names)
         commands.names.clear()
-        again = await import_sessions(db, _thousand_rows("Talk"), done.append)
+        again = await import_sessions(db, _thousand_rows("Talk"), done.append, write_batch=batch)
         after_same = list(commands.names)
         commands.names.clear()
-        # FerretDB spends ~30 ms on each changed session (its index upkeep): a quarter is enough
-        # to show the statements per command; bench/bench_import.py times a whole thousand.
-        renamed = await import_sessions(db, _thousand_rows("Talk", renamed=250), done.append)
+        renamed = await import_sessions(
+            db, _thousand_rows("Talk", renamed=1000), done.append, write_batch=batch
+        )
         after_rename = list(commands.names)
+        commands.names.clear()
+        commands.update_statements.clear()
+        # A smaller WRITE_BATCH: as many update commands as batches of changed sessions.
+        back = await import_sessions(db, _thousand_rows("Talk", renamed=250), done.append, write_batch=100)
+        after_smaller = list(commands.names)
     finally:
         client.close()
 
-    assert (created.created, again.unchanged, renamed.changed, renamed.unchanged) == (1000, 1000, 250, 750)
+    assert batch >= 1000  # the default: a thousand rows fit in one command
+    assert (created.created, again.unchanged, renamed.changed) == (1000, 1000, 1000)
     # events read, sessions read, one insert, analytics version bumped (a getMore may follow a read)
     assert after_create.count("insert") == 1
     assert len(after_create) <= 5, after_create
     assert after_same.count("update") == 0 and after_same.count("insert") == 0, after_same
-    # changed sessions: updates of 50 statements (FerretDB refuses 100 or more in one command)
-    assert after_rename.count("update") == 250 // UPDATES_PER_COMMAND + 1, after_rename
-    assert max(commands.update_statements) == UPDATES_PER_COMMAND
-    assert len(after_rename) <= 250 // UPDATES_PER_COMMAND + 4, after_rename
+    # every changed session in one update command, then the analytics version bumped
+    assert after_rename.count("update") == 2, after_rename
+    assert len(after_rename) <= 5, after_rename
+    assert (back.changed, back.unchanged) == (750, 250)
+    # 750 changed at 100 a command: 8 update commands, then the analytics version bumped
+    assert commands.update_statements == [100] * 7 + [50, 1], commands.update_statements
+    assert len(after_smaller) <= 9 + 4 + 10, after_smaller  # plus the reads of 100 ids each
     assert done[-1] == 1000
     renamed_one = await database.sessions.find_one({"_id": "s0249"})
     kept_one = await database.sessions.find_one({"_id": "s0250"})

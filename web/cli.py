@@ -383,7 +383,9 @@ def import_sessions_cmd(file: str) -> None:
     parsed = parse_sessions(read_session_rows(_read_text(file), file))
     progress = _ImportProgress(len(parsed))
     try:
-        result = _run_with_db(lambda db, _: import_sessions(db, parsed, progress))
+        result = _run_with_db(
+            lambda db, settings: import_sessions(db, parsed, progress, write_batch=settings.write_batch)
+        )
     finally:
         progress.close()
     click.echo(

@@ -36,8 +36,6 @@ log = logging.getLogger(__name__)
 
 # The rule 10 status a provider's answer leaves when it brings no length (DESIGN §4).
 _STATUS_WITHOUT_LENGTH = {LIVE: LIVE_STATUS, MISSING: NOT_FOUND, ERROR: PROVIDER_ERROR, PROCESSING: PENDING}
-# FerretDB 1.24 (the test server) never answers an update command of 100 or more statements.
-WRITE_CHUNK = 50
 # One event's sessions of one provider, in pages of duration_sync_batch: a generous bound.
 MAX_EVENT_PAGES = 1000
 
@@ -273,10 +271,10 @@ async def _write_answers(
 
 
 async def _set_all(db: Database, settings: Settings, updates: list[tuple[_Filter, _Update]]) -> None:
-    """One bulk_write of `$set`s per chunk. The embedded store (mongomock 4.3) rejects every bulk
-    update pymongo 4.10+ sends, so there the same updates go one by one."""
-    for start in range(0, len(updates), WRITE_CHUNK):
-        chunk = updates[start : start + WRITE_CHUNK]
+    """One bulk_write of `$set`s per WRITE_BATCH updates. The embedded store (mongomock 4.3)
+    rejects every bulk update pymongo 4.10+ sends, so there the same updates go one by one."""
+    for start in range(0, len(updates), settings.write_batch):
+        chunk = updates[start : start + settings.write_batch]
         if settings.embedded:
             for match, change in chunk:
                 await db.sessions.update_one(match, change)
