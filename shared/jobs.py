@@ -9,12 +9,8 @@ a minute (`PICKUP_S`) is sent again, and failed with a reason after `MAX_RESENDS
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -113,39 +109,6 @@ async def release_recompute(db: Database, event_id: str, task_id: str) -> None:
     await db.recompute_locks.delete_one({"_id": event_id, "taskId": task_id})
 
 
-# Per task run in this process: its heartbeat thread and its own writes take turns. FerretDB
-# (the test server) applies an update as a read, then a write of the whole document, so two
-# concurrent updates of one task lose one another: a heartbeat read before the final SUCCESS
-# and written after it put the task back to STARTED, and a late copy of its message failed it.
-_WRITE_LOCKS: dict[str, threading.Lock] = {}
-
-
-@contextlib.contextmanager
-def serialized_writes(task_id: str) -> Iterator[threading.Lock]:
-    """The lock this process's writes of one task take while a heartbeat thread runs for it."""
-    lock = _WRITE_LOCKS.setdefault(task_id, threading.Lock())
-    try:
-        yield lock
-    finally:
-        _WRITE_LOCKS.pop(task_id, None)
-
-
-@contextlib.asynccontextmanager
-async def _write_turn(task_id: str) -> AsyncIterator[None]:
-    lock = _WRITE_LOCKS.get(task_id)
-    if lock is None:
-        yield
-        return
-    # Shared with a thread, so no asyncio primitive can wait for it; polling never blocks the
-    # loop and a cancelled wait leaves the lock free.
-    while not lock.acquire(blocking=False):  # noqa: ASYNC110
-        await asyncio.sleep(0.01)
-    try:
-        yield
-    finally:
-        lock.release()
-
-
 def held_by(task_id: str, run_id: str) -> dict[str, str]:
     """The task as long as this run holds it: STARTED by this run, not taken over since."""
     return {"_id": task_id, "runId": run_id, "state": STARTED}
@@ -164,8 +127,7 @@ async def take_task(db: Database, task_id: str, run_id: str) -> bool:
 async def update_task(db: Database, task_id: str, run_id: str, **fields: object) -> bool:
     """Progress, result or final state of a run, written only while that run holds the task
     (False: another run took it over, or it finished)."""
-    async with _write_turn(task_id):
-        held = await db.tasks.update_one(held_by(task_id, run_id), {"$set": {**fields, "heartbeatAt": now()}})
+    held = await db.tasks.update_one(held_by(task_id, run_id), {"$set": {**fields, "heartbeatAt": now()}})
     return bool(held.matched_count == 1)
 
 
@@ -242,7 +204,10 @@ async def begin_recompute(
 
 
 def renew_heartbeat_filter(task_id: str, run_id: str) -> dict[str, str]:
-    """The task as long as this run holds it: a heartbeat never revives a task taken over."""
+    """The task as long as this run holds it: a heartbeat never revives a task taken over or
+    finished. The run's own writes need no turn-taking with it: each update applies to the
+    document as it is then (MongoDB's single-document atomicity), and a heartbeat sets
+    `heartbeatAt` alone."""
     return held_by(task_id, run_id)
 
 
@@ -260,10 +225,9 @@ async def fail_task(
     query: dict[str, object] = {**held_by(task_id, run_id)} if run_id is not None else unfinished
     if heartbeat_at is not None:
         query["heartbeatAt"] = heartbeat_at
-    async with _write_turn(task_id):
-        failed = await db.tasks.update_one(
-            query, {"$set": {"state": FAILURE, "error": reason, "heartbeatAt": now()}}
-        )
+    failed = await db.tasks.update_one(
+        query, {"$set": {"state": FAILURE, "error": reason, "heartbeatAt": now()}}
+    )
     return bool(failed.matched_count == 1)
 
 

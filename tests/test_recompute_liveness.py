@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
+
+import pytest
 
 from shared.db import Database
 from shared.documents import TaskDoc
@@ -142,23 +145,29 @@ async def test_a_run_that_lost_its_task_writes_neither_progress_nor_a_final_stat
     assert (await _state(database, task["_id"]))["state"] == SUCCESS
 
 
-async def test_a_runs_own_writes_wait_while_its_heartbeat_writes(
-    database: Database, task_queue: RecordingTaskQueue
+@pytest.mark.parametrize("store_kind", ["real"], indirect=True)  # the embedded store beats no heart
+async def test_heartbeats_during_a_runs_writes_never_undo_them(
+    database: Database, settings: Settings
 ) -> None:
-    import asyncio
-
-    from shared.jobs import serialized_writes, update_task
+    from shared.jobs import SUCCESS, update_task
+    from worker.runtime import WorkerRuntime
 
     await seed_world(database)
     task, _ = await claim_recompute(database, "ev1", DEFAULTS.recompute_stale_s)
     await begin_recompute(database, task["_id"], "ev1", "run-1", "w1", DEFAULTS.recompute_stale_s)
-    with serialized_writes(task["_id"]) as turn:
-        turn.acquire()  # the heartbeat thread is writing
-        write = asyncio.ensure_future(
-            update_task(database, task["_id"], "run-1", progress={"done": 1, "total": 3})
-        )
-        await asyncio.sleep(0.2)
-        assert not write.done()
-        turn.release()
-        assert await write
-    assert (await _state(database, task["_id"]))["progress"]["done"] == 1
+    # Heartbeats as often as the thread can send them, so they interleave with every write.
+    runtime = WorkerRuntime(settings.model_copy(update={"task_heartbeat_s": 0.001}))
+    try:
+        with runtime.heartbeat(task["_id"], "run-1"):
+            for done in range(1, 51):
+                assert await update_task(database, task["_id"], "run-1", progress={"done": done, "total": 50})
+            assert await update_task(database, task["_id"], "run-1", state=SUCCESS, result={"sessions": 50})
+            await asyncio.sleep(0.05)  # beats still under way find the task finished
+    finally:
+        runtime.close()
+    current = await _state(database, task["_id"])
+    assert (current["state"], current["progress"], current["result"]) == (
+        SUCCESS,
+        {"done": 50, "total": 50},
+        {"sessions": 50},
+    )

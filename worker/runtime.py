@@ -14,7 +14,7 @@ from typing import TypeVar
 from pymongo import MongoClient
 
 from shared.db import Database, RawDocument, connect
-from shared.jobs import renew_heartbeat_filter, serialized_writes
+from shared.jobs import renew_heartbeat_filter
 from shared.settings import Settings, get_settings
 from shared.store import now
 
@@ -69,13 +69,12 @@ class WorkerRuntime:
         tasks = self.sync_client[self.settings.mongodb_database_name].tasks
         interval = self.settings.task_heartbeat_s
 
-        def beat(turn: threading.Lock) -> None:
+        def beat() -> None:
             while not stop.wait(interval):
                 try:
-                    with turn:  # never at the same time as the run's own writes of the task
-                        held = tasks.update_one(
-                            renew_heartbeat_filter(task_id, run_id), {"$set": {"heartbeatAt": now()}}
-                        )
+                    held = tasks.update_one(
+                        renew_heartbeat_filter(task_id, run_id), {"$set": {"heartbeatAt": now()}}
+                    )
                 except Exception as err:  # the next beat tries again; the database may be back
                     log.warning("heartbeat of task %s not written: %s", task_id, err)
                     continue
@@ -83,20 +82,19 @@ class WorkerRuntime:
                     log.warning("task %s is no longer held by this run; heartbeat stops", task_id)
                     return
 
-        with serialized_writes(task_id) as turn:
-            thread = threading.Thread(
-                target=contextvars.copy_context().run,
-                args=(beat, turn),
-                name=f"heartbeat-{task_id}",
-                daemon=True,
-            )
-            thread.start()
-            try:
-                yield
-            finally:
-                stop.set()
-                # A beat under way finishes first (bounded by the driver's socket timeout).
-                thread.join()
+        thread = threading.Thread(
+            target=contextvars.copy_context().run,
+            args=(beat,),
+            name=f"heartbeat-{task_id}",
+            daemon=True,
+        )
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            # A beat under way finishes first (bounded by the driver's socket timeout).
+            thread.join()
 
     def close(self) -> None:
         if self._db is not None:
