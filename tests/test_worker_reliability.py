@@ -1,4 +1,4 @@
-"""Worker faults at the settings users deploy: real worker and beat processes, real Redis and FerretDB.
+"""Worker faults at the settings users deploy: real worker and beat processes, Redis, the test MongoDB.
 
 The `stack` fixture of test_worker_processes shortens the rollup interval, the visibility
 timeout and the inbox settling time; every test here puts them back to their defaults first.
@@ -33,7 +33,7 @@ from tests.test_worker_processes import (
     _random_event,
 )
 
-stack = test_worker_processes.stack  # the deployed stack: worker and beat on real Redis and FerretDB
+stack = test_worker_processes.stack  # the deployed stack: worker and beat on Redis and the test MongoDB
 
 DEFAULTS = Settings()
 SHORTENED = ("ROLLUP_INTERVAL_S", "VISIBILITY_TIMEOUT_S", "DURATION_SYNC_INTERVAL_S")
