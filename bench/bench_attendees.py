@@ -1,9 +1,10 @@
-"""Benchmark of the attendee list and CSV on FerretDB: what a page costs as a session grows.
+"""Benchmark of the attendee list and CSV: what a page costs as a session grows.
 
 One session with N attendees (rows written as a rollup writes them, every one with an identity),
 the real app in this process on a loopback port, one client asking one request at a time:
 latency p50/p99 and database commands per request for the default page, the last page, a
-search, a sort by last name, and the whole CSV. The rows of a session are read whole for every
+search, a sort by last name, and the whole CSV, on the MongoDB-wire test server (or on
+TEST_MONGODB_URL's MongoDB when that is set). The rows of a session are read whole for every
 page (the sort and search need them; the identities of a page's users are one more read), so
 the figures follow the session's size: this shows how far that holds.
 
@@ -30,13 +31,14 @@ from aiohttp import web
 from pymongo import monitoring
 
 from bench.machine import machine_line
+from bench.mongo_server import describe, start_mongo
 from shared.admin import create_event, create_user
 from shared.db import connect
 from shared.identities import store_identities
 from shared.models import RegistrationIn, SessionIn
 from shared.settings import Settings
 from shared.store import upsert_session
-from tests.servers import FERRETDB_VERSION, FerretDB, free_port
+from tests.servers import free_port
 from web.app import create_app
 from worker.rollup import UserState, build_generation
 
@@ -115,8 +117,7 @@ async def main(sizes: list[int], requests: int) -> None:
     logging.disable(logging.WARNING)  # the access log of slow requests would cut the table
     commands = Commands()
     monitoring.register(commands)
-    server = FerretDB()
-    server.start()
+    server = start_mongo()
     try:
         settings = Settings(
             mongodb_url=server.url("bench_attendees"), redis_url="redis://127.0.0.1:1/0", log_json=False
@@ -131,7 +132,7 @@ async def main(sizes: list[int], requests: int) -> None:
         await runner.setup()
         port = free_port()
         await web.TCPSite(runner, "127.0.0.1", port).start()
-        print(f"machine: {machine_line()}, FerretDB {FERRETDB_VERSION} (SQLite)")
+        print(f"machine: {machine_line()}\ndatabase: {describe(server)}")
         print(f"{requests} sequential requests per case; ms; commands: database commands per request\n")
         print(f"{'attendees':>9}  {'case':<34} {'p50':>8} {'p99':>8} {'commands':>9} {'errors':>7}")
         async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:

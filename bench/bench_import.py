@@ -1,4 +1,6 @@
-"""Benchmark of `session-analytics import-sessions`: 1,000 rows of CSV on FerretDB, as a user runs it.
+"""Benchmark of `session-analytics import-sessions`: 1,000 rows of CSV, as a user runs it.
+
+On the MongoDB-wire test server, or on TEST_MONGODB_URL's MongoDB when that is set.
 
 Three imports of the same 1,000 sessions, each through the installed command in a subprocess
 (wall time includes start-up): all new, all unchanged, all changed (a new title each). Then the
@@ -27,11 +29,11 @@ from motor.motor_asyncio import AsyncIOMotorClient
 from pymongo import monitoring
 
 from bench.machine import machine_line
+from bench.mongo_server import describe, start_mongo
 from shared.admin import create_event, import_sessions
 from shared.db import Database, RawDocument, connect
 from shared.models import SessionIn
 from shared.settings import Settings
-from tests.servers import FerretDB
 
 COMMAND = str(Path(sys.executable).with_name("session-analytics"))
 HEADER = ["sessionId", "eventId", "title", "startTime", "endTime", "format", "streamProvider", "videoId"]
@@ -71,12 +73,12 @@ class Commands(monitoring.CommandListener):
         pass
 
 
-async def commands_sent(url: str, database: str, count: int) -> list[tuple[str, Counter[str]]]:
+async def commands_sent(url: str, count: int) -> list[tuple[str, Counter[str]]]:
     listener = Commands()
     client: AsyncIOMotorClient[RawDocument] = AsyncIOMotorClient(
         url, tz_aware=True, event_listeners=[listener]
     )
-    db = Database(client, client[database])
+    db = Database(client, client.get_default_database())  # the URL's (prefixed under TEST_MONGODB_URL)
     figures = []
     try:
         for label, title in (("new", "Talk"), ("unchanged", "Talk"), ("changed", "Renamed")):
@@ -104,9 +106,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1000)
     count = parser.parse_args().rows
     print(f"machine: {machine_line()}")
-    server = FerretDB()
-    server.start()
+    server = start_mongo()
     try:
+        print(f"database: {describe(server)}")
         with tempfile.TemporaryDirectory() as folder:
             url = server.url("bench_import")
             asyncio.run(seed(url))
@@ -120,7 +122,7 @@ def main() -> None:
                 print(f"{count} rows {label:<9}: {seconds:6.2f} s  ({summary})")
             url = server.url("bench_import_commands")
             asyncio.run(seed(url))
-            for label, names in asyncio.run(commands_sent(url, "bench_import_commands", count)):
+            for label, names in asyncio.run(commands_sent(url, count)):
                 total = sum(names.values())
                 detail = ", ".join(f"{name} {n}" for name, n in sorted(names.items()))
                 print(f"{count} rows {label:<9}: {total} commands ({detail})")

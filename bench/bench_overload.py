@@ -1,16 +1,17 @@
 """Overload benchmark: the session list, ingestion and readiness together while a recompute runs.
 
-On FerretDB and Redis of its own: one event with 300 rolled-up sessions and 30,000 stored watch
-segments; `session-analytics serve` in its own process (default settings); a recompute of the
-event in another process, started again whenever it finishes, so one is always running. Then,
-for `--seconds` (60): 64 connections reading the list in a loop, ingestion posting 400
-segments/s (8 posts of 50 a second), and a readiness probe every 0.5 s. Printed: list p50/p99,
-list errors, ingestion accepted/s and errors, readiness flaps. Targets: no 5xx, list p99 < 500 ms.
+On the MongoDB-wire test server (or TEST_MONGODB_URL's MongoDB) and a Redis of its own: one
+event with 300 rolled-up sessions and 30,000 stored watch segments; `session-analytics serve` in
+its own process (default settings); a recompute of the event in another process, started again
+whenever it finishes, so one is always running. Then, for `--seconds` (60): 64 connections
+reading the list in a loop, ingestion posting 400 segments/s (8 posts of 50 a second), and a
+readiness probe every 0.5 s. Printed: list p50/p99, list errors, ingestion accepted/s and errors,
+readiness flaps. Targets: no 5xx, list p99 < 500 ms.
 
     .venv/bin/python bench/bench_overload.py [--seconds 60] [--connections 64] [--rate 400]
 
 The load generator is one Python process (aiohttp client): on a small machine it competes for
-the same cores as the service, FerretDB and the recompute; the load average is printed.
+the same cores as the service, the test server and the recompute; the load average is printed.
 """
 
 from __future__ import annotations
@@ -249,17 +250,18 @@ def main() -> None:
     parser.add_argument("--no-recompute", action="store_true", help="the same load without the recompute")
     args = parser.parse_args()
 
-    from tests.servers import FerretDB, Redis
+    from bench.mongo_server import describe, start_mongo
+    from tests.servers import Redis
 
     work = Path(tempfile.mkdtemp(prefix="bench-overload-"))
-    (work / "ferretdb").mkdir()
     (work / "redis").mkdir()
-    ferretdb, redis = FerretDB(work / "ferretdb"), Redis(work / "redis")
+    redis = Redis(work / "redis")  # first: a missing redis-server fails before any server is started
+    mongo = start_mongo()
     service = recompute = None
     try:
-        ferretdb.start()
+        database = describe(mongo)
         redis.start()
-        mongodb_url = ferretdb.url("bench_overload")
+        mongodb_url = mongo.url("bench_overload")
         started = time.monotonic()
         key = asyncio.run(seed(mongodb_url))
         print(f"seeded in {time.monotonic() - started:.1f}s", file=sys.stderr)
@@ -310,12 +312,13 @@ def main() -> None:
         if recompute is not None and recompute.poll() is None:
             recompute.kill()
         redis.close()
-        ferretdb.close()
+        mongo.close()
         shutil.rmtree(work, ignore_errors=True)
 
     five_xx = sum(n for s, n in figures["list_status"].items() if s >= 500 or s == 0)
     five_xx += sum(n for s, n in figures["ingest_status"].items() if s >= 500 or s == 0)
     print(f"Machine: {machine_line()}; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
+    print(f"Database: {database}")
     print(f"Run: {args.seconds:g} s, {args.connections} list connections, {args.rate} segments/s posted")
     print()
     print("| measure | value |")

@@ -1,5 +1,6 @@
-"""Rollup benchmarks on FerretDB: full recompute against the read floor, incremental rollup,
-and ingestion throughput through the HTTP endpoint.
+"""Rollup benchmarks on the MongoDB-wire test server (or TEST_MONGODB_URL's MongoDB): full
+recompute against the read floor, incremental rollup, and ingestion throughput through the HTTP
+endpoint.
 
     python bench/bench_rollup.py [--segments 1000000 --sessions 500 --users 50000]
 """
@@ -13,7 +14,6 @@ import os
 import random
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,7 +27,8 @@ import pymongo
 
 from bench.bench_live import queued
 from bench.machine import machine_line
-from tests.servers import FerretDB, free_port
+from bench.mongo_server import describe, start_mongo
+from tests.servers import free_port
 
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
 EVENT = "bench"
@@ -95,7 +96,7 @@ from shared.jobs import claim_recompute
 from worker.rollup import recompute_event, rollup_event, _event_state
 
 async def main(mode, url):
-    # Indexes over a million segments take the test server longer than the default socket timeout.
+    # A generous socket timeout: building indexes over a million segments is one long command.
     settings = Settings(mongodb_url=url, mongodb_timeout_ms=60_000)
     db = connect(settings)
     await db.ensure_indexes()
@@ -233,12 +234,11 @@ def main() -> None:
     parser.add_argument("--ingest-batches", type=int, default=50)
     args = parser.parse_args()
 
-    server = FerretDB(Path(tempfile.mkdtemp(prefix="bench-ferretdb-")))
-    server.start()
+    server = start_mongo()
     try:
         url = server.url("bench_rollup")
         print(f"machine: {machine_line()}")
-        print(f"FerretDB v1.24.2 (SQLite) on 127.0.0.1:{server.port}")
+        print(f"database: {describe(server)}")
         load_s = load(url, args.segments, args.sessions, args.users)
         print(f"loaded {args.segments:,} segments, {args.sessions} sessions, {args.users:,} users", end="")
         print(f" in {load_s:.1f}s")
