@@ -1,16 +1,18 @@
-"""Benchmark of the session list on FerretDB against a bare aiohttp handler of the same bytes.
+"""Benchmark of the session list against a bare aiohttp handler of the same bytes.
 
 One event with 1,000 sessions; GET /rest/host/session/analytics?eventId=…&size=500&expand=
 duration,watchTime, 64 concurrent connections over loopback for 10 s (wrk). The service runs as
 `session-analytics serve` in its own process; the ceiling is a bare aiohttp handler in another
-process returning the very bytes the service answered. Targets: service ÷ ceiling ≥ 0.5 in
+process returning the very bytes the service answered. The database is the MongoDB-wire test
+server, or TEST_MONGODB_URL's MongoDB when that is set. Targets: service ÷ ceiling ≥ 0.5 in
 requests per second, service p99 < 100 ms.
 
     .venv/bin/python bench/bench_list.py [--seconds 10] [--connections 64] [--threads N]
         [--profile FILE]   # the service under pyinstrument (pip install pyinstrument)
 
-CPU time per request of the server process, FerretDB and the load generator is printed too: it
-tells a saturated machine from a server that waits.
+CPU time per request of the server process, the test server and the load generator is printed
+too: it tells a saturated machine from a server that waits (no database figure for an external
+MongoDB, whose process is elsewhere).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
 import random
@@ -57,23 +60,21 @@ class Load:
     p99_ms: float
     requests: int
     errors: int
-    # CPU milliseconds per request: the server process, FerretDB, the load generator.
+    # CPU milliseconds per request: the server process, the test server (NaN: not measured),
+    # the load generator.
     cpu_ms: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 # --- the machine -------------------------------------------------------------------------------
 
 
-def machine_line(load_tool: str) -> str:
-    from tests.servers import FERRETDB_VERSION
-
+def machine_line(load_tool: str, database: str) -> str:
     versions = ", ".join(
         f"{name} {metadata.version(name)}" for name in ("aiohttp", "motor", "pymongo", "orjson")
     )
     return (
         f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, {versions}, FerretDB {FERRETDB_VERSION} "
-        f"(SQLite), load: {load_tool}"
+        f"Python {platform.python_version()}, {versions}, database: {database}, load: {load_tool}"
     )
 
 
@@ -103,6 +104,11 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of one process so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def database_cpu(pid: int | None) -> float:
+    """The test server's CPU seconds; NaN for a database whose process is not on this machine."""
+    return math.nan if pid is None else cpu_seconds(pid)
 
 
 def children_cpu_seconds() -> float:
@@ -140,7 +146,7 @@ async def seed(mongodb_url: str) -> None:
 
     One session per provider goes through upsert_session (what PUT stores); the rest are copies
     of those documents with their own ids, times and numbers, written with insert_many (one
-    upsert at a time costs a scan per session on FerretDB's SQLite backend)."""
+    command for all, where upserts would be a round trip each)."""
     from shared.admin import create_event, create_user
     from shared.db import connect
     from shared.models import SessionIn
@@ -338,14 +344,14 @@ def table(service: Load, ceiling: Load, size_kb: float) -> str:
     ratio = service.requests_per_s / ceiling.requests_per_s
     rows = [
         "| target | requests/s | p50 ms | p99 ms | requests | errors "
-        "| CPU ms/request: server / FerretDB / load |",
+        "| CPU ms/request: server / database / load |",
         "|---|---:|---:|---:|---:|---:|---|",
         *(
             f"| {name} | {load.requests_per_s:,.0f} | {load.p50_ms:.1f} | {load.p99_ms:.1f} | "
             f"{load.requests:,} | {load.errors} | "
-            f"{' / '.join(f'{ms:.2f}' for ms in load.cpu_ms)} |"
+            f"{' / '.join('n/a' if math.isnan(ms) else f'{ms:.2f}' for ms in load.cpu_ms)} |"
             for name, load in (
-                ("service (`session-analytics serve`, FerretDB)", service),
+                ("service (`session-analytics serve`)", service),
                 ("bare aiohttp handler, same bytes (ceiling)", ceiling),
             )
         ),
@@ -376,7 +382,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from tests.servers import FerretDB
+    from bench.mongo_server import describe, server_pid, start_mongo
 
     wrk = ensure_wrk()
     tool = (
@@ -386,12 +392,11 @@ def main() -> None:
     )
     tool += f", {args.threads} thread(s), {args.connections} connections, {args.seconds:g} s"
     work = Path(tempfile.mkdtemp(prefix="bench-list-"))
-    (work / "ferretdb").mkdir()
-    ferretdb = FerretDB(work / "ferretdb")
+    mongo = start_mongo()
     service = ceiling = None
     try:
-        ferretdb.start()
-        mongodb_url = ferretdb.url("bench_list")
+        database = describe(mongo)
+        mongodb_url = mongo.url("bench_list")
         started = time.monotonic()
         asyncio.run(seed(mongodb_url))
         print(f"seeded {SESSIONS:,} sessions in {time.monotonic() - started:.1f}s", file=sys.stderr)
@@ -444,30 +449,29 @@ def main() -> None:
             return run_python_load(url, token, seconds, args.connections)
 
         results = {}
-        assert ferretdb.process is not None
+        database_pid = server_pid(mongo)
         for name, url, server in (
             ("service", base + path, service),
             ("ceiling", ceiling_base + path, ceiling),
         ):
             if args.warmup:
                 measure(url, args.warmup)
-            pids = (server.pid, ferretdb.process.pid)
-            before = [*map(cpu_seconds, pids), children_cpu_seconds()]
+            before = [cpu_seconds(server.pid), database_cpu(database_pid), children_cpu_seconds()]
             load = measure(url, args.seconds)
-            after = [*map(cpu_seconds, pids), children_cpu_seconds()]
+            after = [cpu_seconds(server.pid), database_cpu(database_pid), children_cpu_seconds()]
             load.cpu_ms = tuple(  # type: ignore[assignment]
                 (b - a) * 1000 / max(load.requests, 1) for a, b in zip(before, after, strict=True)
             )
             results[name] = load
             print(f"{name}: {load}", file=sys.stderr)
 
-        print(f"Machine: {machine_line(tool)}")
+        print(f"Machine: {machine_line(tool, database)}")
         print()
         print(table(results["service"], results["ceiling"], len(body) / 1024))
     finally:
         stop(service)
         stop(ceiling)
-        ferretdb.close()
+        mongo.close()
         shutil.rmtree(work, ignore_errors=True)
 
 
