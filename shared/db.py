@@ -13,9 +13,10 @@ from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorCollection, Asyn
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, NetworkTimeout, PyMongoError
 
+from shared.attendees import SORT_FIELDS as ATTENDEE_SORT_FIELDS
 from shared.documents import (
-    AttendeeChunkDoc,
     AttendeeIdentityDoc,
+    AttendeeRowDoc,
     EventDoc,
     InboxBatchDoc,
     IngestKeyDoc,
@@ -23,11 +24,9 @@ from shared.documents import (
     ProviderStateDoc,
     RecomputeLockDoc,
     RegistrationDoc,
-    RollupGarbageDoc,
     RollupLeaseDoc,
     SegmentIntentDoc,
     SessionDoc,
-    SessionWatchDoc,
     TaskDoc,
     TokenDoc,
     UserDoc,
@@ -46,12 +45,18 @@ UNAVAILABLE_ERRORS: tuple[type[PyMongoError], ...] = (ConnectionFailure, Network
 
 SORT_FIELDS = ("startTime", "title", "attendeeCount", "liveViews", "recordingViews", "avgAttendedDuration")
 
+# Every collection, and the indexes its queries need (each query's filter constrains the
+# leading field of one of these, or `_id`; tests/test_*_queries.py record the commands sent).
 INDEXES: dict[str, list[IndexModel]] = {
+    # Login by email.
     "users": [IndexModel([("email", ASCENDING)], unique=True)],
     # Expiry by the cleanup task; a user's grants are copied to all its tokens (create-user).
     "tokens": [IndexModel([("expiresAt", ASCENDING)]), IndexModel([("userId", ASCENDING)])],
+    # Read by `_id` (the key's digest) only.
     "ingest_keys": [],
+    # The cleanup deletes finished throttle windows.
     "login_attempts": [IndexModel([("expiresAt", ASCENDING)])],
+    # An organizer admin's events.
     "events": [IndexModel([("organizerId", ASCENDING)])],
     "sessions": [
         # One index per sort key of the session list, each led by eventId, _id as the tie-break.
@@ -61,8 +66,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("rollupPending", ASCENDING)]),
         IndexModel([("durationProvider", ASCENDING), ("durationCheckAt", ASCENDING)]),
     ],
-    # Attendance is deduplicated by `_id` (eventId:segmentId, eventId:sessionId:userId);
-    # a full recompute reads one event's attendance at a time.
+    # Attendance, deduplicated by `_id` (eventId:segmentId, eventId:sessionId:userId); a full
+    # recompute reads one event's at a time.
     "watch_segments": [IndexModel([("eventId", ASCENDING), ("sessionId", ASCENDING)])],
     "registrations": [IndexModel([("eventId", ASCENDING), ("sessionId", ASCENDING)])],
     # Items stored but not yet rolled up: a rollup reads one event's; the beat tick and the lag
@@ -73,15 +78,19 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     # Ingestion's intents (shared/inbox.py): the beat tick reads the oldest; consumed by `_id`.
     "segment_intents": [IndexModel([("receivedAt", ASCENDING)])],
-    # Personal fields of attendees, one document per (event, user): read, written and erased by
-    # `_id` (eventId:userId) only (shared/identities.py).
+    # Personal fields of attendees, one document per (event, user), read and written by `_id`
+    # (eventId:userId) only (shared/identities.py).
     "attendee_identities": [],
-    # A session's unions are read by rollups by sessionId (all its parts), written by `_id`;
-    # attendee pages are read and written by `_id` only.
-    "session_watch": [IndexModel([("sessionId", ASCENDING)])],
-    "session_attendees": [],
-    # Replaced generations, deleted by the cleanup once old enough.
-    "rollup_garbage": [IndexModel([("at", ASCENDING)])],
+    # Attendee rows (shared/attendees.py): a rollup reads a session's by sessionId; the list
+    # filters one session's and sorts by each of its sort keys, ties by userId; erasure and
+    # identity changes update one user's rows of an event.
+    "attendees": [
+        *[
+            IndexModel([("sessionId", ASCENDING), (key, ASCENDING), ("userId", ASCENDING)])
+            for key in ATTENDEE_SORT_FIELDS.values()
+        ],
+        IndexModel([("eventId", ASCENDING), ("userId", ASCENDING)]),
+    ],
     # One lease per event (`_id` = eventId).
     "rollup_leases": [],
     "tasks": [
@@ -89,7 +98,9 @@ INDEXES: dict[str, list[IndexModel]] = {
         # The sweep of recomputes whose worker died or that no worker took (shared/jobs.py).
         IndexModel([("state", ASCENDING), ("heartbeatAt", ASCENDING)]),
     ],
+    # One lock per event (`_id`): the recompute that holds it.
     "recompute_locks": [],
+    # One document per provider (`_id`).
     "provider_state": [],
 }
 
@@ -281,16 +292,8 @@ class Database:
         return cast("Collection[RollupLeaseDoc]", self.db.rollup_leases)
 
     @property
-    def rollup_garbage(self) -> Collection[RollupGarbageDoc]:
-        return cast("Collection[RollupGarbageDoc]", self.db.rollup_garbage)
-
-    @property
-    def session_watch(self) -> Collection[SessionWatchDoc]:
-        return cast("Collection[SessionWatchDoc]", self.db.session_watch)
-
-    @property
-    def session_attendees(self) -> Collection[AttendeeChunkDoc]:
-        return cast("Collection[AttendeeChunkDoc]", self.db.session_attendees)
+    def attendees(self) -> Collection[AttendeeRowDoc]:
+        return cast("Collection[AttendeeRowDoc]", self.db.attendees)
 
     @property
     def tasks(self) -> Collection[TaskDoc]:
@@ -308,15 +311,10 @@ class Database:
         await self.db.command("ping")
 
     async def ensure_indexes(self) -> None:
-        """Create missing indexes one per command: FerretDB 1.24 fails a createIndexes that
-        names two or more indexes which already exist."""
+        """Every collection's indexes, one command per collection (existing ones are kept)."""
         for name, models in INDEXES.items():
-            if not models:
-                continue
-            existing = set(await self.db[name].index_information())
-            for model in models:
-                if model.document["name"] not in existing:
-                    await self.db[name].create_indexes([model])
+            if models:
+                await self.db[name].create_indexes(models)
 
     def close(self) -> None:
         self.client.close()
@@ -335,7 +333,6 @@ def connect(settings: Settings) -> Database:
         serverSelectionTimeoutMS=settings.mongodb_timeout_ms,
         connectTimeoutMS=settings.mongodb_timeout_ms,
         socketTimeoutMS=max(settings.mongodb_timeout_ms * 5, 10_000),
-        retryWrites=False,
     )
     gate = asyncio.Semaphore(database_slots(settings))
     database = _GatedDatabase(client[settings.mongodb_database_name], gate)

@@ -10,8 +10,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal, Required, TypedDict
 
-from bson import Binary
-
 
 class UserDoc(TypedDict, total=False):
     """`users`: a host account; `_id` is a random hex id, `email` is unique."""
@@ -97,7 +95,6 @@ class SessionDoc(TypedDict, total=False):
     # Rollup (worker/rollup.py): computed values, set whole on every rollup
     rollupPending: bool
     rollupVersion: int
-    rollupGen: str
     registeredUserCount: int
     attendeeCount: int
     avgAttendedDuration: float | None
@@ -108,14 +105,10 @@ class SessionDoc(TypedDict, total=False):
     avgRecordingWatch: float | None
     engagementLive: float | None
     engagementRecording: float | None
-    attendeeRows: int
-    attendeeChunks: int
-    attendeeChunkRows: int
-    stateDocs: int
+    attendeeRows: int  # rows in `attendees`: the attendee list's recordsTotal
     analyticsUpdatedAt: datetime | None
-    # Rule 9's series in the compact form shared/viewers.py stores and reads (a compressed blob;
-    # a plain document on sessions last rolled up before blobs)
-    viewers: bytes | dict[str, Any]
+    # Rule 9's series as shared/viewers.py stores it (up to 1,440 counts and one per date)
+    viewers: dict[str, Any]
 
 
 class WatchSegmentDoc(TypedDict, total=False):
@@ -154,15 +147,16 @@ class AttendeeIdentityDoc(TypedDict, total=False):
     updatedAt: datetime
 
 
-class InboxBatchDoc(WatchSegmentDoc, RegistrationDoc, total=False):
+class InboxBatchDoc(TypedDict, total=False):
     """`segment_inbox`: the items one request stored, not rolled up yet (`kind` says which):
-    `count` rows in `data` (shared/inbox.py). An entry of the earlier layout holds one item's
-    fields instead."""
+    `count` plain items (shared/inbox.py)."""
 
+    _id: Required[str]
+    eventId: str
     kind: str
     receivedAt: datetime
     count: int
-    data: bytes
+    items: list[dict[str, Any]]
 
 
 class SegmentIntentDoc(TypedDict, total=False):
@@ -176,37 +170,31 @@ class SegmentIntentDoc(TypedDict, total=False):
     ids: list[str]
 
 
-class SessionWatchDoc(TypedDict, total=False):
-    """`session_watch`: one part of a session's per-user watch unions, overwritten in place
-    (`gen`/`chunk`: documents of the earlier per-generation layout, read once and deleted)."""
+class AttendeeRowDoc(TypedDict, total=False):
+    """`attendees`: one user's state and numbers in one session, `_id` = `sessionId:userId`
+    (shared/attendees.py)."""
 
     _id: Required[str]
-    sessionId: str
     eventId: str
-    part: int
-    gen: str
-    chunk: int
-    data: Binary
-
-
-class AttendeeChunkDoc(TypedDict, total=False):
-    """`session_attendees`: one chunk of a session's attendee rows of one rollup generation."""
-
-    _id: Required[str]
     sessionId: str
-    eventId: str
-    gen: str
-    chunk: int
-    data: Binary
-
-
-class RollupGarbageDoc(TypedDict, total=False):
-    """`rollup_garbage`: a replaced generation's document, deleted once old enough."""
-
-    _id: Required[str]
-    collection: str
-    docId: str
-    at: datetime
+    userId: str
+    email: str | None
+    firstName: str | None
+    lastName: str | None
+    ticketId: str | None
+    sortName: str | None
+    searchText: str
+    attended: bool
+    attendedSeconds: float
+    liveSeconds: float
+    recordingSeconds: float
+    engagement: float | None
+    registeredAt: datetime | None
+    firstJoinedAt: datetime | None
+    lastLeftAt: datetime | None
+    joins: int
+    live: list[list[datetime]]
+    recording: list[list[datetime]]
 
 
 class RollupLeaseDoc(TypedDict, total=False):

@@ -1,33 +1,32 @@
 """Attendee identities: the personal fields of registrations, kept in one place so they can be erased.
 
 One document per (event, user) in `attendee_identities`, `_id` = `eventId:userId`, holding the
-latest `email`, `firstName`, `lastName` and `ticketId` its registrations gave. Nothing else
-stores these fields: registrations, the rollup inbox and the rollup's generation documents keep
-only ids, times and numbers, and the attendee routes join identities at read time by `_id`.
-Erasing a user of an event is therefore one delete, and no replaced generation waiting for the
-garbage cleanup can still hold a name. A registration posted again after an erasure stores its
-identity again: the platform that sends registrations is where a person's data comes from, and
-a tombstone kept here would itself be a record of that person.
+latest `email`, `firstName`, `lastName` and `ticketId` its registrations gave: the source a
+rollup copies into a user's new attendee row. The attendee rows of the user in the event's
+sessions keep a copy (shared/attendees.py) so the database searches and sorts by them; a
+changed identity is written to those rows at once, and erasing a user of an event deletes the
+identity and clears the copies (registrations and the inbox keep only ids, times and numbers).
+A registration posted again after an erasure stores its identity again: the platform that
+sends registrations is where a person's data comes from, and a tombstone kept here would itself
+be a record of that person.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import cast
+from typing import Any, cast
 
-from pymongo import UpdateOne
+from pymongo import UpdateMany, UpdateOne
 from pymongo.errors import BulkWriteError
 
+from shared.attendees import erased_fields, identity_fields
 from shared.db import Database
 from shared.documents import AttendeeIdentityDoc
 from shared.models import IDENTITY_FIELDS, RegistrationIn
+from shared.settings import Settings
 from shared.store import now
 
 DUPLICATE_KEY = 11000
-# FerretDB 1.24 never answers an update command of 100 or more statements (see worker/rollup.py);
-# identities change rarely, so the few changed ones go in bulks of this size on every server.
-UPDATE_BULK = 99
-READ_BULK = 10_000  # `_id`s per identity read: a query of a few hundred KB
 
 
 def identity_id(event_id: str, user_id: str) -> str:
@@ -45,17 +44,18 @@ def _wanted(event_id: str, registrations: Iterable[RegistrationIn]) -> dict[str,
 
 
 async def store_identities(
-    db: Database, event_id: str, registrations: Iterable[RegistrationIn], *, embedded: bool = False
+    db: Database, settings: Settings, event_id: str, registrations: Iterable[RegistrationIn]
 ) -> int:
     """Keep the identity fields of these registrations; the number of identities written.
 
     Reads the stored identities once by `_id`, inserts the new ones in one command, and updates
-    only those whose fields changed: posting the same registrations again writes nothing.
+    only those whose fields changed, then their copies in the users' attendee rows: posting the
+    same registrations again writes nothing.
     """
     wanted = _wanted(event_id, registrations)
     if not wanted:
         return 0
-    stored = {doc["_id"]: doc for doc in await _find(db, list(wanted), None)}
+    stored = {doc["_id"]: doc for doc in await _find(db, settings, list(wanted), None)}
     new = [_new_identity(event_id, key, fields) for key, fields in wanted.items() if key not in stored]
     changed = {
         key: fields
@@ -63,8 +63,26 @@ async def store_identities(
         if key in stored and any(stored[key].get(name) != value for name, value in fields.items())
     }
     changed |= {key: wanted[key] for key in await _insert_new(db, new)}  # inserted meanwhile: update
-    await _update(db, changed, embedded=embedded)
+    await _update(db, settings, changed)
+    written = {doc["_id"]: dict(doc) for doc in new} | {
+        key: {**stored.get(key, {}), **fields} for key, fields in changed.items()
+    }
+    await _copy_to_rows(db, settings, event_id, written)
     return len(new) + len(changed)
+
+
+async def _copy_to_rows(
+    db: Database, settings: Settings, event_id: str, identities: dict[str, dict[str, object]]
+) -> None:
+    """The users' attendee rows of this event take their new identity (one update per user)."""
+    ops = [
+        UpdateMany(
+            {"eventId": event_id, "userId": key[len(event_id) + 1 :]},
+            {"$set": identity_fields(identity)},
+        )
+        for key, identity in identities.items()
+    ]
+    await _bulk(db, settings, db.attendees, ops)
 
 
 def _new_identity(event_id: str, key: str, fields: dict[str, str]) -> AttendeeIdentityDoc:
@@ -87,36 +105,47 @@ async def _insert_new(db: Database, documents: list[AttendeeIdentityDoc]) -> lis
         return [documents[e["index"]]["_id"] for e in errors]
 
 
-async def _update(db: Database, changed: dict[str, dict[str, str]], *, embedded: bool) -> None:
+async def _update(db: Database, settings: Settings, changed: dict[str, dict[str, str]]) -> None:
     ops = [
         UpdateOne({"_id": key}, {"$set": {**fields, "updatedAt": now()}}) for key, fields in changed.items()
     ]
-    if embedded:  # the embedded store (mongomock) rejects the bulk updates pymongo sends
+    await _bulk(db, settings, db.attendee_identities, ops)
+
+
+async def _bulk(db: Database, settings: Settings, collection: Any, ops: list[Any]) -> None:
+    if settings.embedded:  # the embedded store (mongomock) rejects the bulk updates pymongo sends
         for op in ops:
-            await db.attendee_identities.update_one(op._filter, op._doc)
+            if isinstance(op, UpdateMany):
+                await collection.update_many(op._filter, op._doc)
+            else:
+                await collection.update_one(op._filter, op._doc)
         return
-    for start in range(0, len(ops), UPDATE_BULK):
-        await db.attendee_identities.bulk_write(ops[start : start + UPDATE_BULK], ordered=False)
+    for start in range(0, len(ops), settings.write_batch):
+        await collection.bulk_write(ops[start : start + settings.write_batch], ordered=False)
 
 
-async def _find(db: Database, ids: list[str], projection: dict[str, int] | None) -> list[AttendeeIdentityDoc]:
+async def _find(
+    db: Database, settings: Settings, ids: list[str], projection: dict[str, int] | None
+) -> list[AttendeeIdentityDoc]:
     found: list[AttendeeIdentityDoc] = []
-    for start in range(0, len(ids), READ_BULK):
-        part = ids[start : start + READ_BULK]
+    for start in range(0, len(ids), settings.write_batch):
+        part = ids[start : start + settings.write_batch]
         cursor = db.attendee_identities.find({"_id": {"$in": part}}, projection).batch_size(len(part))
         found += await cursor.to_list(None)
     return found
 
 
 async def identities_of(
-    db: Database, event_id: str, user_ids: Iterable[str], fields: Iterable[str] = IDENTITY_FIELDS
+    db: Database, settings: Settings, event_id: str, user_ids: Iterable[str]
 ) -> dict[str, AttendeeIdentityDoc]:
-    """The stored identities of these users of one event, by userId (one read per 10,000 users)."""
+    """The stored identities of these users of one event, by userId (WRITE_BATCH `_id`s a read)."""
     ids = [identity_id(event_id, user_id) for user_id in dict.fromkeys(user_ids)]
-    projection = {"userId": 1, **dict.fromkeys(fields, 1)}
-    return {doc.get("userId", ""): doc for doc in await _find(db, ids, projection)}
+    projection = {"userId": 1, **dict.fromkeys(IDENTITY_FIELDS, 1)}
+    return {doc.get("userId", ""): doc for doc in await _find(db, settings, ids, projection)}
 
 
 async def erase_identity(db: Database, event_id: str, user_id: str) -> None:
-    """Remove a user's personal fields for one event from everything stored (see the module doc)."""
+    """Remove a user's personal fields for one event from everything stored (see the module doc):
+    the identity, then its copies in the user's attendee rows."""
     await db.attendee_identities.delete_one({"_id": identity_id(event_id, user_id)})
+    await db.attendees.update_many({"eventId": event_id, "userId": user_id}, {"$set": erased_fields()})

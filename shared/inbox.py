@@ -17,9 +17,9 @@ batch and its intent share the request's `_id` and are consumed together.
 
 One batch per request, not one entry per item: a request's items are written, read and deleted
 as one document, so the inbox and the intents hold as many documents as requests, and a
-rollup's deletes list requests, not items. A batch keeps what a rollup folds of each item —
-session, user, mode and times in epoch milliseconds — as one compressed blob (at most
-MAX_ITEMS rows, tens of KB): it is only ever read whole, never queried by field.
+rollup's deletes list requests, not items. A batch keeps what a rollup folds of each item as a
+plain subdocument — `{sessionId, userId, mode, start, end}` for a segment, `{sessionId, userId,
+registeredAt}` for a registration — at most MAX_ITEMS of them (~100 KB, far under 16 MB).
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from typing import Any, NamedTuple, TypeVar, cast
 
 from pymongo.errors import BulkWriteError
 
-from shared.blobs import pack, unpack
 from shared.db import Collection, Database
 from shared.documents import InboxBatchDoc, RegistrationDoc, SegmentIntentDoc, WatchSegmentDoc
 from shared.settings import Settings
@@ -42,7 +41,6 @@ DUPLICATE_KEY = 11000
 PERMANENT = {INBOX_SEGMENT: "watch_segments", INBOX_REGISTRATION: "registrations"}
 D = TypeVar("D", bound=Mapping[str, Any])  # a collection's document type
 INTENTS_PER_TICK = 1000  # intents one tick settles (bounded work; the next tick goes on)
-IDS_PER_DELETE = 2000  # consumed batches per delete command
 StoredItem = WatchSegmentDoc | RegistrationDoc
 
 
@@ -75,42 +73,39 @@ class QueuedItem(NamedTuple):
         return from_epoch_ms(self.start_ms)
 
 
-def _queued(kind: str, document: Mapping[str, Any]) -> QueuedItem:
+def _item(kind: str, document: Mapping[str, Any]) -> dict[str, Any]:
+    """What a batch keeps of one stored item."""
+    fields: tuple[str, ...] = ("sessionId", "userId", "registeredAt")
     if kind == INBOX_SEGMENT:
-        segment = cast("WatchSegmentDoc", document)
-        start, end = epoch_ms(segment["start"]), epoch_ms(segment["end"])
-        return QueuedItem(segment["sessionId"], segment["userId"], segment["mode"], start, end)
-    registration = cast("RegistrationDoc", document)
-    at = epoch_ms(registration["registeredAt"])
-    return QueuedItem(registration["sessionId"], registration["userId"], "", at, at)
+        fields = ("sessionId", "userId", "mode", "start", "end")
+    return {name: document[name] for name in fields}
 
 
 def inbox_batch(batch_id: str, event_id: str, kind: str, documents: Sequence[StoredItem]) -> InboxBatchDoc:
-    """The inbox batch of permanent documents: what a rollup folds of each, compressed."""
-    rows = [list(_queued(kind, d)) for d in documents]
+    """The inbox batch of permanent documents: what a rollup folds of each, as plain items."""
     return {
         "_id": batch_id,
         "eventId": event_id,
         "kind": kind,
         "receivedAt": now(),
-        "count": len(rows),
-        "data": pack(rows),
+        "count": len(documents),
+        "items": [_item(kind, d) for d in documents],
     }
 
 
 def batch_items(batch: InboxBatchDoc) -> list[QueuedItem]:
-    """A batch's items; an entry of the earlier one-item-per-entry layout is its own item."""
-    if "data" in batch:
-        return [QueuedItem(*row) for row in unpack(batch["data"])]
-    return [_queued(batch.get("kind", INBOX_SEGMENT), batch)]
-
-
-def _intent_ids(found: SegmentIntentDoc) -> list[str]:
-    """The permanent `_id`s an intent names; one of the earlier per-item layout (`kind|_id`)
-    names its own."""
-    if "ids" in found:
-        return found["ids"]
-    return [str(found["_id"]).split("|", 1)[1]]
+    """A batch's items (their dates read as datetimes or as BSON milliseconds)."""
+    if batch.get("kind") == INBOX_REGISTRATION:
+        return [
+            QueuedItem(
+                i["sessionId"], i["userId"], "", epoch_ms(i["registeredAt"]), epoch_ms(i["registeredAt"])
+            )
+            for i in batch["items"]
+        ]
+    return [
+        QueuedItem(i["sessionId"], i["userId"], i["mode"], epoch_ms(i["start"]), epoch_ms(i["end"]))
+        for i in batch["items"]
+    ]
 
 
 def uncommitted_grace_s(settings: Settings) -> float:
@@ -134,16 +129,13 @@ async def insert_new(collection: Collection[D], documents: list[D]) -> set[int]:
         return {e["index"] for e in errors}
 
 
-async def consume(db: Database, event_id: str, batch_ids: list[str]) -> None:
+async def consume(db: Database, settings: Settings, event_id: str, batch_ids: list[str]) -> None:
     """Batches of one event folded into the numbers, and their intents: both done with.
 
     Scoped to the event whose lease the caller holds, so a rollup can never delete another
-    event's input; `eventId` comes first in the filter, which also lets the test server (which
-    matches filters itself, field by field) pass over other events' batches without comparing
-    them with every listed id. In deletes of IDS_PER_DELETE, so no one command holds the test
-    server's single writer for long; MongoDB sends a few more commands."""
-    for start in range(0, len(batch_ids), IDS_PER_DELETE):
-        chunk = batch_ids[start : start + IDS_PER_DELETE]
+    event's input; WRITE_BATCH ids per delete."""
+    for start in range(0, len(batch_ids), settings.write_batch):
+        chunk = batch_ids[start : start + settings.write_batch]
         await db.segment_inbox.delete_many({"eventId": event_id, "_id": {"$in": chunk}})
         await db.segment_intents.delete_many({"eventId": event_id, "_id": {"$in": chunk}})
 
@@ -169,14 +161,14 @@ async def settle_intents(db: Database, settings: Settings, limit: int = INTENTS_
     queued = 0
     for kind, collection in PERMANENT.items():
         of_kind = [i for i in settled if i.get("kind") == kind]
-        ids = [item_id for i in of_kind for item_id in _intent_ids(i)]
+        ids = [item_id for i in of_kind for item_id in i["ids"]]
         if not ids:
             continue
         found = await db[collection].find({"_id": {"$in": ids}}).to_list(None)
         stored = {doc["_id"]: cast("StoredItem", doc) for doc in found}
         batches = []
         for i in of_kind:
-            items = [stored[item_id] for item_id in _intent_ids(i) if item_id in stored]
+            items = [stored[item_id] for item_id in i["ids"] if item_id in stored]
             if items:
                 batches.append(inbox_batch(i["_id"], i["eventId"], kind, items))
         duplicates = await insert_new(db.segment_inbox, batches)

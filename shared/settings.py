@@ -97,7 +97,6 @@ class Settings(BaseSettings):
     write_batch: int = Field(
         1000, ge=1, description="statements per bulk write or ids per `$in` the service sends in one command"
     )
-    attendee_chunk_rows: int = 1000
 
     # Provider access (base URLs default to the real APIs; credentials have no default).
     provider_timeout_s: float = 10.0

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bson import Binary, DatetimeMS
+from bson import DatetimeMS
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from shared.blobs import pack, unpack
 from shared.db import Database
-from shared.documents import AttendeeChunkDoc, SessionDoc
+from shared.documents import SessionDoc
 from shared.errors import BadRequest
-from shared.models import SessionIn, format_utc
+from shared.models import SessionIn
 from shared.rules import SessionNumbers, has_provider_duration, session_numbers
 
 # Kinds of rollup-inbox batches (written by ingestion, read by rollups).
@@ -63,26 +62,6 @@ def numbers_fields(numbers: SessionNumbers) -> dict[str, object]:
         "engagementRecording": numbers.engagement_recording,
         "attendeeRows": len(numbers.attendee_rows),
     }
-
-
-def attendee_chunk_id(session_id: str, gen: str | None, chunk: int) -> str:
-    """`_id` of one chunk of a session's attendee rows in one rollup generation."""
-    return f"{session_id}:{gen}:a{chunk:06d}"
-
-
-def encode_attendee_rows(rows: Sequence[Mapping[str, Any]]) -> Binary:
-    """Attendee rows as stored: one compressed blob per chunk, read whole by `_id`.
-
-    `registeredAt` is kept as the API spells it, so a page read decodes straight to its answer.
-    """
-    prepared = [{**row, "registeredAt": format_utc(row["registeredAt"])} for row in rows]
-    return pack(prepared)
-
-
-def decode_attendee_rows(chunk: AttendeeChunkDoc) -> list[dict[str, Any]]:
-    # JSON rows as encode_attendee_rows wrote them; orjson types what it parses as Any.
-    rows: list[dict[str, Any]] = unpack(chunk["data"])
-    return rows
 
 
 def duration_source(stream_provider: str | None, session_format: str | None) -> str | None:
@@ -165,6 +144,5 @@ def session_upsert(
         update["$setOnInsert"] = {
             **numbers_fields(session_numbers([], {}, None, body.streamProvider)),
             "analyticsUpdatedAt": None,
-            "rollupGen": "",  # no rollup generation yet
         }
     return {"_id": session_id, "eventId": body.eventId}, update

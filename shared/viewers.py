@@ -20,10 +20,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bson import Binary
-
-from shared.blobs import pack, unpack
-
 MINUTE_MS = 60_000
 MAX_POINTS = 1440
 
@@ -36,11 +32,10 @@ __all__ = [
     "LiveSeries",
     "bucket_ms",
     "live_series",
-    "pack_summary",
     "peak_concurrent",
     "recording_days",
+    "stored_summary",
     "summary_answer",
-    "unpack_summary",
     "viewers_answer",
     "viewers_summary",
 ]
@@ -196,22 +191,9 @@ def viewers_summary(
 EMPTY_SUMMARY: dict[str, Any] = viewers_summary(0, {}, {}, "UTC")
 
 
-def pack_summary(summary: Mapping[str, Any]) -> Binary:
-    """The summary as the session document keeps it: one compressed blob (up to 1,440 counts),
-    read whole by its own route and never queried, so every write and read of the session
-    (rollups, lists) carries a few hundred bytes instead of an array of numbers."""
-    return pack(summary)
-
-
-def unpack_summary(stored: bytes | Mapping[str, Any] | None) -> Mapping[str, Any]:
-    """A stored summary: a blob, the plain document a session rolled up before blobs holds, or
-    none yet (the empty series)."""
-    if stored is None:
-        return EMPTY_SUMMARY
-    if isinstance(stored, bytes):
-        summary: dict[str, Any] = unpack(stored)
-        return summary
-    return stored
+def stored_summary(stored: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """A session's stored summary, or the empty series before its first rollup."""
+    return EMPTY_SUMMARY if stored is None else stored
 
 
 def summary_answer(session_id: str, summary: Mapping[str, Any]) -> dict[str, Any]:

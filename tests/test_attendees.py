@@ -161,11 +161,13 @@ async def test_identity_fields_are_validated_item_by_item(
     assert await database.attendee_identities.count_documents({"userId": {"$in": ["v0", "v1", "v8"]}}) == 0
 
 
-async def test_identities_are_stored_once_per_user_and_nowhere_else(
+async def test_identities_are_stored_once_per_user_and_copied_only_to_its_attendee_rows(
     client: Client, database: Database, world: dict[str, Any]
 ) -> None:
     assert await database.attendee_identities.count_documents({}) == 5
     assert await personal_values_outside_identities(database, PEOPLE["u01"][0]) == []
+    rows = await database.attendees.find({"userId": "u01"}).to_list(None)
+    assert rows and all(row["email"] == "ada@example.com" for row in rows)
     # Posting the same registrations again changes nothing; a later one may correct a name.
     again = {**registration("s2", "u01"), "firstName": "Augusta Ada"}
     answer = await (await client.post(REGISTRATIONS, json=[again], headers=world["key"])).json()
@@ -364,7 +366,8 @@ def _texts(value: Any) -> list[str]:
 
 
 async def personal_values_outside_identities(database: Any, identity: dict[str, str] | None) -> list[str]:
-    return await stored_personal_values(database, identity, skip=("attendee_identities",))
+    """Personal values anywhere but the identities and their copies in the attendee rows."""
+    return await stored_personal_values(database, identity, skip=("attendee_identities", "attendees"))
 
 
 async def stored_personal_values(
@@ -404,7 +407,9 @@ async def test_erasure_removes_personal_fields_everywhere_and_keeps_every_number
     # A registration of another session not yet rolled up: its inbox entry waits meanwhile.
     pending = {**registration("s2", "u01"), **(ada or {})}
     assert (await client.post(REGISTRATIONS, json=[pending], headers=world["key"])).status == 200
-    assert await stored_personal_values(database, ada) == ["attendee_identities: " + v for v in ada.values()]
+    assert await personal_values_outside_identities(database, ada) == []
+    in_rows = await stored_personal_values(database, ada, skip=("attendee_identities",))
+    assert in_rows and set(in_rows) <= {"attendees: " + v for v in ada.values()}
     await rollup_pending(database, settings)
     before = await numbers_seen(client, host)
 
@@ -464,16 +469,16 @@ def commands_sent() -> CommandLog:
 
 
 @pytest.mark.parametrize("store_kind", ["real"])
-async def test_a_page_reads_the_rows_once_and_the_identities_of_its_users_once(
+async def test_a_page_and_a_search_are_index_led_reads_of_the_session_rows_only(
     commands_sent: CommandLog,
     client: Client,
     database: Database,
     settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Proven from the commands sent (PyMongo command monitoring): a page of 2,500 attendees
-    reads the session's row chunks in one command and joins identities for its 50 users in one
-    more; a search reads the identities of every row, 10,000 per command."""
+    """Proven from the commands sent (PyMongo command monitoring): a page of 2,500 attendees is
+    one find of its 50 rows (the database sorts and pages them) beside its counts, each filter
+    led by sessionId; a search is the same with the search in the filter; no identity is read."""
     cheap_password_hashing(monkeypatch)
     await seed_world(database)
     await add_session(database, "s1")
@@ -497,12 +502,16 @@ async def test_a_page_reads_the_rows_once_and_the_identities_of_its_users_once(
     with commands_sent.recording(settings.mongodb_database_name) as commands:
         body = await get_json(client, f"{ATTENDEES}?page=3&size=50&sort=registeredAt", host)
     assert [row["lastName"] for row in body["data"]][:2] == ["Number p0150", "Number p0151"]
-    assert len(finds(commands, "session_attendees")) == 1
-    (identities,) = finds(commands, "attendee_identities")
-    assert sorted(identities["filter"]["_id"]["$in"]) == [f"ev1:p{n:04d}" for n in range(150, 200)]
-    assert {name for name, _ in commands} <= {"find", "getMore"}
+    (rows,) = finds(commands, "attendees")
+    assert (rows["filter"]["sessionId"], rows["skip"], rows["limit"]) == ("s1", 150, 50)
+    assert finds(commands, "attendee_identities") == []
+    assert {name for name, _ in commands} <= {"find", "aggregate"}
+    counts = [c for name, c in commands if name == "aggregate"]
+    assert counts and all(c["pipeline"][0]["$match"]["sessionId"] == "s1" for c in counts)
 
     with commands_sent.recording(settings.mongodb_database_name) as commands:
         body = await get_json(client, f"{ATTENDEES}?searchString=number%20p24&size=500", host)
     assert body["recordsFiltered"] == 100
-    assert len(finds(commands, "attendee_identities")) == 1
+    assert [row["lastName"] for row in body["data"]][:2] == ["Number p2400", "Number p2401"]
+    assert finds(commands, "attendee_identities") == []
+    assert all(c["filter"]["sessionId"] == "s1" for c in finds(commands, "attendees"))

@@ -789,34 +789,3 @@ async def test_a_rollup_folds_whole_requests_and_leaves_those_over_its_limits_fo
     }
     assert counts == {"s1": 2, "s2": 2, "s3": 2, "s4": 1}
     assert await sessions_with_work(database) == []
-
-
-async def test_inbox_entries_and_intents_of_the_per_item_layout_count_once(
-    database: Database, settings: Settings, world: dict[str, str]
-) -> None:
-    """A deployment upgraded with items still queued one entry (and intent) per item."""
-    from shared.inbox import uncommitted_grace_s
-    from shared.models import WatchSegmentIn
-    from web.ingest import _segment_document
-    from worker.rollup import rollup_pending
-
-    await clear_pending(database)
-    queued, unqueued = (
-        _segment_document("ev1", WatchSegmentIn.model_validate(watch_segment(g, "s1", u, seconds=60)))
-        for g, u in (("g1", "u1"), ("g2", "u2"))
-    )
-    await database.db.watch_segments.insert_many([dict(queued), dict(unqueued)])
-    late = now() - timedelta(seconds=uncommitted_grace_s(settings) + 1)
-    await database.db.segment_inbox.insert_one(
-        {**queued, "_id": "S|ev1:g1", "kind": "S", "receivedAt": now()}
-    )
-    await database.db.segment_intents.insert_one(
-        {**unqueued, "_id": "S|ev1:g2", "kind": "S", "receivedAt": late}
-    )
-    assert await sessions_with_work(database) == ["s1"]
-
-    await rollup_pending(database, settings)
-    session = found(await database.sessions.find_one({"_id": "s1"}))
-    assert (session["attendeeCount"], session["watchTime"]["total"]) == (2, 120.0)
-    assert await database.segment_inbox.count_documents({}) == 0
-    assert await database.segment_intents.count_documents({}) == 0

@@ -7,20 +7,18 @@ import csv
 import io
 import random
 import re
-import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
 import pytest
-from bson import Binary
+from pymongo.errors import AutoReconnect
 
 from shared.db import Database
 from shared.inbox import uncommitted_grace_s
 from shared.jobs import claim_recompute
 from shared.settings import Settings
-from shared.store import decode_attendee_rows, now
+from shared.store import now
 from tests import oracle
 from tests.conftest import Client
 from tests.seed import (
@@ -33,14 +31,12 @@ from tests.seed import (
 )
 from worker.rollup import (
     EventLease,
-    cleanup_garbage,
     recompute_event,
     rollup_event,
     rollup_pending,
     sessions_with_work,
 )
 
-CHUNK_ROWS = 7  # attendee rows per stored chunk: small, so pages cross chunk boundaries
 BATCH = 700  # items per ingestion request
 EDGE_USERS = 20  # per session, each watching exactly the view threshold once
 
@@ -262,7 +258,6 @@ def rollup_settings(settings: Settings) -> Settings:
     # Small batches: a rollup takes several, each bounded in sessions or in items.
     return settings.model_copy(
         update={
-            "attendee_chunk_rows": CHUNK_ROWS,
             "rollup_batch_sessions": 5,
             "rollup_batch_items": 500,
             "segment_read_batch": 97,
@@ -476,10 +471,10 @@ async def test_rolled_up_numbers_match_the_design_in_list_detail_attendees_and_c
     await assert_details_match(client, host, world)
     await assert_csv_matches(client, host, world)
     await assert_viewers_match(client, host, world)
-    # Pages smaller than, equal to, larger than and a multiple of the stored chunk.
+    # Pages of several sizes: the database pages the rows.
     await assert_attendees_match(client, host, world, (50, 500))
-    await assert_attendees_match(client, host, world, (5, CHUNK_ROWS, 14), sessions=("vimeo-short", "zoom"))
-    await assert_attendees_match(client, host, world, (CHUNK_ROWS,), sessions=("yt-long",))
+    await assert_attendees_match(client, host, world, (5, 7, 14), sessions=("vimeo-short", "zoom"))
+    await assert_attendees_match(client, host, world, (7,), sessions=("yt-long",))
 
 
 async def test_numbers_before_and_after_a_recompute_with_new_durations_match_the_design(
@@ -505,32 +500,20 @@ async def test_numbers_before_and_after_a_recompute_with_new_durations_match_the
     await assert_everything_matches(client, host, known)
 
 
-# When a rollup ran, and the name under which it wrote a session's pages: all else must repeat.
-RUN_FIELDS = ("analyticsUpdatedAt", "rollupGen")
-
-
 async def test_rolling_up_twice_writes_the_same_documents(
     client: Client, database: Database, host: dict[str, str], rollup_settings: Settings
 ) -> None:
     world = await world_rolled_up(client, database, rollup_settings, seed=3, users=40)
 
-    async def stored() -> tuple[list[dict[str, Any]], list[tuple[Any, ...]]]:
+    async def stored() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         sessions = await database["sessions"].find({}).sort("_id", 1).to_list(None)
         for doc in sessions:
-            assert doc["analyticsUpdatedAt"] is not None
-            for key in RUN_FIELDS:
-                doc.pop(key, None)
-        # The pages of the generation each session points to (replaced ones await cleanup).
-        current = {(doc["_id"], doc["rollupGen"]) for doc in await database.sessions.find({}).to_list(None)}
-        chunks = await database.session_attendees.find({}).to_list(None)
-        pages = sorted(
-            (c["sessionId"], c["chunk"], decode_attendee_rows(c))
-            for c in chunks
-            if (c["sessionId"], c["gen"]) in current
-        )
-        return sessions, pages
+            assert doc.pop("analyticsUpdatedAt") is not None  # when it ran: all else must repeat
+        rows = await database["attendees"].find({}).sort("_id", 1).to_list(None)
+        return sessions, rows
 
     first = await stored()
+    assert len(first[1]) == sum(len(world.expected_rows(s)) for s in world.session_ids)
     await database.sessions.update_many({}, {"$set": {"rollupPending": True}})
     await rollup_pending(database, rollup_settings)
 
@@ -538,49 +521,56 @@ async def test_rolling_up_twice_writes_the_same_documents(
     await assert_everything_matches(client, host, world)
 
 
-async def test_a_larger_chunk_size_leaves_no_stale_attendee_chunks_after_cleanup(
+class _SessionsThatFailOnce:
+    """The sessions collection, whose first bulk write of numbers fails as a lost connection."""
+
+    def __init__(self, collection: Any, failed: list[bool]) -> None:
+        self._collection, self._failed = collection, failed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._collection, name)
+
+    async def _fail_once(self) -> None:
+        if not self._failed:
+            self._failed.append(True)
+            raise AutoReconnect("connection lost after the rows were written (test)")
+
+    async def update_one(self, query: dict[str, Any], update: dict[str, Any], *a: Any, **k: Any) -> Any:
+        if "attendeeCount" in update.get("$set", {}):
+            await self._fail_once()
+        return await self._collection.update_one(query, update, *a, **k)
+
+    async def bulk_write(self, ops: list[Any], *args: Any, **kwargs: Any) -> Any:
+        if any("attendeeCount" in op._doc.get("$set", {}) for op in ops):
+            await self._fail_once()
+        return await self._collection.bulk_write(ops, *args, **kwargs)
+
+
+@dataclass
+class _FailingSessionsDatabase(Database):
+    failed: list[bool] = field(default_factory=list)
+
+    @property
+    def sessions(self) -> Any:
+        return _SessionsThatFailOnce(self.db.sessions, self.failed)
+
+
+async def test_a_rollup_that_died_between_its_rows_and_its_numbers_is_made_right_by_the_next(
     client: Client, database: Database, host: dict[str, str], rollup_settings: Settings
 ) -> None:
-    world = await world_rolled_up(client, database, rollup_settings, seed=4, users=40)
+    world = make_world(seed=8, users=40)
+    await create_sessions(database, world)
+    await ingest(client, database, world)
+    failing = _FailingSessionsDatabase(database.client, database.db)
 
-    await database.sessions.update_many({}, {"$set": {"rollupPending": True}})
-    await rollup_pending(database, rollup_settings.model_copy(update={"attendee_chunk_rows": 50}))
+    with pytest.raises(AutoReconnect):
+        await rollup_event(failing, rollup_settings, "ev1")
 
-    assert await cleanup_garbage(database, older_than_s=0) > 0
-    for session_id in world.session_ids:
-        rows = len(world.expected_rows(session_id))
-        chunks = await database.session_attendees.count_documents({"sessionId": session_id})
-        assert chunks == -(-rows // 50), session_id
-    await assert_attendees_match(client, host, world, (5, 50))
-
-
-async def test_union_documents_left_from_earlier_rollups_count_once_and_are_removed(
-    client: Client, database: Database, host: dict[str, str], rollup_settings: Settings
-) -> None:
-    world = await world_rolled_up(client, database, rollup_settings, seed=8, users=40)
-    kept = await database.session_watch.find({}).to_list(None)
-    assert kept and {doc["_id"] for doc in kept} == {f"{doc['sessionId']}:s0000" for doc in kept}
-
-    # What an interrupted rollup or the per-generation layout of before leaves: older copies of
-    # a session's unions under other ids, holding less (here each user's first interval only).
-    # Unions only grow, so they add nothing, whichever copy is read last.
-    def older(data: bytes) -> Binary:
-        rows = [
-            [user, registered, live[:2], recording[:2]]
-            for user, registered, live, recording in orjson.loads(zlib.decompress(data))
-        ]
-        return Binary(zlib.compress(orjson.dumps(rows)))
-
-    await database.session_watch.insert_many(
-        [{**doc, "_id": f"{doc['sessionId']}:old:s0000", "data": older(doc["data"])} for doc in kept]
-    )
-
-    await database.sessions.update_many({}, {"$set": {"rollupPending": True}})
+    # Some rows are written, no number yet, and nothing was consumed: all of it is still waiting.
+    assert failing.failed == [True]
+    assert await database.attendees.count_documents({}) > 0
+    assert await sessions_with_work(database) == sorted(world.session_ids)
     await rollup_pending(database, rollup_settings)
-
-    assert sorted(d["_id"] for d in await database.session_watch.find({}).to_list(None)) == sorted(
-        doc["_id"] for doc in kept
-    )
     await assert_everything_matches(client, host, world)
 
 

@@ -9,9 +9,11 @@ import contextlib
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import bson
 import pytest
 from click.testing import CliRunner
 from pymongo import monitoring
@@ -37,13 +39,13 @@ from worker.cleanup import cleanup_expired
 from worker.durations import sync_durations, sync_event_durations
 from worker.providers.fakes import FakeVideo, run_fake_providers
 from worker.rollup import (
-    FERRETDB_UPDATE_STATEMENTS,
     recompute_event,
     rollup_event,
     rollup_pending,
     sessions_with_work,
 )
 
+SEGMENTS = "/rest/events/ev1/watch-segments"
 QUERIES = {"find", "count", "distinct", "aggregate", "update", "delete", "findAndModify"}
 CONSTRAINING = {"$eq", "$in", "$gt", "$gte", "$lt", "$lte"}
 
@@ -326,9 +328,7 @@ async def test_a_rollup_costs_the_same_round_trips_over_100_or_1000_sessions(
 
     await seed_world(database)
     name = settings.mongodb_database_name
-    # The test server takes ~30 ms per session update (MongoDB: microseconds), so the one bulk
-    # write of 1,000 switches needs more than the usual 10 s socket timeout here.
-    patient = connect(settings.model_copy(update={"mongodb_timeout_ms": 30_000}))
+    patient = connect(settings)
     trips = {}
     for event_id, sessions in (("small", 100), ("large", 1000)):
         await _event_with_attendance(client, database, event_id, sessions, per_session=2)
@@ -345,13 +345,54 @@ async def test_a_rollup_costs_the_same_round_trips_over_100_or_1000_sessions(
     patient.close()
     assert await sessions_with_work(database) == []
     print(f"round trips per rollup: {dict(trips['small'])} (100 sessions), {dict(trips['large'])} (1,000)")
-    # On MongoDB one bulk write stores the sessions' unions (in place) and one switches them; the
-    # test server answers no update command of 100 statements or more, so there (and only
-    # there) each is cut into pieces of FERRETDB_UPDATE_STATEMENTS.
-    split = {"small": -(-100 // FERRETDB_UPDATE_STATEMENTS), "large": -(-1000 // FERRETDB_UPDATE_STATEMENTS)}
-    on_mongodb = {size: trips[size] - Counter({"update": 2 * (split[size] - 1)}) for size in trips}
-    assert on_mongodb["small"] == on_mongodb["large"]
-    assert sum(on_mongodb["large"].values()) <= 16
+    # One bulk write stores the new attendee rows and one the sessions' numbers, each cut in
+    # pieces of WRITE_BATCH statements: beyond those pieces, the round trips do not grow.
+    batch = settings.write_batch
+    pieces = {
+        size: Counter({"insert": -(-2 * n // batch) - 1, "update": -(-n // batch) - 1})
+        for size, n in (("small", 100), ("large", 1000))
+    }
+    beyond = {size: trips[size] - pieces[size] for size in trips}
+    assert beyond["small"] == beyond["large"]
+    assert sum(beyond["large"].values()) <= 16
+
+
+async def test_a_rollup_writes_only_the_rows_of_users_with_new_attendance(
+    command_log: CommandLog, client: Client, database: Database, settings: Settings
+) -> None:
+    """Bytes written follow new attendance, not the session's size: a session of 500 attendees
+    that gets three new segments (two known users, one new) writes three rows and one session."""
+    await seed_world(database)
+    await add_session(database, "big")
+    headers = await ingest_headers(database, ["ev1"])
+    crowd = [watch_segment(f"c{n}", "big", f"u{n:03d}", start=T0) for n in range(500)]
+    assert (await (await client.post(SEGMENTS, json=crowd, headers=headers)).json())["accepted"] == 500
+    await rollup_event(database, settings, "ev1")
+    later = T0 + timedelta(hours=1)
+    new = [watch_segment(f"n{n}", "big", user, start=later) for n, user in enumerate(["u001", "u002", "new"])]
+    assert (await (await client.post(SEGMENTS, json=new, headers=headers)).json())["accepted"] == 3
+
+    with command_log.recording(settings.mongodb_database_name) as commands:
+        result = await rollup_event(database, settings, "ev1")
+    assert (result.sessions, result.items) == (1, 3)
+    rows_inserted = [
+        d for n, c in commands if n == "insert" and c["insert"] == "attendees" for d in c["documents"]
+    ]
+    rows_updated = [
+        u for n, c in commands if n == "update" and c["update"] == "attendees" for u in c["updates"]
+    ]
+    sessions_updated = [
+        u
+        for n, c in commands
+        if n == "update" and c["update"] == "sessions"
+        for u in c["updates"]
+        if "attendeeCount" in u["u"].get("$set", {})
+    ]
+    assert [d["userId"] for d in rows_inserted] == ["new"]
+    assert sorted(u["q"]["_id"] for u in rows_updated) == ["big:u001", "big:u002"]
+    assert len(sessions_updated) == 1
+    written = sum(len(bson.encode(d)) for d in rows_inserted) + sum(len(bson.encode(u)) for u in rows_updated)
+    assert written < 3_000, written  # three rows; the session's 500 rows would be ~150 KB
 
 
 async def test_a_recompute_claim_and_its_rollup_send_only_indexed_queries(

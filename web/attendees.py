@@ -1,19 +1,21 @@
-"""Who attended: a session's attendee list and CSV (numbers joined with identities), and erasure."""
+"""Who attended: a session's attendee list and CSV (rows the database filters, sorts, pages), and erasure."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from datetime import datetime
+import asyncio
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from pymongo import ASCENDING, DESCENDING
 
+from shared.attendees import SORT_FIELDS
 from shared.db import Database
 from shared.documents import SessionDoc
 from shared.errors import SessionNotFound
-from shared.identities import erase_identity, identities_of
-from shared.models import IDENTITY_FIELDS
-from shared.store import attendee_chunk_id, decode_attendee_rows
+from shared.identities import erase_identity
 from web.auth import authenticate_host, hosted_event
 from web.contract.attendees import Attendee, AttendeeList, AttendeeOrder, AttendeeQuery
 from web.contract.common import path_id
@@ -21,106 +23,84 @@ from web.csvio import csv_text, require_csv, stream_csv
 from web.keys import DB
 
 routes = web.RouteTableDef()
-CSV_BATCH = 2000  # rows per write of the CSV, and per identity read behind it
-Row = dict[str, Any]
-Identities = Mapping[str, Mapping[str, Any]]  # AttendeeIdentityDoc by userId
+CSV_BATCH = 2000  # rows per write of the CSV
 ATTENDEE_FIELDS = tuple(Attendee.model_fields)
-# What the attendee routes read of a session: where its rows are (not its numbers or series).
-_SESSION_FIELDS = {"eventId": 1, "rollupGen": 1, "attendeeRows": 1, "attendeeChunkRows": 1}
+# What the attendee routes read of a row: the attendee as the list shows it.
+_ROW_FIELDS = {"_id": 0, **dict.fromkeys(ATTENDEE_FIELDS, 1)}
 
 
 async def _hosted_session(request: web.Request) -> SessionDoc:
     principal = await authenticate_host(request)
     session_id = path_id(request, "sessionId")
-    doc = await request.app[DB].sessions.find_one({"_id": session_id}, _SESSION_FIELDS)
+    doc = await request.app[DB].sessions.find_one({"_id": session_id}, {"eventId": 1})
     if doc is None:
         raise SessionNotFound(f"no session {session_id}")
     await hosted_event(request, principal, doc["eventId"])
     return doc
 
 
-async def _session_rows(db: Database, session: SessionDoc) -> list[Row]:
-    """Every attendee row of the generation the session document points to, in one read by `_id`.
+@dataclass(frozen=True, slots=True)
+class RowQuery:
+    """The rows `order` selects and their order, as queries of the `attendees` indexes: rows with
+    a value of the sort key first, sorted by it (ties by userId), then those without one by
+    userId — rows without a value come last in either direction."""
 
-    Numbers only: the rollup never copies identities into its documents (shared/identities.py).
-    """
-    total = int(session.get("attendeeRows") or 0)
-    if not total:
-        return []
-    chunk_rows = int(session.get("attendeeChunkRows") or 1000)
-    ids = [
-        attendee_chunk_id(session["_id"], session.get("rollupGen"), n) for n in range(-(-total // chunk_rows))
-    ]
-    chunks = await db.session_attendees.find({"_id": {"$in": ids}}).batch_size(len(ids)).to_list(None)
-    position = {chunk_id: n for n, chunk_id in enumerate(ids)}
-    chunks.sort(key=lambda chunk: position[chunk["_id"]])
-    return [row for chunk in chunks for row in decode_attendee_rows(chunk)]
+    matching: dict[str, Any]
+    key: str
+    direction: int
 
+    @classmethod
+    def of(cls, session_id: str, order: AttendeeOrder) -> RowQuery:
+        matching: dict[str, Any] = {"sessionId": session_id}
+        if order.searchString:
+            matching["searchText"] = {"$regex": re.escape(order.searchString.casefold())}
+        return cls(matching, SORT_FIELDS[order.sort_field], DESCENDING if order.descending else ASCENDING)
 
-def _matches(needle: str, identity: Mapping[str, Any] | None) -> bool:
-    if identity is None:
-        return False
-    first, last = identity.get("firstName") or "", identity.get("lastName") or ""
-    texts = (first, last, f"{first} {last}", identity.get("email") or "")
-    return any(needle in text.casefold() for text in texts)
+    @property
+    def valued(self) -> dict[str, Any]:
+        return {**self.matching, self.key: {"$ne": None}}
 
+    @property
+    def unvalued(self) -> dict[str, Any]:
+        return {**self.matching, self.key: None}
 
-def _sort_value(key: str, identities: Identities) -> Callable[[Row], Any]:
-    if key == "lastName":
-        return lambda row: ((identities.get(row["userId"]) or {}).get("lastName") or "").casefold() or None
-    if key == "registeredAt":
-        return lambda row: row["registeredAt"] and datetime.fromisoformat(row["registeredAt"])
-    return lambda row: row[key]
-
-
-def ordered(rows: list[Row], order: AttendeeOrder, identities: Identities) -> list[Row]:
-    """The rows `order` selects, sorted: rows without a value last in either direction, ties by
-    userId (the stored rows come by userId, and Python's sort is stable, also reversed)."""
-    if order.searchString:
-        needle = order.searchString.casefold()
-        rows = [row for row in rows if _matches(needle, identities.get(row["userId"]))]
-    value = _sort_value(order.sort_field, identities)
-    valued = [row for row in rows if value(row) is not None]
-    valued.sort(key=value, reverse=order.descending)
-    return valued + [row for row in rows if value(row) is None]
+    def cursors(self, db: Database, skip: int, valued_count: int) -> list[Any]:
+        """The valued rows from `skip` on, then the unvalued ones (as far as the caller reads)."""
+        first = db.attendees.find(self.valued, _ROW_FIELDS).sort([(self.key, self.direction), ("userId", 1)])
+        rest = db.attendees.find(self.unvalued, _ROW_FIELDS).sort("userId", ASCENDING)
+        if skip >= valued_count:
+            return [rest.skip(skip - valued_count)]
+        return [first.skip(skip), rest]
 
 
-async def _ordered_rows(
-    request: web.Request, session: SessionDoc, order: AttendeeOrder
-) -> tuple[int, list[Row], Identities | None]:
-    """(all rows, the selected rows in order, the identities read for that: None when none were)."""
-    db = request.app[DB]
-    rows = await _session_rows(db, session)
-    identities: Identities | None = None
-    if order.searchString or order.sort_field == "lastName":  # needs every row's identity
-        identities = await identities_of(db, session["eventId"], [row["userId"] for row in rows])
-    return len(rows), ordered(rows, order, identities or {}), identities
+async def _counts(db: Database, query: RowQuery, searched: bool) -> tuple[int, int, int]:
+    """(rows of the session, rows matching the search, of those the ones with a sort value)."""
+    counts = [db.attendees.count_documents(query.matching), db.attendees.count_documents(query.valued)]
+    if searched:
+        counts.append(db.attendees.count_documents({"sessionId": query.matching["sessionId"]}))
+    found = await asyncio.gather(*counts)
+    matching, valued = found[0], found[1]
+    return (found[2] if searched else matching), matching, valued
 
 
-async def _with_identities(
-    db: Database, event_id: str, rows: list[Row], known: Identities | None
-) -> list[Attendee]:
-    if known is None:
-        known = await identities_of(db, event_id, [row["userId"] for row in rows])
-    attendees = []
-    for row in rows:
-        identity: Mapping[str, Any] = known.get(row["userId"]) or {}
-        fields = {
-            name: identity.get(name) if name in IDENTITY_FIELDS else row[name] for name in ATTENDEE_FIELDS
-        }
-        attendees.append(Attendee.model_validate(fields))
-    return attendees
+def _attendee(row: Mapping[str, Any]) -> Attendee:
+    return Attendee.model_validate({name: row.get(name) for name in ATTENDEE_FIELDS})
 
 
 @routes.get("/rest/host/session/{sessionId}/attendee")
 async def session_attendees(request: web.Request) -> web.Response:
     session = await _hosted_session(request)
     query = AttendeeQuery.parse(request)
-    total, rows, known = await _ordered_rows(request, session, query)
-    page = rows[query.skip : query.skip + query.size]
-    data = await _with_identities(request.app[DB], session["eventId"], page, known)
-    answer = {"recordsTotal": total, "recordsFiltered": len(rows), "page": query.page, "size": query.size}
-    return AttendeeList(**answer, data=data).response()
+    db = request.app[DB]
+    rows = RowQuery.of(session["_id"], query)
+    total, matching, valued = await _counts(db, rows, bool(query.searchString))
+    page: list[Attendee] = []
+    for cursor in rows.cursors(db, query.skip, valued):
+        page += [_attendee(row) for row in await cursor.limit(query.size - len(page)).to_list(None)]
+        if len(page) >= query.size:
+            break
+    answer = {"recordsTotal": total, "recordsFiltered": matching, "page": query.page, "size": query.size}
+    return AttendeeList(**answer, data=page).response()
 
 
 CSV_COLUMNS = (
@@ -160,12 +140,19 @@ async def session_attendees_csv(request: web.Request) -> web.StreamResponse:
     require_csv(request)
     session = await _hosted_session(request)
     order = AttendeeOrder.parse(request)
-    _, rows, known = await _ordered_rows(request, session, order)
-    db, event_id = request.app[DB], session["eventId"]
-    batches = (rows[start : start + CSV_BATCH] for start in range(0, len(rows), CSV_BATCH))
+    db = request.app[DB]
+    rows = RowQuery.of(session["_id"], order)
+    cursors = iter([c.batch_size(CSV_BATCH) for c in rows.cursors(db, 0, 1)])
+    current = next(cursors)
 
     async def more() -> list[list[Any]]:
-        return [csv_line(a) for a in await _with_identities(db, event_id, next(batches, []), known)]
+        nonlocal current
+        while current is not None:
+            batch = await current.to_list(CSV_BATCH)
+            if batch:
+                return [csv_line(_attendee(row)) for row in batch]
+            current = next(cursors, None)
+        return []
 
     first = await more()  # errors here still get the envelope
     return await stream_csv(request, f"attendees-{session['_id']}.csv", CSV_COLUMNS, first, more)

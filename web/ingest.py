@@ -209,8 +209,7 @@ def _registration_problem(registration: RegistrationIn) -> str | None:
 
 async def _store_identities(request: web.Request, event_id: str, registrations: list[RegistrationIn]) -> None:
     """Also for registrations already stored: a registration posted again may correct a name."""
-    embedded = request.app[SETTINGS].embedded
-    await store_identities(request.app[DB], event_id, registrations, embedded=embedded)
+    await store_identities(request.app[DB], request.app[SETTINGS], event_id, registrations)
 
 
 @routes.post(SEGMENTS_ROUTE)

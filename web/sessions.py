@@ -19,7 +19,7 @@ from shared.errors import ServiceError, SessionNotFound, Unavailable
 from shared.models import SessionIn
 from shared.rules import analytics_available
 from shared.store import session_duration, upsert_session
-from shared.viewers import summary_answer, unpack_summary
+from shared.viewers import stored_summary, summary_answer
 from web.auth import authenticate_host, bearer_token, hosted_event
 from web.cache import CachedAnswer, ListCache
 from web.contract.common import path_id
@@ -244,26 +244,26 @@ async def _hosted_session_and_event(
     proved to host that event."""
     principal = await authenticate_host(request)
     session_id = path_id(request, "sessionId")
-    # A copy: the embedded store adds `_id: 1` to the projection it is given, which a shared
-    # exclusion projection must never carry to the server (code 31253).
-    projection = None if fields is None else dict(fields)
-    doc = await request.app[DB].sessions.find_one({"_id": session_id}, projection)
+    doc = await request.app[DB].sessions.find_one({"_id": session_id}, fields)
     if doc is None:
         raise SessionNotFound(f"no session {session_id}")
     return doc, await hosted_event(request, principal, doc["eventId"])
 
 
 # Every field but the viewers series (up to 1,440 counts), which only its own route reads.
-_WITHOUT_VIEWERS = {"viewers": 0}
+def _without_viewers() -> dict[str, int]:
+    """A new dict each time: the embedded store adds `_id: 1` to a projection it is given, and
+    an exclusion projection carrying `_id: 1` is refused by the test server (code 31253)."""
+    return {"viewers": 0}
 
 
 async def _hosted_session(request: web.Request) -> SessionDoc:
-    return (await _hosted_session_and_event(request, _WITHOUT_VIEWERS))[0]
+    return (await _hosted_session_and_event(request, _without_viewers()))[0]
 
 
 @routes.get("/rest/host/session/{sessionId}/analytics")
 async def session_detail(request: web.Request) -> web.Response:
-    doc, event = await _hosted_session_and_event(request, _WITHOUT_VIEWERS)
+    doc, event = await _hosted_session_and_event(request, _without_viewers())
     body = SessionDetail.of(doc, zone=event_zone(event)).body()
     return conditional_json(request, body, etag_of(body))
 
@@ -273,7 +273,7 @@ async def session_viewers(request: web.Request) -> web.Response:
     """Rule 9's series as the rollup stored it with the session's numbers; before its first
     rollup a session has no viewers, and answers the empty series."""
     doc, _ = await _hosted_session_and_event(request, {"eventId": 1, "viewers": 1})
-    answer = summary_answer(doc["_id"], unpack_summary(doc.get("viewers")))
+    answer = summary_answer(doc["_id"], stored_summary(doc.get("viewers")))
     body = SessionViewers.model_validate(answer).body()
     return conditional_json(request, body, etag_of(body))
 
@@ -330,7 +330,7 @@ async def session_csv(request: web.Request) -> web.StreamResponse:
     zone = event_zone(event)
     cursor = (
         request.app[DB]
-        .sessions.find(_list_filter(query), _WITHOUT_VIEWERS)
+        .sessions.find(_list_filter(query), _without_viewers())
         .sort(_list_order(query))
         .batch_size(CSV_BATCH)
     )

@@ -1,4 +1,4 @@
-"""Removal of expired credentials, throttle windows and replaced rollup documents (no TTL indexes)."""
+"""Removal of expired credentials and throttle windows (by query: TTL indexes are not relied on)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,9 @@ from shared.store import now
 async def cleanup_expired(db: Database, grace_s: int = 0) -> dict[str, int]:
     """Delete tokens expired `grace_s` ago or earlier, and finished login-throttle windows."""
     cutoff = now() - timedelta(seconds=grace_s)
-    from worker.rollup import cleanup_garbage
-
     tokens = await db.tokens.delete_many({"expiresAt": {"$lt": cutoff}})
     attempts = await db.login_attempts.delete_many({"expiresAt": {"$lt": now()}})
-    garbage = await cleanup_garbage(db)
     return {
         "tokens": tokens.deleted_count,
         "loginWindows": attempts.deleted_count,
-        "replacedRollupDocuments": garbage,
     }

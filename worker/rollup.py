@@ -1,32 +1,27 @@
 """Rollups: fold watch segments and registrations into per-session numbers (DESIGN §4).
 
-Storage, and why each piece exists (MongoDB would need each of them too):
+Storage, and why each piece exists on MongoDB:
 
-- `segment_inbox`: a copy of every stored item not yet folded in, one batch per ingestion
-  request, written *after* its permanent documents, so the permanent collections stay
-  insert-only and a rollup reads only new input; an item is in the inbox only once it is
-  stored for good, so nothing unstored is ever counted.
-  (Ingestion's intents, `segment_intents`, make its answers true: shared/inbox.py.)
-- `session_watch`: a session's per-user interval unions, read only by rollups and recomputes
-  (one at a time per event, under the lease) and overwritten in place. Unions only grow, so a
-  union written by a worker that died before its switch holds nothing that folding the inbox
-  batches it left again would not add: no generations, no garbage.
-- `session_attendees`: a session's attendee pages (read by the API), written as a new
-  *generation* and switched to by one update of the session document (`rollupGen`), so a
-  reader never sees half a session and a worker killed mid-write leaves the previous one in force.
-- `rollup_garbage`: replaced attendee pages, deleted by the hourly cleanup once no request can
-  still be reading them (a request reads the session, then its pages).
-- `rollup_leases`: one lease per event, held by the rollup or recompute writing its sessions;
-  it expires unless renewed, so a dead worker holds an event for at most `ROLLUP_LEASE_S`.
+- `segment_inbox`: a copy of every stored item not yet folded in, one document per ingestion
+  request (its items as plain subdocuments), written *after* its permanent documents, so the
+  permanent collections stay insert-only and a rollup reads only new input. (Ingestion's
+  intents, `segment_intents`, make its answers true: shared/inbox.py.)
+- `attendees`: one row per (session, user) holding the user's unions and numbers
+  (shared/attendees.py). A rollup reads the rows of the sessions it folds (their numbers are
+  sums and counts over every user), and writes only the rows that changed.
+- `sessions`: the numbers and the viewers series, set whole by one update per session after
+  its rows are written: a reader sees a session's numbers all from one rollup, and at worst a
+  row a moment newer than the numbers. A crash between the rows and the session leaves the
+  inbox unconsumed; folding it again changes no row and writes the numbers.
+- `rollup_leases`: one lease per event, held by the rollup or recompute writing its sessions
+  (MongoDB has no cross-document lock, and transactions are not relied on); it expires unless
+  renewed, so a dead worker holds an event for at most `ROLLUP_LEASE_S`.
 - `rollupPending` / `rollupVersion` on sessions: a duration or video change flags its session
   in the same write that makes it; the version tells a rollup whether a change came meanwhile.
 
-A rollup of one event reads a bounded batch of its inbox, the affected sessions and their
-unions in bulk, and writes the unions, the new attendee pages, the switches and the consumed
-inbox batches in bulk, independent round trips together: its round trips per batch do not
-depend on how many sessions the batch touches. Merging is idempotent: an interrupted rollup
-run again gives the same document. A full recompute rebuilds the unions from the permanent
-collections in one pass over the event.
+Rollups set computed values, never increments: running one twice, or after a crash, gives the
+same documents. A full recompute rebuilds every row from the permanent collections in one pass
+over the event.
 """
 
 from __future__ import annotations
@@ -38,25 +33,21 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
+from bson import DatetimeMS
 from bson.codec_options import DatetimeConversion
 from motor.core import AgnosticBaseCursor
-from pymongo import ReplaceOne, UpdateMany, UpdateOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo import InsertOne, ReplaceOne, UpdateMany, UpdateOne
+from pymongo.errors import DuplicateKeyError
 
-from shared.blobs import pack, unpack
+from shared.attendees import identity_fields, row_id
 from shared.db import UNAVAILABLE_ERRORS, Collection, Database
-from shared.documents import (
-    AttendeeChunkDoc,
-    RollupGarbageDoc,
-    RollupLeaseDoc,
-    SessionDoc,
-    SessionWatchDoc,
-)
+from shared.documents import AttendeeRowDoc, RollupLeaseDoc, SessionDoc
+from shared.identities import identities_of
 from shared.inbox import QueuedItem, batch_items, consume, settle_intents
 from shared.jobs import (
     STARTED,
@@ -78,24 +69,20 @@ from shared.rules import (
 )
 from shared.settings import Settings
 from shared.store import (
-    attendee_chunk_id,
     bump_analytics_version,
-    encode_attendee_rows,
     epoch_ms,
     from_epoch_ms,
     now,
     numbers_fields,
     session_duration,
 )
-from shared.viewers import UserIntervals, pack_summary, viewers_summary
+from shared.viewers import UserIntervals, viewers_summary
 
 log = logging.getLogger(__name__)
 D = TypeVar("D", bound=Mapping[str, Any])  # a collection's document type
 
-RECOMPUTE_SWITCH_CHUNK = 25  # sessions switched per bulk write of a recompute (progress steps)
 TICK_SCAN_ITEMS = 1000  # oldest inbox batches a beat tick looks at to find events with work
 INBOX_READ_DOCS = 500  # inbox batches a rollup reads per round trip (each up to MAX_ITEMS items)
-STATE_DOC_ENTRIES = 100_000  # users + intervals per state document: a few MB, far from 16 MB
 _SESSION_FIELDS = {
     "_id": 1,
     "rollupPending": 1,
@@ -105,14 +92,30 @@ _SESSION_FIELDS = {
     "format": 1,
     "duration": 1,
     "rollupVersion": 1,
-    "rollupGen": 1,
-    "stateDocs": 1,
-    "attendeeChunks": 1,
 }
+# What a rollup reads of a row: the user's state, and the numbers to tell whether it changed.
+_ROW_FIELDS = {
+    "_id": 0,
+    "sessionId": 1,
+    "userId": 1,
+    "live": 1,
+    "recording": 1,
+    "registeredAt": 1,
+    "attendedSeconds": 1,
+    "liveSeconds": 1,
+    "recordingSeconds": 1,
+    "engagement": 1,
+}
+
+
+def _ms(moment: datetime | DatetimeMS | None) -> int | None:
+    return None if moment is None else epoch_ms(moment)
 
 
 @dataclass(slots=True)
 class UserState:
+    """One user's unions in one session (epoch milliseconds) and registration time."""
+
     live: list[Interval] = field(default_factory=list)
     recording: list[Interval] = field(default_factory=list)
     registered_at: datetime | None = None
@@ -134,69 +137,23 @@ class UserState:
         attended = union_length(self.live + self.recording)
         return UserWatch(user_id, live / 1000, recording / 1000, attended / 1000)
 
+    def journey(self) -> dict[str, Any]:
+        """Rule 11's first join, last leave and number of separate attended intervals."""
+        both = merge_intervals(self.live + self.recording)
+        if not both:
+            return {"firstJoinedAt": None, "lastLeftAt": None, "joins": 0}
+        return {
+            "firstJoinedAt": from_epoch_ms(int(both[0][0])),
+            "lastLeftAt": from_epoch_ms(int(both[-1][1])),
+            "joins": len(both),
+        }
+
 
 SessionState = dict[str, UserState]
 
 
-def _decode_state(docs: Iterable[SessionWatchDoc]) -> SessionState:
-    state: SessionState = {}
-    for doc in docs:
-        for user_id, registered_ms, live, recording in unpack(doc["data"]):
-            # A user in two documents (an older copy left by a rollup that died, or the earlier
-            # per-generation layout) keeps both: the caller merges the intervals.
-            user = state.setdefault(user_id, UserState())
-            user.live += zip(live[::2], live[1::2], strict=True)
-            user.recording += zip(recording[::2], recording[1::2], strict=True)
-            if registered_ms is not None:
-                user.register(from_epoch_ms(registered_ms))
-    return state
-
-
-def _state_id(session_id: str, part: int) -> str:
-    """A session's unions are overwritten in place: one `_id` per part, whatever the rollup."""
-    return f"{session_id}:s{part:04d}"
-
-
-def _generation_ids(session: SessionDoc) -> tuple[list[str], list[str]]:
-    """`_id`s of the unions (before they were kept in place) and attendee pages of the generation
-    a session points to."""
-    gen = session.get("rollupGen")
-    if not gen:  # never rolled up
-        return [], []
-    return (
-        [f"{session['_id']}:{gen}:s{n:04d}" for n in range(int(session.get("stateDocs") or 0))],
-        [attendee_chunk_id(session["_id"], gen, n) for n in range(int(session.get("attendeeChunks") or 0))],
-    )
-
-
-def _encode_state(session: SessionDoc, state: SessionState) -> Iterator[SessionWatchDoc]:
-    """The unions as one compressed blob per document: read and written whole, never queried by
-    field, so a blob is far cheaper to store and load than arrays of values."""
-    entries: list[list[object]] = []
-    size = 0
-    part = 0
-
-    def document() -> SessionWatchDoc:
-        return {
-            "_id": _state_id(session["_id"], part),
-            "sessionId": session["_id"],
-            "eventId": session["eventId"],
-            "part": part,
-            "data": pack(entries),
-        }
-
-    for user_id in sorted(state):
-        user = state[user_id]
-        registered = None if user.registered_at is None else epoch_ms(user.registered_at)
-        entries.append(
-            [user_id, registered, [t for i in user.live for t in i], [t for i in user.recording for t in i]]
-        )
-        size += 1 + len(user.live) + len(user.recording)
-        if size >= STATE_DOC_ENTRIES:
-            yield document()
-            entries, size, part = [], 0, part + 1
-    if entries:
-        yield document()
+def _unions(intervals: list[Interval]) -> list[list[datetime]]:
+    return [[from_epoch_ms(int(start)), from_epoch_ms(int(end))] for start, end in intervals]
 
 
 def _numbers(session: SessionDoc, state: SessionState) -> SessionNumbers:
@@ -210,7 +167,6 @@ def _numbers(session: SessionDoc, state: SessionState) -> SessionNumbers:
 def session_viewers(session: SessionDoc, state: SessionState, time_zone: str) -> dict[str, Any]:
     """Rule 9's series from the merged unions, stored with the numbers (`viewers` on the session)."""
     start = session.get("startTime")
-    # The unions hold whole milliseconds (epoch_ms), as viewers_summary takes them.
     live = {user_id: user.live for user_id, user in state.items() if user.live}
     recording = {user_id: user.recording for user_id, user in state.items() if user.recording}
     start_ms = 0 if start is None else epoch_ms(start)
@@ -224,159 +180,199 @@ async def event_time_zone(db: Database, event_id: str) -> str:
 
 
 @dataclass(slots=True)
-class Generation:
-    """The documents of one session's next generation, and the fields that switch to it."""
+class SessionWrite:
+    """One session's new numbers, and the row writes they rest on."""
 
     session: SessionDoc
-    gen: str
-    state_docs: list[SessionWatchDoc]
-    attendee_docs: list[AttendeeChunkDoc]
+    rows: list[InsertOne[AttendeeRowDoc] | UpdateOne | ReplaceOne[AttendeeRowDoc]]
     fields: dict[str, object]
 
 
-def build_generation(
-    settings: Settings, session: SessionDoc, gen: str, state: SessionState, time_zone: str = "UTC"
-) -> Generation:
+def _row_numbers(row: Mapping[str, Any], user: UserState) -> dict[str, Any]:
+    return {
+        "attended": row["attended"],
+        "attendedSeconds": row["attendedSeconds"],
+        "liveSeconds": row["liveSeconds"],
+        "recordingSeconds": row["recordingSeconds"],
+        "engagement": row["engagement"],
+        "registeredAt": user.registered_at,
+        **user.journey(),
+        "live": _unions(user.live),
+        "recording": _unions(user.recording),
+    }
+
+
+def _full_row(session: SessionDoc, user_id: str, numbers: dict[str, Any], identity: Any) -> AttendeeRowDoc:
+    document = {
+        "_id": row_id(session["_id"], user_id),
+        "eventId": session["eventId"],
+        "sessionId": session["_id"],
+        "userId": user_id,
+        **identity_fields(identity),
+        **numbers,
+    }
+    return cast(AttendeeRowDoc, document)
+
+
+class StoredRow:
+    """What a rollup read of a stored row: enough to tell whether the new one differs."""
+
+    __slots__ = ("engagement", "live", "recording", "registered", "seconds")
+
+    def __init__(self, doc: Mapping[str, Any]) -> None:
+        self.live = [(epoch_ms(s), epoch_ms(e)) for s, e in doc.get("live") or ()]
+        self.recording = [(epoch_ms(s), epoch_ms(e)) for s, e in doc.get("recording") or ()]
+        self.registered = _ms(doc.get("registeredAt"))
+        self.seconds = (doc.get("attendedSeconds"), doc.get("liveSeconds"), doc.get("recordingSeconds"))
+        self.engagement = doc.get("engagement")
+
+    def same(self, row: Mapping[str, Any], user: UserState) -> bool:
+        return (
+            self.live == user.live
+            and self.recording == user.recording
+            and self.registered == _ms(user.registered_at)
+            and self.seconds == (row["attendedSeconds"], row["liveSeconds"], row["recordingSeconds"])
+            and self.engagement == row["engagement"]
+        )
+
+
+def build_session_write(
+    session: SessionDoc,
+    state: SessionState,
+    stored: Mapping[str, StoredRow],
+    identities: Mapping[str, Any],
+    time_zone: str,
+    *,
+    replace: bool = False,
+) -> SessionWrite:
+    """The rows that changed (all of them with `replace`, as whole documents) and the session's
+    new numbers. `state` holds merged unions; `stored` the rows as read, by userId."""
     numbers = _numbers(session, state)
-    rows, size = numbers.attendee_rows, settings.attendee_chunk_rows
-    attendee_docs: list[AttendeeChunkDoc] = [
-        {
-            "_id": attendee_chunk_id(session["_id"], gen, n),
-            "sessionId": session["_id"],
-            "eventId": session["eventId"],
-            "gen": gen,
-            "chunk": n,
-            "data": encode_attendee_rows(rows[i : i + size]),
-        }
-        for n, i in enumerate(range(0, len(rows), size))
-    ]
-    state_docs = list(_encode_state(session, state))
+    ops: list[InsertOne[AttendeeRowDoc] | UpdateOne | ReplaceOne[AttendeeRowDoc]] = []
+    for row in numbers.attendee_rows:
+        user_id = str(row["userId"])
+        user = state[user_id]
+        old = stored.get(user_id)
+        if replace:
+            full = _full_row(session, user_id, _row_numbers(row, user), identities.get(user_id))
+            ops.append(ReplaceOne({"_id": full["_id"]}, full, upsert=True))
+        elif old is None:
+            ops.append(
+                InsertOne(_full_row(session, user_id, _row_numbers(row, user), identities.get(user_id)))
+            )
+        elif not old.same(row, user):
+            ops.append(UpdateOne({"_id": row_id(session["_id"], user_id)}, {"$set": _row_numbers(row, user)}))
     fields = {
         **numbers_fields(numbers),
-        "attendeeChunkRows": size,
-        "attendeeChunks": len(attendee_docs),
-        "stateDocs": 0,  # the unions are kept in place (see _state_id), not per generation
-        "rollupGen": gen,
         "analyticsUpdatedAt": now(),
-        "viewers": pack_summary(session_viewers(session, state, time_zone)),
+        "viewers": session_viewers(session, state, time_zone),
     }
-    return Generation(session, gen, state_docs, attendee_docs, fields)
+    return SessionWrite(session, ops, fields)
 
 
-# --- writing generations ----------------------------------------------------------------------
+# --- writing ----------------------------------------------------------------------------------
 
 
-async def _insert(collection: Collection[D], docs: list[D]) -> None:
-    """One insert command (the driver splits it only past the server's batch or message limit)."""
-    if docs:
-        await collection.insert_many(docs, ordered=False)
-
-
-_STATEMENT_LIMITS: dict[int, int | None] = {}
-# FerretDB never answers 100 or more; at 99 a switch under load (each statement tens of ms there,
-# serialised) outlasted the driver's 10 s socket timeout, so its pieces are 25.
-FERRETDB_UPDATE_STATEMENTS = 25
-
-
-async def _statements_per_update(db: Database) -> int | None:
-    """How many statements one update command may carry on this server; None: no limit of ours.
-
-    MongoDB takes 100,000 (the driver splits beyond). FerretDB 1.24, the test server, never
-    answers an update command of 100 or more statements, and takes tens of milliseconds for each
-    one under load, so there the bulk is cut in pieces that stay well inside the socket timeout.
-    """
-    key = id(db.client)
-    if key not in _STATEMENT_LIMITS:
-        info = await db.db.command("buildInfo")
-        _STATEMENT_LIMITS[key] = FERRETDB_UPDATE_STATEMENTS if "ferretdbVersion" in info else None
-    return _STATEMENT_LIMITS[key]
-
-
-async def _update_each(
-    db: Database,
-    settings: Settings,
-    collection: Collection[Any],
-    ops: Sequence[UpdateOne | UpdateMany | ReplaceOne[Any]],
+async def bulk(
+    settings: Settings, collection: Collection[Any], ops: Sequence[Any], *, matched: bool = False
 ) -> int:
-    """Updates as one bulk write; the number of documents matched. The embedded store
-    (mongomock) rejects the bulk updates pymongo 4.10+ sends, so there they go one by one."""
-    if not ops:
-        return 0
-    matched = 0
+    """Writes as bulk commands of at most WRITE_BATCH statements; the documents matched.
+
+    The embedded store (mongomock) rejects the bulk updates pymongo 4.10+ sends, so there they
+    go one by one."""
+    count = 0
     if settings.embedded:
         for op in ops:
-            if isinstance(op, ReplaceOne):
+            if isinstance(op, InsertOne):
+                await collection.insert_one(op._doc)
+            elif isinstance(op, ReplaceOne):
                 done = await collection.replace_one(op._filter, op._doc, upsert=bool(op._upsert))
+                count += done.matched_count
             elif isinstance(op, UpdateOne):
-                done = await collection.update_one(op._filter, op._doc)
+                done = await collection.update_one(op._filter, op._doc, upsert=bool(op._upsert))
+                count += done.matched_count
             else:
                 done = await collection.update_many(op._filter, op._doc)
-            matched += done.matched_count
-        return matched
-    step = await _statements_per_update(db) or len(ops)
-    for start in range(0, len(ops), step):
-        result = await collection.bulk_write(list(ops[start : start + step]), ordered=False)
-        matched += int(result.matched_count)
-    return matched
+                count += done.matched_count
+        return count
+    for start in range(0, len(ops), settings.write_batch):
+        result = await collection.bulk_write(list(ops[start : start + settings.write_batch]), ordered=False)
+        count += int(result.matched_count)
+    return count
 
 
-async def _store_states(db: Database, settings: Settings, docs: list[SessionWatchDoc]) -> None:
-    """Overwrite sessions' unions in place, by `_id`, in one bulk write. Only rollups and
-    recomputes read them, one at a time per event (the lease); unions only grow, so a union
-    written by a rollup that then died holds nothing the inbox does not bring again."""
-    await _update_each(
-        db, settings, db.session_watch, [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs]
-    )
+async def _write_sessions(db: Database, settings: Settings, writes: list[SessionWrite]) -> set[str]:
+    """Rows first, then each session's numbers; the sessions whose document was there to take
+    them (a session deleted meanwhile loses the rows just written for it)."""
+    if not writes:
+        return set()
+    await bulk(settings, db.attendees, [op for w in writes for op in w.rows])
+    updates = [UpdateOne({"_id": w.session["_id"]}, {"$set": w.fields}) for w in writes]
+    written = {w.session["_id"] for w in writes}
+    if await bulk(settings, db.sessions, updates) != len(writes):
+        there = await db.sessions.find({"_id": {"$in": sorted(written)}}, {"_id": 1}).to_list(None)
+        gone = sorted(written - {doc["_id"] for doc in there})
+        await db.attendees.delete_many({"sessionId": {"$in": gone}})
+        written -= set(gone)
+    return written
 
 
-async def _discard(db: Database, collection: str, ids: Iterable[str]) -> None:
-    """Record documents no session points to any more, for cleanup_garbage to delete."""
-    stamp = now()
-    docs: list[RollupGarbageDoc] = [
-        {"_id": f"{collection}|{i}", "collection": collection, "docId": i, "at": stamp} for i in ids
-    ]
-    try:
-        await _insert(db.rollup_garbage, docs)
-    except BulkWriteError as err:
-        if any(e.get("code") != 11000 for e in err.details.get("writeErrors", [])):
-            raise
+def _row_reader(db: Database, settings: Settings) -> Collection[AttendeeRowDoc]:
+    """Rows with their dates as milliseconds straight from BSON (no datetimes built only to be
+    turned back into numbers); the embedded store gives datetimes, which epoch_ms also takes."""
+    rows = db.attendees
+    if settings.embedded:
+        return rows
+    options = rows.codec_options.with_options(datetime_conversion=DatetimeConversion.DATETIME_MS)
+    return rows.with_options(codec_options=options)
 
 
-async def _discard_generations(db: Database, sessions: Iterable[SessionDoc]) -> None:
-    """The generations these session documents point to (replaced ones, or never switched to)."""
-    state_ids: list[str] = []
-    attendee_ids: list[str] = []
+async def _load_states(
+    db: Database, settings: Settings, session_ids: list[str]
+) -> tuple[dict[str, SessionState], dict[str, dict[str, StoredRow]]]:
+    """The stored rows of many sessions, in one index-led query: each session's state and what
+    each row holds now."""
+    states: dict[str, SessionState] = {s: {} for s in session_ids}
+    stored: dict[str, dict[str, StoredRow]] = {s: {} for s in session_ids}
+    if not session_ids:
+        return states, stored
+    cursor = _row_reader(db, settings).find({"sessionId": {"$in": session_ids}}, _ROW_FIELDS)
+    async for doc in cursor.batch_size(settings.segment_read_batch):
+        row = StoredRow(doc)
+        stored[doc["sessionId"]][doc["userId"]] = row
+        registered = doc.get("registeredAt")
+        states[doc["sessionId"]][doc["userId"]] = UserState(
+            list(row.live),
+            list(row.recording),
+            None if registered is None else from_epoch_ms(epoch_ms(registered)),
+        )
+    return states, stored
+
+
+async def _clear_flags(db: Database, settings: Settings, sessions: list[SessionDoc]) -> None:
+    """Clear the pending flag of sessions just written, where no change arrived since they were
+    read (their version is unchanged). One update per version number: usually one or two."""
+    by_version: dict[int, list[str]] = defaultdict(list)
     for session in sessions:
-        s_ids, a_ids = _generation_ids(session)
-        state_ids += s_ids
-        attendee_ids += a_ids
-    await _discard(db, "session_watch", state_ids)
-    await _discard(db, "session_attendees", attendee_ids)
+        if session.get("rollupPending"):
+            by_version[int(session.get("rollupVersion", 0))].append(session["_id"])
+    ops = [
+        UpdateMany({"_id": {"$in": ids}, "rollupVersion": version}, {"$set": {"rollupPending": False}})
+        for version, ids in sorted(by_version.items())
+    ]
+    await bulk(settings, db.sessions, ops)
 
 
-def _pointing_to(generation: Generation) -> SessionDoc:
-    """The session document as it would be once switched to `generation` (for _generation_ids)."""
-    return {
-        "_id": generation.session["_id"],
-        "rollupGen": generation.gen,
-        "attendeeChunks": len(generation.attendee_docs),
-    }
-
-
-async def cleanup_garbage(db: Database, older_than_s: int = 600) -> int:
-    """Delete replaced generations once no reader can still be in the middle of one."""
-    garbage = await db.rollup_garbage.find({"at": {"$lte": now() - timedelta(seconds=older_than_s)}}).to_list(
-        None
-    )
-    by_collection: dict[str, list[str]] = defaultdict(list)
-    for doc in garbage:
-        by_collection[doc["collection"]].append(doc["docId"])
-    for collection, ids in by_collection.items():
-        for i in range(0, len(ids), 10_000):
-            await db[collection].delete_many({"_id": {"$in": ids[i : i + 10_000]}})
-    for i in range(0, len(garbage), 10_000):
-        await db.rollup_garbage.delete_many({"_id": {"$in": [d["_id"] for d in garbage[i : i + 10_000]]}})
-    return len(garbage)
+async def _new_identities(
+    db: Database,
+    settings: Settings,
+    event_id: str,
+    states: Mapping[str, SessionState],
+    stored: Mapping[str, Mapping[str, Any]],
+) -> Mapping[str, Any]:
+    """The identities of users who get their first row in one of these sessions."""
+    new = {user for session_id, state in states.items() for user in state if user not in stored[session_id]}
+    return await identities_of(db, settings, event_id, sorted(new)) if new else {}
 
 
 # --- the per-event lease ----------------------------------------------------------------------
@@ -488,36 +484,6 @@ def _apply_inbox(states: Mapping[str, SessionState], items: Iterable[QueuedItem]
             user.register(item.registered_at)
 
 
-async def _load_states(db: Database, sessions: list[SessionDoc]) -> tuple[dict[str, SessionState], list[str]]:
-    """The stored unions of many sessions, in one query, and the `_id`s of the documents read.
-
-    Every document of a session counts, whatever its part number or age: unions only grow, so
-    one left from an earlier rollup holds nothing the newer ones lack, and merging it changes
-    nothing.
-    """
-    by_session: dict[str, list[SessionWatchDoc]] = defaultdict(list)
-    ids = [s["_id"] for s in sessions]
-    docs = await db.session_watch.find({"sessionId": {"$in": ids}}).to_list(None) if ids else []
-    for doc in docs:
-        by_session[doc.get("sessionId", "")].append(doc)
-    states = {s["_id"]: _decode_state(by_session.get(s["_id"], ())) for s in sessions}
-    return states, [doc["_id"] for doc in docs]
-
-
-async def _clear_flags(db: Database, settings: Settings, sessions: list[SessionDoc]) -> None:
-    """Clear the pending flag of sessions just written, where no change arrived since they were
-    read (their version is unchanged). One update per version number: usually one or two."""
-    by_version: dict[int, list[str]] = defaultdict(list)
-    for session in sessions:
-        if session.get("rollupPending"):
-            by_version[int(session.get("rollupVersion", 0))].append(session["_id"])
-    ops = [
-        UpdateMany({"_id": {"$in": ids}, "rollupVersion": version}, {"$set": {"rollupPending": False}})
-        for version, ids in sorted(by_version.items())
-    ]
-    await _update_each(db, settings, db.sessions, ops)
-
-
 @dataclass(slots=True)
 class BatchResult:
     sessions: int = 0
@@ -527,19 +493,29 @@ class BatchResult:
 
 @dataclass(slots=True)
 class _Batch:
-    """One request's inbox batch, decoded."""
+    """One request's inbox batch, read."""
 
     id: str
     items: list[QueuedItem]
     sessions: set[str]
 
 
-async def _read_inbox(db: Database, event_id: str, limit: int) -> tuple[list[_Batch], bool]:
+def _inbox_reader(db: Database, settings: Settings) -> Collection[Any]:
+    inbox = db.segment_inbox
+    if settings.embedded:
+        return inbox
+    options = inbox.codec_options.with_options(datetime_conversion=DatetimeConversion.DATETIME_MS)
+    return inbox.with_options(codec_options=options)
+
+
+async def _read_inbox(
+    db: Database, settings: Settings, event_id: str, limit: int
+) -> tuple[list[_Batch], bool]:
     """An event's inbox batches, whole, until they hold `limit` items (the first always, whatever
     its size); and whether more wait."""
     batches: list[_Batch] = []
     items = 0
-    cursor = db.segment_inbox.find({"eventId": event_id}).batch_size(INBOX_READ_DOCS)
+    cursor = _inbox_reader(db, settings).find({"eventId": event_id}).batch_size(INBOX_READ_DOCS)
     async for doc in cursor:
         count = doc.get("count", 1)
         if batches and items + count > limit:
@@ -580,7 +556,7 @@ async def _rollup_batch(db: Database, settings: Settings, lease: EventLease) -> 
     event_id = lease.event_id
     # Independent round trips go out together: a batch waits for the slowest, not for their sum.
     (inbox, more_inbox), flagged = await asyncio.gather(
-        _read_inbox(db, event_id, settings.rollup_batch_items),
+        _read_inbox(db, settings, event_id, settings.rollup_batch_items),
         db.sessions.find({"eventId": event_id, "rollupPending": True}, {"_id": 1})
         .limit(settings.rollup_batch_sessions + 1)  # one more: tells whether some are left
         .to_list(None),
@@ -590,57 +566,35 @@ async def _rollup_batch(db: Database, settings: Settings, lease: EventLease) -> 
     more = more_inbox or len(taken) < len(inbox) or len(flagged_ids) > settings.rollup_batch_sessions
     if not chosen:
         return BatchResult(more=False)
-    sessions = await (
-        db.sessions.find({"_id": {"$in": chosen}}, _SESSION_FIELDS).batch_size(len(chosen)).to_list(None)
-    )
-    found = {s["_id"] for s in sessions}
-    (states, stored), time_zone = await asyncio.gather(
-        _load_states(db, sessions), event_time_zone(db, event_id)
+    (sessions, (states, stored)), time_zone = await asyncio.gather(
+        _sessions_and_states(db, settings, chosen), event_time_zone(db, event_id)
     )
     for batch in taken:  # items of sessions deleted since have nothing to be folded into
         _apply_inbox(states, batch.items)
-
-    gen = uuid.uuid4().hex[:12]
-    generations = []
+    identities = await _new_identities(db, settings, event_id, states, stored)
+    writes = []
     for session in sessions:
         merged = {user_id: user.merged() for user_id, user in states[session["_id"]].items()}
-        generations.append(build_generation(settings, session, gen, merged, time_zone))
+        writes.append(build_session_write(session, merged, stored[session["_id"]], identities, time_zone))
 
     await lease.renew()  # still ours: no other rollup or recompute writes these sessions
-    state_docs = [d for g in generations for d in g.state_docs]
+    written = await _write_sessions(db, settings, writes)
     await asyncio.gather(
-        _store_states(db, settings, state_docs),
-        _insert(db.session_attendees, [d for g in generations for d in g.attendee_docs]),
-    )
-    # The lease makes this worker the only writer of these sessions' generations: a switch is
-    # a plain update by `_id`.
-    switches = [UpdateOne({"_id": g.session["_id"]}, {"$set": g.fields}) for g in generations]
-    matched = await _update_each(db, settings, db.sessions, switches)
-    written, lost = generations, []
-    if matched != len(generations):  # sessions deleted meanwhile
-        now_at = await db.sessions.find({"_id": {"$in": list(found)}}, {"rollupGen": 1}).to_list(None)
-        switched = {d["_id"] for d in now_at if d.get("rollupGen") == gen}
-        written = [g for g in generations if g.session["_id"] in switched]
-        lost = [g for g in generations if g.session["_id"] not in switched]
-    # Union documents read but not rewritten (a session's unions now take fewer parts, or were
-    # stored per generation before): their content is in the ones just written.
-    current = {d["_id"] for d in state_docs}
-    outdated = [i for i in stored if i not in current]
-    await asyncio.gather(
-        _clear_flags(db, settings, [g.session for g in written]),
-        _discard_generations(db, [g.session for g in written] + [_pointing_to(g) for g in lost]),
+        _clear_flags(db, settings, [w.session for w in writes if w.session["_id"] in written]),
         bump_analytics_version(db, [event_id] if written else []),
-        db.session_watch.delete_many({"_id": {"$in": outdated}}) if outdated else asyncio.sleep(0),
     )
-    # Last: a crash before this leaves the batches to be folded again, which changes nothing. A
-    # batch is done once none of its sessions was lost to a deletion during the switch (those
-    # are folded again next time, and found deleted then).
-    unswitched = {g.session["_id"] for g in lost}
-    consumed = [batch for batch in taken if not batch.sessions & unswitched]
-    if consumed:
-        await consume(db, event_id, [batch.id for batch in consumed])
-    folded = sum(len(batch.items) for batch in consumed)
-    return BatchResult(len(written), folded, more or bool(lost))
+    # Last: a crash before this leaves the batches to be folded again, which changes nothing.
+    await consume(db, settings, event_id, [batch.id for batch in taken])
+    folded = sum(len(batch.items) for batch in taken)
+    return BatchResult(len(written), folded, more)
+
+
+async def _sessions_and_states(
+    db: Database, settings: Settings, session_ids: list[str]
+) -> tuple[list[SessionDoc], tuple[dict[str, SessionState], dict[str, dict[str, StoredRow]]]]:
+    sessions_read = db.sessions.find({"_id": {"$in": session_ids}}, _SESSION_FIELDS).to_list(None)
+    sessions, loaded = await asyncio.gather(sessions_read, _load_states(db, settings, session_ids))
+    return sessions, loaded
 
 
 @dataclass(slots=True)
@@ -866,17 +820,6 @@ async def _recompute_event(
         raise
 
 
-async def _write_generations(db: Database, settings: Settings, generations: list[Generation]) -> None:
-    """The unions and attendee pages of many sessions' new generations, one bulk write each;
-    then only the switch fields are kept."""
-    await asyncio.gather(
-        _store_states(db, settings, [d for g in generations for d in g.state_docs]),
-        _insert(db.session_attendees, [d for g in generations for d in g.attendee_docs]),
-    )
-    for generation in generations:
-        generation.state_docs, generation.attendee_docs = [], []
-
-
 async def _rebuild_event(
     db: Database,
     settings: Settings,
@@ -895,42 +838,43 @@ async def _rebuild_event(
     sessions = await db.sessions.find({"eventId": event_id}, _SESSION_FIELDS).sort("_id", 1).to_list(None)
     progress.total = len(sessions) + 2
     states = await _event_state(db, settings, event_id)
+    users = sorted({user for state in states.values() for user in state})
+    identities = await identities_of(db, settings, event_id, users)
     time_zone = await event_time_zone(db, event_id)
     await progress.report(2, force=True)
-    gen = uuid.uuid4().hex[:12]
-    # All new documents first, then the switches: a reader sees either generation, whole. They
-    # go out RECOMPUTE_SWITCH_CHUNK sessions per write, the next chunk built while one is sent.
-    generations: list[Generation] = []
-    writing: asyncio.Future[None] = asyncio.ensure_future(asyncio.sleep(0))
+    # Whole rows replace the stored ones (a recompute also mends a row a fault left wrong),
+    # then their sessions' numbers: WRITE_BATCH rows or so per write, the next chunk built while
+    # one is sent.
+    done = 0
+    writing: asyncio.Future[set[str]] = asyncio.ensure_future(_write_sessions(db, settings, []))
+    chunk: list[SessionWrite] = []
+    rows = 0
     try:
-        for start in range(0, len(sessions), RECOMPUTE_SWITCH_CHUNK):
-            chunk = []
-            for session in sessions[start : start + RECOMPUTE_SWITCH_CHUNK]:
-                state = {user_id: user.merged() for user_id, user in states.pop(session["_id"], {}).items()}
-                chunk.append(build_generation(settings, session, gen, state, time_zone))
+        for n, session in enumerate(sessions):
+            state = {user_id: user.merged() for user_id, user in states.pop(session["_id"], {}).items()}
+            write = build_session_write(session, state, {}, identities, time_zone, replace=True)
+            chunk.append(write)
+            rows += len(write.rows)
+            if rows < settings.write_batch and n < len(sessions) - 1:
+                continue
             await writing
-            writing = asyncio.ensure_future(_write_generations(db, settings, chunk))
-            generations += chunk
+            await progress.report(2 + done)
+            await lease.renew()  # nobody else wrote these sessions since they were read
+            writing = asyncio.ensure_future(_write_chunk(db, settings, chunk))
+            done += len(chunk)
+            chunk, rows = [], 0
         await writing
     finally:
-        writing.cancel()  # only when something failed: nothing is switched then
-    switched = 0
-    for start in range(0, len(generations), RECOMPUTE_SWITCH_CHUNK):
-        chunk = generations[start : start + RECOMPUTE_SWITCH_CHUNK]
-        await lease.renew()  # nobody else wrote these sessions since they were read
-        await _update_each(
-            db,
-            settings,
-            db.sessions,
-            [UpdateOne({"_id": g.session["_id"]}, {"$set": g.fields}) for g in chunk],
-        )
-        await _clear_flags(db, settings, [g.session for g in chunk])
-        await _discard_generations(db, [g.session for g in chunk])
-        switched += len(chunk)
-        await progress.report(2 + switched)
+        writing.cancel()  # only when something failed
+    await progress.report(2 + done)
     ids = [doc["_id"] for doc in queued]
-    for i in range(0, len(ids), 10_000):
-        await consume(db, event_id, ids[i : i + 10_000])
+    await consume(db, settings, event_id, ids)
     await bump_analytics_version(db, [event_id])
     await _settle_caches(settings)
     return {"sessions": len(sessions), "durations": durations}
+
+
+async def _write_chunk(db: Database, settings: Settings, chunk: list[SessionWrite]) -> set[str]:
+    written = await _write_sessions(db, settings, chunk)
+    await _clear_flags(db, settings, [w.session for w in chunk if w.session["_id"] in written])
+    return written
