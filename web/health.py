@@ -21,9 +21,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    timeout = min(
-        request.app[SETTINGS].request_timeout_s, request.app[SETTINGS].mongodb_timeout_ms / 1000 + 0.5
-    )
+    settings = request.app[SETTINGS]
+    # Within the request's own limit, by a margin: a check still waiting when that limit ends
+    # would turn the answer into a bare timeout that names no dependency.
+    timeout = min(settings.request_timeout_s * 0.8, settings.mongodb_timeout_ms / 1000 + 0.5)
     checks = {
         "mongodb": _check(request.app[DB].ping(), timeout),
         "redis": _check(request.app[TASKS].ping(), timeout),
