@@ -48,9 +48,11 @@ class IngestKeyDoc(TypedDict, total=False):
 
 
 class LoginAttemptDoc(TypedDict, total=False):
-    """`login_attempts`: one counted attempt (`key|rank`) or a lock (`lockedUntil`)."""
+    """`login_attempts`: the attempts counted under one login key (`_id`) while its window is
+    open (shared/login_counters.py)."""
 
     _id: Required[str]
+    count: int
     expiresAt: datetime
     lockedUntil: datetime
 
