@@ -259,7 +259,9 @@ async def test_posted_segments_are_rolled_up_by_beat_and_worker_into_the_oracle_
 
 
 async def test_recompute_survives_a_worker_killed_mid_task(stack: Stack) -> None:
-    data = await _random_event(stack.db, random.Random(5), sessions=150, users=200, segments_per_session=25)
+    # Enough sessions that writing them outlasts a progress report (twice a second), so the
+    # kill falls while some are written and others not.
+    data = await _random_event(stack.db, random.Random(5), sessions=400, users=200, segments_per_session=25)
     await _ingest(stack, data)
     first = stack.start("worker")
     response = await stack.http.post(
@@ -297,16 +299,18 @@ async def test_recompute_survives_a_worker_killed_mid_task(stack: Stack) -> None
 
 async def test_a_rollup_killed_midway_loses_nothing_and_resumes_once_its_lease_expires(stack: Stack) -> None:
     stack.env["ROLLUP_BATCH_SESSIONS"] = "10"  # several batches, so that one can be cut short
-    data = await _random_event(stack.db, random.Random(13), sessions=60, users=150, segments_per_session=40)
+    stack.env["WRITE_BATCH"] = "20"  # and several writes in each
+    data = await _random_event(stack.db, random.Random(13), sessions=200, users=150, segments_per_session=40)
     await _ingest(stack, data)  # no worker yet: the signals wait in Redis
     first = stack.start("worker")
 
     async def midway() -> bool:
         lease = await stack.db.rollup_leases.find_one({"_id": "ev1"})
-        written = await stack.db.sessions.count_documents({"eventId": "ev1", "rollupGen": {"$ne": ""}})
+        rolled = {"eventId": "ev1", "analyticsUpdatedAt": {"$ne": None}}
+        written = await stack.db.sessions.count_documents(rolled)
         return lease is not None and 0 < written < len(data.sessions)
 
-    await eventually(midway, timeout=60, interval=0.05, what="rollup under way")
+    await eventually(midway, timeout=60, interval=0.01, what="rollup under way")
     first.kill()
     assert await stack.db.rollup_leases.count_documents({"_id": "ev1"}) == 1  # left by the dead worker
 
