@@ -67,7 +67,9 @@ async def test_a_recompute_whose_worker_was_killed_is_finished_by_another_worker
     stack: Stack,
 ) -> None:
     at_defaults(stack)
-    data = await _random_event(stack.db, random.Random(5), sessions=150, users=200, segments_per_session=25)
+    # Enough sessions that writing them outlasts a progress report (twice a second), so the
+    # kill falls while some are written and others not.
+    data = await _random_event(stack.db, random.Random(5), sessions=400, users=200, segments_per_session=25)
     await _ingest(stack, data)
     workers = {name: start(stack, "worker", "-n", f"{name}@%h") for name in ("w1", "w2")}
     start(stack, "beat")
