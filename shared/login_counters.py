@@ -1,37 +1,30 @@
 """Login counters: one document per login key (a client address, an account name) that every web
-process counts attempts in with one atomic update, for the throttle and the lock-out."""
+process counts attempts in with one atomic update, for the throttle and the lock-out.
+
+A `login_attempts` document's fields, and why MongoDB needs each:
+
+- `count`: attempts counted in the window, `$inc`ed by findAndModify, so concurrent attempts in
+  any process get distinct numbers and exactly the allowance passes;
+- `expiresAt`: the window's end; a counter past it counts as empty (TTL expiry is not relied
+  on), and the cleanup task deletes it by the index on this field;
+- `lockedUntil`: set by the failure that reached the lock-out limit; a login before it is
+  refused unchecked.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Required, TypedDict, cast
+from typing import Any
 
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from shared.db import Collection, Database
-
-
-class LoginCounterDoc(TypedDict, total=False):
-    """`login_attempts`: the attempts counted under one key (`_id`) while its window is open."""
-
-    _id: Required[str]
-    # Attempts counted in the window: `$inc`ed by findAndModify, so concurrent attempts in any
-    # process get distinct numbers and exactly the allowance passes.
-    count: int
-    # The window's end: reads treat a counter past it as empty (MongoDB TTL expiry is not relied
-    # on) and the cleanup task deletes it, by the index on this field.
-    expiresAt: datetime
-    # Set by the failure that reached the lock-out limit; a login before it is refused unchecked.
-    lockedUntil: datetime
-
-
-def login_counters(db: Database) -> Collection[LoginCounterDoc]:
-    return cast("Collection[LoginCounterDoc]", db["login_attempts"])
+from shared.db import Collection
+from shared.documents import LoginAttemptDoc
 
 
 async def count_attempt(
-    counters: Collection[LoginCounterDoc],
+    counters: Collection[LoginAttemptDoc],
     key: str,
     now: datetime,
     expires_at: datetime,
@@ -70,7 +63,7 @@ async def count_attempt(
     raise RuntimeError(f"login counter {key[:20]} kept changing under this attempt")  # pragma: no cover
 
 
-async def lock(counters: Collection[LoginCounterDoc], key: str, until: datetime) -> bool:
+async def lock(counters: Collection[LoginAttemptDoc], key: str, until: datetime) -> bool:
     """Lock `key` until `until` unless it is locked already; True when this call locked it."""
     locked = await counters.update_one(
         {"_id": key, "lockedUntil": {"$exists": False}},
@@ -79,13 +72,13 @@ async def lock(counters: Collection[LoginCounterDoc], key: str, until: datetime)
     return bool(locked.modified_count == 1)
 
 
-async def locked_until(counters: Collection[LoginCounterDoc], key: str) -> datetime | None:
+async def locked_until(counters: Collection[LoginAttemptDoc], key: str) -> datetime | None:
     """When the lock of `key` ends (perhaps in the past), or None when it has none."""
     doc = await counters.find_one({"_id": key}, _LOCK.copy())
     return None if doc is None else doc.get("lockedUntil")
 
 
-async def forget(counters: Collection[LoginCounterDoc], key: str) -> None:
+async def forget(counters: Collection[LoginAttemptDoc], key: str) -> None:
     """Drop the count and the lock of `key`: its next attempt starts a new window."""
     await counters.delete_one({"_id": key})
 

@@ -15,7 +15,6 @@ import shared.security
 import web.auth
 import worker.cleanup
 from shared.db import Database
-from shared.login_counters import login_counters
 from shared.settings import Settings
 from tests.conftest import Client, RecordingTaskQueue
 from tests.seed import PASSWORD, app_client, cheap_password_hashing, error_of, seed_world
@@ -92,7 +91,7 @@ async def test_counted_attempts_are_one_document_per_address_and_name_removed_on
     wrong = {"username": "org@example.com", "password": "wrong password"}
     await asyncio.gather(*(client.post(LOGIN, json=wrong) for _ in range(15)))
 
-    counters = await login_counters(database).find({}).to_list(None)
+    counters = await database.login_attempts.find({}).to_list(None)
     # One counter for the address (15 logins this minute), one for the name: the failures
     # counted up to the lock, and those already past the lock check when it was set.
     counts = {counter["_id"].split("|")[0]: counter["count"] for counter in counters}

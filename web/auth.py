@@ -28,7 +28,7 @@ from shared.errors import (
     WrongCredentialKind,
     WrongCredentials,
 )
-from shared.login_counters import count_attempt, forget, lock, locked_until, login_counters
+from shared.login_counters import count_attempt, forget, lock, locked_until
 from shared.models import LoginIn
 from shared.security import HOST_ROLES, new_token, token_digest, verify_password
 from web.contract.auth import LoginAnswer
@@ -145,7 +145,7 @@ async def _throttle(request: web.Request) -> None:
     now = _now()
     window = now.replace(second=0, microsecond=0)
     address = request.remote or "unknown"
-    counters, window_end = login_counters(request.app[DB]), window + timedelta(minutes=1)
+    counters, window_end = request.app[DB].login_attempts, window + timedelta(minutes=1)
     rank = await count_attempt(counters, "address|" + address, now, window_end, extend=False)
     if rank > settings.login_throttle_per_minute:
         retry_after = 60 - now.second
@@ -165,7 +165,7 @@ async def _count_failure(request: web.Request, lock_key: str, now: datetime) -> 
     """Count a wrong password; the one that reaches LOCKOUT_FAILURES locks the name, and every
     failure past it answers "locked" however many run at once. Failures are forgotten LOCKOUT_S
     after the latest one."""
-    counters, settings = login_counters(request.app[DB]), request.app[SETTINGS]
+    counters, settings = request.app[DB].login_attempts, request.app[SETTINGS]
     until = now + timedelta(seconds=settings.lockout_s)
     rank = await count_attempt(counters, lock_key, now, until, extend=True)
     if rank < settings.lockout_failures:
@@ -184,7 +184,7 @@ async def login(request: web.Request) -> web.Response:
     username = body.username.strip().lower()
     lock_key = _lock_key(username)
     now = _now()
-    counters = login_counters(db)
+    counters = db.login_attempts
     lock_end = await locked_until(counters, lock_key)
     if lock_end is not None:
         if lock_end > now:
