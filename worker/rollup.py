@@ -317,14 +317,14 @@ async def _write_sessions(db: Database, settings: Settings, writes: list[Session
     return written
 
 
-def _row_reader(db: Database, settings: Settings) -> Collection[AttendeeRowDoc]:
-    """Rows with their dates as milliseconds straight from BSON (no datetimes built only to be
-    turned back into numbers); the embedded store gives datetimes, which epoch_ms also takes."""
-    rows = db.attendees
+def dates_as_ms(collection: Collection[D], settings: Settings) -> Collection[D]:
+    """The collection read with its dates as milliseconds straight from BSON (no datetimes built
+    only to be turned back into numbers); the embedded store gives datetimes, which epoch_ms
+    also takes."""
     if settings.embedded:
-        return rows
-    options = rows.codec_options.with_options(datetime_conversion=DatetimeConversion.DATETIME_MS)
-    return rows.with_options(codec_options=options)
+        return collection
+    options = collection.codec_options.with_options(datetime_conversion=DatetimeConversion.DATETIME_MS)
+    return collection.with_options(codec_options=options)
 
 
 async def _load_states(
@@ -336,7 +336,7 @@ async def _load_states(
     stored: dict[str, dict[str, StoredRow]] = {s: {} for s in session_ids}
     if not session_ids:
         return states, stored
-    cursor = _row_reader(db, settings).find({"sessionId": {"$in": session_ids}}, _ROW_FIELDS)
+    cursor = dates_as_ms(db.attendees, settings).find({"sessionId": {"$in": session_ids}}, _ROW_FIELDS)
     async for doc in cursor.batch_size(settings.segment_read_batch):
         row = StoredRow(doc)
         stored[doc["sessionId"]][doc["userId"]] = row
@@ -500,14 +500,6 @@ class _Batch:
     sessions: set[str]
 
 
-def _inbox_reader(db: Database, settings: Settings) -> Collection[Any]:
-    inbox = db.segment_inbox
-    if settings.embedded:
-        return inbox
-    options = inbox.codec_options.with_options(datetime_conversion=DatetimeConversion.DATETIME_MS)
-    return inbox.with_options(codec_options=options)
-
-
 async def _read_inbox(
     db: Database, settings: Settings, event_id: str, limit: int
 ) -> tuple[list[_Batch], bool]:
@@ -515,7 +507,7 @@ async def _read_inbox(
     its size); and whether more wait."""
     batches: list[_Batch] = []
     items = 0
-    cursor = _inbox_reader(db, settings).find({"eventId": event_id}).batch_size(INBOX_READ_DOCS)
+    cursor = dates_as_ms(db.segment_inbox, settings).find({"eventId": event_id}).batch_size(INBOX_READ_DOCS)
     async for doc in cursor:
         count = doc.get("count", 1)
         if batches and items + count > limit:
@@ -715,15 +707,7 @@ async def _event_state(db: Database, settings: Settings, event_id: str) -> dict[
     """Every session's users and raw intervals, from one pass over the event's attendance."""
     states: dict[str, SessionState] = defaultdict(dict)
     batch = settings.segment_read_batch
-    segments = db.watch_segments
-    if not settings.embedded:
-        # Times as milliseconds straight from BSON: a million datetimes are never built, only
-        # to be turned back into numbers.
-        segments = segments.with_options(
-            codec_options=segments.codec_options.with_options(
-                datetime_conversion=DatetimeConversion.DATETIME_MS
-            )
-        )
+    segments = dates_as_ms(db.watch_segments, settings)  # a million datetimes never built
     cursor = segments.find(
         {"eventId": event_id}, {"_id": 0, "sessionId": 1, "userId": 1, "mode": 1, "start": 1, "end": 1}
     ).batch_size(batch)
