@@ -32,14 +32,14 @@ from pymongo import monitoring
 from bench.machine import machine_line
 from bench.mongo_server import describe, start_mongo
 from shared.admin import create_event, create_user
-from shared.db import connect
+from shared.db import bulk_write, connect
 from shared.identities import store_identities
 from shared.models import RegistrationIn, SessionIn
 from shared.settings import Settings
 from shared.store import upsert_session
 from tests.servers import free_port
 from web.app import create_app
-from worker.rollup import UserState, build_session_write, bulk
+from worker.rollup import UserState, build_session_write
 
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
 EMAIL, PASSWORD = "bench@example.com", "bench password"
@@ -77,7 +77,7 @@ async def seed(db: Any, settings: Settings, session_id: str, size: int) -> None:
         for n in range(size)
     }
     write = build_session_write(session, state, {}, {}, "UTC")
-    await bulk(settings, db.attendees, write.rows)
+    await bulk_write(settings, db.attendees, write.rows)
     await db.sessions.update_one({"_id": session_id}, {"$set": write.fields})
     registrations = [
         RegistrationIn(

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorCollection, AsyncIOMotorDatabase
-from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel, InsertOne, ReplaceOne, UpdateMany, UpdateOne
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, NetworkTimeout, PyMongoError
 
 from shared.attendees import SORT_FIELDS as ATTENDEE_SORT_FIELDS
@@ -320,12 +321,68 @@ class Database:
         self.client.close()
 
 
+def _projections_left_alone(collection_class: Any) -> None:
+    """mongomock adds `_id: 1` to the projection dict a query hands it. A projection kept in a
+    module and used on both stores in one process (the tests) would then reach a server as an
+    exclusion carrying `_id: 1`, which the test server refuses (tests/test_mongo_test_server.py):
+    the embedded store works on a copy instead."""
+    original = collection_class._copy_only_fields
+    if getattr(original, "leaves_projection_alone", False):
+        return
+
+    @functools.wraps(original)
+    def copy_only_fields(self: Any, doc: Any, fields: Any, container: Any) -> Any:
+        return original(self, doc, dict(fields) if isinstance(fields, dict) else fields, container)
+
+    copy_only_fields.leaves_projection_alone = True  # type: ignore[attr-defined]
+    collection_class._copy_only_fields = copy_only_fields
+
+
+def embedded_client() -> Any:
+    """The in-process store of `demo` (and of the fast test layer): mongomock behind Motor's API."""
+    import mongomock.collection
+    from mongomock_motor import AsyncMongoMockClient
+
+    _projections_left_alone(mongomock.collection.Collection)
+    return AsyncMongoMockClient(tz_aware=True)
+
+
+async def bulk_write(settings: Settings, collection: Collection[Any], ops: Sequence[Any]) -> int:
+    """Writes as unordered bulk commands of at most WRITE_BATCH statements; the documents matched.
+
+    The embedded store (mongomock) rejects the bulk updates pymongo 4.10+ sends, so there they
+    go one by one."""
+    if settings.embedded:
+        return await _one_by_one(collection, ops)
+    matched = 0
+    for start in range(0, len(ops), settings.write_batch):
+        result = await collection.bulk_write(list(ops[start : start + settings.write_batch]), ordered=False)
+        matched += int(result.matched_count)
+    return matched
+
+
+async def _one_by_one(collection: Collection[Any], ops: Sequence[Any]) -> int:
+    matched = 0
+    for op in ops:
+        if isinstance(op, InsertOne):
+            await collection.insert_one(op._doc)
+            continue
+        if isinstance(op, ReplaceOne):
+            done = await collection.replace_one(op._filter, op._doc, upsert=bool(op._upsert))
+        elif isinstance(op, UpdateOne):
+            done = await collection.update_one(op._filter, op._doc, upsert=bool(op._upsert))
+        elif isinstance(op, UpdateMany):
+            done = await collection.update_many(op._filter, op._doc, upsert=bool(op._upsert))
+        else:
+            raise TypeError(f"no one-by-one form of {type(op).__name__}")
+        matched += done.matched_count
+    return matched
+
+
 def connect(settings: Settings) -> Database:
     """A Motor client for settings.mongodb_url, or the embedded in-process store for `mem://`."""
     if settings.mongodb_url.startswith("mem://"):
-        from mongomock_motor import AsyncMongoMockClient
-
-        client: Any = AsyncMongoMockClient(tz_aware=True)
+        client: Any = embedded_client()
         return Database(client, client[settings.mongodb_database_name])
     client = AsyncIOMotorClient(
         settings.mongodb_url,

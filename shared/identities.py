@@ -14,13 +14,13 @@ be a record of that person.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import cast
 
 from pymongo import UpdateMany, UpdateOne
 from pymongo.errors import BulkWriteError
 
 from shared.attendees import erased_fields, identity_fields
-from shared.db import Database
+from shared.db import Database, bulk_write
 from shared.documents import AttendeeIdentityDoc
 from shared.models import IDENTITY_FIELDS, RegistrationIn
 from shared.settings import Settings
@@ -82,7 +82,7 @@ async def _copy_to_rows(
         )
         for key, identity in identities.items()
     ]
-    await _bulk(db, settings, db.attendees, ops)
+    await bulk_write(settings, db.attendees, ops)
 
 
 def _new_identity(event_id: str, key: str, fields: dict[str, str]) -> AttendeeIdentityDoc:
@@ -109,19 +109,7 @@ async def _update(db: Database, settings: Settings, changed: dict[str, dict[str,
     ops = [
         UpdateOne({"_id": key}, {"$set": {**fields, "updatedAt": now()}}) for key, fields in changed.items()
     ]
-    await _bulk(db, settings, db.attendee_identities, ops)
-
-
-async def _bulk(db: Database, settings: Settings, collection: Any, ops: list[Any]) -> None:
-    if settings.embedded:  # the embedded store (mongomock) rejects the bulk updates pymongo sends
-        for op in ops:
-            if isinstance(op, UpdateMany):
-                await collection.update_many(op._filter, op._doc)
-            else:
-                await collection.update_one(op._filter, op._doc)
-        return
-    for start in range(0, len(ops), settings.write_batch):
-        await collection.bulk_write(ops[start : start + settings.write_batch], ordered=False)
+    await bulk_write(settings, db.attendee_identities, ops)
 
 
 async def _find(

@@ -46,7 +46,7 @@ async def count_attempt(
             counted = await counters.find_one_and_update(
                 {"_id": key, "expiresAt": {"$gt": now}},
                 {"$inc": {"count": 1}, expiry: {"expiresAt": expires_at}},
-                projection=_COUNT.copy(),
+                projection=_COUNT,
                 upsert=True,
                 return_document=ReturnDocument.AFTER,
             )
@@ -56,7 +56,7 @@ async def count_attempt(
         restarted = await counters.find_one_and_update(
             {"_id": key, "expiresAt": {"$lte": now}},
             {"$set": {"count": 1, "expiresAt": expires_at}, "$unset": {"lockedUntil": ""}},
-            projection=_COUNT.copy(),
+            projection=_COUNT,
         )
         if restarted is not None:
             return 1
@@ -74,7 +74,7 @@ async def lock(counters: Collection[LoginAttemptDoc], key: str, until: datetime)
 
 async def locked_until(counters: Collection[LoginAttemptDoc], key: str) -> datetime | None:
     """When the lock of `key` ends (perhaps in the past), or None when it has none."""
-    doc = await counters.find_one({"_id": key}, _LOCK.copy())
+    doc = await counters.find_one({"_id": key}, _LOCK)
     return None if doc is None else doc.get("lockedUntil")
 
 
@@ -83,6 +83,5 @@ async def forget(counters: Collection[LoginAttemptDoc], key: str) -> None:
     await counters.delete_one({"_id": key})
 
 
-# Copies are passed: the embedded store adds `_id` to the projection it is given.
 _COUNT: dict[str, Any] = {"_id": 0, "count": 1}
 _LOCK: dict[str, Any] = {"_id": 0, "lockedUntil": 1}

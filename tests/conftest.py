@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from mongomock_motor import AsyncMongoMockClient
 from pytest_aiohttp import AiohttpClient
 
 from shared.db import Database, connect
@@ -74,11 +73,7 @@ def settings(mongodb_url: str) -> Settings:
 
 @pytest.fixture
 async def database(settings: Settings) -> AsyncIterator[Database]:
-    if settings.embedded:
-        client: Any = AsyncMongoMockClient(tz_aware=True)
-        db = Database(client, client[settings.mongodb_database_name])
-    else:
-        db = connect(settings)
+    db = connect(settings)
     await db.ensure_indexes()
     yield db
     if not settings.embedded:

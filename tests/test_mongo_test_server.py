@@ -16,15 +16,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import mongomock
+import mongomock.collection
 import pytest
 from bson import Binary, Int64
 from bson.binary import UUID_SUBTYPE
-from mongomock_motor import AsyncMongoMockClient
 from pymongo import MongoClient, UpdateOne, monitoring
 from pymongo.database import Database as MongoDatabase
 from pymongo.errors import ConfigurationError, DuplicateKeyError, OperationFailure
 
-from shared.db import connect
+from shared.db import connect, embedded_client
 from shared.settings import Settings
 from tests.servers import MONGO_JAVA_SERVER_VERSION, MONGO_TEST_SERVER_SCRIPT, AnyMongo, MongoTestServer
 
@@ -178,13 +179,25 @@ async def test_a_projection_dict_given_to_the_embedded_store_gains_an_id_the_tes
     mongo: AnyMongo, store: MongoDatabase[Doc]
 ) -> None:
     """mongomock adds `_id: 1` to the projection dict it is given; an exclusion projection with
-    `_id: 1` fails on the test server (code 31253). So a projection kept in a module (as
-    web/sessions.py's `_WITHOUT_VIEWERS`) is handed to a query as a copy, never itself."""
+    `_id: 1` fails on the test server (code 31253). So the embedded store as the service opens
+    it (shared.db.embedded_client) works on a copy, and a projection kept in a module (as
+    web/sessions.py's `_WITHOUT_VIEWERS`) stays as written."""
     shared_projection = {"viewers": 0}
-    embedded: Any = AsyncMongoMockClient(tz_aware=True)["gaps"]  # the store `make demo` runs on
+    method = mongomock.collection.Collection._copy_only_fields
+    bare = getattr(method, "__wrapped__", method)  # mongomock's own, without the service's copy
+    doc = {"_id": "s1", "viewers": [3], "title": "T"}
+    collection: Any = mongomock.MongoClient().gaps.sessions
+    assert bare(collection, doc, shared_projection, dict) == {
+        "_id": "s1",
+        "title": "T",
+    }
+    assert shared_projection == {"viewers": 0, "_id": 1}  # changed in place by mongomock itself
+
+    kept = {"viewers": 0}
+    embedded: Any = embedded_client()["gaps"]  # the store `make demo` runs on
     await embedded.sessions.insert_one({"_id": "s1", "viewers": [3], "title": "T"})
-    assert await embedded.sessions.find_one({"_id": "s1"}, shared_projection) == {"_id": "s1", "title": "T"}
-    assert shared_projection == {"viewers": 0, "_id": 1}  # changed in place by the embedded store
+    assert await embedded.sessions.find_one({"_id": "s1"}, kept) == {"_id": "s1", "title": "T"}
+    assert kept == {"viewers": 0}
 
     store.sessions.insert_one({"_id": "s1", "viewers": [3], "title": "T"})
     assert store.sessions.find_one({"_id": "s1"}, {"viewers": 0}) == {"_id": "s1", "title": "T"}

@@ -64,11 +64,12 @@ class RowQuery:
     def unvalued(self) -> dict[str, Any]:
         return {**self.matching, self.key: None}
 
-    def cursors(self, db: Database, skip: int, valued_count: int) -> list[Any]:
-        """The valued rows from `skip` on, then the unvalued ones (as far as the caller reads)."""
+    def cursors(self, db: Database, skip: int = 0, valued_count: int | None = None) -> list[Any]:
+        """The valued rows from `skip` on, then the unvalued ones (as far as the caller reads);
+        given how many rows are valued, a skip past them reads only the unvalued ones."""
         first = db.attendees.find(self.valued, _ROW_FIELDS).sort([(self.key, self.direction), ("userId", 1)])
         rest = db.attendees.find(self.unvalued, _ROW_FIELDS).sort("userId", ASCENDING)
-        if skip >= valued_count:
+        if valued_count is not None and skip >= valued_count:
             return [rest.skip(skip - valued_count)]
         return [first.skip(skip), rest]
 
@@ -142,7 +143,7 @@ async def session_attendees_csv(request: web.Request) -> web.StreamResponse:
     order = AttendeeOrder.parse(request)
     db = request.app[DB]
     rows = RowQuery.of(session["_id"], order)
-    cursors = iter([c.batch_size(CSV_BATCH) for c in rows.cursors(db, 0, 1)])
+    cursors = iter([c.batch_size(CSV_BATCH) for c in rows.cursors(db)])
     current = next(cursors)
 
     async def more() -> list[list[Any]]:

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 from pymongo import UpdateOne
 
-from shared.db import Database
+from shared.db import Database, bulk_write
 from shared.documents import ProviderStateDoc, SessionDoc
 from shared.duration_status import KNOWN, NO_CREDENTIALS, NOT_FOUND, PENDING, PROVIDER_ERROR
 from shared.duration_status import LIVE as LIVE_STATUS
@@ -271,15 +271,8 @@ async def _write_answers(
 
 
 async def _set_all(db: Database, settings: Settings, updates: list[tuple[_Filter, _Update]]) -> None:
-    """One bulk_write of `$set`s per WRITE_BATCH updates. The embedded store (mongomock 4.3)
-    rejects every bulk update pymongo 4.10+ sends, so there the same updates go one by one."""
-    for start in range(0, len(updates), settings.write_batch):
-        chunk = updates[start : start + settings.write_batch]
-        if settings.embedded:
-            for match, change in chunk:
-                await db.sessions.update_one(match, change)
-        else:
-            await db.sessions.bulk_write([UpdateOne(m, c) for m, c in chunk], ordered=False)
+    """The `$set`s in bulk writes of WRITE_BATCH updates."""
+    await bulk_write(settings, db.sessions, [UpdateOne(m, c) for m, c in updates])
 
 
 async def _mark_waiting(db: Database, provider: str, sessions: list[SessionDoc]) -> None:

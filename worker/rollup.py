@@ -33,7 +33,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -45,7 +45,7 @@ from pymongo import InsertOne, ReplaceOne, UpdateMany, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from shared.attendees import identity_fields, row_id
-from shared.db import UNAVAILABLE_ERRORS, Collection, Database
+from shared.db import UNAVAILABLE_ERRORS, Collection, Database, bulk_write
 from shared.documents import AttendeeRowDoc, RollupLeaseDoc, SessionDoc
 from shared.identities import identities_of
 from shared.inbox import QueuedItem, batch_items, consume, settle_intents
@@ -273,43 +273,15 @@ def build_session_write(
 # --- writing ----------------------------------------------------------------------------------
 
 
-async def bulk(
-    settings: Settings, collection: Collection[Any], ops: Sequence[Any], *, matched: bool = False
-) -> int:
-    """Writes as bulk commands of at most WRITE_BATCH statements; the documents matched.
-
-    The embedded store (mongomock) rejects the bulk updates pymongo 4.10+ sends, so there they
-    go one by one."""
-    count = 0
-    if settings.embedded:
-        for op in ops:
-            if isinstance(op, InsertOne):
-                await collection.insert_one(op._doc)
-            elif isinstance(op, ReplaceOne):
-                done = await collection.replace_one(op._filter, op._doc, upsert=bool(op._upsert))
-                count += done.matched_count
-            elif isinstance(op, UpdateOne):
-                done = await collection.update_one(op._filter, op._doc, upsert=bool(op._upsert))
-                count += done.matched_count
-            else:
-                done = await collection.update_many(op._filter, op._doc)
-                count += done.matched_count
-        return count
-    for start in range(0, len(ops), settings.write_batch):
-        result = await collection.bulk_write(list(ops[start : start + settings.write_batch]), ordered=False)
-        count += int(result.matched_count)
-    return count
-
-
 async def _write_sessions(db: Database, settings: Settings, writes: list[SessionWrite]) -> set[str]:
     """Rows first, then each session's numbers; the sessions whose document was there to take
     them (a session deleted meanwhile loses the rows just written for it)."""
     if not writes:
         return set()
-    await bulk(settings, db.attendees, [op for w in writes for op in w.rows])
+    await bulk_write(settings, db.attendees, [op for w in writes for op in w.rows])
     updates = [UpdateOne({"_id": w.session["_id"]}, {"$set": w.fields}) for w in writes]
     written = {w.session["_id"] for w in writes}
-    if await bulk(settings, db.sessions, updates) != len(writes):
+    if await bulk_write(settings, db.sessions, updates) != len(writes):
         there = await db.sessions.find({"_id": {"$in": sorted(written)}}, {"_id": 1}).to_list(None)
         gone = sorted(written - {doc["_id"] for doc in there})
         await db.attendees.delete_many({"sessionId": {"$in": gone}})
@@ -360,7 +332,7 @@ async def _clear_flags(db: Database, settings: Settings, sessions: list[SessionD
         UpdateMany({"_id": {"$in": ids}, "rollupVersion": version}, {"$set": {"rollupPending": False}})
         for version, ids in sorted(by_version.items())
     ]
-    await bulk(settings, db.sessions, ops)
+    await bulk_write(settings, db.sessions, ops)
 
 
 async def _new_identities(
