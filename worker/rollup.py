@@ -7,8 +7,9 @@ Storage, and why each piece exists on MongoDB:
   permanent collections stay insert-only and a rollup reads only new input. (Ingestion's
   intents, `segment_intents`, make its answers true: shared/inbox.py.)
 - `attendees`: one row per (session, user) holding the user's unions and numbers
-  (shared/attendees.py). A rollup reads the rows of the sessions it folds (their numbers are
-  sums and counts over every user), and writes only the rows that changed.
+  (shared/attendees.py). A rollup reads the rows of the sessions it folds that have some (their
+  numbers are sums and counts over every user; a session's first rollup reads none), and
+  writes only the rows that changed.
 - `sessions`: the numbers and the viewers series, set whole by one update per session after
   its rows are written: a reader sees a session's numbers all from one rollup, and at worst a
   row a moment newer than the numbers. A crash between the rows and the session leaves the
@@ -42,13 +43,13 @@ from bson import DatetimeMS
 from bson.codec_options import DatetimeConversion
 from motor.core import AgnosticBaseCursor
 from pymongo import InsertOne, ReplaceOne, UpdateMany, UpdateOne
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.attendees import identity_fields, row_id
 from shared.db import UNAVAILABLE_ERRORS, Collection, Database, bulk_write
 from shared.documents import AttendeeRowDoc, RollupLeaseDoc, SessionDoc
 from shared.identities import identities_of
-from shared.inbox import QueuedItem, batch_items, consume, settle_intents
+from shared.inbox import DUPLICATE_KEY, QueuedItem, batch_items, consume, settle_intents
 from shared.jobs import (
     STARTED,
     SUCCESS,
@@ -92,6 +93,7 @@ _SESSION_FIELDS = {
     "format": 1,
     "duration": 1,
     "rollupVersion": 1,
+    "attendeeRows": 1,  # none yet: the session's first rollup reads no rows
 }
 # What a rollup reads of a row: the user's state, and the numbers to tell whether it changed.
 _ROW_FIELDS = {
@@ -530,19 +532,19 @@ async def _rollup_batch(db: Database, settings: Settings, lease: EventLease) -> 
     more = more_inbox or len(taken) < len(inbox) or len(flagged_ids) > settings.rollup_batch_sessions
     if not chosen:
         return BatchResult(more=False)
-    (sessions, (states, stored)), time_zone = await asyncio.gather(
-        _sessions_and_states(db, settings, chosen), event_time_zone(db, event_id)
+    sessions, time_zone = await asyncio.gather(
+        db.sessions.find({"_id": {"$in": chosen}}, _SESSION_FIELDS).to_list(None),
+        event_time_zone(db, event_id),
     )
-    for batch in taken:  # items of sessions deleted since have nothing to be folded into
-        _apply_inbox(states, batch.items)
-    identities = await _new_identities(db, settings, event_id, states, stored)
-    writes = []
-    for session in sessions:
-        merged = {user_id: user.merged() for user_id, user in states[session["_id"]].items()}
-        writes.append(build_session_write(session, merged, stored[session["_id"]], identities, time_zone))
-
-    await lease.renew()  # still ours: no other rollup or recompute writes these sessions
-    written = await _write_sessions(db, settings, writes)
+    try:
+        writes, written = await _fold(db, settings, lease, sessions, taken, time_zone, every_session=False)
+    except BulkWriteError as err:
+        if not _only_duplicates(err):
+            raise
+        # A session whose rows a rollup wrote before it died, without its numbers: read them all.
+        writes, written = await _fold(db, settings, lease, sessions, taken, time_zone, every_session=True)
+    except DuplicateKeyError:  # the same, on the embedded store (inserts one by one)
+        writes, written = await _fold(db, settings, lease, sessions, taken, time_zone, every_session=True)
     await asyncio.gather(
         _clear_flags(db, settings, [w.session for w in writes if w.session["_id"] in written]),
         bump_analytics_version(db, [event_id] if written else []),
@@ -553,12 +555,42 @@ async def _rollup_batch(db: Database, settings: Settings, lease: EventLease) -> 
     return BatchResult(len(written), folded, more)
 
 
-async def _sessions_and_states(
-    db: Database, settings: Settings, session_ids: list[str]
-) -> tuple[list[SessionDoc], tuple[dict[str, SessionState], dict[str, dict[str, StoredRow]]]]:
-    sessions_read = db.sessions.find({"_id": {"$in": session_ids}}, _SESSION_FIELDS).to_list(None)
-    sessions, loaded = await asyncio.gather(sessions_read, _load_states(db, settings, session_ids))
-    return sessions, loaded
+async def _fold(
+    db: Database,
+    settings: Settings,
+    lease: EventLease,
+    sessions: list[SessionDoc],
+    taken: list[_Batch],
+    time_zone: str,
+    *,
+    every_session: bool,
+) -> tuple[list[SessionWrite], set[str]]:
+    """Fold the batches into these sessions' stored rows and write what changed.
+
+    Rows are read only for sessions that have some (`attendeeRows`, written with the numbers
+    after the rows): a session's first rollup reads nothing. A rollup that died after writing a
+    session's rows but before its numbers leaves rows the count does not know; inserting one of
+    them again fails on its `_id`, and the caller folds again with `every_session`.
+    """
+    with_rows = [s["_id"] for s in sessions if every_session or s.get("attendeeRows")]
+    states, stored = await _load_states(db, settings, with_rows)
+    for session in sessions:
+        states.setdefault(session["_id"], {})
+        stored.setdefault(session["_id"], {})
+    for batch in taken:  # items of sessions deleted since have nothing to be folded into
+        _apply_inbox(states, batch.items)
+    identities = await _new_identities(db, settings, lease.event_id, states, stored)
+    writes = []
+    for session in sessions:
+        merged = {user_id: user.merged() for user_id, user in states[session["_id"]].items()}
+        writes.append(build_session_write(session, merged, stored[session["_id"]], identities, time_zone))
+    await lease.renew()  # still ours: no other rollup or recompute writes these sessions
+    return writes, await _write_sessions(db, settings, writes)
+
+
+def _only_duplicates(err: BulkWriteError) -> bool:
+    errors = err.details.get("writeErrors", [])
+    return bool(errors) and all(e.get("code") == DUPLICATE_KEY for e in errors)
 
 
 @dataclass(slots=True)
