@@ -299,9 +299,17 @@ import asyncio, json, resource, sys, time
 from collections import Counter
 from pymongo import monitoring
 
-class Count(monitoring.CommandListener):
-    def __init__(self): self.names = Counter()
-    def started(self, event): self.names[event.command_name] += 1
+import bson
+
+WRITES = {"insert": "documents", "update": "updates", "delete": "deletes"}
+
+class Count(monitoring.CommandListener):  # commands by name; statements, bytes of writes
+    def __init__(self): self.names, self.statements, self.write_bytes = Counter(), 0, 0
+    def started(self, event):
+        self.names[event.command_name] += 1
+        if event.command_name in WRITES:
+            self.statements += len(event.command.get(WRITES[event.command_name], ()))
+            self.write_bytes += len(bson.encode(event.command))
     def succeeded(self, event): pass
     def failed(self, event): pass
 
@@ -331,9 +339,11 @@ async def main(url, event_id):
         if not result.more:
             break
     elapsed = time.perf_counter() - started
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": elapsed, "peak_mib": peak_mib, "items": items, "sessions": sessions,
-                      "tasks": runs, "commands": dict(counter.names)}))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"seconds": elapsed, "peak_mib": usage.ru_maxrss / 1024, "items": items,
+                      "sessions": sessions, "tasks": runs, "commands": dict(counter.names),
+                      "statements": counter.statements, "write_bytes": counter.write_bytes,
+                      "cpu_s": usage.ru_utime + usage.ru_stime}))
 
 asyncio.run(main(sys.argv[1], sys.argv[2]))
 """
@@ -552,6 +562,15 @@ def main() -> None:
             print(f"| session rollups written | {result['sessions']:,} in {result['tasks']} task runs |")
             print(f"| worker peak memory | {result['peak_mib']:.0f} MiB |")
             print(f"| database commands | {total} ({per_k:.1f} per 1,000 items): {json.dumps(queries)} |")
+            per_1k = 1000 / max(1, result["items"])
+            print(
+                f"| written per 1,000 items | {result['statements'] * per_1k:,.0f} documents (insert, "
+                f"update, delete statements), {result['write_bytes'] * per_1k / 1024:,.0f} KiB of writes |"
+            )
+            print(
+                f"| the worker's own CPU per 1,000 items | {result['cpu_s'] * per_1k * 1000:,.0f} ms "
+                "(process start included) |"
+            )
             print(
                 f"database: one session update by _id with {args.backlog_sessions:,} sessions stored "
                 f"takes {result['update_ms']:.1f} ms; its plan for an _id lookup: {result['plan']}"
