@@ -246,13 +246,17 @@ def build_session_write(
     time_zone: str,
     *,
     replace: bool = False,
+    touched: set[str] | None = None,
 ) -> SessionWrite:
     """The rows that changed (all of them with `replace`, as whole documents) and the session's
-    new numbers. `state` holds merged unions; `stored` the rows as read, by userId."""
+    new numbers. `state` holds merged unions; `stored` the rows as read, by userId; `touched`,
+    when given, the only users whose rows can have changed (the others are not compared)."""
     numbers = _numbers(session, state)
     ops: list[InsertOne[AttendeeRowDoc] | UpdateOne | ReplaceOne[AttendeeRowDoc]] = []
     for row in numbers.attendee_rows:
         user_id = str(row["userId"])
+        if touched is not None and user_id not in touched:
+            continue
         user = state[user_id]
         old = stored.get(user_id)
         if replace:
@@ -577,13 +581,22 @@ async def _fold(
     for session in sessions:
         states.setdefault(session["_id"], {})
         stored.setdefault(session["_id"], {})
+    touched: dict[str, set[str]] = defaultdict(set)
     for batch in taken:  # items of sessions deleted since have nothing to be folded into
         _apply_inbox(states, batch.items)
+        for item in batch.items:
+            touched[item.session_id].add(item.user_id)
     identities = await _new_identities(db, settings, lease.event_id, states, stored)
     writes = []
     for session in sessions:
-        merged = {user_id: user.merged() for user_id, user in states[session["_id"]].items()}
-        writes.append(build_session_write(session, merged, stored[session["_id"]], identities, time_zone))
+        new = touched[session["_id"]]
+        # Stored unions are merged already: only the users given new items need merging. A
+        # flagged session (its duration or video changed) may change every row.
+        state = {u: user.merged() if u in new else user for u, user in states[session["_id"]].items()}
+        only = None if session.get("rollupPending") else new
+        writes.append(
+            build_session_write(session, state, stored[session["_id"]], identities, time_zone, touched=only)
+        )
     await lease.renew()  # still ours: no other rollup or recompute writes these sessions
     return writes, await _write_sessions(db, settings, writes)
 
