@@ -159,8 +159,11 @@ def add_new_segments(url: str, count: int, sessions: int, users: int) -> None:
     client.close()
 
 
-async def ingestion(url: str, batches: int, concurrency: int, sessions: int, users: int) -> float:
-    """Segments accepted per second through POST /rest/events/{id}/watch-segments."""
+async def ingestion(
+    url: str, batches: int, concurrency: int, sessions: int, users: int
+) -> tuple[float, float, float]:
+    """Segments accepted per second through POST /rest/events/{id}/watch-segments, and the p50 and
+    p99 of one post in ms (every answer must be 200: a 503 fails the run)."""
     port = free_port()
     env = {**os.environ, "MONGODB_URL": url, "LOG_LEVEL": "WARNING", "REDIS_URL": "redis://127.0.0.1:9/0"}
     key = subprocess.run(
@@ -201,11 +204,13 @@ async def ingestion(url: str, batches: int, concurrency: int, sessions: int, use
             for body in bodies:
                 queue.put_nowait(body)
             accepted = 0
+            took: list[float] = []
 
             async def client() -> None:
                 nonlocal accepted
                 while not queue.empty():
                     body = queue.get_nowait()
+                    began = time.perf_counter()
                     async with http.post(
                         f"{base}/rest/events/{EVENT}/watch-segments",
                         data=body,
@@ -214,12 +219,14 @@ async def ingestion(url: str, batches: int, concurrency: int, sessions: int, use
                         answer = await response.json()
                         assert response.status == 200, answer
                         accepted += answer["accepted"]
+                    took.append((time.perf_counter() - began) * 1000)
 
             started = time.perf_counter()
             await asyncio.gather(*(client() for _ in range(concurrency)))
             elapsed = time.perf_counter() - started
             assert accepted == batches * 1000, accepted
-            return accepted / elapsed
+            took.sort()
+            return accepted / elapsed, took[len(took) // 2], took[min(len(took) - 1, int(len(took) * 0.99))]
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -249,7 +256,7 @@ def main() -> None:
         add_new_segments(url, args.new_segments, args.sessions, args.users)
         incremental = child("rollup", url)
         print(f"incremental: {incremental}", flush=True)
-        rate = asyncio.run(ingestion(url, args.ingest_batches, 4, args.sessions, args.users))
+        rate, p50, p99 = asyncio.run(ingestion(url, args.ingest_batches, 4, args.sessions, args.users))
         ratio = full["seconds"] / floor["seconds"]
         share = incremental["seconds"] / full["seconds"]
         print()
@@ -257,13 +264,17 @@ def main() -> None:
         print("|---|---|---|")
         print(f"| read {args.segments:,} segments (floor) | {floor['seconds']:.1f} s | |")
         print(f"| full recompute, {args.sessions} sessions | {full['seconds']:.1f} s | |")
-        print(f"| recompute ÷ floor | {ratio:.2f} | ≤ 1.5 |")
+        print(f"| recompute ÷ floor | {ratio:.2f} | ≤ 1.3 |")
         print(f"| recompute worker peak memory | {full['peak_mib']:.0f} MiB | ≤ 1024 MiB |")
         print(
             f"| incremental rollup, {args.new_segments:,} new segments over 10 sessions | "
             f"{incremental['seconds']:.2f} s ({share:.1%} of full) | ≤ 5 % |"
         )
-        print(f"| ingestion, batches of 1,000, 4 concurrent clients | {rate:,.0f} segments/s | |")
+        print(
+            f"| ingestion, one web process, batches of 1,000, 4 concurrent clients | {rate:,.0f} "
+            f"segments/s, every answer 200, post p50 / p99 {p50:.0f} / {p99:.0f} ms "
+            "| ≥ 10,000/s, p99 < 500 ms |"
+        )
         print(f"\nincremental result: {incremental['result']}")
     finally:
         server.close()
