@@ -32,6 +32,7 @@ NUMBER_FIELDS = (
     "liveSeconds",
     "recordingSeconds",
     "engagement",
+    "completion",
     "registeredAt",
     "firstJoinedAt",
     "lastLeftAt",
@@ -43,6 +44,16 @@ SORT_FIELDS = {
     "engagement": "engagement",
     "lastName": "sortName",
     "registeredAt": "registeredAt",
+    "firstJoinedAt": "firstJoinedAt",
+}
+# The event people list's sort keys (shared/audience.py) and the field each sorts by.
+PEOPLE_SORT_FIELDS = {
+    "attendedSeconds": "attendedSeconds",
+    "sessionsAttended": "sessionsAttended",
+    "completion": "completion",
+    "lastName": "sortName",
+    "firstJoinedAt": "firstJoinedAt",
+    "lastLeftAt": "lastLeftAt",
 }
 
 

@@ -10,10 +10,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from bson.codec_options import DatetimeConversion
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorCollection, AsyncIOMotorDatabase
-from pymongo import ASCENDING, DESCENDING, IndexModel, InsertOne, ReplaceOne, UpdateMany, UpdateOne
+from pymongo import ASCENDING, DESCENDING, DeleteOne, IndexModel, InsertOne, ReplaceOne, UpdateMany, UpdateOne
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, NetworkTimeout, PyMongoError
 
+from shared.attendees import PEOPLE_SORT_FIELDS
 from shared.attendees import SORT_FIELDS as ATTENDEE_SORT_FIELDS
 from shared.documents import (
     AttendeeIdentityDoc,
@@ -92,6 +94,19 @@ INDEXES: dict[str, list[IndexModel]] = {
         ],
         IndexModel([("eventId", ASCENDING), ("userId", ASCENDING)]),
     ],
+    # The event's people (shared/audience.py): rollups read and write them by `_id`; the people
+    # list filters one event's and sorts by each of its sort keys, ties by userId; a recompute
+    # deletes the ones it did not rebuild.
+    "people": [
+        IndexModel([("eventId", ASCENDING), (key, ASCENDING), ("userId", ASCENDING)])
+        for key in PEOPLE_SORT_FIELDS.values()
+    ],
+    # LIVE edge counts per chunk of an event's time, read and written by `_id`; a recompute
+    # deletes an event's before it writes them again.
+    "audience_edges": [IndexModel([("eventId", ASCENDING)])],
+    # One summary per event (`_id`), one journal per event (`_id`) and its parts (`_id`).
+    "event_summaries": [],
+    "rollup_journal": [],
     # One lease per event (`_id` = eventId).
     "rollup_leases": [],
     "tasks": [
@@ -297,6 +312,22 @@ class Database:
         return cast("Collection[AttendeeRowDoc]", self.db.attendees)
 
     @property
+    def people(self) -> Collection[RawDocument]:
+        return self.db.people
+
+    @property
+    def audience_edges(self) -> Collection[RawDocument]:
+        return self.db.audience_edges
+
+    @property
+    def event_summaries(self) -> Collection[RawDocument]:
+        return self.db.event_summaries
+
+    @property
+    def rollup_journal(self) -> Collection[RawDocument]:
+        return self.db.rollup_journal
+
+    @property
     def tasks(self) -> Collection[TaskDoc]:
         return cast("Collection[TaskDoc]", self.db.tasks)
 
@@ -373,10 +404,23 @@ async def _one_by_one(collection: Collection[Any], ops: Sequence[Any]) -> int:
             done = await collection.update_one(op._filter, op._doc, upsert=bool(op._upsert))
         elif isinstance(op, UpdateMany):
             done = await collection.update_many(op._filter, op._doc, upsert=bool(op._upsert))
+        elif isinstance(op, DeleteOne):
+            await collection.delete_one(op._filter)
+            continue
         else:
             raise TypeError(f"no one-by-one form of {type(op).__name__}")
         matched += done.matched_count
     return matched
+
+
+def dates_as_ms(collection: Collection[Any], settings: Settings) -> Collection[Any]:
+    """The collection read with its dates as milliseconds straight from BSON (no datetimes built
+    only to be turned back into numbers); the embedded store gives datetimes, which epoch_ms
+    also takes."""
+    if settings.embedded:
+        return collection
+    options = collection.codec_options.with_options(datetime_conversion=DatetimeConversion.DATETIME_MS)
+    return collection.with_options(codec_options=options)
 
 
 def connect(settings: Settings) -> Database:

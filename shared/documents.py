@@ -191,6 +191,7 @@ class AttendeeRowDoc(TypedDict, total=False):
     liveSeconds: float
     recordingSeconds: float
     engagement: float | None
+    completion: float | None
     registeredAt: datetime | None
     firstJoinedAt: datetime | None
     lastLeftAt: datetime | None

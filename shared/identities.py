@@ -2,9 +2,10 @@
 
 One document per (event, user) in `attendee_identities`, `_id` = `eventId:userId`, holding the
 latest `email`, `firstName`, `lastName` and `ticketId` its registrations gave: the source a
-rollup copies into a user's new attendee row. The attendee rows of the user in the event's
-sessions keep a copy (shared/attendees.py) so the database searches and sorts by them; a
-changed identity is written to those rows at once, and erasing a user of an event deletes the
+rollup copies into a user's new attendee row and person. The attendee rows of the user in the
+event's sessions and the user's person of the event keep a copy (shared/attendees.py,
+shared/audience.py) so the database searches and sorts by them; a changed identity is written
+to those copies at once, and erasing a user of an event deletes the
 identity and clears the copies (registrations and the inbox keep only ids, times and numbers).
 A registration posted again after an erasure stores its identity again: the platform that
 sends registrations is where a person's data comes from, and a tombstone kept here would itself
@@ -74,15 +75,20 @@ async def store_identities(
 async def _copy_to_rows(
     db: Database, settings: Settings, event_id: str, identities: dict[str, dict[str, object]]
 ) -> None:
-    """The users' attendee rows of this event take their new identity (one update per user)."""
-    ops = [
+    """The users' attendee rows and people of this event take their new identity (one update
+    per user and collection; a person's `_id` is the identity's)."""
+    rows = [
         UpdateMany(
             {"eventId": event_id, "userId": key[len(event_id) + 1 :]},
             {"$set": identity_fields(identity)},
         )
         for key, identity in identities.items()
     ]
-    await bulk_write(settings, db.attendees, ops)
+    people = [
+        UpdateOne({"_id": key}, {"$set": identity_fields(identity)}) for key, identity in identities.items()
+    ]
+    await bulk_write(settings, db.attendees, rows)
+    await bulk_write(settings, db.people, people)
 
 
 def _new_identity(event_id: str, key: str, fields: dict[str, str]) -> AttendeeIdentityDoc:
@@ -134,6 +140,7 @@ async def identities_of(
 
 async def erase_identity(db: Database, event_id: str, user_id: str) -> None:
     """Remove a user's personal fields for one event from everything stored (see the module doc):
-    the identity, then its copies in the user's attendee rows."""
+    the identity, then its copies in the user's attendee rows and in the event's person."""
     await db.attendee_identities.delete_one({"_id": identity_id(event_id, user_id)})
     await db.attendees.update_many({"eventId": event_id, "userId": user_id}, {"$set": erased_fields()})
+    await db.people.update_one({"_id": identity_id(event_id, user_id)}, {"$set": erased_fields()})

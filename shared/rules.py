@@ -193,5 +193,6 @@ def _attendee_row(
         "liveSeconds": watch.live if watch else 0.0,
         "recordingSeconds": watch.recording if watch else 0.0,
         "engagement": engagement_percent(attended, duration) if available else None,
+        "completion": engagement_percent(attended, duration),  # rule 11: any known duration
         "registeredAt": registered_at,
     }

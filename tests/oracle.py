@@ -172,9 +172,10 @@ def expected_attendees(
     rows = []
     for user in sorted(set(watched) | set(registered_at)):
         w = watched.get(user, {"live": 0.0, "recording": 0.0, "attended": 0.0})
-        engagement = None
-        if available and duration is not None and duration > 0:
-            engagement = min(w["attended"] / duration, 1.0) * 100
+        completion = None
+        if duration is not None and duration > 0:
+            completion = min(w["attended"] / duration, 1.0) * 100
+        spans = [(to_ms(s["start"]), to_ms(s["end"])) for s in segments if s["userId"] == user]
         rows.append(
             {
                 "userId": user,
@@ -182,11 +183,126 @@ def expected_attendees(
                 "attendedSeconds": w["attended"],
                 "liveSeconds": w["live"],
                 "recordingSeconds": w["recording"],
-                "engagement": engagement,
+                "engagement": completion if available else None,
                 "registeredAt": registered_at.get(user),
+                "firstJoinedAt": iso(min(a for a, _ in spans)) if spans else None,
+                "lastLeftAt": iso(max(e for _, e in spans)) if spans else None,
+                "joins": covered_runs(spans),
+                "completion": completion,
             }
         )
     return rows
+
+
+def covered_runs(intervals: list[tuple[int, int]]) -> int:
+    """Rule 11's joins the slow way: cut the timeline at every boundary and count the runs of
+    covered pieces (a piece right after a covered one continues its run)."""
+    points = sorted({point for interval in intervals for point in interval})
+    runs, covering = 0, False
+    for left, right in itertools.pairwise(points):
+        now_covered = any(start <= left and right <= end for start, end in intervals)
+        runs += now_covered and not covering
+        covering = now_covered
+    return runs
+
+
+def expected_audience(
+    segments: Iterable[dict[str, Any]],
+    registrations: Iterable[dict[str, Any]],
+    sessions: dict[str, dict[str, Any]],
+    time_zone: str,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Rules 12 and 13 the slow way: (the event summary, the event's people by userId).
+
+    `sessions`: sessionId → {duration, streamProvider, format} as the documents hold them."""
+    from zoneinfo import ZoneInfo
+
+    segments = _unique(segments, lambda s: s["segmentId"])
+    registrations = _unique(registrations, lambda r: (r["sessionId"], r["userId"]))
+    users = sorted({s["userId"] for s in segments} | {r["userId"] for r in registrations})
+    people = []
+    totals = {"total": 0.0, "live": 0.0, "recording": 0.0}
+    modes = {"liveOnly": 0, "recordingOnly": 0, "both": 0}
+    for user in users:
+        mine = [s for s in segments if s["userId"] == user]
+        registered_in = {r["sessionId"] for r in registrations if r["userId"] == user}
+        per_session = {
+            sid: watched_seconds([s for s in mine if s["sessionId"] == sid]).get(user) for sid in sessions
+        }
+        attended = {sid: w for sid, w in per_session.items() if w and w["attended"] > 0}
+        seconds = {k: sum(w[k] for w in attended.values()) for k in ("attended", "live", "recording")}
+        completions = []
+        for sid in registered_in | set(attended):
+            spec = sessions[sid]
+            duration = effective_duration(
+                spec.get("duration"), spec.get("streamProvider"), spec.get("format")
+            )
+            if duration is not None and duration > 0:
+                completions.append(
+                    min((attended.get(sid) or {"attended": 0})["attended"] / duration, 1.0) * 100
+                )
+        live, recording = seconds["live"] > 0, seconds["recording"] > 0
+        modes["liveOnly"] += live and not recording
+        modes["recordingOnly"] += recording and not live
+        modes["both"] += live and recording
+        for key, name in (("total", "attended"), ("live", "live"), ("recording", "recording")):
+            totals[key] += seconds[name]
+        people.append(
+            {
+                "userId": user,
+                "sessionsRegistered": len(registered_in),
+                "sessionsAttended": len(attended),
+                "attended": bool(attended),
+                "noShow": bool(registered_in) and not attended,
+                "attendedSeconds": seconds["attended"],
+                "liveSeconds": seconds["live"],
+                "recordingSeconds": seconds["recording"],
+                "firstJoinedAt": iso(min(to_ms(s["start"]) for s in mine)) if mine else None,
+                "lastLeftAt": iso(max(to_ms(s["end"]) for s in mine)) if mine else None,
+                "completion": _mean(completions) if completions else None,
+            }
+        )
+    # The peak: every LIVE start is a candidate instant; count the users covering it.
+    live_spans: dict[str, list[tuple[int, int]]] = {}
+    for s in segments:
+        if s["mode"] == "LIVE":
+            live_spans.setdefault(s["userId"], []).append((to_ms(s["start"]), to_ms(s["end"])))
+    peak, peak_at = 0, None
+    for instant in sorted({a for spans in live_spans.values() for a, _ in spans}):
+        covering = sum(any(a <= instant < e for a, e in spans) for spans in live_spans.values())
+        if covering > peak:
+            peak, peak_at = covering, iso(instant)
+    zone = ZoneInfo(time_zone)
+    all_spans: dict[str, list[tuple[int, int]]] = {}
+    for s in segments:
+        all_spans.setdefault(s["userId"], []).append((to_ms(s["start"]), to_ms(s["end"])))
+    per_day = []
+    if all_spans:
+        flat = [span for spans in all_spans.values() for span in spans]
+        day = (_EPOCH + min(a for a, _ in flat) * _MS).astimezone(zone).date()
+        last_day = (_EPOCH + (max(e for _, e in flat) - 1) * _MS).astimezone(zone).date()
+        while day <= last_day:
+            after = day + timedelta(days=1)
+            lo = to_ms(datetime(day.year, day.month, day.day, tzinfo=zone).isoformat())
+            hi = to_ms(datetime(after.year, after.month, after.day, tzinfo=zone).isoformat())
+            count = sum(any(max(a, lo) < min(e, hi) for a, e in spans) for spans in all_spans.values())
+            per_day.append({"date": day.isoformat(), "attendees": count})
+            day = after
+    registrants = sum(p["sessionsRegistered"] > 0 for p in people)
+    attendees = sum(p["attended"] for p in people)
+    summary = {
+        "sessions": len(sessions),
+        "uniqueRegistrants": registrants,
+        "uniqueAttendees": attendees,
+        "noShows": sum(p["noShow"] for p in people),
+        **modes,
+        "watchTime": totals,
+        "avgWatchPerAttendee": totals["total"] / attendees if attendees else 0.0,
+        "peakConcurrent": peak,
+        "peakAt": peak_at,
+        "attendeesPerDay": per_day,
+    }
+    return summary, people
 
 
 IDENTITY_FIELDS = ("email", "firstName", "lastName", "ticketId")

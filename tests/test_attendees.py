@@ -119,6 +119,11 @@ def expected_row(user: str) -> dict[str, Any]:
         "recordingSeconds": 0.0,
         "engagement": min(seconds / DURATION, 1) * 100,
         "registeredAt": iso_utc(T0 - timedelta(hours=at)) if registered else None,
+        # Rule 11: one segment from T0 each.
+        "firstJoinedAt": iso_utc(T0) if seconds else None,
+        "lastLeftAt": iso_utc(T0 + timedelta(seconds=seconds)) if seconds else None,
+        "joins": 1 if seconds else 0,
+        "completion": min(seconds / DURATION, 1) * 100,
     }
 
 
@@ -294,6 +299,10 @@ async def test_csv_lists_the_rows_of_the_list_in_its_order(
         "Recording Watch Time (s)",
         "Engagement (%)",
         "Registered At (UTC)",
+        "First Joined At (UTC)",
+        "Last Left At (UTC)",
+        "Joins",
+        "Completion (%)",
     ]
     listed_rows = await listed(client, world["host"], query)
     assert [row[0] for row in rows[1:]] == [row["userId"] for row in listed_rows]
@@ -303,6 +312,8 @@ async def test_csv_lists_the_rows_of_the_list_in_its_order(
         assert float(cells[6]) == pytest.approx(row["attendedSeconds"])
         assert float(cells[9]) == pytest.approx(row["engagement"], abs=0.005)
         assert cells[10] == (row["registeredAt"] or "")
+        assert cells[11:14] == [row["firstJoinedAt"] or "", row["lastLeftAt"] or "", str(row["joins"])]
+        assert float(cells[14]) == pytest.approx(row["completion"], abs=0.005)
 
 
 async def test_csv_cells_never_start_a_formula(client: Client, world: dict[str, Any]) -> None:
@@ -366,8 +377,8 @@ def _texts(value: Any) -> list[str]:
 
 
 async def personal_values_outside_identities(database: Any, identity: dict[str, str] | None) -> list[str]:
-    """Personal values anywhere but the identities and their copies in the attendee rows."""
-    return await stored_personal_values(database, identity, skip=("attendee_identities", "attendees"))
+    """Personal values anywhere but the identities and their copies in attendee rows and people."""
+    return await stored_personal_values(database, identity, skip=("attendee_identities", "attendees", "people"))
 
 
 async def stored_personal_values(
@@ -409,7 +420,7 @@ async def test_erasure_removes_personal_fields_everywhere_and_keeps_every_number
     assert (await client.post(REGISTRATIONS, json=[pending], headers=world["key"])).status == 200
     assert await personal_values_outside_identities(database, ada) == []
     in_rows = await stored_personal_values(database, ada, skip=("attendee_identities",))
-    assert in_rows and set(in_rows) <= {"attendees: " + v for v in ada.values()}
+    assert in_rows and set(in_rows) <= {f"{copy}: {v}" for v in ada.values() for copy in ("attendees", "people")}
     await rollup_pending(database, settings)
     before = await numbers_seen(client, host)
 

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from shared.db import Database, connect
 from shared.settings import Settings
 from shared.tasks import CeleryTaskQueue, TaskQueue
-from web import admin_tasks, attendees, auth, dashboard, docs, events, health, ingest, sessions
+from web import admin_tasks, attendees, audience, auth, dashboard, docs, events, health, ingest, sessions
 from web.cache import ListCache, TtlCache
 from web.keys import (
     DB,
@@ -58,7 +58,7 @@ def create_app(
     )
     _keep_state(app, settings)
     app.cleanup_ctx.extend([_database_ctx(settings, database), _task_queue_ctx(settings, task_queue)])
-    for module in (auth, sessions, attendees, ingest, admin_tasks, health, docs, events, dashboard):
+    for module in (auth, sessions, attendees, audience, ingest, admin_tasks, health, docs, events, dashboard):
         app.add_routes(module.routes)
     return app
 

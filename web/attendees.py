@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,67 +41,117 @@ async def _hosted_session(request: web.Request) -> SessionDoc:
 
 @dataclass(frozen=True, slots=True)
 class RowQuery:
-    """The rows `order` selects and their order, as queries of the `attendees` indexes: rows with
-    a value of the sort key first, sorted by it (ties by userId), then those without one by
-    userId — rows without a value come last in either direction."""
+    """The rows `order` selects and their order, as queries of one collection's indexes (each
+    led by the scope's field: `sessionId` for a session's attendees, `eventId` for an event's
+    people): rows with a value of the sort key first, sorted by it (ties by userId), then those
+    without one by userId — rows without a value come last in either direction."""
 
+    collection: str
+    scope: dict[str, Any]
     matching: dict[str, Any]
     key: str
     direction: int
+    fields: dict[str, int]
 
     @classmethod
-    def of(cls, session_id: str, order: AttendeeOrder) -> RowQuery:
-        matching: dict[str, Any] = {"sessionId": session_id}
+    def of(
+        cls,
+        collection: str,
+        scope: dict[str, Any],
+        order: Any,
+        sort_fields: Mapping[str, str],
+        fields: dict[str, int],
+    ) -> RowQuery:
+        """`order`: the route's query (a RowFilter with a sort)."""
+        matching: dict[str, Any] = dict(scope)
         if order.searchString:
             matching["searchText"] = {"$regex": re.escape(order.searchString.casefold())}
-        return cls(matching, SORT_FIELDS[order.sort_field], DESCENDING if order.descending else ASCENDING)
+        if order.attended is not None:
+            matching["attended"] = order.attended
+        if order.minCompletion is not None:
+            matching["completion"] = {"$gte": order.minCompletion}
+        key = sort_fields[order.sort_field]
+        return cls(collection, scope, matching, key, DESCENDING if order.descending else ASCENDING, fields)
+
+    def _with_key(self, condition: dict[str, Any]) -> dict[str, Any]:
+        given = self.matching.get(self.key)
+        return {**self.matching, self.key: {**given, **condition} if isinstance(given, dict) else condition}
 
     @property
     def valued(self) -> dict[str, Any]:
-        return {**self.matching, self.key: {"$ne": None}}
+        return self._with_key({"$ne": None})
 
     @property
     def unvalued(self) -> dict[str, Any]:
-        return {**self.matching, self.key: None}
+        return self._with_key({"$eq": None})
 
     def cursors(self, db: Database, skip: int = 0, valued_count: int | None = None) -> list[Any]:
         """The valued rows from `skip` on, then the unvalued ones (as far as the caller reads);
         given how many rows are valued, a skip past them reads only the unvalued ones."""
-        first = db.attendees.find(self.valued, _ROW_FIELDS).sort([(self.key, self.direction), ("userId", 1)])
-        rest = db.attendees.find(self.unvalued, _ROW_FIELDS).sort("userId", ASCENDING)
+        rows = db[self.collection]
+        first = rows.find(self.valued, self.fields).sort([(self.key, self.direction), ("userId", 1)])
+        rest = rows.find(self.unvalued, self.fields).sort("userId", ASCENDING)
         if valued_count is not None and skip >= valued_count:
             return [rest.skip(skip - valued_count)]
         return [first.skip(skip), rest]
 
+    async def counts(self, db: Database) -> tuple[int, int, int]:
+        """(rows in the scope, rows matching, of those the ones with a sort value)."""
+        rows = db[self.collection]
+        counts = [rows.count_documents(self.matching), rows.count_documents(self.valued)]
+        filtered = self.matching != self.scope
+        if filtered:
+            counts.append(rows.count_documents(self.scope))
+        found = await asyncio.gather(*counts)
+        matching, valued = found[0], found[1]
+        return (found[2] if filtered else matching), matching, valued
 
-async def _counts(db: Database, query: RowQuery, searched: bool) -> tuple[int, int, int]:
-    """(rows of the session, rows matching the search, of those the ones with a sort value)."""
-    counts = [db.attendees.count_documents(query.matching), db.attendees.count_documents(query.valued)]
-    if searched:
-        counts.append(db.attendees.count_documents({"sessionId": query.matching["sessionId"]}))
-    found = await asyncio.gather(*counts)
-    matching, valued = found[0], found[1]
-    return (found[2] if searched else matching), matching, valued
+    async def page(
+        self, db: Database, skip: int, size: int
+    ) -> tuple[dict[str, int], list[Mapping[str, Any]]]:
+        """The counts of the answer and one page of rows."""
+        total, matching, valued = await self.counts(db)
+        page: list[Mapping[str, Any]] = []
+        for cursor in self.cursors(db, skip, valued):
+            page += await cursor.limit(size - len(page)).to_list(None)
+            if len(page) >= size:
+                break
+        return {"recordsTotal": total, "recordsFiltered": matching}, page
+
+    def csv_batches(
+        self, db: Database, convert: Callable[[Mapping[str, Any]], list[Any]]
+    ) -> Callable[[], Awaitable[list[list[Any]]]]:
+        """Every matching row, in order, a CSV_BATCH of converted lines per call ([] at the end)."""
+        cursors = iter([c.batch_size(CSV_BATCH) for c in self.cursors(db)])
+        current = next(cursors)
+
+        async def more() -> list[list[Any]]:
+            nonlocal current
+            while current is not None:
+                batch = await current.to_list(CSV_BATCH)
+                if batch:
+                    return [convert(row) for row in batch]
+                current = next(cursors, None)
+            return []
+
+        return more
 
 
 def _attendee(row: Mapping[str, Any]) -> Attendee:
     return Attendee.model_validate({name: row.get(name) for name in ATTENDEE_FIELDS})
 
 
+def session_rows(session_id: str, order: AttendeeOrder) -> RowQuery:
+    return RowQuery.of("attendees", {"sessionId": session_id}, order, SORT_FIELDS, _ROW_FIELDS)
+
+
 @routes.get("/rest/host/session/{sessionId}/attendee")
 async def session_attendees(request: web.Request) -> web.Response:
     session = await _hosted_session(request)
     query = AttendeeQuery.parse(request)
-    db = request.app[DB]
-    rows = RowQuery.of(session["_id"], query)
-    total, matching, valued = await _counts(db, rows, bool(query.searchString))
-    page: list[Attendee] = []
-    for cursor in rows.cursors(db, query.skip, valued):
-        page += [_attendee(row) for row in await cursor.limit(query.size - len(page)).to_list(None)]
-        if len(page) >= query.size:
-            break
-    answer = {"recordsTotal": total, "recordsFiltered": matching, "page": query.page, "size": query.size}
-    return AttendeeList(**answer, data=page).response()
+    counts, rows = await session_rows(session["_id"], query).page(request.app[DB], query.skip, query.size)
+    page = [_attendee(row) for row in rows]
+    return AttendeeList(**counts, page=query.page, size=query.size, data=page).response()
 
 
 CSV_COLUMNS = (
@@ -116,6 +166,10 @@ CSV_COLUMNS = (
     "Recording Watch Time (s)",
     "Engagement (%)",
     "Registered At (UTC)",
+    "First Joined At (UTC)",
+    "Last Left At (UTC)",
+    "Joins",
+    "Completion (%)",
 )
 
 
@@ -123,6 +177,7 @@ def csv_line(attendee: Attendee) -> list[Any]:
     """One attendee as a CSV row: text cells made safe from spreadsheet formulas (csv_cell makes
     nulls blank and seconds two decimals)."""
     a = attendee
+    dates = a.model_dump(mode="json", include={"registeredAt", "firstJoinedAt", "lastLeftAt"})
     texts = (a.userId, a.firstName, a.lastName, a.email, a.ticketId)
     return [
         *(csv_text(text or "") for text in texts),
@@ -131,30 +186,21 @@ def csv_line(attendee: Attendee) -> list[Any]:
         float(a.liveSeconds),
         float(a.recordingSeconds),
         a.engagement,
-        a.model_dump(mode="json")["registeredAt"],
+        *(dates[name] for name in ("registeredAt", "firstJoinedAt", "lastLeftAt")),
+        a.joins,
+        a.completion,
     ]
 
 
 @routes.get("/rest/host/session/{sessionId}/attendee/csv")
 async def session_attendees_csv(request: web.Request) -> web.StreamResponse:
-    """The list's rows (same search, same order), all of them, streamed a batch at a time."""
+    """The list's rows (same search, filters and order), all of them, streamed a batch at a time."""
     require_csv(request)
     session = await _hosted_session(request)
     order = AttendeeOrder.parse(request)
-    db = request.app[DB]
-    rows = RowQuery.of(session["_id"], order)
-    cursors = iter([c.batch_size(CSV_BATCH) for c in rows.cursors(db)])
-    current = next(cursors)
-
-    async def more() -> list[list[Any]]:
-        nonlocal current
-        while current is not None:
-            batch = await current.to_list(CSV_BATCH)
-            if batch:
-                return [csv_line(_attendee(row)) for row in batch]
-            current = next(cursors, None)
-        return []
-
+    more = session_rows(session["_id"], order).csv_batches(
+        request.app[DB], lambda row: csv_line(_attendee(row))
+    )
     first = await more()  # errors here still get the envelope
     return await stream_csv(request, f"attendees-{session['_id']}.csv", CSV_COLUMNS, first, more)
 

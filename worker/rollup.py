@@ -40,13 +40,13 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from bson import DatetimeMS
-from bson.codec_options import DatetimeConversion
 from motor.core import AgnosticBaseCursor
 from pymongo import InsertOne, ReplaceOne, UpdateMany, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.attendees import identity_fields, row_id
-from shared.db import UNAVAILABLE_ERRORS, Collection, Database, bulk_write
+from shared.audience import RowView
+from shared.db import UNAVAILABLE_ERRORS, Database, bulk_write, dates_as_ms
 from shared.documents import AttendeeRowDoc, RollupLeaseDoc, SessionDoc
 from shared.identities import identities_of
 from shared.inbox import DUPLICATE_KEY, QueuedItem, batch_items, consume, settle_intents
@@ -78,6 +78,15 @@ from shared.store import (
     session_duration,
 )
 from shared.viewers import UserIntervals, viewers_summary
+from worker.audience import (
+    apply_ops,
+    discard_journal,
+    plan_audience,
+    rebuild_audience,
+    replay_journal,
+    start_rebuild,
+    write_journal,
+)
 
 log = logging.getLogger(__name__)
 D = TypeVar("D", bound=Mapping[str, Any])  # a collection's document type
@@ -107,6 +116,7 @@ _ROW_FIELDS = {
     "liveSeconds": 1,
     "recordingSeconds": 1,
     "engagement": 1,
+    "completion": 1,
 }
 
 
@@ -188,6 +198,7 @@ class SessionWrite:
     session: SessionDoc
     rows: list[InsertOne[AttendeeRowDoc] | UpdateOne | ReplaceOne[AttendeeRowDoc]]
     fields: dict[str, object]
+    changed: dict[str, RowView]  # by userId: what each written row gives its person
 
 
 def _row_numbers(row: Mapping[str, Any], user: UserState) -> dict[str, Any]:
@@ -197,6 +208,7 @@ def _row_numbers(row: Mapping[str, Any], user: UserState) -> dict[str, Any]:
         "liveSeconds": row["liveSeconds"],
         "recordingSeconds": row["recordingSeconds"],
         "engagement": row["engagement"],
+        "completion": row["completion"],
         "registeredAt": user.registered_at,
         **user.journey(),
         "live": _unions(user.live),
@@ -219,7 +231,7 @@ def _full_row(session: SessionDoc, user_id: str, numbers: dict[str, Any], identi
 class StoredRow:
     """What a rollup read of a stored row: enough to tell whether the new one differs."""
 
-    __slots__ = ("engagement", "live", "recording", "registered", "seconds")
+    __slots__ = ("completion", "engagement", "live", "recording", "registered", "seconds")
 
     def __init__(self, doc: Mapping[str, Any]) -> None:
         self.live = [(epoch_ms(s), epoch_ms(e)) for s, e in doc.get("live") or ()]
@@ -227,6 +239,13 @@ class StoredRow:
         self.registered = _ms(doc.get("registeredAt"))
         self.seconds = (doc.get("attendedSeconds"), doc.get("liveSeconds"), doc.get("recordingSeconds"))
         self.engagement = doc.get("engagement")
+        self.completion = doc.get("completion")
+
+    def view(self, session_id: str) -> RowView:
+        """What the row gives its person (shared/audience.py)."""
+        return RowView(
+            session_id, self.registered is not None, tuple(self.live), tuple(self.recording), self.completion
+        )
 
     def same(self, row: Mapping[str, Any], user: UserState) -> bool:
         return (
@@ -235,6 +254,7 @@ class StoredRow:
             and self.registered == _ms(user.registered_at)
             and self.seconds == (row["attendedSeconds"], row["liveSeconds"], row["recordingSeconds"])
             and self.engagement == row["engagement"]
+            and self.completion == row["completion"]
         )
 
 
@@ -253,6 +273,7 @@ def build_session_write(
     when given, the only users whose rows can have changed (the others are not compared)."""
     numbers = _numbers(session, state)
     ops: list[InsertOne[AttendeeRowDoc] | UpdateOne | ReplaceOne[AttendeeRowDoc]] = []
+    changed: dict[str, RowView] = {}
     for row in numbers.attendee_rows:
         user_id = str(row["userId"])
         if touched is not None and user_id not in touched:
@@ -268,12 +289,21 @@ def build_session_write(
             )
         elif not old.same(row, user):
             ops.append(UpdateOne({"_id": row_id(session["_id"], user_id)}, {"$set": _row_numbers(row, user)}))
+        else:
+            continue
+        changed[user_id] = _view(session["_id"], user, row)
     fields = {
         **numbers_fields(numbers),
         "analyticsUpdatedAt": now(),
         "viewers": session_viewers(session, state, time_zone),
     }
-    return SessionWrite(session, ops, fields)
+    return SessionWrite(session, ops, fields, changed)
+
+
+def _view(session_id: str, user: UserState, row: Mapping[str, Any]) -> RowView:
+    live = cast("tuple[tuple[int, int], ...]", tuple(user.live))
+    recording = cast("tuple[tuple[int, int], ...]", tuple(user.recording))
+    return RowView(session_id, user.registered_at is not None, live, recording, row["completion"])
 
 
 # --- writing ----------------------------------------------------------------------------------
@@ -293,16 +323,6 @@ async def _write_sessions(db: Database, settings: Settings, writes: list[Session
         await db.attendees.delete_many({"sessionId": {"$in": gone}})
         written -= set(gone)
     return written
-
-
-def dates_as_ms(collection: Collection[D], settings: Settings) -> Collection[D]:
-    """The collection read with its dates as milliseconds straight from BSON (no datetimes built
-    only to be turned back into numbers); the embedded store gives datetimes, which epoch_ms
-    also takes."""
-    if settings.embedded:
-        return collection
-    options = collection.codec_options.with_options(datetime_conversion=DatetimeConversion.DATETIME_MS)
-    return collection.with_options(codec_options=options)
 
 
 async def _load_states(
@@ -524,6 +544,7 @@ async def _rollup_batch(db: Database, settings: Settings, lease: EventLease) -> 
     here is stored for good, and no settling delay is needed.
     """
     event_id = lease.event_id
+    await replay_journal(db, settings, event_id)  # the audience of a rollup that died writing it
     # Independent round trips go out together: a batch waits for the slowest, not for their sum.
     (inbox, more_inbox), flagged = await asyncio.gather(
         _read_inbox(db, settings, event_id, settings.rollup_batch_items),
@@ -542,12 +563,12 @@ async def _rollup_batch(db: Database, settings: Settings, lease: EventLease) -> 
     )
     try:
         writes, written = await _fold(db, settings, lease, sessions, taken, time_zone, every_session=False)
-    except BulkWriteError as err:
-        if not _only_duplicates(err):
+    except (BulkWriteError, DuplicateKeyError) as err:  # DuplicateKeyError: the embedded store
+        if isinstance(err, BulkWriteError) and not _only_duplicates(err):
             raise
-        # A session whose rows a rollup wrote before it died, without its numbers: read them all.
-        writes, written = await _fold(db, settings, lease, sessions, taken, time_zone, every_session=True)
-    except DuplicateKeyError:  # the same, on the embedded store (inserts one by one)
+        # A session whose rows a rollup wrote before it died, without its numbers: read them
+        # all. The audience of the rows this attempt did write lands first (its journal).
+        await replay_journal(db, settings, event_id)
         writes, written = await _fold(db, settings, lease, sessions, taken, time_zone, every_session=True)
     await asyncio.gather(
         _clear_flags(db, settings, [w.session for w in writes if w.session["_id"] in written]),
@@ -555,6 +576,7 @@ async def _rollup_batch(db: Database, settings: Settings, lease: EventLease) -> 
     )
     # Last: a crash before this leaves the batches to be folded again, which changes nothing.
     await consume(db, settings, event_id, [batch.id for batch in taken])
+    await discard_journal(db, event_id)
     folded = sum(len(batch.items) for batch in taken)
     return BatchResult(len(written), folded, more)
 
@@ -597,8 +619,17 @@ async def _fold(
         writes.append(
             build_session_write(session, state, stored[session["_id"]], identities, time_zone, touched=only)
         )
+    changes: dict[str, dict[str, RowView]] = defaultdict(dict)
+    for write in writes:
+        for user_id, view in write.changed.items():
+            changes[user_id][write.session["_id"]] = view
+    audience = await plan_audience(db, settings, lease.event_id, time_zone, changes, identities)
     await lease.renew()  # still ours: no other rollup or recompute writes these sessions
-    return writes, await _write_sessions(db, settings, writes)
+    if audience:
+        await write_journal(db, settings, lease.event_id, audience)
+    written = await _write_sessions(db, settings, writes)
+    await apply_ops(db, settings, audience)
+    return writes, written
 
 
 def _only_duplicates(err: BulkWriteError) -> bool:
@@ -842,6 +873,8 @@ async def _rebuild_event(
     users = sorted({user for state in states.values() for user in state})
     identities = await identities_of(db, settings, event_id, users)
     time_zone = await event_time_zone(db, event_id)
+    await start_rebuild(db, event_id)
+    views: dict[str, list[RowView]] = defaultdict(list)  # every row's part in its person
     await progress.report(2, force=True)
     # Whole rows replace the stored ones (a recompute also mends a row a fault left wrong),
     # then their sessions' numbers: WRITE_BATCH rows or so per write, the next chunk built while
@@ -854,6 +887,8 @@ async def _rebuild_event(
         for n, session in enumerate(sessions):
             state = {user_id: user.merged() for user_id, user in states.pop(session["_id"], {}).items()}
             write = build_session_write(session, state, {}, identities, time_zone, replace=True)
+            for user_id, view in write.changed.items():
+                views[user_id].append(view)
             chunk.append(write)
             rows += len(write.rows)
             if rows < settings.write_batch and n < len(sessions) - 1:
@@ -868,6 +903,8 @@ async def _rebuild_event(
     finally:
         writing.cancel()  # only when something failed
     await progress.report(2 + done)
+    await lease.renew()
+    await rebuild_audience(db, settings, event_id, time_zone, views, identities)
     ids = [doc["_id"] for doc in queued]
     await consume(db, settings, event_id, ids)
     await bump_analytics_version(db, [event_id])

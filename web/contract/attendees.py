@@ -29,24 +29,37 @@ AttendeeSort = Literal[
     "-lastName",
     "registeredAt",
     "-registeredAt",
+    "firstJoinedAt",
+    "-firstJoinedAt",
 ]
 SORT_TEXT = (
-    "`attendedSeconds`, `engagement`, `lastName` (case-insensitive) or `registeredAt`; a leading `-` "
-    "sorts descending. Rows without a value (no name, no registration) come last either way; ties go "
-    "by userId."
+    "`attendedSeconds`, `engagement`, `lastName` (case-insensitive), `registeredAt` or `firstJoinedAt`; "
+    "a leading `-` sorts descending. Rows without a value (no name, no registration, never joined) come "
+    "last either way; ties go by userId."
 )
 
 
-class AttendeeOrder(SortOrder, Query):
-    """What the list and the CSV share: which rows, in which order. Unknown parameters are 400."""
+class RowFilter(Query):
+    """Filters the session attendee list and the event's people share."""
 
-    unknown_allowed: ClassVar[bool] = False
     searchString: str | None = Field(
         None,
         max_length=200,
         description="Case-insensitive substring of the first name, last name, both (`Ada Lovelace`) "
         "or email, taken literally.",
     )
+    attended: Annotated[bool | None, NotEmpty] = Field(
+        None, description="`true`: only those who attended; `false`: only registered people who never did."
+    )
+    minCompletion: Annotated[float | None, Field(ge=0, le=100), NotEmpty] = Field(
+        None, description="Only rows whose completion (rule 11) is at least this percentage (0–100)."
+    )
+
+
+class AttendeeOrder(SortOrder, RowFilter):
+    """What the list and the CSV share: which rows, in which order. Unknown parameters are 400."""
+
+    unknown_allowed: ClassVar[bool] = False
     sort: Annotated[AttendeeSort, NotEmpty] = Field("-attendedSeconds", description=SORT_TEXT)
 
 
@@ -70,15 +83,25 @@ class Attendee(Answer):
     attendedSeconds: Seconds = Field(description="Union of the user's segments over both modes.")
     liveSeconds: Seconds
     recordingSeconds: Seconds
-    engagement: Percent | None = Field(description="min(attended / duration, 1) * 100; null without one.")
+    engagement: Percent | None = Field(
+        description="min(attended / duration, 1) * 100; null without a duration or analytics (rule 7)."
+    )
     registeredAt: UtcTime | None = Field(description="When the user registered; null when not registered.")
+    firstJoinedAt: UtcTime | None = Field(
+        description="The earliest start of the user's segments; null if none."
+    )
+    lastLeftAt: UtcTime | None = Field(description="The latest end of the user's segments; null if none.")
+    joins: Count = Field(description="Separate intervals of the user's attended time (rule 11).")
+    completion: Percent | None = Field(
+        description="min(attended / duration, 1) * 100; null without a known positive duration."
+    )
 
 
 class AttendeeList(Answer):
     """One page of a session's attendees, in the order `sort` asks."""
 
     recordsTotal: Count = Field(description="Registered or attending users of the session.")
-    recordsFiltered: Count = Field(description="Those matching searchString.")
+    recordsFiltered: Count = Field(description="Those matching searchString and the filters.")
     page: Count
     size: Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)]
     data: list[Attendee] = Field(max_length=MAX_PAGE_SIZE)

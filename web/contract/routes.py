@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from shared import errors as e
 from shared.models import LoginIn, SessionIn
-from web.contract import attendees, auth, events, health, ingest, sessions, tasks
+from web.contract import attendees, audience, auth, events, health, ingest, sessions, tasks
 from web.contract.common import OpenAPIDocument, Query
 from web.contract.docs import DocsAssetPath
 from web.dashboard import HostAssetPath
@@ -105,6 +105,20 @@ OPERATIONS: tuple[Operation, ...] = (
               "A session's attendees as CSV", Who.HOST, {200: Reply("Every row the list would give, in its "
               "order, streamed; empty cells are nulls.", media="text/csv", headers=("Content-Disposition",))},
               (*SESSION_ERRORS, e.NotAcceptable), query=attendees.AttendeeOrder, example={"sessionId": "s1"}),
+    Operation("GET", "/rest/host/event/{eventId}/analytics", "eventSummary", "audience",
+              "An event's unique audience", Who.HOST,
+              {200: Reply("People, no-shows, modes, watch time, the peak and attendees per day.",
+                          audience.EventSummary, headers=CACHED), 304: NOT_MODIFIED},
+              EVENT_ERRORS, example={"eventId": "ev1"},
+              description="Precomputed by the rollup (rule 12): fresh within 10 s of ingestion."),
+    Operation("GET", "/rest/host/event/{eventId}/attendee", "eventPeople", "audience",
+              "An event's people", Who.HOST, {200: Reply("A page of its people.", audience.PeopleList)},
+              EVENT_ERRORS, query=audience.PeopleQuery, example={"eventId": "ev1", "size": 50},
+              description="One row per person registered or attending in any session (rule 13)."),
+    Operation("GET", "/rest/host/event/{eventId}/attendee/csv", "eventPeopleCsv", "audience",
+              "An event's people as CSV", Who.HOST, {200: Reply("Every row the list would give, in its "
+              "order, streamed; empty cells are nulls.", media="text/csv", headers=("Content-Disposition",))},
+              (*EVENT_ERRORS, e.NotAcceptable), query=audience.PeopleOrder, example={"eventId": "ev1"}),
     Operation("DELETE", "/rest/host/event/{eventId}/attendee/{userId}", "eraseAttendee", "attendees",
               "Erase an attendee's personal fields", Who.HOST, {204: Reply("Erased, or nothing was stored.")},
               EVENT_ERRORS, example={"eventId": "ev1", "userId": "u1"}, description="Removes the user's "
