@@ -64,6 +64,11 @@ HOST_REQUESTS = [
     ("missing event", "csv", "GET", "/rest/host/session/analytics/csv?eventId=nope", None),
     ("missing event", "put", "PUT", "/rest/host/session/s9", _session_body("nope", "New")),
     ("missing event", "recompute", "POST", "/rest/host/session/analytics/recompute?eventId=nope", None),
+    *[
+        (target, route, "GET", f"/rest/host/event/{event}/{path}", None)
+        for target, event in (("own event", "ev1"), ("other event", "ev2"), ("missing event", "nope"))
+        for route, path in (("summary", "analytics"), ("people", "attendee"), ("people csv", "attendee/csv"))
+    ],
     ("missing session", "detail", "GET", "/rest/host/session/nope/analytics", None),
     ("missing session", "attendees", "GET", "/rest/host/session/nope/attendee", None),
 ]
@@ -85,7 +90,17 @@ EXPECTED: dict[str, dict[str, str]] = {
     "no token": dict.fromkeys(ALLOWED, "401"),
 }
 STATUS_OF_CODE = {"4030201": 403, "403": 403, "4040200": 404, "404800": 404, "401": 401}
-SUCCESS_STATUS = {"list": 200, "csv": 200, "detail": 200, "attendees": 200, "put": 200, "recompute": 202}
+SUCCESS_STATUS = {
+    "list": 200,
+    "csv": 200,
+    "detail": 200,
+    "attendees": 200,
+    "put": 200,
+    "recompute": 202,
+    "summary": 200,
+    "people": 200,
+    "people csv": 200,
+}
 ROLE_USER = {
     "SUPER_ADMIN": "super",
     "ORGANIZER_ADMIN": "organizer",
@@ -108,7 +123,13 @@ async def _success_shows(route: str, response: Any, target: str) -> bool:
     if route == "csv":
         lines = (await response.text()).splitlines()
         return len(lines) == 2 and lines[1].startswith(f"Session {session_id},")
+    if route == "people csv":
+        return (await response.text()).splitlines()[0].startswith("User ID,")
     body: dict[str, Any] = await response.json()
+    if route == "summary":
+        return bool(body["eventId"] == event_id and body["sessions"] == 1)
+    if route == "people":
+        return bool(body["recordsTotal"] == 0 and body["data"] == [])
     if route == "list":
         return [item["sessionId"] for item in body["data"]] == [session_id]
     if route == "attendees":

@@ -20,7 +20,7 @@ from web.keys import DB
 routes = web.RouteTableDef()
 PERSON_FIELDS = tuple(Person.model_fields)
 _PERSON_FIELDS = {"_id": 0, **dict.fromkeys(PERSON_FIELDS, 1)}
-_SUMMARY_FIELDS = {"chunks": 0}  # the rollup's bookkeeping of the peak
+_SUMMARY_FIELDS = {"chunks": 0, "pending": 0}  # the rollups' bookkeeping
 
 
 def summary_answer(

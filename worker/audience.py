@@ -5,13 +5,13 @@ A rollup that wrote some attendee rows recomputes the people of those users from
 in, and changes the LIVE edges of the chunks their unions' ends fall in: every read and write is
 by `_id` and follows the users with new attendance, whatever the size of the event.
 
-The summary is a sum over the people, so the people, the edges and the summary of one rollup
-must land all or none (MongoDB has no multi-document atomicity to rely on). They are written as
-a journal first — one `rollup_journal` document per event (`_id` = eventId), with parts of
-their own (`eventId:pass:n`) when its operations outgrow one document — committed by one write;
-then applied; and the journal is deleted once the rollup consumed its inbox. Every operation
-sets computed values, so the next rollup of the event (or the retry of a failed batch) replays
-a journal it finds, and applying one twice changes nothing.
+The summary is a sum over the people, so one rollup's people, edges and summary must land all
+or none, and MongoDB has no multi-document atomicity to rely on. The summary's own update is
+the commit: it carries the people and edge writes as `pending` (in `rollup_journal` parts when
+they outgrow a document), and goes out before the attendee rows; then the rows, the people and
+the edges are written, and `pending` is cleared once the rollup consumed its inbox. Every
+operation sets computed values, so the next rollup of the event applies a `pending` it finds
+(a rollup died after its commit), and applying one twice changes nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -44,7 +45,7 @@ from shared.identities import identities_of
 from shared.settings import Settings
 from shared.store import epoch_ms, from_epoch_ms, now
 
-JOURNAL_PART_BYTES = 4 * 1024 * 1024  # well under MongoDB's 16 MB per document
+JOURNAL_PART_BYTES = 4 * 1024 * 1024  # pending writes inline up to this, well under 16 MB
 _PERSON_FIELDS = {
     "_id": 0,
     "userId": 1,
@@ -137,7 +138,7 @@ def summary_doc(event_id: str, summary: Summary) -> dict[str, Any]:
     return {"eventId": event_id, **summary.fields(), "updatedAt": now()}
 
 
-# --- journal ----------------------------------------------------------------------------------
+# --- pending writes ---------------------------------------------------------------------------
 # An operation is `{c: collection, id, set, insert}` (an upsert setting `set`, with `insert` on
 # insert only) or `{c, id}` alone (a delete): plain fields, no `$` names stored.
 
@@ -163,12 +164,11 @@ def _pymongo(op: Mapping[str, Any]) -> UpdateOne | DeleteOne:
 
 
 async def apply_ops(db: Database, settings: Settings, ops: Iterable[Mapping[str, Any]]) -> None:
-    """The operations, people first and the summary last (a reader sees people a moment newer
-    than the summary, never the reverse)."""
+    """The people's and the edges' writes."""
     by_collection: dict[str, list[UpdateOne | DeleteOne]] = defaultdict(list)
     for op in ops:
         by_collection[op["c"]].append(_pymongo(op))
-    for name in ("people", "audience_edges", "event_summaries"):
+    for name in ("people", "audience_edges"):
         if by_collection.get(name):
             await bulk_write(settings, db[name], by_collection[name])
 
@@ -186,53 +186,57 @@ def _parts(ops: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return parts
 
 
-def _part_ids(header: Mapping[str, Any]) -> list[str]:
-    return [f"{header['_id']}:{header['pass']}:{n}" for n in range(int(header.get("parts", 0)))]
+@dataclass(slots=True)
+class AudienceWrite:
+    """One rollup's audience: the summary (the commit) and the people and edge writes."""
+
+    event_id: str
+    summary: dict[str, Any]
+    ops: list[dict[str, Any]]
+    pending: dict[str, Any] = field(default_factory=dict)
+
+    async def commit(self, db: Database) -> None:
+        """The summary with the writes it rests on as `pending`, in one document write (after
+        the parts, when the writes need more than one document)."""
+        parts = _parts(self.ops)
+        if len(parts) == 1:
+            self.pending = {"ops": parts[0]}
+        else:
+            run = uuid.uuid4().hex
+            ids = [f"{self.event_id}:{run}:{n}" for n in range(len(parts))]
+            for part_id, part in zip(ids, parts, strict=True):
+                await db.rollup_journal.insert_one({"_id": part_id, "eventId": self.event_id, "ops": part})
+            self.pending = {"parts": ids}
+        doc = {"_id": self.event_id, **self.summary, "pending": self.pending}
+        await db.event_summaries.replace_one({"_id": self.event_id}, doc, upsert=True)
+
+    async def apply(self, db: Database, settings: Settings) -> None:
+        await apply_ops(db, settings, self.ops)
+
+    async def done(self, db: Database) -> None:
+        await clear_pending(db, self.event_id, self.pending)
 
 
-async def write_journal(db: Database, settings: Settings, event_id: str, ops: list[dict[str, Any]]) -> None:
-    """Journal the operations and commit them with one write (replacing an unapplied journal of
-    this event, which the caller has replayed or means to recompute)."""
-    await discard_journal(db, event_id)
-    parts = _parts(ops)
-    header: dict[str, Any] = {"_id": event_id, "pass": uuid.uuid4().hex, "at": now()}
-    if len(parts) == 1:
-        await db.rollup_journal.replace_one(
-            {"_id": event_id}, {**header, "ops": parts[0], "committed": True}, upsert=True
-        )
-        return
-    header["parts"] = len(parts)
-    await db.rollup_journal.replace_one({"_id": event_id}, {**header, "committed": False}, upsert=True)
-    ids = _part_ids(header)
-    for part_id, part in zip(ids, parts, strict=True):
-        await db.rollup_journal.insert_one({"_id": part_id, "eventId": event_id, "ops": part})
-    await db.rollup_journal.update_one({"_id": event_id}, {"$set": {"committed": True}})
+async def clear_pending(db: Database, event_id: str, pending: Mapping[str, Any]) -> None:
+    await db.event_summaries.update_one({"_id": event_id}, {"$unset": {"pending": ""}})
+    if pending.get("parts"):
+        await db.rollup_journal.delete_many({"_id": {"$in": list(pending["parts"])}})
 
 
-async def replay_journal(db: Database, settings: Settings, event_id: str) -> bool:
-    """Apply the event's committed journal, if a rollup left one; discard an uncommitted one."""
-    header = await db.rollup_journal.find_one({"_id": event_id})
-    if header is None:
-        return False
-    if header.get("committed"):
-        ops = list(header.get("ops") or ())
-        for part_id in _part_ids(header):
-            part = await db.rollup_journal.find_one({"_id": part_id})
-            ops += (part or {}).get("ops") or ()
-        await apply_ops(db, settings, ops)
-    await discard_journal(db, event_id, header)
-    return True
-
-
-async def discard_journal(db: Database, event_id: str, header: Mapping[str, Any] | None = None) -> None:
-    if header is None:
-        header = await db.rollup_journal.find_one({"_id": event_id}, {"pass": 1, "parts": 1})
-        if header is None:
-            return
-    ids = _part_ids(header)
-    if ids:
-        await db.rollup_journal.delete_many({"_id": {"$in": ids}})
-    await db.rollup_journal.delete_one({"_id": event_id})
+async def settled_summary(db: Database, settings: Settings, event_id: str) -> dict[str, Any] | None:
+    """The event's summary once the writes a rollup left pending (it died after its commit) are
+    applied: the base the next rollup moves contributions in and out of."""
+    doc = await db.event_summaries.find_one({"_id": event_id})
+    if doc is None or not doc.get("pending"):
+        return doc
+    pending = doc.pop("pending")
+    ops = list(pending.get("ops") or ())
+    for part_id in pending.get("parts") or ():
+        part = await db.rollup_journal.find_one({"_id": part_id})
+        ops += (part or {}).get("ops") or ()
+    await apply_ops(db, settings, ops)
+    await clear_pending(db, event_id, pending)
+    return doc
 
 
 # --- a rollup's plan --------------------------------------------------------------------------
@@ -266,14 +270,13 @@ async def plan_audience(
     time_zone: str,
     changes: Changes,
     identities: Mapping[str, Any],
-) -> list[dict[str, Any]]:
-    """The journal operations that bring the people of these users, the edges and the summary
-    up to the rows just written. None while a recompute rebuilds the event's audience."""
-    if not changes:
-        return []
-    stored_summary = await db.event_summaries.find_one({"_id": event_id})
-    if stored_summary and stored_summary.get("rebuilding"):
-        return []
+    stored_summary: Mapping[str, Any] | None,
+) -> AudienceWrite | None:
+    """What brings the people of these users, the edges and the summary up to the rows about to
+    be written (`stored_summary`: settled_summary's). None while a recompute rebuilds the event's
+    audience, or when no row changed."""
+    if not changes or (stored_summary and stored_summary.get("rebuilding")):
+        return None
     users = sorted(changes)
     docs = await _by_id(db, settings, "people", [person_id(event_id, u) for u in users], _PERSON_FIELDS)
     old = {doc["userId"]: person_from_doc(doc) for doc in docs}
@@ -305,8 +308,7 @@ async def plan_audience(
             identity = None if user in old else identity_fields(identities.get(user) or found.get(user))
             ops.append(_op("people", key, person_fields(event_id, user, after), identity))
     ops += await _edge_ops(db, settings, event_id, summary, edge_total)
-    ops.append(_op("event_summaries", event_id, summary_doc(event_id, summary)))
-    return ops
+    return AudienceWrite(event_id, summary_doc(event_id, summary), ops)
 
 
 async def _edge_ops(
@@ -336,11 +338,13 @@ async def _edge_ops(
 
 async def start_rebuild(db: Database, event_id: str) -> None:
     """Before a recompute rewrites the rows: rollups leave the audience alone until it is rebuilt
-    (a recompute that dies is run again, and rebuilds it then), and an unapplied journal is moot."""
-    await db.event_summaries.update_one(
-        {"_id": event_id}, {"$set": {"eventId": event_id, "rebuilding": True}}, upsert=True
+    (a recompute that dies is run again, and rebuilds it then), and what a rollup left pending is
+    moot."""
+    doc = await db.event_summaries.find_one_and_update(
+        {"_id": event_id}, {"$set": {"eventId": event_id, "rebuilding": True}}, {"pending": 1}, upsert=True
     )
-    await discard_journal(db, event_id)
+    if doc and doc.get("pending"):
+        await clear_pending(db, event_id, doc["pending"])
 
 
 async def rebuild_audience(

@@ -79,13 +79,11 @@ from shared.store import (
 )
 from shared.viewers import UserIntervals, viewers_summary
 from worker.audience import (
-    apply_ops,
-    discard_journal,
+    AudienceWrite,
     plan_audience,
     rebuild_audience,
-    replay_journal,
+    settled_summary,
     start_rebuild,
-    write_journal,
 )
 
 log = logging.getLogger(__name__)
@@ -544,7 +542,7 @@ async def _rollup_batch(db: Database, settings: Settings, lease: EventLease) -> 
     here is stored for good, and no settling delay is needed.
     """
     event_id = lease.event_id
-    await replay_journal(db, settings, event_id)  # the audience of a rollup that died writing it
+    summary = await settled_summary(db, settings, event_id)  # what a rollup that died left pending
     # Independent round trips go out together: a batch waits for the slowest, not for their sum.
     (inbox, more_inbox), flagged = await asyncio.gather(
         _read_inbox(db, settings, event_id, settings.rollup_batch_items),
@@ -562,21 +560,26 @@ async def _rollup_batch(db: Database, settings: Settings, lease: EventLease) -> 
         event_time_zone(db, event_id),
     )
     try:
-        writes, written = await _fold(db, settings, lease, sessions, taken, time_zone, every_session=False)
+        writes, written, audience = await _fold(
+            db, settings, lease, sessions, taken, time_zone, summary, every_session=False
+        )
     except (BulkWriteError, DuplicateKeyError) as err:  # DuplicateKeyError: the embedded store
         if isinstance(err, BulkWriteError) and not _only_duplicates(err):
             raise
         # A session whose rows a rollup wrote before it died, without its numbers: read them
-        # all. The audience of the rows this attempt did write lands first (its journal).
-        await replay_journal(db, settings, event_id)
-        writes, written = await _fold(db, settings, lease, sessions, taken, time_zone, every_session=True)
+        # all, on top of the audience this attempt committed.
+        summary = await settled_summary(db, settings, event_id)
+        writes, written, audience = await _fold(
+            db, settings, lease, sessions, taken, time_zone, summary, every_session=True
+        )
     await asyncio.gather(
         _clear_flags(db, settings, [w.session for w in writes if w.session["_id"] in written]),
         bump_analytics_version(db, [event_id] if written else []),
     )
     # Last: a crash before this leaves the batches to be folded again, which changes nothing.
     await consume(db, settings, event_id, [batch.id for batch in taken])
-    await discard_journal(db, event_id)
+    if audience is not None:
+        await audience.done(db)
     folded = sum(len(batch.items) for batch in taken)
     return BatchResult(len(written), folded, more)
 
@@ -588,9 +591,10 @@ async def _fold(
     sessions: list[SessionDoc],
     taken: list[_Batch],
     time_zone: str,
+    summary: Mapping[str, Any] | None,
     *,
     every_session: bool,
-) -> tuple[list[SessionWrite], set[str]]:
+) -> tuple[list[SessionWrite], set[str], AudienceWrite | None]:
     """Fold the batches into these sessions' stored rows and write what changed.
 
     Rows are read only for sessions that have some (`attendeeRows`, written with the numbers
@@ -623,13 +627,14 @@ async def _fold(
     for write in writes:
         for user_id, view in write.changed.items():
             changes[user_id][write.session["_id"]] = view
-    audience = await plan_audience(db, settings, lease.event_id, time_zone, changes, identities)
+    audience = await plan_audience(db, settings, lease.event_id, time_zone, changes, identities, summary)
     await lease.renew()  # still ours: no other rollup or recompute writes these sessions
-    if audience:
-        await write_journal(db, settings, lease.event_id, audience)
+    if audience is not None:
+        await audience.commit(db)  # before the rows: a crash after it leaves the rest pending
     written = await _write_sessions(db, settings, writes)
-    await apply_ops(db, settings, audience)
-    return writes, written
+    if audience is not None:
+        await audience.apply(db, settings)
+    return writes, written, audience
 
 
 def _only_duplicates(err: BulkWriteError) -> bool:
