@@ -7,7 +7,7 @@
   const USER_KEY = "sessionAnalytics.user";
   const SESSION_PAGE_SIZE = 25;
   const ATTENDEE_PAGE_SIZE = 25;
-  const TOTALS_PAGE_SIZE = 500; // the list's largest page
+  const PEOPLE_PAGE_SIZE = 25;
   const FORMAT_NAMES = {
     MAINSTAGE_SESSION: "Main stage",
     BREAKOUT_SESSION: "Breakout",
@@ -35,8 +35,14 @@
     sessionQuery: { page: 0, sort: "startTime", search: "", format: "" },
     sessionPage: null,
     session: null,
-    attendeeQuery: { page: 0, search: "", sort: "-attendedSeconds" },
+    attendeeQuery: { page: 0, search: "", sort: "-attendedSeconds", attended: "", minCompletion: null },
+    summary: null,
+    tab: "sessions",
+    peopleQuery: { page: 0, search: "", sort: "-attendedSeconds", attended: "", minCompletion: null },
+    peoplePage: null,
+    requests: { people: 0, attendees: 0 }, // only the latest answer of a table is shown
     charts: [],
+    eventChart: null,
   };
 
   const $ = (id) => document.getElementById(id);
@@ -276,49 +282,274 @@
       await openSession(sessionId);
     } else {
       show("event-view");
-      if (state.event) await Promise.all([loadTotals(), loadSessions()]);
+      selectTab(state.tab);
+      if (state.event) await Promise.all([loadEventSummary(), loadSessions(), state.tab === "people" ? loadPeople() : null]);
     }
   }
 
-  async function loadTotals() {
-    const box = $("event-totals");
+  // ---- the event's audience (DESIGN §4 rule 12) -----------------------------------------
+
+  async function loadEventSummary() {
     const eventId = state.event.eventId;
-    let page = 0;
-    let total = null;
-    const sums = { sessions: 0, registered: 0, attendees: 0, watch: 0, live: 0, recording: 0, noAnalytics: 0 };
+    let summary;
     try {
-      do {
-        const answer = await getJson(
-          `/rest/host/session/analytics?${query({ eventId, page, size: TOTALS_PAGE_SIZE, expand: "watchTime" })}`,
-        );
-        total = answer.recordsTotal;
-        for (const item of answer.data) {
-          sums.sessions += 1;
-          sums.registered += item.registeredUserCount;
-          sums.attendees += item.attendeeCount;
-          sums.watch += item.watchTime.total;
-          sums.live += item.watchTime.live;
-          sums.recording += item.watchTime.recording;
-          sums.noAnalytics += item.analyticsAvailable ? 0 : 1;
-        }
-        page += 1;
-      } while (page * TOTALS_PAGE_SIZE < total);
+      summary = await getJson(`/rest/host/event/${encodeURIComponent(eventId)}/analytics`);
     } catch (err) {
-      box.replaceChildren(el("p", { className: "error", text: `Totals could not be loaded: ${err.message}` }));
+      $("event-totals").replaceChildren(el("p", { className: "error", text: `The event's numbers could not be loaded: ${err.message}` }));
+      $("per-day-panel").hidden = true;
+      $("summary-updated").textContent = "";
       return;
     }
     if (state.event.eventId !== eventId) return;
-    const watched = sums.live + sums.recording;
-    box.replaceChildren(
-      card("Sessions", count(sums.sessions), sums.noAnalytics ? `${sums.noAnalytics} without watch data (ZOOM, FACEBOOK, WISTIA)` : ""),
-      card("Registrations", count(sums.registered), "summed over sessions"),
-      card("Attendees", count(sums.attendees), "summed over sessions"),
-      card("Watch time", hours(sums.watch), "live and recording together"),
-      card("Live", hours(sums.live), watched ? `${((100 * sums.live) / watched).toFixed(0)} % of watching` : "", "live"),
-      card("Recording", hours(sums.recording), watched ? `${((100 * sums.recording) / watched).toFixed(0)} % of watching` : "", "recording"),
-      card("Live vs recording", watched ? `${((100 * sums.live) / watched).toFixed(0)} : ${((100 * sums.recording) / watched).toFixed(0)}` : "—", splitBar(sums.live, sums.recording)),
+    renderEventSummary(summary);
+  }
+
+  function share(part, whole) {
+    return whole ? `${((100 * part) / whole).toFixed(0)} %` : "—";
+  }
+
+  // The unique numbers first (each person once, however many sessions they joined); watch time
+  // is the one sum over sessions, as it means one.
+  function renderEventSummary(summary) {
+    if (state.event && summary.eventId && summary.eventId !== state.event.eventId) return;
+    state.summary = summary;
+    const s = summary;
+    const when = { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" };
+    const wt = s.watchTime || { total: 0, live: 0, recording: 0 };
+    const watchDetail = el("div", { className: "detail" }, `summed over sessions · live ${hours(wt.live)} · recording ${hours(wt.recording)}`, splitBar(wt.live, wt.recording));
+    const eventZone = s.timeZone || zone();
+    const peakWhen = s.peakAt
+      ? `at ${new Intl.DateTimeFormat("en-GB", { ...when, timeZone: eventZone }).format(new Date(s.peakAt))} (${eventZone})`
+      : "nobody watched live";
+    $("event-totals").replaceChildren(
+      card("People", count(s.uniqueAttendees), "attended at least one session", "lead"),
+      card("Registrants", count(s.uniqueRegistrants), "registered for at least one session"),
+      card("No-shows", count(s.noShows), s.uniqueRegistrants ? `${share(s.noShows, s.uniqueRegistrants)} of registrants never came` : "registered, never attended"),
+      card("Peak concurrent", count(s.peakConcurrent), peakWhen, "peak-card"),
+      card("Average watch", watch(s.avgWatchPerAttendee), "per person who attended"),
+      card("Live only", count(s.liveOnly), `${share(s.liveOnly, s.uniqueAttendees)} of people`, "live"),
+      card("Recording only", count(s.recordingOnly), `${share(s.recordingOnly, s.uniqueAttendees)} of people`, "recording"),
+      card("Live and recording", count(s.both), `${share(s.both, s.uniqueAttendees)} of people`),
+      card("Watch time", hours(wt.total), watchDetail),
+      card("Sessions", count(s.sessions), "people are counted once across them"),
     );
-    box.dataset.loaded = "true";
+    $("event-totals").dataset.loaded = "true";
+    $("summary-updated").textContent = s.analyticsUpdatedAt
+      ? `Numbers updated ${localTime(s.analyticsUpdatedAt, { ...when, second: "2-digit" })} (${zone()}).`
+      : "No attendance has been counted yet.";
+    renderPerDay(s.attendeesPerDay || [], eventZone);
+  }
+
+  function renderPerDay(days, eventZone) {
+    if (state.eventChart) {
+      state.eventChart.destroy();
+      state.eventChart = null;
+    }
+    const node = $("per-day-chart");
+    node.replaceChildren();
+    node.dataset.days = String(days.length);
+    $("per-day-panel").hidden = days.length === 0;
+    // A calendar date of the event's zone, as it is (no zone arithmetic on a date).
+    const dayName = (date, weekday = true) =>
+      new Intl.DateTimeFormat("en-GB", { ...(weekday ? { weekday: "short" } : {}), day: "numeric", month: "short", timeZone: "UTC" }).format(new Date(`${date}T00:00:00Z`));
+    $("per-day-rows").replaceChildren(
+      ...days.map((d) => el("tr", {}, el("td", { text: dayName(d.date) }), el("td", { className: "num", text: count(d.attendees) }))),
+    );
+    if (!days.length) return;
+    const busiest = days.reduce((a, b) => (b.attendees > a.attendees ? b : a));
+    $("per-day-hint").textContent =
+      `Each bar is the number of different people who watched on that day (${eventZone}), live or recording; ` +
+      `the busiest was ${dayName(busiest.date)} with ${count(busiest.attendees)}.`;
+    state.eventChart = new uPlot(
+      {
+        width: chartWidth(node),
+        height: 220,
+        scales: { x: { time: false, range: [-0.6, days.length - 0.4] }, y: { range: (u, min, max) => [0, Math.max(1, max) * 1.1] } },
+        axes: [
+          // Weekdays only where there is room for them (not at phone width).
+          { label: `Date (${eventZone})`, stroke: "#1a1a1a", space: 45, incrs: [1, 2, 7, 14, 30], values: (u, ticks) => ticks.map((t) => (days[t] ? dayName(days[t].date, u.width >= 560) : "")) },
+          { label: "People", stroke: "#1a1a1a", size: 60, incrs: WHOLE_STEPS },
+        ],
+        legend: { show: false },
+        series: [
+          { label: "Day", value: (u, i) => (i === null || !days[i] ? "—" : days[i].date) },
+          { label: "People who attended", stroke: "#0b5cad", fill: "rgba(11,92,173,0.55)", paths: uPlot.paths.bars({ size: [0.6, 80] }), points: { show: false } },
+        ],
+      },
+      [days.map((_, i) => i), days.map((d) => d.attendees)],
+      node,
+    );
+  }
+
+  // ---- tabs: the event's sessions and its people -----------------------------------------
+
+  const TABS = ["sessions", "people"];
+
+  function selectTab(name, focus = false) {
+    state.tab = TABS.includes(name) ? name : "sessions";
+    for (const tab of TABS) {
+      const button = $(`tab-${tab}`);
+      const selected = tab === state.tab;
+      button.setAttribute("aria-selected", String(selected));
+      button.tabIndex = selected ? 0 : -1;
+      $(`${tab}-panel`).hidden = !selected;
+      if (selected && focus) button.focus();
+    }
+  }
+
+  function tabKeys(e) {
+    const i = TABS.indexOf(state.tab);
+    const next = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: TABS.length - 1 }[e.key];
+    if (next === undefined) return;
+    e.preventDefault();
+    openTab(TABS[(next + TABS.length) % TABS.length], true);
+  }
+
+  function openTab(name, focus = false) {
+    const before = state.tab;
+    selectTab(name, focus);
+    if (state.tab === "people" && state.event && (before !== "people" || !state.peoplePage)) loadPeople();
+  }
+
+  // ---- the event's people (DESIGN §4 rule 13) --------------------------------------------
+
+  // A min-completion box: null when empty, undefined (and the error shown) when not 0–100.
+  function minCompletionOf(input, errorId) {
+    const text = input.value.trim();
+    const value = text === "" ? null : Number(text);
+    const valid = value === null || (Number.isFinite(value) && value >= 0 && value <= 100);
+    input.setAttribute("aria-invalid", String(!valid));
+    $(errorId).textContent = valid ? "" : "Minimum completion is a percentage from 0 to 100.";
+    $(errorId).hidden = valid;
+    return valid ? value : undefined;
+  }
+
+  function rowFilters(q) {
+    return { searchString: q.search, sort: q.sort, attended: q.attended, minCompletion: q.minCompletion };
+  }
+
+  function filtered(q) {
+    return Boolean(q.attended || q.minCompletion !== null);
+  }
+
+  async function loadPeople() {
+    const eventId = state.event.eventId;
+    const q = state.peopleQuery;
+    const params = { page: q.page, size: PEOPLE_PAGE_SIZE, ...rowFilters(q) };
+    const request = ++state.requests.people;
+    let answer;
+    try {
+      answer = await getJson(`/rest/host/event/${encodeURIComponent(eventId)}/attendee?${query(params)}`);
+    } catch (err) {
+      if (state.event.eventId !== eventId || request !== state.requests.people) return;
+      state.peoplePage = null;
+      $("people-rows").replaceChildren(el("tr", {}, el("td", { colspan: "8", className: "error", text: `People could not be loaded: ${err.message}` })));
+      $("people-page-info").textContent = "";
+      return;
+    }
+    if (state.event.eventId !== eventId || request !== state.requests.people) return;
+    state.peoplePage = answer;
+    renderPeople(answer);
+  }
+
+  function renderPeople(answer) {
+    const rows = answer.data.map((p) => {
+      const name = [p.firstName, p.lastName].filter(Boolean).join(" ");
+      const watched = p.attended ? watch(p.attendedSeconds) : p.noShow ? "no-show" : "did not attend";
+      return el(
+        "tr",
+        { "data-user-id": p.userId },
+        el("td", { text: name || p.userId }),
+        identityCell(p),
+        el("td", { className: "num", text: count(p.sessionsRegistered) }),
+        el("td", { className: "num", text: count(p.sessionsAttended) }),
+        p.attended ? watchedCell(p) : el("td", { className: "num why", text: watched }),
+        el("td", { className: "num", text: percent(p.completion) }),
+        el("td", { className: "when", text: localTime(p.firstJoinedAt, SHORT_TIME) }),
+        el("td", { className: "when", text: localTime(p.lastLeftAt, SHORT_TIME) }),
+      );
+    });
+    if (!rows.length) {
+      const q = state.peopleQuery;
+      const empty =
+        answer.recordsTotal === 0
+          ? "Nobody has registered or attended yet."
+          : filtered(q)
+            ? "Nobody matches the search and filters."
+            : `No one's name or email contains "${q.search}".`;
+      rows.push(el("tr", {}, el("td", { colspan: "8", text: empty })));
+    }
+    labelCells("people-table", rows);
+    $("people-rows").replaceChildren(...rows);
+    const pages = Math.max(1, Math.ceil(answer.recordsFiltered / PEOPLE_PAGE_SIZE));
+    const of = answer.recordsFiltered === answer.recordsTotal ? "" : ` of ${count(answer.recordsTotal)}`;
+    $("people-page-info").textContent = `Page ${answer.page + 1} of ${pages} · ${count(answer.recordsFiltered)}${of} people`;
+    $("people-prev").disabled = answer.page === 0;
+    $("people-next").disabled = answer.page + 1 >= pages;
+    const sort = state.peopleQuery.sort;
+    for (const th of document.querySelectorAll("#people-table th[data-sort]")) {
+      const key = th.dataset.sort;
+      th.setAttribute("aria-sort", sort === key ? "ascending" : sort === `-${key}` ? "descending" : "none");
+    }
+    $("people-table").dataset.loaded = "true";
+  }
+
+  // An email may break before its "@" (and only there) when its column is narrow.
+  function emailText(email) {
+    if (!email) return el("span", { text: "—" });
+    const at = email.lastIndexOf("@");
+    if (at <= 0) return el("span", { text: email });
+    return el("span", { className: "email" }, email.slice(0, at), el("wbr"), email.slice(at));
+  }
+
+  // Email with the ticket under it: one column fewer, so the journey fits at 1,280 px.
+  function identityCell(row) {
+    // One box inside the cell: on a phone the cell is a flex row of its label and its content.
+    const box = el("div", {}, emailText(row.email));
+    if (row.ticketId) box.append(el("br"), el("span", { className: "hint", text: `Ticket ${row.ticketId}` }));
+    return el("td", { className: "identity" }, box);
+  }
+
+  // Attended time with its live and recording parts under it.
+  function watchedCell(row) {
+    const box = el(
+      "div",
+      {},
+      el("span", { className: "total", text: watch(row.attendedSeconds) }),
+      el("br"),
+      el("span", { className: "hint", text: `live ${watch(row.liveSeconds)}` }),
+      el("br"),
+      el("span", { className: "hint", text: `recording ${watch(row.recordingSeconds)}` }),
+    );
+    return el("td", { className: "num" }, box);
+  }
+
+  function peopleQueryChanged(change) {
+    state.peopleQuery = { ...state.peopleQuery, page: 0, ...change };
+    if ("sort" in change) {
+      const option = [...$("people-sort").options].find((o) => o.value === change.sort);
+      if (option) $("people-sort").value = change.sort;
+    }
+    loadPeople();
+  }
+
+  function resetPeopleQuery() {
+    state.peopleQuery = { page: 0, search: "", sort: "-attendedSeconds", attended: "", minCompletion: null };
+    state.peoplePage = null;
+    $("people-search").value = "";
+    $("people-attended").value = "";
+    $("people-min-completion").value = "";
+    minCompletionOf($("people-min-completion"), "people-min-completion-error");
+    $("people-sort").value = state.peopleQuery.sort;
+    $("people-rows").replaceChildren();
+    $("people-page-info").textContent = "";
+  }
+
+  function downloadPeopleCsv() {
+    const id = state.event.eventId;
+    download(`/rest/host/event/${encodeURIComponent(id)}/attendee/csv?${query(rowFilters(state.peopleQuery))}`, `people-${id}.csv`).catch((err) =>
+      say(`The CSV could not be downloaded: ${err.message}`),
+    );
   }
 
   async function loadSessions() {
@@ -564,43 +795,48 @@
   async function loadAttendees() {
     const session = state.session;
     const q = state.attendeeQuery;
-    const params = { page: q.page, size: ATTENDEE_PAGE_SIZE, searchString: q.search, sort: q.sort };
+    const params = { page: q.page, size: ATTENDEE_PAGE_SIZE, ...rowFilters(q) };
+    const request = ++state.requests.attendees;
     let answer;
     try {
       answer = await getJson(`/rest/host/session/${encodeURIComponent(session.sessionId)}/attendee?${query(params)}`);
     } catch (err) {
+      if (state.session !== session || request !== state.requests.attendees) return;
       if (err.status === 404) {
         $("attendee-panel").hidden = true;
         return;
       }
       $("attendee-panel").hidden = false;
-      $("attendee-rows").replaceChildren(el("tr", {}, el("td", { colspan: "8", text: `Attendees could not be loaded: ${err.message}` })));
+      $("attendee-rows").replaceChildren(el("tr", {}, el("td", { colspan: "9", className: "error", text: `Attendees could not be loaded: ${err.message}` })));
       return;
     }
-    if (state.session !== session) return;
+    if (state.session !== session || request !== state.requests.attendees) return;
     $("attendee-panel").hidden = false;
     // Search is offered once the route filters (its answer then counts `recordsFiltered`, like
     // the session list); before that a search box would silently show everyone.
     $("attendee-search").closest("label").hidden = !("recordsFiltered" in answer);
     $("attendee-sort").closest("label").hidden = !("recordsFiltered" in answer);
+    $("attendee-attended-label").hidden = !("recordsFiltered" in answer);
+    $("attendee-min-completion-label").hidden = !("recordsFiltered" in answer);
     const rows = answer.data.map((a) => {
       const name = [a.firstName, a.lastName].filter(Boolean).join(" ");
       return el(
         "tr",
-        {},
+        { "data-user-id": a.userId },
         el("td", { text: name || a.userId }),
-        el("td", { text: a.email || "—" }),
-        el("td", { text: a.ticketId || "—" }),
-        el("td", { className: "num", text: a.attended ? watch(a.attendedSeconds) : "did not attend" }),
-        el("td", { className: "num", text: watch(a.liveSeconds) }),
-        el("td", { className: "num", text: watch(a.recordingSeconds) }),
+        identityCell(a),
+        a.attended ? watchedCell(a) : el("td", { className: "num why", text: "did not attend" }),
         el("td", { className: "num", text: percent(a.engagement) }),
+        el("td", { className: "num", text: percent(a.completion) }),
+        el("td", { className: "num", text: count(a.joins) }),
+        el("td", { className: "when", text: localTime(a.firstJoinedAt, SHORT_TIME) }),
+        el("td", { className: "when", text: localTime(a.lastLeftAt, SHORT_TIME) }),
         el("td", { text: localTime(a.registeredAt) }),
       );
     });
     if (!rows.length) {
       const empty = emptyAttendeesText(answer, session);
-      rows.push(el("tr", {}, el("td", { colspan: "8", text: empty })));
+      rows.push(el("tr", {}, el("td", { colspan: "9", text: empty })));
     }
     labelCells("attendee-table", rows);
     $("attendee-rows").replaceChildren(...rows);
@@ -613,15 +849,21 @@
   }
 
   function resetAttendeeQuery() {
-    state.attendeeQuery = { page: 0, search: "", sort: "-attendedSeconds" };
+    state.attendeeQuery = { page: 0, search: "", sort: "-attendedSeconds", attended: "", minCompletion: null };
     $("attendee-search").value = "";
+    $("attendee-attended").value = "";
+    $("attendee-min-completion").value = "";
+    minCompletionOf($("attendee-min-completion"), "attendee-min-completion-error");
     $("attendee-sort").value = state.attendeeQuery.sort;
   }
 
   // Why the table is empty, in words that agree with the numbers above it: the list and the counts
   // come from the same rollup, so counts without rows mean the rows are not written yet.
   function emptyAttendeesText(answer, session) {
-    if (answer.recordsTotal > 0) return `No attendee's name or email contains "${state.attendeeQuery.search}".`;
+    if (answer.recordsTotal > 0) {
+      if (filtered(state.attendeeQuery)) return "No attendee matches the search and filters.";
+      return `No attendee's name or email contains "${state.attendeeQuery.search}".`;
+    }
     if (session.registeredUserCount > 0 || session.attendeeCount > 0) {
       return "The attendee list is being prepared; it appears after the next update of the numbers.";
     }
@@ -636,7 +878,7 @@
   function downloadAttendeeCsv() {
     const id = state.session.sessionId;
     const q = state.attendeeQuery;
-    const params = { searchString: q.search, sort: q.sort };
+    const params = rowFilters(q);
     download(`/rest/host/session/${encodeURIComponent(id)}/attendee/csv?${query(params)}`, `attendees-${id}.csv`).catch((err) =>
       say(`The CSV could not be downloaded: ${err.message}`),
     );
@@ -671,6 +913,7 @@
     $("sign-out").addEventListener("click", () => signOut());
     $("event-select").addEventListener("change", (e) => {
       state.sessionQuery = { page: 0, sort: $("session-sort").value, search: "", format: "" };
+      resetPeopleQuery();
       $("session-search").value = "";
       $("session-format").value = "";
       location.hash = query({ event: e.target.value });
@@ -714,14 +957,52 @@
       loadAttendees();
     });
     $("attendee-csv").addEventListener("click", downloadAttendeeCsv);
+    $("attendee-attended").addEventListener("change", (e) => attendeeQueryChanged({ attended: e.target.value }));
+    $("attendee-min-completion").addEventListener(
+      "input",
+      debounce((e) => {
+        const value = minCompletionOf(e.target, "attendee-min-completion-error");
+        if (value !== undefined) attendeeQueryChanged({ minCompletion: value });
+      }, 300),
+    );
+    for (const tab of TABS) {
+      $(`tab-${tab}`).addEventListener("click", () => openTab(tab));
+      $(`tab-${tab}`).addEventListener("keydown", tabKeys);
+    }
+    $("people-search").addEventListener("input", debounce((e) => peopleQueryChanged({ search: e.target.value.trim() }), 250));
+    $("people-attended").addEventListener("change", (e) => peopleQueryChanged({ attended: e.target.value }));
+    $("people-min-completion").addEventListener(
+      "input",
+      debounce((e) => {
+        const value = minCompletionOf(e.target, "people-min-completion-error");
+        if (value !== undefined) peopleQueryChanged({ minCompletion: value });
+      }, 300),
+    );
+    $("people-sort").addEventListener("change", (e) => peopleQueryChanged({ sort: e.target.value }));
+    for (const th of document.querySelectorAll("#people-table th[data-sort]")) {
+      th.tabIndex = 0;
+      const toggle = () => {
+        const key = th.dataset.sort;
+        peopleQueryChanged({ sort: state.peopleQuery.sort === key ? `-${key}` : key });
+      };
+      th.addEventListener("click", toggle);
+      th.addEventListener("keydown", (e) => (e.key === "Enter" || e.key === " ") && (e.preventDefault(), toggle()));
+    }
+    $("people-prev").addEventListener("click", () => peopleQueryChanged({ page: state.peopleQuery.page - 1 }));
+    $("people-next").addEventListener("click", () => peopleQueryChanged({ page: state.peopleQuery.page + 1 }));
+    $("people-csv").addEventListener("click", downloadPeopleCsv);
     window.addEventListener("hashchange", route);
     window.addEventListener(
       "resize",
       debounce(() => {
-        for (const chart of state.charts) chart.setSize({ width: chartWidth(chart.root.parentElement), height: chart.height });
+        const charts = state.eventChart ? [...state.charts, state.eventChart] : state.charts;
+        for (const chart of charts) chart.setSize({ width: chartWidth(chart.root.parentElement), height: chart.height });
       }, 150),
     );
   }
+
+  // What other scripts of the page may call (live updates re-render in place with these).
+  window.hostDashboard = { state, renderEventSummary, loadEventSummary, loadSessions, renderSessions, loadPeople, renderPeople, loadAttendees, openTab };
 
   document.addEventListener("DOMContentLoaded", () => {
     wire();
