@@ -32,14 +32,15 @@ from pymongo import monitoring
 from bench.machine import machine_line
 from bench.mongo_server import describe, start_mongo
 from shared.admin import create_event, create_user
-from shared.db import bulk_write, connect
+from shared.db import connect
 from shared.identities import store_identities
 from shared.models import RegistrationIn, SessionIn
 from shared.settings import Settings
 from shared.store import upsert_session
 from tests.servers import free_port
 from web.app import create_app
-from worker.rollup import UserState, build_session_write
+from worker.journal import Journal
+from worker.session_fold import UserState, fold_session
 
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
 EMAIL, PASSWORD = "bench@example.com", "bench password"
@@ -76,9 +77,10 @@ async def seed(db: Any, settings: Settings, session_id: str, size: int) -> None:
         )
         for n in range(size)
     }
-    write = build_session_write(session, state, {}, {}, "UTC")
-    await bulk_write(settings, db.attendees, write.rows)
-    await db.sessions.update_one({"_id": session_id}, {"$set": write.fields})
+    write = fold_session(session, {}, state, {}, "UTC", full=True)
+    assert write is not None
+    await Journal("ev1", write.rows, None).apply(db, settings)
+    await db.sessions.update_one({"_id": session_id}, {"$set": write.fields("UTC", (0, None), T0)})
     registrations = [
         RegistrationIn(
             sessionId=session_id,

@@ -20,10 +20,14 @@ from shared.attendees import SORT_FIELDS as ATTENDEE_SORT_FIELDS
 from shared.documents import (
     AttendeeIdentityDoc,
     AttendeeRowDoc,
+    AudienceEdgesDoc,
     EventDoc,
+    EventSummaryDoc,
     InboxBatchDoc,
     IngestKeyDoc,
+    JournalPartDoc,
     LoginAttemptDoc,
+    PersonDoc,
     ProviderStateDoc,
     RecomputeLockDoc,
     RegistrationDoc,
@@ -312,20 +316,20 @@ class Database:
         return cast("Collection[AttendeeRowDoc]", self.db.attendees)
 
     @property
-    def people(self) -> Collection[RawDocument]:
-        return self.db.people
+    def people(self) -> Collection[PersonDoc]:
+        return cast("Collection[PersonDoc]", self.db.people)
 
     @property
-    def audience_edges(self) -> Collection[RawDocument]:
-        return self.db.audience_edges
+    def audience_edges(self) -> Collection[AudienceEdgesDoc]:
+        return cast("Collection[AudienceEdgesDoc]", self.db.audience_edges)
 
     @property
-    def event_summaries(self) -> Collection[RawDocument]:
-        return self.db.event_summaries
+    def event_summaries(self) -> Collection[EventSummaryDoc]:
+        return cast("Collection[EventSummaryDoc]", self.db.event_summaries)
 
     @property
-    def rollup_journal(self) -> Collection[RawDocument]:
-        return self.db.rollup_journal
+    def rollup_journal(self) -> Collection[JournalPartDoc]:
+        return cast("Collection[JournalPartDoc]", self.db.rollup_journal)
 
     @property
     def tasks(self) -> Collection[TaskDoc]:

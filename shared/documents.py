@@ -111,6 +111,9 @@ class SessionDoc(TypedDict, total=False):
     analyticsUpdatedAt: datetime | None
     # Rule 9's series as shared/viewers.py stores it (up to 1,440 counts and one per date)
     viewers: dict[str, Any]
+    # The sums and counts a rollup moves users in and out of (shared/session_totals.py).
+    totals: dict[str, int]
+    viewersState: dict[str, Any]
 
 
 class WatchSegmentDoc(TypedDict, total=False):
@@ -198,6 +201,75 @@ class AttendeeRowDoc(TypedDict, total=False):
     joins: int
     live: list[list[datetime]]
     recording: list[list[datetime]]
+
+
+class PersonDoc(TypedDict, total=False):
+    """`people`: one person of an event, `_id` = `eventId:userId` (shared/audience.py)."""
+
+    _id: Required[str]
+    eventId: str
+    userId: str
+    email: str | None
+    firstName: str | None
+    lastName: str | None
+    ticketId: str | None
+    sortName: str | None
+    searchText: str
+    sessions: list[str]
+    sessionsRegistered: int
+    sessionsAttended: int
+    attended: bool
+    noShow: bool
+    attendedSeconds: float
+    liveSeconds: float
+    recordingSeconds: float
+    firstJoinedAt: datetime | None
+    lastLeftAt: datetime | None
+    completion: float | None
+    live: list[list[datetime]]
+    days: list[str]
+    rebuild: str  # the recompute that wrote it last (the ones it did not write are deleted)
+
+
+class AudienceEdgesDoc(TypedDict, total=False):
+    """`audience_edges`: LIVE starts minus ends per millisecond offset of one chunk of one peak's
+    scope (an event, or `eventId/sessionId`), `_id` = `scope:chunkStartMs`."""
+
+    _id: Required[str]
+    eventId: str
+    scope: str
+    start: datetime
+    edges: dict[str, int]
+
+
+class EventSummaryDoc(TypedDict, total=False):
+    """`event_summaries`: an event's audience numbers (shared/audience.py), `_id` = eventId, and
+    the writes of the rollup committing them (`pending`, worker/journal.py)."""
+
+    _id: Required[str]
+    eventId: str
+    uniqueRegistrants: int
+    uniqueAttendees: int
+    noShows: int
+    liveOnly: int
+    recordingOnly: int
+    both: int
+    watchMs: dict[str, int]
+    perDay: dict[str, int]
+    chunks: dict[str, dict[str, int]]
+    peakConcurrent: int
+    peakAt: datetime | None
+    updatedAt: datetime
+    rebuilding: bool  # a recompute is rebuilding the audience
+    pending: dict[str, Any]
+
+
+class JournalPartDoc(TypedDict, total=False):
+    """`rollup_journal`: a part of a rollup's committed writes too large for the summary."""
+
+    _id: Required[str]
+    eventId: str
+    ops: list[dict[str, Any]]
 
 
 class RollupLeaseDoc(TypedDict, total=False):

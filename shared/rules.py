@@ -157,9 +157,9 @@ def session_numbers(
 
     rows: dict[str, dict[str, object]] = {}
     for user_id, registered_at in registrations.items():
-        rows[user_id] = _attendee_row(user_id, None, registered_at, duration, available)
+        rows[user_id] = attendee_row(user_id, None, registered_at, duration, available)
     for w in attendees:
-        rows[w.user_id] = _attendee_row(w.user_id, w, registrations.get(w.user_id), duration, available)
+        rows[w.user_id] = attendee_row(w.user_id, w, registrations.get(w.user_id), duration, available)
 
     return SessionNumbers(
         registered_user_count=len(registrations),
@@ -178,7 +178,7 @@ def session_numbers(
     )
 
 
-def _attendee_row(
+def attendee_row(
     user_id: str,
     watch: UserWatch | None,
     registered_at: object,

@@ -378,7 +378,9 @@ def _texts(value: Any) -> list[str]:
 
 async def personal_values_outside_identities(database: Any, identity: dict[str, str] | None) -> list[str]:
     """Personal values anywhere but the identities and their copies in attendee rows and people."""
-    return await stored_personal_values(database, identity, skip=("attendee_identities", "attendees", "people"))
+    return await stored_personal_values(
+        database, identity, skip=("attendee_identities", "attendees", "people")
+    )
 
 
 async def stored_personal_values(
@@ -420,7 +422,9 @@ async def test_erasure_removes_personal_fields_everywhere_and_keeps_every_number
     assert (await client.post(REGISTRATIONS, json=[pending], headers=world["key"])).status == 200
     assert await personal_values_outside_identities(database, ada) == []
     in_rows = await stored_personal_values(database, ada, skip=("attendee_identities",))
-    assert in_rows and set(in_rows) <= {f"{copy}: {v}" for v in ada.values() for copy in ("attendees", "people")}
+    assert in_rows and set(in_rows) <= {
+        f"{copy}: {v}" for v in ada.values() for copy in ("attendees", "people")
+    }
     await rollup_pending(database, settings)
     before = await numbers_seen(client, host)
 

@@ -21,6 +21,8 @@ from tests.seed import add_session, ingest_headers, login, seed_world
 from tests.test_rollup_numbers import (
     FEW,
     World,
+    assert_attendees_match,
+    assert_list_matches,
     create_sessions,
     get_json,
     make_world,
@@ -335,10 +337,10 @@ async def test_a_rollup_that_dies_between_its_writes_is_made_right_by_the_next(
     monkeypatch: pytest.MonkeyPatch,
     dies: str,
 ) -> None:
-    """The summary's update commits the audience before the rows; whatever a rollup wrote
-    before it died, the next one's numbers are the oracle's."""
-    import worker.audience
-    import worker.rollup
+    """The summary's update commits every write of a rollup before the first is applied
+    (worker/journal.py); whatever a rollup wrote before it died, the next one's numbers are the
+    oracle's, sessions' and event's alike."""
+    import worker.journal
 
     world = audience_world(21, users=16)
     await create_sessions(database, world)
@@ -357,15 +359,11 @@ async def test_a_rollup_that_dies_between_its_writes_is_made_right_by_the_next(
         return die_after
 
     if dies == "after its commit":
-        monkeypatch.setattr(
-            worker.audience.AudienceWrite, "commit", dying(worker.audience.AudienceWrite.commit)
-        )
+        monkeypatch.setattr(worker.journal.Journal, "commit", dying(worker.journal.Journal.commit))
     elif dies == "after its rows":
-        monkeypatch.setattr(worker.rollup, "_write_sessions", dying(worker.rollup._write_sessions))
+        monkeypatch.setattr(worker.journal, "bulk_write", dying(worker.journal.bulk_write))
     else:
-        monkeypatch.setattr(
-            worker.audience.AudienceWrite, "apply", dying(worker.audience.AudienceWrite.apply)
-        )
+        monkeypatch.setattr(worker.journal.Journal, "apply", dying(worker.journal.Journal.apply))
     key = await ingest_headers(database, ["ev1"])
     await post_all(client, key, "/rest/events/ev1/watch-segments", world.segments[half:])
     with pytest.raises(Died):
@@ -375,4 +373,6 @@ async def test_a_rollup_that_dies_between_its_writes_is_made_right_by_the_next(
     assert (await database.event_summaries.find_one({"_id": "ev1"}) or {}).get("pending")
     await rollup_pending(database, settings)
     await assert_audience_matches(client, host, world)
+    await assert_list_matches(client, host, world)
+    await assert_attendees_match(client, host, world, (500,))
     assert "pending" not in (await database.event_summaries.find_one({"_id": "ev1"}) or {})

@@ -205,7 +205,8 @@ async def session_attendees_csv(request: web.Request) -> web.StreamResponse:
     return await stream_csv(request, f"attendees-{session['_id']}.csv", CSV_COLUMNS, first, more)
 
 
-@routes.delete("/rest/host/event/{eventId}/attendee/{userId}")
+# `csv` there is the event people's CSV (web/audience.py), which answers DELETE with 405.
+@routes.delete(r"/rest/host/event/{eventId}/attendee/{userId:(?!csv$)[^/]+}")
 async def erase_attendee(request: web.Request) -> web.Response:
     """Erase a user's identity for one event; every number stays (they hold no personal field)."""
     principal = await authenticate_host(request)

@@ -3,29 +3,20 @@
 A rollup that wrote some attendee rows recomputes the people of those users from their rows
 (read by `_id`), moves each person's old contribution out of the event summary and the new one
 in, and changes the LIVE edges of the chunks their unions' ends fall in: every read and write is
-by `_id` and follows the users with new attendance, whatever the size of the event.
-
-The summary is a sum over the people, so one rollup's people, edges and summary must land all
-or none, and MongoDB has no multi-document atomicity to rely on. The summary's own update is
-the commit: it carries the people and edge writes as `pending` (in `rollup_journal` parts when
-they outgrow a document), and goes out before the attendee rows; then the rows, the people and
-the edges are written, and `pending` is cleared once the rollup consumed its inbox. Every
-operation sets computed values, so the next rollup of the event applies a `pending` it finds
-(a rollup died after its commit), and applying one twice changes nothing.
+by `_id` and follows the users with new attendance, whatever the size of the event. Its writes
+land with the rollup's others, all or none (worker/journal.py).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import bson
-from pymongo import DeleteOne, ReplaceOne, UpdateOne
+from pymongo import ReplaceOne
 
 from shared.attendees import identity_fields, row_id
 from shared.audience import (
@@ -44,6 +35,7 @@ from shared.db import Database, bulk_write, dates_as_ms
 from shared.identities import identities_of
 from shared.settings import Settings
 from shared.store import epoch_ms, from_epoch_ms, now
+from worker.journal import clear_pending, op
 
 JOURNAL_PART_BYTES = 4 * 1024 * 1024  # pending writes inline up to this, well under 16 MB
 _PERSON_FIELDS = {
@@ -126,9 +118,10 @@ def person_fields(event_id: str, user_id: str, person: Person) -> dict[str, Any]
     }
 
 
-def _edges_doc(event_id: str, chunk: int, edges: Mapping[int, int]) -> dict[str, Any]:
+def _edges_doc(event_id: str, scope: str, chunk: int, edges: Mapping[int, int]) -> dict[str, Any]:
     return {
         "eventId": event_id,
+        "scope": scope,
         "start": from_epoch_ms(chunk),
         "edges": {str(offset): n for offset, n in sorted(edges.items())},
     }
@@ -136,107 +129,6 @@ def _edges_doc(event_id: str, chunk: int, edges: Mapping[int, int]) -> dict[str,
 
 def summary_doc(event_id: str, summary: Summary) -> dict[str, Any]:
     return {"eventId": event_id, **summary.fields(), "updatedAt": now()}
-
-
-# --- pending writes ---------------------------------------------------------------------------
-# An operation is `{c: collection, id, set, insert}` (an upsert setting `set`, with `insert` on
-# insert only) or `{c, id}` alone (a delete): plain fields, no `$` names stored.
-
-
-def _op(
-    collection: str, doc_id: str, fields: dict[str, Any] | None, insert: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    op: dict[str, Any] = {"c": collection, "id": doc_id}
-    if fields is not None:
-        op["set"] = fields
-        if insert:
-            op["insert"] = insert
-    return op
-
-
-def _pymongo(op: Mapping[str, Any]) -> UpdateOne | DeleteOne:
-    if "set" not in op:
-        return DeleteOne({"_id": op["id"]})
-    update: dict[str, Any] = {"$set": op["set"]}
-    if op.get("insert"):
-        update["$setOnInsert"] = op["insert"]
-    return UpdateOne({"_id": op["id"]}, update, upsert=True)
-
-
-async def apply_ops(db: Database, settings: Settings, ops: Iterable[Mapping[str, Any]]) -> None:
-    """The people's and the edges' writes."""
-    by_collection: dict[str, list[UpdateOne | DeleteOne]] = defaultdict(list)
-    for op in ops:
-        by_collection[op["c"]].append(_pymongo(op))
-    for name in ("people", "audience_edges"):
-        if by_collection.get(name):
-            await bulk_write(settings, db[name], by_collection[name])
-
-
-def _parts(ops: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    parts: list[list[dict[str, Any]]] = [[]]
-    size = 0
-    for op in ops:
-        op_size = len(bson.encode(op))
-        if parts[-1] and size + op_size > JOURNAL_PART_BYTES:
-            parts.append([])
-            size = 0
-        parts[-1].append(op)
-        size += op_size
-    return parts
-
-
-@dataclass(slots=True)
-class AudienceWrite:
-    """One rollup's audience: the summary (the commit) and the people and edge writes."""
-
-    event_id: str
-    summary: dict[str, Any]
-    ops: list[dict[str, Any]]
-    pending: dict[str, Any] = field(default_factory=dict)
-
-    async def commit(self, db: Database) -> None:
-        """The summary with the writes it rests on as `pending`, in one document write (after
-        the parts, when the writes need more than one document)."""
-        parts = _parts(self.ops)
-        if len(parts) == 1:
-            self.pending = {"ops": parts[0]}
-        else:
-            run = uuid.uuid4().hex
-            ids = [f"{self.event_id}:{run}:{n}" for n in range(len(parts))]
-            for part_id, part in zip(ids, parts, strict=True):
-                await db.rollup_journal.insert_one({"_id": part_id, "eventId": self.event_id, "ops": part})
-            self.pending = {"parts": ids}
-        doc = {"_id": self.event_id, **self.summary, "pending": self.pending}
-        await db.event_summaries.replace_one({"_id": self.event_id}, doc, upsert=True)
-
-    async def apply(self, db: Database, settings: Settings) -> None:
-        await apply_ops(db, settings, self.ops)
-
-    async def done(self, db: Database) -> None:
-        await clear_pending(db, self.event_id, self.pending)
-
-
-async def clear_pending(db: Database, event_id: str, pending: Mapping[str, Any]) -> None:
-    await db.event_summaries.update_one({"_id": event_id}, {"$unset": {"pending": ""}})
-    if pending.get("parts"):
-        await db.rollup_journal.delete_many({"_id": {"$in": list(pending["parts"])}})
-
-
-async def settled_summary(db: Database, settings: Settings, event_id: str) -> dict[str, Any] | None:
-    """The event's summary once the writes a rollup left pending (it died after its commit) are
-    applied: the base the next rollup moves contributions in and out of."""
-    doc = await db.event_summaries.find_one({"_id": event_id})
-    if doc is None or not doc.get("pending"):
-        return doc
-    pending = doc.pop("pending")
-    ops = list(pending.get("ops") or ())
-    for part_id in pending.get("parts") or ():
-        part = await db.rollup_journal.find_one({"_id": part_id})
-        ops += (part or {}).get("ops") or ()
-    await apply_ops(db, settings, ops)
-    await clear_pending(db, event_id, pending)
-    return doc
 
 
 # --- a rollup's plan --------------------------------------------------------------------------
@@ -263,7 +155,16 @@ def _view(doc: Mapping[str, Any]) -> RowView:
     )
 
 
-async def plan_audience(
+@dataclass(slots=True)
+class PeoplePlan:
+    """The people writes of one rollup, the summary they move, and the event's LIVE edge changes."""
+
+    summary: Summary
+    ops: list[dict[str, Any]]
+    edges: dict[int, int]
+
+
+async def plan_people(
     db: Database,
     settings: Settings,
     event_id: str,
@@ -271,12 +172,12 @@ async def plan_audience(
     changes: Changes,
     identities: Mapping[str, Any],
     stored_summary: Mapping[str, Any] | None,
-) -> AudienceWrite | None:
-    """What brings the people of these users, the edges and the summary up to the rows about to
-    be written (`stored_summary`: settled_summary's). None while a recompute rebuilds the event's
-    audience, or when no row changed."""
-    if not changes or (stored_summary and stored_summary.get("rebuilding")):
-        return None
+) -> PeoplePlan:
+    """What brings the people of these users and the summary up to the rows about to be written
+    (`stored_summary`: the settled summary; the edges' counts come with edge_ops)."""
+    summary = Summary.of_doc(stored_summary)
+    if not changes:
+        return PeoplePlan(summary, [], {})
     users = sorted(changes)
     docs = await _by_id(db, settings, "people", [person_id(event_id, u) for u in users], _PERSON_FIELDS)
     old = {doc["userId"]: person_from_doc(doc) for doc in docs}
@@ -290,7 +191,6 @@ async def plan_audience(
     for doc in await _by_id(db, settings, "attendees", wanted, _ROW_FIELDS):
         views[doc["userId"]].append(_view(doc))
     zone = ZoneInfo(time_zone)
-    summary = Summary.of_doc(stored_summary)
     edge_total: dict[int, int] = {}
     ops: list[dict[str, Any]] = []
     missing = [user for user in users if user not in old and user not in identities]
@@ -303,33 +203,58 @@ async def plan_audience(
             edge_total[ms] = edge_total.get(ms, 0) + n
         key = person_id(event_id, user)
         if after.empty:
-            ops.append(_op("people", key, None))
+            ops.append(op("people", key, None))
         else:
             identity = None if user in old else identity_fields(identities.get(user) or found.get(user))
-            ops.append(_op("people", key, person_fields(event_id, user, after), identity))
-    ops += await _edge_ops(db, settings, event_id, summary, edge_total)
-    return AudienceWrite(event_id, summary_doc(event_id, summary), ops)
+            ops.append(op("people", key, person_fields(event_id, user, after), identity))
+    return PeoplePlan(summary, ops, edge_total)
 
 
-async def _edge_ops(
-    db: Database, settings: Settings, event_id: str, summary: Summary, changes: Mapping[int, int]
+@dataclass(slots=True)
+class EdgeScope:
+    """The LIVE edges of one peak: the event's (`scope` = eventId) or a session's
+    (`eventId/sessionId`), the chunk parts it keeps, and this rollup's changes (with `full`, the
+    whole set: the stored chunks not in it are deleted)."""
+
+    scope: str
+    parts: dict[int, tuple[int, int, int]]
+    changes: Mapping[int, int]
+    full: bool = False
+
+
+def session_scope(event_id: str, session_id: str) -> str:
+    return f"{event_id}/{session_id}"  # ids hold no `/`
+
+
+async def edge_ops(
+    db: Database, settings: Settings, event_id: str, scopes: Iterable[EdgeScope]
 ) -> list[dict[str, Any]]:
-    grouped = chunks_of({ms: n for ms, n in changes.items() if n})
-    ids = {chunk: edges_id(event_id, chunk) for chunk in grouped}
-    stored = {
-        doc["_id"]: doc
-        for doc in await _by_id(db, settings, "audience_edges", sorted(ids.values()), {"edges": 1})
-    }
+    """The edge documents' writes of every scope (the chunks touched, read in one query), with
+    each scope's `parts` brought up to them."""
+    scopes = list(scopes)
+    grouped = {id(s): chunks_of({ms: n for ms, n in s.changes.items() if n}) for s in scopes}
+    wanted = sorted(edges_id(s.scope, chunk) for s in scopes if not s.full for chunk in grouped[id(s)])
+    stored = {doc["_id"]: doc for doc in await _by_id(db, settings, "audience_edges", wanted, {"edges": 1})}
     ops = []
-    for chunk, change in sorted(grouped.items()):
-        before = {int(k): n for k, n in (stored.get(ids[chunk]) or {}).get("edges", {}).items()}
-        edges = add_edges(before, change)
-        if edges:
-            summary.parts[chunk] = Chunk(edges).part()
-            ops.append(_op("audience_edges", ids[chunk], _edges_doc(event_id, chunk, edges)))
-        else:
-            summary.parts.pop(chunk, None)
-            ops.append(_op("audience_edges", ids[chunk], None))
+    for s in scopes:
+        chunks = grouped[id(s)]
+        if s.full:
+            ops += [
+                op("audience_edges", edges_id(s.scope, c), None) for c in sorted(set(s.parts) - set(chunks))
+            ]
+            s.parts.clear()
+        for chunk, change in sorted(chunks.items()):
+            key = edges_id(s.scope, chunk)
+            before = (
+                {} if s.full else {int(k): n for k, n in (stored.get(key) or {}).get("edges", {}).items()}
+            )
+            edges = add_edges(before, change)
+            if edges:
+                s.parts[chunk] = Chunk(edges).part()
+                ops.append(op("audience_edges", key, _edges_doc(event_id, s.scope, chunk, edges)))
+            else:
+                s.parts.pop(chunk, None)
+                ops.append(op("audience_edges", key, None))
     return ops
 
 
@@ -337,14 +262,29 @@ async def _edge_ops(
 
 
 async def start_rebuild(db: Database, event_id: str) -> None:
-    """Before a recompute rewrites the rows: rollups leave the audience alone until it is rebuilt
-    (a recompute that dies is run again, and rebuilds it then), and what a rollup left pending is
-    moot."""
+    """Before a recompute rewrites the rows: rollups leave the people and the summary alone and
+    sum every session over all its rows until it is done (a recompute that dies is run again),
+    and what a rollup left pending is moot. Every edge is written again."""
     doc = await db.event_summaries.find_one_and_update(
         {"_id": event_id}, {"$set": {"eventId": event_id, "rebuilding": True}}, {"pending": 1}, upsert=True
     )
     if doc and doc.get("pending"):
         await clear_pending(db, event_id, doc["pending"])
+    await db.audience_edges.delete_many({"eventId": event_id})
+
+
+def full_edge_docs(event_id: str, scope: EdgeScope) -> list[ReplaceOne[Any]]:
+    """A recompute's edge documents of one scope, its parts filled (nothing to read)."""
+    docs = []
+    for chunk, change in sorted(chunks_of({ms: n for ms, n in scope.changes.items() if n}).items()):
+        scope.parts[chunk] = Chunk(change).part()
+        key = edges_id(scope.scope, chunk)
+        docs.append(
+            ReplaceOne(
+                {"_id": key}, {"_id": key, **_edges_doc(event_id, scope.scope, chunk, change)}, upsert=True
+            )
+        )
+    return docs
 
 
 async def rebuild_audience(
@@ -355,8 +295,8 @@ async def rebuild_audience(
     views: Mapping[str, list[RowView]],
     identities: Mapping[str, Any],
 ) -> None:
-    """Every person, edge and the summary of an event from all its rows; people and edges no
-    longer there are deleted; the summary is written last, ending the rebuild."""
+    """Every person, the event's edges and the summary from all its rows; people no longer there
+    are deleted; the summary is written last, ending the rebuild."""
     zone = ZoneInfo(time_zone)
     run = uuid.uuid4().hex
     summary = Summary()
@@ -382,12 +322,6 @@ async def rebuild_audience(
             ops = []
     await bulk_write(settings, db.people, ops)
     await db.people.delete_many({"eventId": event_id, "rebuild": {"$ne": run}})
-    await db.audience_edges.delete_many({"eventId": event_id})
-    edge_docs = []
-    for chunk, change in sorted(chunks_of({ms: n for ms, n in edges.items() if n}).items()):
-        summary.parts[chunk] = Chunk(change).part()
-        edge_docs.append(
-            ReplaceOne({"_id": edges_id(event_id, chunk)}, _edges_doc(event_id, chunk, change), upsert=True)
-        )
-    await bulk_write(settings, db.audience_edges, edge_docs)
+    scope = EdgeScope(event_id, summary.parts, edges, full=True)
+    await bulk_write(settings, db.audience_edges, full_edge_docs(event_id, scope))
     await db.event_summaries.replace_one({"_id": event_id}, summary_doc(event_id, summary), upsert=True)

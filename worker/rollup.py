@@ -1,4 +1,5 @@
-"""Rollups: fold watch segments and registrations into per-session numbers (DESIGN §4).
+"""Rollups: fold watch segments and registrations into per-session numbers and the event's
+audience (DESIGN §4), reading and writing what follows the new attendance.
 
 Storage, and why each piece exists on MongoDB:
 
@@ -7,22 +8,24 @@ Storage, and why each piece exists on MongoDB:
   permanent collections stay insert-only and a rollup reads only new input. (Ingestion's
   intents, `segment_intents`, make its answers true: shared/inbox.py.)
 - `attendees`: one row per (session, user) holding the user's unions and numbers
-  (shared/attendees.py). A rollup reads the rows of the sessions it folds that have some (their
-  numbers are sums and counts over every user; a session's first rollup reads none), and
-  writes only the rows that changed.
-- `sessions`: the numbers and the viewers series, set whole by one update per session after
-  its rows are written: a reader sees a session's numbers all from one rollup, and at worst a
-  row a moment newer than the numbers. A crash between the rows and the session leaves the
-  inbox unconsumed; folding it again changes no row and writes the numbers.
+  (shared/attendees.py). A rollup reads by `_id` the rows of the users with new items only,
+  and writes the rows that changed (worker/session_fold.py).
+- `sessions`: the numbers and the viewers series, with the sums and counts they come from
+  (`totals`, `viewersState`: shared/session_totals.py), which a rollup moves the changed users
+  out of and in again; a session's peak comes from its LIVE edges in `audience_edges`.
+- `people`, `audience_edges`, `event_summaries`: the event's audience (shared/audience.py).
+- A rollup's writes land all or none: committed first in the event summary's update, then
+  applied (worker/journal.py); the next rollup applies what a dead one left committed.
 - `rollup_leases`: one lease per event, held by the rollup or recompute writing its sessions
   (MongoDB has no cross-document lock, and transactions are not relied on); it expires unless
   renewed, so a dead worker holds an event for at most `ROLLUP_LEASE_S`.
 - `rollupPending` / `rollupVersion` on sessions: a duration or video change flags its session
-  in the same write that makes it; the version tells a rollup whether a change came meanwhile.
+  in the same write that makes it (its next rollup sums every row again); the version tells a
+  rollup whether a change came meanwhile.
 
 Rollups set computed values, never increments: running one twice, or after a crash, gives the
-same documents. A full recompute rebuilds every row from the permanent collections in one pass
-over the event.
+same documents. A full recompute rebuilds every row, session, person and edge from the
+permanent collections in one pass over the event.
 """
 
 from __future__ import annotations
@@ -35,21 +38,20 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
-from bson import DatetimeMS
 from motor.core import AgnosticBaseCursor
-from pymongo import InsertOne, ReplaceOne, UpdateMany, UpdateOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo import UpdateMany
+from pymongo.errors import DuplicateKeyError
 
-from shared.attendees import identity_fields, row_id
-from shared.audience import RowView
+from shared.attendees import row_id
+from shared.audience import RowView, peak
 from shared.db import UNAVAILABLE_ERRORS, Database, bulk_write, dates_as_ms
-from shared.documents import AttendeeRowDoc, RollupLeaseDoc, SessionDoc
+from shared.documents import RollupLeaseDoc, SessionDoc
 from shared.identities import identities_of
-from shared.inbox import DUPLICATE_KEY, QueuedItem, batch_items, consume, settle_intents
+from shared.inbox import QueuedItem, batch_items, consume, settle_intents
 from shared.jobs import (
     STARTED,
     SUCCESS,
@@ -59,32 +61,20 @@ from shared.jobs import (
     take_task,
     update_task,
 )
-from shared.rules import (
-    LIVE,
-    Interval,
-    SessionNumbers,
-    UserWatch,
-    merge_intervals,
-    session_numbers,
-    union_length,
-)
 from shared.settings import Settings
-from shared.store import (
-    bump_analytics_version,
-    epoch_ms,
-    from_epoch_ms,
-    now,
-    numbers_fields,
-    session_duration,
-)
-from shared.viewers import UserIntervals, viewers_summary
+from shared.store import bump_analytics_version, epoch_ms, now
 from worker.audience import (
-    AudienceWrite,
-    plan_audience,
+    EdgeScope,
+    edge_ops,
+    full_edge_docs,
+    plan_people,
     rebuild_audience,
-    settled_summary,
+    session_scope,
     start_rebuild,
+    summary_doc,
 )
+from worker.journal import Journal, op, settled_summary
+from worker.session_fold import ROW_FIELDS, SessionState, SessionWrite, UserState, fold_session
 
 log = logging.getLogger(__name__)
 D = TypeVar("D", bound=Mapping[str, Any])  # a collection's document type
@@ -100,7 +90,8 @@ _SESSION_FIELDS = {
     "format": 1,
     "duration": 1,
     "rollupVersion": 1,
-    "attendeeRows": 1,  # none yet: the session's first rollup reads no rows
+    "totals": 1,  # the sums and counts this rollup moves its users in and out of
+    "viewersState": 1,
 }
 # What a rollup reads of a row: the user's state, and the numbers to tell whether it changed.
 _ROW_FIELDS = {
@@ -118,204 +109,20 @@ _ROW_FIELDS = {
 }
 
 
-def _ms(moment: datetime | DatetimeMS | None) -> int | None:
-    return None if moment is None else epoch_ms(moment)
-
-
-@dataclass(slots=True)
-class UserState:
-    """One user's unions in one session (epoch milliseconds) and registration time."""
-
-    live: list[Interval] = field(default_factory=list)
-    recording: list[Interval] = field(default_factory=list)
-    registered_at: datetime | None = None
-
-    def add(self, mode: str, start: int, end: int) -> None:
-        (self.live if mode == LIVE else self.recording).append((start, end))
-
-    def register(self, registered_at: datetime) -> None:
-        if self.registered_at is None or registered_at < self.registered_at:
-            self.registered_at = registered_at
-
-    def merged(self) -> UserState:
-        return UserState(merge_intervals(self.live), merge_intervals(self.recording), self.registered_at)
-
-    def watch(self, user_id: str) -> UserWatch:
-        """Seconds watched; the intervals are already merged per mode."""
-        live = sum(end - start for start, end in self.live)
-        recording = sum(end - start for start, end in self.recording)
-        attended = union_length(self.live + self.recording)
-        return UserWatch(user_id, live / 1000, recording / 1000, attended / 1000)
-
-    def journey(self) -> dict[str, Any]:
-        """Rule 11's first join, last leave and number of separate attended intervals."""
-        both = merge_intervals(self.live + self.recording)
-        if not both:
-            return {"firstJoinedAt": None, "lastLeftAt": None, "joins": 0}
-        return {
-            "firstJoinedAt": from_epoch_ms(int(both[0][0])),
-            "lastLeftAt": from_epoch_ms(int(both[-1][1])),
-            "joins": len(both),
-        }
-
-
-SessionState = dict[str, UserState]
-
-
-def _unions(intervals: list[Interval]) -> list[list[datetime]]:
-    return [[from_epoch_ms(int(start)), from_epoch_ms(int(end))] for start, end in intervals]
-
-
-def _numbers(session: SessionDoc, state: SessionState) -> SessionNumbers:
-    provider = session.get("streamProvider")
-    duration = session_duration(session)  # rule 8, as the API shows it
-    watches = [user.watch(user_id) for user_id, user in state.items()]
-    registrations = {u: s.registered_at for u, s in state.items() if s.registered_at is not None}
-    return session_numbers(watches, registrations, duration, provider)
-
-
-def session_viewers(session: SessionDoc, state: SessionState, time_zone: str) -> dict[str, Any]:
-    """Rule 9's series from the merged unions, stored with the numbers (`viewers` on the session)."""
-    start = session.get("startTime")
-    live = {user_id: user.live for user_id, user in state.items() if user.live}
-    recording = {user_id: user.recording for user_id, user in state.items() if user.recording}
-    start_ms = 0 if start is None else epoch_ms(start)
-    return viewers_summary(start_ms, cast(UserIntervals, live), cast(UserIntervals, recording), time_zone)
-
-
 async def event_time_zone(db: Database, event_id: str) -> str:
     """The event's IANA zone (recording viewers are counted per date in it)."""
     event = await db.events.find_one({"_id": event_id}, {"timezone": 1})
     return (event.get("timezone") if event else None) or "UTC"
 
 
-@dataclass(slots=True)
-class SessionWrite:
-    """One session's new numbers, and the row writes they rest on."""
-
-    session: SessionDoc
-    rows: list[InsertOne[AttendeeRowDoc] | UpdateOne | ReplaceOne[AttendeeRowDoc]]
-    fields: dict[str, object]
-    changed: dict[str, RowView]  # by userId: what each written row gives its person
-
-
-def _row_numbers(row: Mapping[str, Any], user: UserState) -> dict[str, Any]:
-    return {
-        "attended": row["attended"],
-        "attendedSeconds": row["attendedSeconds"],
-        "liveSeconds": row["liveSeconds"],
-        "recordingSeconds": row["recordingSeconds"],
-        "engagement": row["engagement"],
-        "completion": row["completion"],
-        "registeredAt": user.registered_at,
-        **user.journey(),
-        "live": _unions(user.live),
-        "recording": _unions(user.recording),
-    }
-
-
-def _full_row(session: SessionDoc, user_id: str, numbers: dict[str, Any], identity: Any) -> AttendeeRowDoc:
-    document = {
-        "_id": row_id(session["_id"], user_id),
-        "eventId": session["eventId"],
-        "sessionId": session["_id"],
-        "userId": user_id,
-        **identity_fields(identity),
-        **numbers,
-    }
-    return cast(AttendeeRowDoc, document)
-
-
-class StoredRow:
-    """What a rollup read of a stored row: enough to tell whether the new one differs."""
-
-    __slots__ = ("completion", "engagement", "live", "recording", "registered", "seconds")
-
-    def __init__(self, doc: Mapping[str, Any]) -> None:
-        self.live = [(epoch_ms(s), epoch_ms(e)) for s, e in doc.get("live") or ()]
-        self.recording = [(epoch_ms(s), epoch_ms(e)) for s, e in doc.get("recording") or ()]
-        self.registered = _ms(doc.get("registeredAt"))
-        self.seconds = (doc.get("attendedSeconds"), doc.get("liveSeconds"), doc.get("recordingSeconds"))
-        self.engagement = doc.get("engagement")
-        self.completion = doc.get("completion")
-
-    def view(self, session_id: str) -> RowView:
-        """What the row gives its person (shared/audience.py)."""
-        return RowView(
-            session_id, self.registered is not None, tuple(self.live), tuple(self.recording), self.completion
-        )
-
-    def same(self, row: Mapping[str, Any], user: UserState) -> bool:
-        return (
-            self.live == user.live
-            and self.recording == user.recording
-            and self.registered == _ms(user.registered_at)
-            and self.seconds == (row["attendedSeconds"], row["liveSeconds"], row["recordingSeconds"])
-            and self.engagement == row["engagement"]
-            and self.completion == row["completion"]
-        )
-
-
-def build_session_write(
-    session: SessionDoc,
-    state: SessionState,
-    stored: Mapping[str, StoredRow],
-    identities: Mapping[str, Any],
-    time_zone: str,
-    *,
-    replace: bool = False,
-    touched: set[str] | None = None,
-) -> SessionWrite:
-    """The rows that changed (all of them with `replace`, as whole documents) and the session's
-    new numbers. `state` holds merged unions; `stored` the rows as read, by userId; `touched`,
-    when given, the only users whose rows can have changed (the others are not compared)."""
-    numbers = _numbers(session, state)
-    ops: list[InsertOne[AttendeeRowDoc] | UpdateOne | ReplaceOne[AttendeeRowDoc]] = []
-    changed: dict[str, RowView] = {}
-    for row in numbers.attendee_rows:
-        user_id = str(row["userId"])
-        if touched is not None and user_id not in touched:
-            continue
-        user = state[user_id]
-        old = stored.get(user_id)
-        if replace:
-            full = _full_row(session, user_id, _row_numbers(row, user), identities.get(user_id))
-            ops.append(ReplaceOne({"_id": full["_id"]}, full, upsert=True))
-        elif old is None:
-            ops.append(
-                InsertOne(_full_row(session, user_id, _row_numbers(row, user), identities.get(user_id)))
-            )
-        elif not old.same(row, user):
-            ops.append(UpdateOne({"_id": row_id(session["_id"], user_id)}, {"$set": _row_numbers(row, user)}))
-        else:
-            continue
-        changed[user_id] = _view(session["_id"], user, row)
-    fields = {
-        **numbers_fields(numbers),
-        "analyticsUpdatedAt": now(),
-        "viewers": session_viewers(session, state, time_zone),
-    }
-    return SessionWrite(session, ops, fields, changed)
-
-
-def _view(session_id: str, user: UserState, row: Mapping[str, Any]) -> RowView:
-    live = cast("tuple[tuple[int, int], ...]", tuple(user.live))
-    recording = cast("tuple[tuple[int, int], ...]", tuple(user.recording))
-    return RowView(session_id, user.registered_at is not None, live, recording, row["completion"])
-
-
-# --- writing ----------------------------------------------------------------------------------
-
-
-async def _write_sessions(db: Database, settings: Settings, writes: list[SessionWrite]) -> set[str]:
-    """Rows first, then each session's numbers; the sessions whose document was there to take
-    them (a session deleted meanwhile loses the rows just written for it)."""
-    if not writes:
-        return set()
-    await bulk_write(settings, db.attendees, [op for w in writes for op in w.rows])
-    updates = [UpdateOne({"_id": w.session["_id"]}, {"$set": w.fields}) for w in writes]
+async def _write_rows_and_sessions(
+    db: Database, settings: Settings, journal: Journal, writes: list[SessionWrite]
+) -> set[str]:
+    """Apply a committed journal; the sessions whose document was there to take their numbers
+    (a session deleted meanwhile loses the rows just written for it)."""
+    matched = await journal.apply(db, settings)
     written = {w.session["_id"] for w in writes}
-    if await bulk_write(settings, db.sessions, updates) != len(writes):
+    if matched.get("sessions", 0) != len(writes):
         there = await db.sessions.find({"_id": {"$in": sorted(written)}}, {"_id": 1}).to_list(None)
         gone = sorted(written - {doc["_id"] for doc in there})
         await db.attendees.delete_many({"sessionId": {"$in": gone}})
@@ -323,26 +130,25 @@ async def _write_sessions(db: Database, settings: Settings, writes: list[Session
     return written
 
 
-async def _load_states(
-    db: Database, settings: Settings, session_ids: list[str]
-) -> tuple[dict[str, SessionState], dict[str, dict[str, StoredRow]]]:
-    """The stored rows of many sessions, in one index-led query: each session's state and what
-    each row holds now."""
-    states: dict[str, SessionState] = {s: {} for s in session_ids}
-    stored: dict[str, dict[str, StoredRow]] = {s: {} for s in session_ids}
-    if not session_ids:
-        return states, stored
-    cursor = dates_as_ms(db.attendees, settings).find({"sessionId": {"$in": session_ids}}, _ROW_FIELDS)
-    async for doc in cursor.batch_size(settings.segment_read_batch):
-        row = StoredRow(doc)
-        stored[doc["sessionId"]][doc["userId"]] = row
-        registered = doc.get("registeredAt")
-        states[doc["sessionId"]][doc["userId"]] = UserState(
-            list(row.live),
-            list(row.recording),
-            None if registered is None else from_epoch_ms(epoch_ms(registered)),
+async def _read_rows(
+    db: Database, settings: Settings, every_row: list[str], users: Mapping[str, Iterable[str]]
+) -> dict[str, dict[str, Any]]:
+    """Stored rows by session and userId: every row of the sessions in `every_row` (one query by
+    the indexed sessionId), and the rows of these users in the others (by `_id`)."""
+    stored: dict[str, dict[str, Any]] = defaultdict(dict)
+    rows = dates_as_ms(db.attendees, settings)
+    if every_row:
+        cursor = rows.find({"sessionId": {"$in": every_row}}, ROW_FIELDS).batch_size(
+            settings.segment_read_batch
         )
-    return states, stored
+        async for doc in cursor:
+            stored[doc["sessionId"]][doc["userId"]] = doc
+    ids = [row_id(s, u) for s, us in users.items() if s not in every_row for u in us]
+    for start in range(0, len(ids), settings.write_batch):
+        part = ids[start : start + settings.write_batch]
+        async for doc in rows.find({"_id": {"$in": part}}, ROW_FIELDS).batch_size(len(part)):
+            stored[doc["sessionId"]][doc["userId"]] = doc
+    return stored
 
 
 async def _clear_flags(db: Database, settings: Settings, sessions: list[SessionDoc]) -> None:
@@ -357,18 +163,6 @@ async def _clear_flags(db: Database, settings: Settings, sessions: list[SessionD
         for version, ids in sorted(by_version.items())
     ]
     await bulk_write(settings, db.sessions, ops)
-
-
-async def _new_identities(
-    db: Database,
-    settings: Settings,
-    event_id: str,
-    states: Mapping[str, SessionState],
-    stored: Mapping[str, Mapping[str, Any]],
-) -> Mapping[str, Any]:
-    """The identities of users who get their first row in one of these sessions."""
-    new = {user for session_id, state in states.items() for user in state if user not in stored[session_id]}
-    return await identities_of(db, settings, event_id, sorted(new)) if new else {}
 
 
 # --- the per-event lease ----------------------------------------------------------------------
@@ -467,17 +261,23 @@ class EventLease:
 # --- incremental rollups ----------------------------------------------------------------------
 
 
-def _apply_inbox(states: Mapping[str, SessionState], items: Iterable[QueuedItem]) -> None:
-    """Fold items into the states of their sessions; those without one are skipped."""
-    for item in items:
-        state = states.get(item.session_id)
-        if state is None:
-            continue
-        user = state.setdefault(item.user_id, UserState())
-        if item.mode:
-            user.add(item.mode, item.start_ms, item.end_ms)
-        else:
-            user.register(item.registered_at)
+def _new_items(sessions: Iterable[str], batches: Iterable[_Batch]) -> dict[str, SessionState]:
+    """Each session's users and their new items (unmerged); items of sessions deleted since
+    have nothing to be folded into."""
+    new: dict[str, SessionState] = {session_id: {} for session_id in sessions}
+    for batch in batches:
+        for item in batch.items:
+            state = new.get(item.session_id)
+            if state is None:
+                continue
+            user = state.get(item.user_id)
+            if user is None:
+                user = state[item.user_id] = UserState()
+            if item.mode:
+                user.add(item.mode, item.start_ms, item.end_ms)
+            else:
+                user.register(item.registered_at)
+    return new
 
 
 @dataclass(slots=True)
@@ -559,27 +359,14 @@ async def _rollup_batch(db: Database, settings: Settings, lease: EventLease) -> 
         db.sessions.find({"_id": {"$in": chosen}}, _SESSION_FIELDS).to_list(None),
         event_time_zone(db, event_id),
     )
-    try:
-        writes, written, audience = await _fold(
-            db, settings, lease, sessions, taken, time_zone, summary, every_session=False
-        )
-    except (BulkWriteError, DuplicateKeyError) as err:  # DuplicateKeyError: the embedded store
-        if isinstance(err, BulkWriteError) and not _only_duplicates(err):
-            raise
-        # A session whose rows a rollup wrote before it died, without its numbers: read them
-        # all, on top of the audience this attempt committed.
-        summary = await settled_summary(db, settings, event_id)
-        writes, written, audience = await _fold(
-            db, settings, lease, sessions, taken, time_zone, summary, every_session=True
-        )
+    writes, written, journal = await _fold(db, settings, lease, sessions, taken, time_zone, summary)
     await asyncio.gather(
         _clear_flags(db, settings, [w.session for w in writes if w.session["_id"] in written]),
         bump_analytics_version(db, [event_id] if written else []),
     )
     # Last: a crash before this leaves the batches to be folded again, which changes nothing.
     await consume(db, settings, event_id, [batch.id for batch in taken])
-    if audience is not None:
-        await audience.done(db)
+    await journal.done(db)
     folded = sum(len(batch.items) for batch in taken)
     return BatchResult(len(written), folded, more)
 
@@ -592,54 +379,83 @@ async def _fold(
     taken: list[_Batch],
     time_zone: str,
     summary: Mapping[str, Any] | None,
-    *,
-    every_session: bool,
-) -> tuple[list[SessionWrite], set[str], AudienceWrite | None]:
-    """Fold the batches into these sessions' stored rows and write what changed.
+) -> tuple[list[SessionWrite], set[str], Journal]:
+    """Fold the batches into these sessions and the event's audience, and write it all.
 
-    Rows are read only for sessions that have some (`attendeeRows`, written with the numbers
-    after the rows): a session's first rollup reads nothing. A rollup that died after writing a
-    session's rows but before its numbers leaves rows the count does not know; inserting one of
-    them again fails on its `_id`, and the caller folds again with `every_session`.
+    Rows are read by `_id` for the users with new items only; a flagged session (its duration or
+    video changed), each while a recompute rebuilds the event, and one whose live span outgrew
+    its bucket are summed over all their rows. The writes are committed as one journal before
+    any is applied (worker/journal.py).
     """
-    with_rows = [s["_id"] for s in sessions if every_session or s.get("attendeeRows")]
-    states, stored = await _load_states(db, settings, with_rows)
+    rebuilding = bool(summary and summary.get("rebuilding"))
+    new = _new_items([s["_id"] for s in sessions], taken)
+    full = {s["_id"] for s in sessions if rebuilding or s.get("rollupPending")}
+    # A session without totals has no rows yet (they land together): nothing to read for it.
+    every_row = [s["_id"] for s in sessions if s["_id"] in full and (s.get("totals") or {}).get("rows")]
+    stored = await _read_rows(db, settings, every_row, new)
+    first_rows = sorted({u for s, users in new.items() for u in users if u not in stored[s]})
+    found = await identities_of(db, settings, lease.event_id, first_rows) if first_rows else {}
+    identities = {user: found.get(user) for user in first_rows}  # None: looked up, none stored
+    writes: list[SessionWrite] = []
+    again: list[SessionDoc] = []
     for session in sessions:
-        states.setdefault(session["_id"], {})
-        stored.setdefault(session["_id"], {})
-    touched: dict[str, set[str]] = defaultdict(set)
-    for batch in taken:  # items of sessions deleted since have nothing to be folded into
-        _apply_inbox(states, batch.items)
-        for item in batch.items:
-            touched[item.session_id].add(item.user_id)
-    identities = await _new_identities(db, settings, lease.event_id, states, stored)
-    writes = []
-    for session in sessions:
-        new = touched[session["_id"]]
-        # Stored unions are merged already: only the users given new items need merging. A
-        # flagged session (its duration or video changed) may change every row.
-        state = {u: user.merged() if u in new else user for u, user in states[session["_id"]].items()}
-        only = None if session.get("rollupPending") else new
-        writes.append(
-            build_session_write(session, state, stored[session["_id"]], identities, time_zone, touched=only)
-        )
+        sid = session["_id"]
+        write = fold_session(session, stored[sid], new[sid], identities, time_zone, full=sid in full)
+        if write is None:
+            again.append(session)
+        else:
+            writes.append(write)
+    if again:  # a larger bucket for their live series: every row counted again
+        more = await _read_rows(db, settings, [s["_id"] for s in again], {})
+        for session in again:
+            write = fold_session(
+                session, more[session["_id"]], new[session["_id"]], identities, time_zone, full=True
+            )
+            writes.append(cast(SessionWrite, write))  # a full fold always fits its bucket
+    journal = await _journal(db, settings, lease.event_id, writes, time_zone, identities, summary)
+    await lease.renew()  # still ours: no other rollup or recompute writes these sessions
+    await journal.commit(db)
+    return writes, await _write_rows_and_sessions(db, settings, journal, writes), journal
+
+
+async def _journal(
+    db: Database,
+    settings: Settings,
+    event_id: str,
+    writes: list[SessionWrite],
+    time_zone: str,
+    identities: Mapping[str, Any],
+    summary: Mapping[str, Any] | None,
+) -> Journal:
+    """Every write of one fold: rows, sessions, people, edges, and the summary's new fields
+    (left alone while a recompute rebuilds them)."""
     changes: dict[str, dict[str, RowView]] = defaultdict(dict)
     for write in writes:
         for user_id, view in write.changed.items():
             changes[user_id][write.session["_id"]] = view
-    audience = await plan_audience(db, settings, lease.event_id, time_zone, changes, identities, summary)
-    await lease.renew()  # still ours: no other rollup or recompute writes these sessions
-    if audience is not None:
-        await audience.commit(db)  # before the rows: a crash after it leaves the rest pending
-    written = await _write_sessions(db, settings, writes)
-    if audience is not None:
-        await audience.apply(db, settings)
-    return writes, written, audience
-
-
-def _only_duplicates(err: BulkWriteError) -> bool:
-    errors = err.details.get("writeErrors", [])
-    return bool(errors) and all(e.get("code") == DUPLICATE_KEY for e in errors)
+    rebuilding = bool(summary and summary.get("rebuilding"))
+    people = await plan_people(
+        db, settings, event_id, time_zone, {} if rebuilding else changes, identities, summary
+    )
+    scopes = {
+        w.session["_id"]: EdgeScope(
+            session_scope(event_id, w.session["_id"]), w.viewers.chunks, w.edges, w.full
+        )
+        for w in writes
+    }
+    everything = (
+        [*scopes.values()]
+        if rebuilding
+        else [*scopes.values(), EdgeScope(event_id, people.summary.parts, people.edges)]
+    )
+    edges = await edge_ops(db, settings, event_id, everything)
+    at = now()
+    ops = [row for w in writes for row in w.rows]
+    for w in writes:
+        fields = w.fields(time_zone, peak(w.viewers.chunks), at)
+        ops.append(op("sessions", w.session["_id"], fields, upsert=False))
+    ops += people.ops + edges
+    return Journal(event_id, ops, None if rebuilding else summary_doc(event_id, people.summary))
 
 
 @dataclass(slots=True)
@@ -881,17 +697,17 @@ async def _rebuild_event(
     await start_rebuild(db, event_id)
     views: dict[str, list[RowView]] = defaultdict(list)  # every row's part in its person
     await progress.report(2, force=True)
-    # Whole rows replace the stored ones (a recompute also mends a row a fault left wrong),
-    # then their sessions' numbers: WRITE_BATCH rows or so per write, the next chunk built while
-    # one is sent.
+    # Every row is written whole (a recompute also mends a row a fault left wrong), then its
+    # session's numbers: WRITE_BATCH rows or so per write, the next chunk built while one is sent.
     done = 0
-    writing: asyncio.Future[set[str]] = asyncio.ensure_future(_write_sessions(db, settings, []))
+    writing: asyncio.Future[set[str]] = asyncio.ensure_future(_write_chunk(db, settings, [], time_zone))
     chunk: list[SessionWrite] = []
     rows = 0
     try:
         for n, session in enumerate(sessions):
-            state = {user_id: user.merged() for user_id, user in states.pop(session["_id"], {}).items()}
-            write = build_session_write(session, state, {}, identities, time_zone, replace=True)
+            state = states.pop(session["_id"], {})
+            write = fold_session(session, {}, state, identities, time_zone, full=True, replace=True)
+            assert write is not None  # a full fold always fits its bucket
             for user_id, view in write.changed.items():
                 views[user_id].append(view)
             chunk.append(write)
@@ -901,7 +717,7 @@ async def _rebuild_event(
             await writing
             await progress.report(2 + done)
             await lease.renew()  # nobody else wrote these sessions since they were read
-            writing = asyncio.ensure_future(_write_chunk(db, settings, chunk))
+            writing = asyncio.ensure_future(_write_chunk(db, settings, chunk, time_zone))
             done += len(chunk)
             chunk, rows = [], 0
         await writing
@@ -917,7 +733,26 @@ async def _rebuild_event(
     return {"sessions": len(sessions), "durations": durations}
 
 
-async def _write_chunk(db: Database, settings: Settings, chunk: list[SessionWrite]) -> set[str]:
-    written = await _write_sessions(db, settings, chunk)
+async def _write_chunk(
+    db: Database, settings: Settings, chunk: list[SessionWrite], time_zone: str
+) -> set[str]:
+    """A recompute's writes of some sessions: their rows, their edges, their numbers (no journal:
+    a recompute that dies is run again, and writes everything again)."""
+    if not chunk:
+        return set()
+    at = now()
+    edges: list[Any] = []
+    ops = [row for w in chunk for row in w.rows]
+    for w in chunk:
+        scope = EdgeScope(
+            session_scope(w.session["eventId"], w.session["_id"]), w.viewers.chunks, w.edges, True
+        )
+        edges += full_edge_docs(w.session["eventId"], scope)
+        ops.append(
+            op("sessions", w.session["_id"], w.fields(time_zone, peak(w.viewers.chunks), at), upsert=False)
+        )
+    await bulk_write(settings, db.audience_edges, edges)
+    journal = Journal(chunk[0].session["eventId"], ops, None)
+    written = await _write_rows_and_sessions(db, settings, journal, chunk)
     await _clear_flags(db, settings, [w.session for w in chunk if w.session["_id"] in written])
     return written

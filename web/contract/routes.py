@@ -122,7 +122,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("DELETE", "/rest/host/event/{eventId}/attendee/{userId}", "eraseAttendee", "attendees",
               "Erase an attendee's personal fields", Who.HOST, {204: Reply("Erased, or nothing was stored.")},
               EVENT_ERRORS, example={"eventId": "ev1", "userId": "u1"}, description="Removes the user's "
-              "email, names and ticketId for the event from everything stored; numbers stay. Idempotent."),
+              "email, names and ticketId for the event from everything stored; numbers stay. Idempotent. "
+              "(`.../attendee/csv` is the people CSV: a user id `csv` cannot be erased here.)"),
     Operation("PUT", "/rest/host/session/{sessionId}", "putSession", "sessions", "Create or update a session",
               Who.HOST,
               {200: Reply("Updated; the session as the list shows it.", sessions.SessionItem),
