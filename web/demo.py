@@ -77,6 +77,7 @@ LAST_NAMES = (
 )  # fmt: skip
 EMAIL_DOMAINS = ("example.com", "example.org", "acme.example", "globex.example")
 USERS = 240
+NO_SHOWS = 16  # more people who register and never come
 SESSION_GAP = timedelta(minutes=90)  # sessions start this far apart; each lasts its video's length
 RECORDING_DAYS = 4  # the recording is watched on the session's day and the days after, fewer each day
 
@@ -172,6 +173,13 @@ def _attendance(start: datetime) -> tuple[list[dict[str, Any]], list[dict[str, A
                         "end": seg_end,
                     }
                 )
+    # People who register for a session or two and never come: the event's no-shows.
+    for u in range(USERS, USERS + NO_SHOWS):
+        for session_id, *_ in rng.sample(SESSIONS, rng.randint(1, 2)):
+            at = format_utc(start - timedelta(days=rng.randint(1, 20)))
+            registrations.append(
+                {"sessionId": session_id, "userId": f"user-{u:03d}", "registeredAt": at, **_identity(u)}
+            )
     return registrations, segments
 
 
@@ -303,11 +311,21 @@ async def _walkthrough(base: str) -> dict[str, Any]:
             listing = await r.json()
         async with http.get("/rest/host/session/keynote/attendee?size=3", headers=auth) as r:
             top = (await r.json())["data"]
+        async with http.get(f"/rest/host/event/{EVENT_ID}/analytics", headers=auth) as r:
+            audience = await r.json()
     with_duration = [s for s in listing["data"] if s.get("duration")]
     attended = [s for s in listing["data"] if s["attendeeCount"]]
     if len(with_duration) < 5 or len(attended) < len(SESSIONS) - 1:
         raise RuntimeError("demo numbers missing after recompute")
-    return {"token": login["access_token"], "task": task, "listing": listing, "top": top}
+    if not audience["uniqueAttendees"] or not audience["noShows"]:
+        raise RuntimeError(f"demo audience missing after recompute: {audience}")
+    return {
+        "token": login["access_token"],
+        "task": task,
+        "listing": listing,
+        "top": top,
+        "audience": audience,
+    }
 
 
 def _segment_example(base: str, key: str, keynote_start: datetime) -> list[str]:
@@ -341,6 +359,9 @@ def _curl_examples(base: str, token: str) -> list[str]:
         f"  {curl} '{base}/rest/host/session/keynote/attendee?size=5&searchString=garc%C3%ADa'",
         f"  {curl} '{base}/rest/host/session/keynote/attendee/csv?sort=lastName'",
         f"  {curl} '{base}/rest/host/session/analytics/csv?eventId={EVENT_ID}'",
+        f"  {curl} '{base}/rest/host/event/{EVENT_ID}/analytics'",
+        f"  {curl} '{base}/rest/host/event/{EVENT_ID}/attendee?attended=false&size=5'",
+        f"  {curl} '{base}/rest/host/event/{EVENT_ID}/attendee/csv?sort=-sessionsAttended'",
         f"  {curl} -X POST '{base}/rest/host/session/analytics/recompute?eventId={EVENT_ID}'",
     ]
 
@@ -363,7 +384,14 @@ def _print_intro(base: str, report: dict[str, Any]) -> None:
         *_session_lines(report["listing"]["data"]),
         "",
     ]
-    lines += ["The keynote's longest watchers (GET /rest/host/session/keynote/attendee):"]
+    a = report["audience"]
+    lines += [
+        f"The event's audience (GET /rest/host/event/{EVENT_ID}/analytics): {a['uniqueAttendees']} people"
+        f" of {a['uniqueRegistrants']} registrants, {a['noShows']} no-shows,"
+        f" peak {a['peakConcurrent']} watching live at {a['peakAt']}",
+        "",
+        "The keynote's longest watchers (GET /rest/host/session/keynote/attendee):",
+    ]
     for a in report["top"]:
         name = f"{a['firstName']} {a['lastName']} <{a['email']}>"
         lines.append(f"  {name:<50} watched={a['attendedSeconds']:.0f}s engagement={a['engagement']:.0f}%")
