@@ -15,6 +15,7 @@ BENCHMARKS = [
     "bench_import.py",
     "bench_viewers.py",
     "bench_attendees.py",
+    "bench_audience.py",
     "bench_overload.py",
 ]
 
