@@ -26,7 +26,6 @@ land all or none — worker/audience.py journals them.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -281,6 +280,44 @@ def days_between(per_day: Mapping[str, int]) -> list[tuple[str, int]]:
     return out
 
 
-def insert_sorted(ids: list[str], new: str) -> None:
-    if new not in ids:
-        bisect.insort(ids, new)
+# --- the answer ---------------------------------------------------------------------------------
+
+_SUMMARY_FIELDS = {"chunks": 0, "pending": 0}  # the rollups' bookkeeping
+
+
+def summary_body(
+    event_id: str, time_zone: str, sessions: int, doc: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The summary as `GET /rest/host/event/{eventId}/analytics` answers it (an event no rollup
+    reached yet has all zeros)."""
+    doc = doc or {}
+    watch = doc.get("watchMs") or {}
+    total, live, recording = (watch.get(k, 0) / 1000 for k in ("total", "live", "recording"))
+    attendees = doc.get("uniqueAttendees", 0)
+    peak_at = doc.get("peakAt")
+    updated = doc.get("updatedAt")
+    return {
+        "eventId": event_id,
+        "timeZone": time_zone,
+        "sessions": sessions,
+        "uniqueRegistrants": doc.get("uniqueRegistrants", 0),
+        "uniqueAttendees": attendees,
+        "noShows": doc.get("noShows", 0),
+        "liveOnly": doc.get("liveOnly", 0),
+        "recordingOnly": doc.get("recordingOnly", 0),
+        "both": doc.get("both", 0),
+        "watchTime": {"total": total, "live": live, "recording": recording},
+        "avgWatchPerAttendee": total / attendees if attendees else 0.0,
+        "peakConcurrent": doc.get("peakConcurrent", 0),
+        "peakAt": peak_at,
+        "attendeesPerDay": [{"date": d, "attendees": n} for d, n in days_between(doc.get("perDay") or {})],
+        "analyticsUpdatedAt": updated,
+    }
+
+
+async def event_summary_answer(db: Any, event_id: str, time_zone: str) -> dict[str, Any]:
+    """The event's summary answer, read from what the rollups left (one document by `_id`, and
+    the event's sessions counted by the indexed eventId)."""
+    doc = await db.event_summaries.find_one({"_id": event_id}, _SUMMARY_FIELDS)
+    sessions = await db.sessions.count_documents({"eventId": event_id})
+    return summary_body(event_id, time_zone, sessions, doc)

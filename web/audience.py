@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from shared.attendees import PEOPLE_SORT_FIELDS
-from shared.audience import days_between
+from shared.audience import event_summary_answer
 from web.attendees import RowQuery
 from web.auth import authenticate_host, hosted_event
 from web.contract.audience import EventSummary, PeopleList, PeopleOrder, PeopleQuery, Person
@@ -20,34 +20,6 @@ from web.keys import DB
 routes = web.RouteTableDef()
 PERSON_FIELDS = tuple(Person.model_fields)
 _PERSON_FIELDS = {"_id": 0, **dict.fromkeys(PERSON_FIELDS, 1)}
-_SUMMARY_FIELDS = {"chunks": 0, "pending": 0}  # the rollups' bookkeeping
-
-
-def summary_answer(
-    event_id: str, time_zone: str, sessions: int, doc: Mapping[str, Any] | None
-) -> EventSummary:
-    """The summary as the API shows it (an event no rollup reached yet has all zeros)."""
-    doc = doc or {}
-    watch = doc.get("watchMs") or {}
-    total, live, recording = (watch.get(k, 0) / 1000 for k in ("total", "live", "recording"))
-    attendees = doc.get("uniqueAttendees", 0)
-    return EventSummary(
-        eventId=event_id,
-        timeZone=time_zone,
-        sessions=sessions,
-        uniqueRegistrants=doc.get("uniqueRegistrants", 0),
-        uniqueAttendees=attendees,
-        noShows=doc.get("noShows", 0),
-        liveOnly=doc.get("liveOnly", 0),
-        recordingOnly=doc.get("recordingOnly", 0),
-        both=doc.get("both", 0),
-        watchTime={"total": total, "live": live, "recording": recording},  # type: ignore[arg-type]
-        avgWatchPerAttendee=total / attendees if attendees else 0.0,
-        peakConcurrent=doc.get("peakConcurrent", 0),
-        peakAt=doc.get("peakAt"),
-        attendeesPerDay=[{"date": d, "attendees": n} for d, n in days_between(doc.get("perDay") or {})],  # type: ignore[misc]
-        analyticsUpdatedAt=doc.get("updatedAt"),
-    )
 
 
 @routes.get("/rest/host/event/{eventId}/analytics")
@@ -55,10 +27,8 @@ async def event_summary(request: web.Request) -> web.Response:
     principal = await authenticate_host(request)
     event_id = path_id(request, "eventId")
     event = await hosted_event(request, principal, event_id)
-    db = request.app[DB]
-    doc = await db.event_summaries.find_one({"_id": event_id}, _SUMMARY_FIELDS)
-    sessions = await db.sessions.count_documents({"eventId": event_id})
-    body = summary_answer(event_id, event.get("timezone") or "UTC", sessions, doc).body()
+    answer = await event_summary_answer(request.app[DB], event_id, event.get("timezone") or "UTC")
+    body = EventSummary.model_validate(answer).body()
     return conditional_json(request, body, etag_of(body))
 
 
