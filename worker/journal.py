@@ -74,6 +74,8 @@ async def apply_ops(db: Database, settings: Settings, ops: Iterable[Mapping[str,
 
 
 def _parts(ops: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    if len(bson.encode({"ops": ops})) <= PART_BYTES:  # the usual case: one encoding, one part
+        return [ops]
     parts: list[list[dict[str, Any]]] = [[]]
     size = 0
     for written in ops:
