@@ -230,6 +230,7 @@ def test_attendee_rows_cover_registered_and_attending_users_by_user_id() -> None
         "liveSeconds": 40,
         "recordingSeconds": 0,
         "engagement": 50.0,
+        "completion": 50.0,
         "registeredAt": "t1",
     }
     assert bob["engagement"] == 100.0 and bob["registeredAt"] is None
@@ -240,6 +241,7 @@ def test_attendee_rows_cover_registered_and_attending_users_by_user_id() -> None
         "liveSeconds": 0,
         "recordingSeconds": 0,
         "engagement": 0.0,
+        "completion": 0.0,
         "registeredAt": "t2",
     }
 
@@ -447,7 +449,10 @@ def test_session_numbers_agree_with_the_plain_reading_of_the_design(
     rows = oracle.expected_attendees(
         segments, registrations, duration, provider, session_format="BREAKOUT_SESSION"
     )
-    assert numbers.attendee_rows == [pytest.approx(row) for row in rows]
+    journey = ("firstJoinedAt", "lastLeftAt", "joins")  # rule 11's journey comes with the rows' unions
+    assert numbers.attendee_rows == [
+        pytest.approx({k: v for k, v in row.items() if k not in journey}) for row in rows
+    ]
 
 
 @NO_DEADLINE
