@@ -160,13 +160,20 @@ async def test_a_delivery_is_signed_to_the_standard_webhooks_specification(
     assert result.delivered == 1
     ((headers, body),) = receiver.got
     assert hand_verified(created["secret"], headers, body)
-    assert not hand_verified("whsec_" + base64.b64encode(b"another secret of 32 bytes here!").decode(), headers, body)
+    assert not hand_verified(
+        "whsec_" + base64.b64encode(b"another secret of 32 bytes here!").decode(), headers, body
+    )
     payload = Webhook(created["secret"]).verify(body, headers)  # the library's own check agrees
     assert payload["type"] == "session.analytics.updated"
     assert payload["eventId"] == "ev1"
     assert payload["data"]["sessionId"] == "s1" and payload["data"]["attendeeCount"] == 7
-    list_item = (await (await hosts.get("/rest/host/session/analytics?eventId=ev1&expand=duration,watchTime",
-                                        headers=host)).json())["data"][0]
+    list_item = (
+        await (
+            await hosts.get(
+                "/rest/host/session/analytics?eventId=ev1&expand=duration,watchTime", headers=host
+            )
+        ).json()
+    )["data"][0]
     assert payload["data"] == list_item  # no field beyond what the list shows
     assert abs(int(headers["webhook-timestamp"]) - now().timestamp()) < 60
 
@@ -228,7 +235,9 @@ async def test_a_receiver_down_for_the_whole_window_ends_disabled_and_says_so(
     (log,) = await deliveries(hosts, host, created["webhookId"])
     assert log["status"] == "FAILED" and log["attempts"] == attempts
     await change(database, hook_settings, 2)  # a disabled endpoint hears of nothing more
-    assert await database.webhook_outbox.count_documents({"webhookId": created["webhookId"], "dirty": True}) == 0
+    assert (
+        await database.webhook_outbox.count_documents({"webhookId": created["webhookId"], "dirty": True}) == 0
+    )
 
 
 async def test_a_burst_of_fifty_changes_in_ten_seconds_sends_two_messages_with_the_latest_numbers(
@@ -316,7 +325,9 @@ async def test_registration_is_refused_for_a_name_resolving_to_a_private_address
     plain = await client.post(HOOKS, json=body | {"url": "http://ok.example.com/hook"}, headers=host)
     assert await error_of(plain) == (400, "400")
     assert await database.webhooks.count_documents({}) == 0
-    assert (await client.post(HOOKS, json=body | {"url": "https://ok.example.com/h"}, headers=host)).status == 201
+    assert (
+        await client.post(HOOKS, json=body | {"url": "https://ok.example.com/h"}, headers=host)
+    ).status == 201
 
 
 async def test_a_name_that_changes_to_a_private_address_after_registration_is_refused_at_delivery(
@@ -365,13 +376,19 @@ async def test_the_routes_keep_the_roles_and_errors_of_the_rest_and_show_the_sec
         (await hosts.post(HOOKS, json=body | {"eventId": "ev2"}, headers=event_admin), (403, "4030201")),
         (await hosts.post(HOOKS, json=body | {"organizerId": "org1"}, headers=event_admin), (403, "4030201")),
         (await hosts.post(HOOKS, json=body | {"eventId": "nope"}, headers=organizer), (404, "4040200")),
-        (await hosts.post(HOOKS, json=body | {"eventId": "ev1", "organizerId": "org1"}, headers=organizer),
-         (400, "400")),
-        (await hosts.post(HOOKS, json=body | {"eventId": "ev1", "topics": ["nope"]}, headers=organizer),
-         (400, "400")),
-        (await hosts.post(HOOKS, json=body | {"eventId": "ev1", "extra": 1}, headers=organizer), (400, "400")),
-        (await hosts.post(HOOKS, json=body | {"eventId": "ev1"}, headers=attendee),
-         (403, "4030201")),
+        (
+            await hosts.post(HOOKS, json=body | {"eventId": "ev1", "organizerId": "org1"}, headers=organizer),
+            (400, "400"),
+        ),
+        (
+            await hosts.post(HOOKS, json=body | {"eventId": "ev1", "topics": ["nope"]}, headers=organizer),
+            (400, "400"),
+        ),
+        (
+            await hosts.post(HOOKS, json=body | {"eventId": "ev1", "extra": 1}, headers=organizer),
+            (400, "400"),
+        ),
+        (await hosts.post(HOOKS, json=body | {"eventId": "ev1"}, headers=attendee), (403, "4030201")),
         (await hosts.post(HOOKS, json=body | {"eventId": "ev1"}), (401, "401")),
         (await hosts.get(f"{HOOKS}?eventId=ev1&organizerId=org1", headers=organizer), (400, "400")),
         (await hosts.get(f"{HOOKS}/wh_000000000000000000000000", headers=organizer), (404, "404")),
