@@ -84,7 +84,7 @@ class EventReader:
 
     async def next(self, timeout: float = 15.0) -> tuple[str, str | None, Any]:
         """The next event: (name, id, data); comments (heartbeats) are skipped."""
-        name, event_id, data = "message", None, []
+        name, event_id, data = "message", None, list[str]()
         async with asyncio.timeout(timeout):
             while True:
                 line = (await self.response.content.readline()).decode().rstrip("\r\n")
