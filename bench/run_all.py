@@ -16,6 +16,7 @@ BENCHMARKS = [
     "bench_viewers.py",
     "bench_attendees.py",
     "bench_overload.py",
+    "bench_dashboard_live.py",
 ]
 
 
