@@ -460,7 +460,7 @@ def _delivery_lines(base: str, report: dict[str, Any]) -> list[str]:
         lines.append(f"  {finished['id']} ({verified}): {json.dumps(finished['payload'])}")
     lines += [
         "  Its delivery log:",
-        f"  curl -s -H \"Authorization: Bearer $TOKEN\" \\\n"
+        f'  curl -s -H "Authorization: Bearer $TOKEN" \\\n'
         f"       '{base}/rest/host/webhooks/{report['webhook_id']}/deliveries'",
         "",
     ]
