@@ -44,7 +44,7 @@ async def analytics_written(
     ids = sorted(set(session_ids))
     if not ids and kind != "recompute":
         return
-    if time.monotonic() >= _paused_until.get(settings.redis_url, 0.0):
+    if settings.embedded or time.monotonic() >= _paused_until.get(settings.redis_url, 0.0):
         try:
             await live_feed(settings).publish(
                 event_id, {"kind": kind, "sessions": orjson.dumps(ids).decode()}

@@ -44,6 +44,9 @@ class Live:
     feed: LiveFeed
     waiters: Waiters
     streams_open: Gauge
+    # The Redis subscription, started with the first stream: a process nobody streams from
+    # holds no subscription.
+    start_listening: Callable[[], None] = lambda: None
 
 
 LIVE = web.AppKey("live", Live)
@@ -69,13 +72,19 @@ def _live_ctx(settings: Settings, streams_open: Gauge) -> Callable[[web.Applicat
 
         client = aioredis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
         feed, waiters, stop = RedisFeed(client, namespace, settings.stream_replay), Waiters(), asyncio.Event()
-        app[LIVE] = Live(feed, waiters, streams_open)
-        listener = asyncio.create_task(feed.listen(waiters, stop))
+        listeners: list[asyncio.Task[None]] = []
+
+        def start_listening() -> None:
+            if not listeners:
+                listeners.append(asyncio.create_task(feed.listen(waiters, stop)))
+
+        app[LIVE] = Live(feed, waiters, streams_open, start_listening)
         yield
         stop.set()
-        listener.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await listener
+        for listener in listeners:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
         await client.aclose()
 
     return live_ctx
@@ -99,6 +108,7 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
         start = last_id or await live.feed.latest_id(event_id)
     if request.method == "HEAD":
         return web.Response(content_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    live.start_listening()
     response = EventSourceResponse(ping_interval=settings.stream_heartbeat_s)
     await response.prepare(request)
     live.streams_open.inc()
