@@ -17,6 +17,7 @@ BENCHMARKS = [
     "bench_attendees.py",
     "bench_audience.py",
     "bench_overload.py",
+    "bench_dashboard_live.py",
 ]
 
 

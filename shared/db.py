@@ -38,6 +38,9 @@ from shared.documents import (
     TokenDoc,
     UserDoc,
     WatchSegmentDoc,
+    WebhookDeliveryDoc,
+    WebhookDoc,
+    WebhookOutboxDoc,
 )
 from shared.settings import Settings
 
@@ -122,6 +125,23 @@ INDEXES: dict[str, list[IndexModel]] = {
     "recompute_locks": [],
     # One document per provider (`_id`).
     "provider_state": [],
+    # Webhook endpoints (shared/webhooks.py): the hook finds an event's by eventId and by its
+    # organizer's organizerId; the host lists them by either.
+    "webhooks": [IndexModel([("eventId", ASCENDING)]), IndexModel([("organizerId", ASCENDING)])],
+    # Changes not delivered yet: a delivery run reads its endpoint's dirty ones; the sweep finds
+    # endpoints with some whose signal was lost.
+    "webhook_outbox": [
+        IndexModel([("webhookId", ASCENDING), ("dirty", ASCENDING)]),
+        IndexModel([("dirty", ASCENDING)]),
+    ],
+    # The delivery log: an endpoint's newest first; its attempts due; the sweep's attempts due
+    # of every endpoint; the retention cleanup of finished ones.
+    "webhook_deliveries": [
+        IndexModel([("webhookId", ASCENDING), ("createdAt", DESCENDING)]),
+        IndexModel([("webhookId", ASCENDING), ("status", ASCENDING), ("nextAttemptAt", ASCENDING)]),
+        IndexModel([("status", ASCENDING), ("nextAttemptAt", ASCENDING)]),
+        IndexModel([("createdAt", ASCENDING)]),
+    ],
 }
 
 
@@ -342,6 +362,18 @@ class Database:
     @property
     def provider_state(self) -> Collection[ProviderStateDoc]:
         return cast("Collection[ProviderStateDoc]", self.db.provider_state)
+
+    @property
+    def webhooks(self) -> Collection[WebhookDoc]:
+        return cast("Collection[WebhookDoc]", self.db.webhooks)
+
+    @property
+    def webhook_outbox(self) -> Collection[WebhookOutboxDoc]:
+        return cast("Collection[WebhookOutboxDoc]", self.db.webhook_outbox)
+
+    @property
+    def webhook_deliveries(self) -> Collection[WebhookDeliveryDoc]:
+        return cast("Collection[WebhookDeliveryDoc]", self.db.webhook_deliveries)
 
     async def ping(self) -> None:
         await self.db.command("ping")

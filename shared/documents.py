@@ -326,3 +326,59 @@ class ProviderStateDoc(TypedDict, total=False):
     totalCalls: int
     totalFailures: int
     totalRetries: int
+
+
+class WebhookDoc(TypedDict, total=False):
+    """`webhooks`: an endpoint a host registered for one event or one organizer's events."""
+
+    _id: Required[str]  # `wh_` + random hex
+    eventId: str | None  # one of eventId, organizerId is set
+    organizerId: str | None
+    url: str
+    topics: list[str]
+    secret: str  # `whsec_` + base64: deliveries are signed with it, so it is kept as given
+    createdBy: str
+    createdAt: datetime
+    disabled: bool
+    disabledAt: datetime | None
+    disabledReason: str | None
+    failingSince: datetime | None  # the first failed attempt since the last success
+    leaseUntil: datetime | None  # one delivery run per endpoint at a time (worker/webhooks.py)
+    leaseOwner: str | None
+
+
+class WebhookOutboxDoc(TypedDict, total=False):
+    """`webhook_outbox`: one document per (endpoint, topic, subject) whose numbers changed since
+    its last delivery; `_id` is `webhookId|topic|subject`."""
+
+    _id: Required[str]
+    webhookId: str
+    topic: str
+    subject: str  # a sessionId, or the eventId for the event topics
+    eventId: str
+    dirty: bool
+    changes: int  # bumped by every change: a delivery run clears `dirty` only if none came meanwhile
+    dirtySince: datetime  # the first change not delivered yet (the lag metric)
+    sentAt: datetime | None  # the subject's last delivery was made then (WEBHOOK_MIN_INTERVAL_S)
+    data: dict[str, Any]  # what a topic without stored numbers carries (recompute.finished)
+
+
+class WebhookDeliveryDoc(TypedDict, total=False):
+    """`webhook_deliveries`: one message to one endpoint; `_id` is its `webhook-id` (`msg_` + hex),
+    the same on every attempt."""
+
+    _id: Required[str]
+    webhookId: str
+    eventId: str
+    topic: str
+    subject: str
+    payload: dict[str, Any]  # the signed body, fixed when the message was made
+    status: Literal["PENDING", "DELIVERED", "FAILED", "SUPERSEDED"]
+    attempts: int
+    responseStatus: int | None
+    error: str | None
+    createdAt: datetime
+    changedAt: datetime  # when the change it carries was first written
+    lastAttemptAt: datetime | None
+    nextAttemptAt: datetime | None
+    deliveredAt: datetime | None

@@ -98,6 +98,49 @@ class Settings(BaseSettings):
         1000, ge=1, description="statements per bulk write or ids per `$in` the service sends in one command"
     )
 
+    # Webhooks (worker/webhooks.py) and the event stream (web/stream.py).
+    webhook_allow_http: bool = Field(False, description="accept plain http:// endpoint URLs (tests, demos)")
+    webhook_allowed_hosts: str = Field(
+        "",
+        description="comma-separated host names and CIDRs an endpoint may resolve to although they are "
+        "loopback, private, link-local or metadata addresses; empty: none",
+    )
+    webhook_timeout_s: float = Field(10.0, gt=0, description="one delivery attempt's time limit")
+    webhook_debounce_s: float = Field(
+        1.0, ge=0, description="a change waits this long before its delivery, so a burst shares one"
+    )
+    webhook_min_interval_s: float = Field(
+        10.0, ge=0, description="a session's (or event's) deliveries to one endpoint at most this often"
+    )
+    webhook_backoff_base_s: float = Field(5.0, gt=0, description="first retry after about this long")
+    webhook_backoff_cap_s: float = Field(3600.0, gt=0, description="retries at most this far apart")
+    webhook_retry_window_s: float = Field(
+        86400.0, gt=0, description="an endpoint failing this long is disabled"
+    )
+    webhook_sweep_interval_s: float = Field(
+        30.0, gt=0, description="how often beat sends the deliveries due whose signal was lost"
+    )
+    webhook_log_retention_s: float = Field(
+        7 * 86400.0, gt=0, description="finished deliveries stay in the log this long"
+    )
+    stream_heartbeat_s: float = Field(
+        15.0, gt=0, description="an idle event stream sends a comment this often"
+    )
+    stream_replay: int = Field(
+        1000, ge=10, description="changes per event kept in Redis for reconnects with Last-Event-ID"
+    )
+    stream_max_s: float = Field(
+        3600.0, gt=0, description="a stream ends after this long; the client reconnects with Last-Event-ID"
+    )
+
+    # Rate limits per credential (web/ratelimit.py); 0 turns one off.
+    rate_limit_host_per_minute: int = Field(
+        1200, ge=0, description="requests a user token may make in any 60 s (moving window)"
+    )
+    rate_limit_ingest_per_minute: int = Field(
+        6000, ge=0, description="requests an ingest key may make in any 60 s (moving window)"
+    )
+
     # Provider access (base URLs default to the real APIs; credentials have no default).
     provider_timeout_s: float = 10.0
     provider_concurrency: int = 8
@@ -123,6 +166,14 @@ class Settings(BaseSettings):
     def _cidr_list(cls, value: str) -> str:
         for part in value.split(","):
             if part.strip():
+                ipaddress.ip_network(part.strip(), strict=False)  # ValueError names the bad entry
+        return value
+
+    @field_validator("webhook_allowed_hosts")
+    @classmethod
+    def _host_list(cls, value: str) -> str:
+        for part in value.split(","):
+            if "/" in part:
                 ipaddress.ip_network(part.strip(), strict=False)  # ValueError names the bad entry
         return value
 

@@ -26,6 +26,9 @@ class Queue(StrEnum):
     DEFAULT = "default"
     # Provider polling waits on the network; it gets its own queue so rollups never queue behind it.
     PROVIDERS = "providers"
+    # Webhook deliveries wait on the hosts' endpoints: neither rollups nor provider polling
+    # queue behind a slow receiver.
+    WEBHOOKS = "webhooks"
 
 
 class TaskName(StrEnum):
@@ -35,14 +38,24 @@ class TaskName(StrEnum):
     SYNC_DURATIONS = "providers.sync_durations"
     CLEANUP_EXPIRED = "auth.cleanup_expired"
     SWEEP_RECOMPUTES = "analytics.sweep_recomputes"
+    DELIVER_WEBHOOKS = "webhooks.deliver"
+    SWEEP_WEBHOOKS = "webhooks.sweep"
 
 
 def task_routes() -> dict[str, dict[str, str]]:
     """Where each task goes; tasks not named here go to the default queue."""
-    return {TaskName.SYNC_DURATIONS.value: {"queue": Queue.PROVIDERS.value}}
+    return {
+        TaskName.SYNC_DURATIONS.value: {"queue": Queue.PROVIDERS.value},
+        TaskName.DELIVER_WEBHOOKS.value: {"queue": Queue.WEBHOOKS.value},
+    }
 
 
 SIGNAL_HOLD_S = 30  # a signal key outlives a lost task by at most this; the beat tick covers that
+
+
+def webhook_signal_key(webhook_id: str) -> str:
+    """Set while a delivery run of the endpoint is on its way; the task deletes it before it reads."""
+    return f"session-analytics:webhook-signal:{webhook_id}"
 
 
 def rollup_signal_key(event_id: str) -> str:
@@ -209,7 +222,7 @@ class InProcessTaskQueue:
 
     async def queue_lengths(self) -> dict[str, int]:
         """Tasks of this process not finished yet (all on one queue: there are no others)."""
-        return {Queue.DEFAULT.value: len(self._running), Queue.PROVIDERS.value: 0}
+        return {Queue.DEFAULT.value: len(self._running), Queue.PROVIDERS.value: 0, Queue.WEBHOOKS.value: 0}
 
     async def close(self) -> None:
         for task in list(self._running):

@@ -23,7 +23,7 @@ def document() -> OpenAPI:
     from web.openapi import SPEC
 
     text: dict[str, Callable[[bytes], Any]] = {
-        media: _text for media in ("text/csv", "text/plain", "text/html", "text/*")
+        media: _text for media in ("text/csv", "text/plain", "text/html", "text/*", "text/event-stream")
     }
     return OpenAPI.from_dict(SPEC, config=Config(extra_media_type_deserializers=text))
 

@@ -96,3 +96,43 @@ async def eventually(probe, timeout: float, interval: float = 0.1, what: str = "
             return value
         await asyncio.sleep(interval)
     raise AssertionError(f"{what} not reached within {timeout}s")
+
+
+class WebProcess:
+    """`session-analytics serve` on a free loopback port, with the given settings as environment
+    variables: a web process as deployed, for tests of what several of them share."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        from tests.servers import free_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, **env, "LOG_JSON": "false", "PYTHONUNBUFFERED": "1"}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = Path(tempfile.mkstemp(prefix="sa-web-", suffix=".log")[1])
+
+    def start(self) -> WebProcess:
+        import socket
+
+        args = [sys.executable, "-c", "from web.cli import main; main()", "serve", "--port", str(self.port)]
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(
+                args, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+        def listening() -> bool:
+            assert self.process is not None and self.process.poll() is None, self.log.read_text()
+            with socket.socket() as probe:
+                return probe.connect_ex(("127.0.0.1", self.port)) == 0
+
+        wait_until(listening, timeout=60, what=f"web process on port {self.port}")
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)

@@ -75,7 +75,11 @@ def live(mongo: AnyMongo, redis_server: Redis) -> Iterator[LiveService]:
     import requests
 
     settings = Settings(
-        mongodb_url=mongo.url(f"fuzz{os.getpid()}"), redis_url=redis_server.url(), log_json=False
+        mongodb_url=mongo.url(f"fuzz{os.getpid()}"),
+        redis_url=redis_server.url(),
+        log_json=False,
+        stream_max_s=1,  # an event stream answers in a second, so every check can read it whole
+        webhook_allow_http=True,
     )
     service = LiveService(settings)
     service.start()

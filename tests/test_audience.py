@@ -211,12 +211,12 @@ async def test_no_shows_agree_with_the_session_filters_and_the_registrations_pos
         }
         got = {r["userId"] for r in await people_pages(client, host, f"minCompletion={threshold}")}
         assert got == wanted, threshold
-        rows = world.expected_rows("yt-long")
+        session_rows = world.expected_rows("yt-long")
         body = await get_json(
             client, host, f"/rest/host/session/yt-long/attendee?minCompletion={threshold}&size=500"
         )
         assert {r["userId"] for r in body["data"]} == {
-            r["userId"] for r in rows if r["completion"] is not None and r["completion"] >= threshold
+            r["userId"] for r in session_rows if r["completion"] is not None and r["completion"] >= threshold
         }
 
 
@@ -342,6 +342,7 @@ async def test_a_rollup_that_dies_between_its_writes_is_made_right_by_the_next(
     """The summary's update commits every write of a rollup before the first is applied
     (worker/journal.py); whatever a rollup wrote before it died, the next one's numbers are the
     oracle's, sessions' and event's alike."""
+    import shared.db
     import worker.journal
 
     world = audience_world(21, users=16)
@@ -365,7 +366,7 @@ async def test_a_rollup_that_dies_between_its_writes_is_made_right_by_the_next(
             monkeypatch.setattr(worker.journal, "PART_BYTES", 2_000)
         monkeypatch.setattr(worker.journal.Journal, "commit", dying(worker.journal.Journal.commit))
     elif dies == "after its rows":
-        monkeypatch.setattr(worker.journal, "bulk_write", dying(worker.journal.bulk_write))
+        monkeypatch.setattr(worker.journal, "bulk_write", dying(shared.db.bulk_write))
     else:
         monkeypatch.setattr(worker.journal.Journal, "apply", dying(worker.journal.Journal.apply))
     key = await ingest_headers(database, ["ev1"])
@@ -374,7 +375,8 @@ async def test_a_rollup_that_dies_between_its_writes_is_made_right_by_the_next(
         await rollup_pending(database, settings)
     await database.rollup_leases.delete_many({})  # the dead worker's lease, expired
     monkeypatch.undo()
-    pending = (await database.event_summaries.find_one({"_id": "ev1"}) or {}).get("pending")
+    summary = await database.event_summaries.find_one({"_id": "ev1"})
+    pending: dict[str, Any] = dict(summary.get("pending") or {}) if summary else {}
     assert pending
     assert bool(pending.get("parts")) == ("parts" in dies)
     assert await database.rollup_journal.count_documents({}) == len(pending.get("parts", []))

@@ -32,6 +32,9 @@ DECLARED: dict[str, type] = {
     "tasks": documents.TaskDoc,
     "recompute_locks": documents.RecomputeLockDoc,
     "provider_state": documents.ProviderStateDoc,
+    "webhooks": documents.WebhookDoc,
+    "webhook_outbox": documents.WebhookOutboxDoc,
+    "webhook_deliveries": documents.WebhookDeliveryDoc,
 }
 
 

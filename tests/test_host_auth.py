@@ -124,7 +124,7 @@ async def _success_shows(route: str, response: Any, target: str) -> bool:
         lines = (await response.text()).splitlines()
         return len(lines) == 2 and lines[1].startswith(f"Session {session_id},")
     if route == "people csv":
-        return (await response.text()).splitlines()[0].startswith("User ID,")
+        return bool((await response.text()).splitlines()[0].startswith("User ID,"))
     body: dict[str, Any] = await response.json()
     if route == "summary":
         return bool(body["eventId"] == event_id and body["sessions"] == 1)

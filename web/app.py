@@ -14,7 +14,19 @@ from prometheus_client import CollectorRegistry
 from shared.db import Database, connect
 from shared.settings import Settings
 from shared.tasks import CeleryTaskQueue, TaskQueue
-from web import admin_tasks, attendees, audience, auth, dashboard, docs, events, health, ingest, sessions
+from web import (
+    admin_tasks,
+    attendees,
+    audience,
+    auth,
+    dashboard,
+    docs,
+    events,
+    health,
+    ingest,
+    plugins,
+    sessions,
+)
 from web.cache import ListCache, TtlCache
 from web.keys import (
     DB,
@@ -60,6 +72,7 @@ def create_app(
     app.cleanup_ctx.extend([_database_ctx(settings, database), _task_queue_ctx(settings, task_queue)])
     for module in (auth, sessions, attendees, audience, ingest, admin_tasks, health, docs, events, dashboard):
         app.add_routes(module.routes)
+    plugins.setup(app, settings)
     return app
 
 

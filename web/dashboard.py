@@ -20,7 +20,7 @@ _HEADERS = {"Content-Security-Policy": CONTENT_SECURITY_POLICY, "X-Content-Type-
 ASSETS = Path(str(resources.files("web").joinpath("static/host")))
 
 # The page's own script and style, and the charting library (uPlot) with its licence.
-HostAsset = Literal["app.js", "app.css", "uPlot.iife.min.js", "uPlot.min.css", "uPlot.LICENSE"]
+HostAsset = Literal["app.js", "live.js", "app.css", "uPlot.iife.min.js", "uPlot.min.css", "uPlot.LICENSE"]
 HOST_ASSETS: tuple[str, ...] = get_args(HostAsset)
 _FILES = {name: ASSETS / ("vendor/" + name if name.startswith("uPlot") else name) for name in HOST_ASSETS}
 

@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from shared import hooks
 from shared.admin import create_event, create_ingest_key, create_user
 from shared.db import Database, connect
 from shared.logs import configure_logging
@@ -27,6 +28,7 @@ from web.app import create_app
 from worker.durations import sync_durations, sync_event_durations
 from worker.providers.fakes import FakeVideo, run_fake_providers
 from worker.rollup import recompute_event, rollup_event, rollup_pending
+from worker.webhooks import run_until_idle
 
 ADMIN_EMAIL = "host@demo.example"
 ADMIN_PASSWORD = "demo-password"
@@ -52,6 +54,9 @@ def demo_settings() -> Settings:
         mongodb_url="mem:///session_analytics_demo",
         redis_url="redis://embedded.invalid:0/0",
         log_json=False,
+        # The demo's webhook receiver listens on this machine, over plain http.
+        webhook_allow_http=True,
+        webhook_allowed_hosts="127.0.0.1",
         rollup_interval_s=10,
         duration_sync_interval_s=60,
     )
@@ -202,14 +207,17 @@ async def run_demo(host: str, port: int, *, check: bool = False) -> None:
         db = connect(settings)
         await db.ensure_indexes()
         queue = _in_process_queue(db, settings)
+        hooks.use_task_queue(queue)  # webhook deliveries run in this process too
         runner = web.AppRunner(create_app(settings, database=db, task_queue=queue), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, host, port).start()
         base = f"http://{host}:{port}"
+        receiver = DemoReceiver()
+        await receiver.start(host)
         try:
             seeded = await _seed(db, settings, base)
             jobs = asyncio.create_task(_periodic_jobs(db, settings))
-            report = await _walkthrough(base)
+            report = await _walkthrough(base, receiver)
             _print_intro(base, {**report, **seeded, "rollup_interval_s": settings.rollup_interval_s})
             if not check:
                 await asyncio.Event().wait()
@@ -217,7 +225,9 @@ async def run_demo(host: str, port: int, *, check: bool = False) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await jobs
         finally:
+            hooks.use_task_queue(None)
             await queue.close()
+            await receiver.stop()
             await runner.cleanup()
 
 
@@ -236,12 +246,16 @@ def _in_process_queue(db: Database, settings: Settings) -> InProcessTaskQueue:
     async def run_sync(task_id: str) -> dict[str, Any]:
         return await sync_durations(db, settings)
 
+    async def run_deliveries(task_id: str, webhook_id: str) -> dict[str, Any]:
+        return (await run_until_idle(db, settings, webhook_id)).as_dict()
+
     return InProcessTaskQueue(
         {
             TaskName.RECOMPUTE_EVENT: run_recompute,
             TaskName.ROLLUP_PENDING: run_rollup,
             TaskName.ROLLUP_EVENT: run_event_rollup,
             TaskName.SYNC_DURATIONS: run_sync,
+            TaskName.DELIVER_WEBHOOKS: run_deliveries,
         }
     )
 
@@ -287,14 +301,64 @@ async def _periodic_jobs(db: Database, settings: Settings) -> None:
         await asyncio.sleep(settings.rollup_interval_s)
 
 
-async def _walkthrough(base: str) -> dict[str, Any]:
-    """Log in, recompute the event, and read the list back, as a host would."""
+class DemoReceiver:
+    """A webhook receiver on this machine: keeps what it is sent and checks its signature."""
+
+    def __init__(self) -> None:
+        self.secret = ""
+        self.got: list[dict[str, Any]] = []
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    async def start(self, host: str) -> None:
+        app = web.Application()
+        app.router.add_post("/hook", self._receive)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, 0)
+        await site.start()
+        self.url = f"http://{host}:{self._runner.addresses[0][1]}/hook"
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+        body = await request.read()
+        try:
+            payload = Webhook(self.secret).verify(body, dict(request.headers))
+            verified = True
+        except WebhookVerificationError:
+            payload, verified = json.loads(body), False
+        self.got.append({"id": request.headers.get("webhook-id"), "verified": verified, "payload": payload})
+        return web.Response(status=204)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+async def _register_receiver(
+    http: aiohttp.ClientSession, auth: dict[str, str], receiver: DemoReceiver
+) -> str:
+    topics = ["recompute.finished", "session.analytics.updated"]
+    body = {"url": receiver.url, "topics": topics, "eventId": EVENT_ID}
+    async with http.post("/rest/host/webhooks", json=body, headers=auth) as r:
+        created = await r.json()
+        if r.status != 201:
+            raise RuntimeError(f"demo webhook not registered: {created}")
+    receiver.secret = created["secret"]
+    return str(created["webhookId"])
+
+
+async def _walkthrough(base: str, receiver: DemoReceiver) -> dict[str, Any]:
+    """Log in, register the demo's webhook receiver, recompute the event, and read the list back,
+    as a host would."""
     async with aiohttp.ClientSession(base_url=base) as http:
         async with http.post(
             "/rest/u/login", json={"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
         ) as r:
             login = await r.json()
         auth = {"Authorization": f"Bearer {login['access_token']}"}
+        webhook_id = await _register_receiver(http, auth, receiver)
         async with http.post(f"/rest/host/session/analytics/recompute?eventId={EVENT_ID}", headers=auth) as r:
             task_id = (await r.json())["taskId"]
         for _ in range(600):
@@ -313,6 +377,10 @@ async def _walkthrough(base: str) -> dict[str, Any]:
             top = (await r.json())["data"]
         async with http.get(f"/rest/host/event/{EVENT_ID}/analytics", headers=auth) as r:
             audience = await r.json()
+    for _ in range(200):  # the recompute's messages: after the debounce, within seconds
+        if any(got["payload"]["type"] == "recompute.finished" for got in receiver.got):
+            break
+        await asyncio.sleep(0.05)
     with_duration = [s for s in listing["data"] if s.get("duration")]
     attended = [s for s in listing["data"] if s["attendeeCount"]]
     if len(with_duration) < 5 or len(attended) < len(SESSIONS) - 1:
@@ -325,6 +393,9 @@ async def _walkthrough(base: str) -> dict[str, Any]:
         "listing": listing,
         "top": top,
         "audience": audience,
+        "webhook_id": webhook_id,
+        "deliveries": list(receiver.got),
+        "receiver": receiver.url,
     }
 
 
@@ -363,6 +434,8 @@ def _curl_examples(base: str, token: str) -> list[str]:
         f"  {curl} '{base}/rest/host/event/{EVENT_ID}/attendee?attended=false&size=5'",
         f"  {curl} '{base}/rest/host/event/{EVENT_ID}/attendee/csv?sort=-sessionsAttended'",
         f"  {curl} -X POST '{base}/rest/host/session/analytics/recompute?eventId={EVENT_ID}'",
+        f"  {curl} '{base}/rest/host/webhooks?eventId={EVENT_ID}'",
+        f"  {curl} -N '{base}/rest/host/event/{EVENT_ID}/stream'   # live changes; Ctrl-C to stop",
     ]
 
 
@@ -390,13 +463,31 @@ def _print_intro(base: str, report: dict[str, Any]) -> None:
         f" of {a['uniqueRegistrants']} registrants, {a['noShows']} no-shows,"
         f" peak {a['peakConcurrent']} watching live at {a['peakAt']}",
         "",
-        "The keynote's longest watchers (GET /rest/host/session/keynote/attendee):",
     ]
+    lines += _delivery_lines(base, report)
+    lines += ["The keynote's longest watchers (GET /rest/host/session/keynote/attendee):"]
     for a in report["top"]:
         name = f"{a['firstName']} {a['lastName']} <{a['email']}>"
         lines.append(f"  {name:<50} watched={a['attendedSeconds']:.0f}s engagement={a['engagement']:.0f}%")
     lines.append("")
     print("\n".join(lines), file=sys.stdout, flush=True)
+
+
+def _delivery_lines(base: str, report: dict[str, Any]) -> list[str]:
+    """The webhook message the demo's receiver got for the recompute, as it arrived."""
+    got = report["deliveries"]
+    finished = next((g for g in got if g["payload"]["type"] == "recompute.finished"), None)
+    lines = [f"Webhooks: the demo registered a receiver ({report['receiver']}); it got {len(got)} messages."]
+    if finished is not None:
+        verified = "signature verified" if finished["verified"] else "signature NOT verified"
+        lines.append(f"  {finished['id']} ({verified}): {json.dumps(finished['payload'])}")
+    lines += [
+        "  Its delivery log:",
+        f'  curl -s -H "Authorization: Bearer $TOKEN" \\\n'
+        f"       '{base}/rest/host/webhooks/{report['webhook_id']}/deliveries'",
+        "",
+    ]
+    return lines
 
 
 def _session_lines(items: list[dict[str, Any]]) -> list[str]:

@@ -11,7 +11,7 @@ from pydantic.json_schema import models_json_schema
 
 from shared import errors
 from web.contract.common import ErrorEnvelope, Id
-from web.contract.descriptions import DESCRIPTION, HEADERS, SCHEMES
+from web.contract.descriptions import DESCRIPTION, HEADERS, OPTIONAL_HEADERS, SCHEMES
 from web.contract.routes import OPERATIONS, Operation
 
 Schema = dict[str, Any]
@@ -19,7 +19,8 @@ REF = "#/components/schemas/{model}"
 
 
 def _header_refs(*wire_names: str) -> Schema:
-    return {n: {"$ref": "#/components/headers/" + n.replace("-", "")} for n in ("X-Request-Id", *wire_names)}
+    names = ("X-Request-Id", *wire_names, *sorted(OPTIONAL_HEADERS))
+    return {n: {"$ref": "#/components/headers/" + n.replace("-", "")} for n in dict.fromkeys(names)}
 
 
 def _content(media: str, schema: Schema, example: Any = None) -> Schema:
@@ -120,7 +121,10 @@ def _components() -> Schema:
     header = {"required": True, "schema": {"type": "string"}}
     return {
         "schemas": _schemas(),
-        "headers": {n.replace("-", ""): header | {"description": d} for n, d in HEADERS.items()},
+        "headers": {
+            n.replace("-", ""): header | {"description": d, "required": n not in OPTIONAL_HEADERS}
+            for n, d in HEADERS.items()
+        },
         "responses": {name: _error_reply([error]) for name, error in unmatched.items()},
         "securitySchemes": {name: kind | {"description": d} for name, (kind, _, d) in SCHEMES.items()},
     }

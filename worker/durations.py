@@ -16,6 +16,7 @@ from shared.db import Database, bulk_write
 from shared.documents import ProviderStateDoc, SessionDoc
 from shared.duration_status import KNOWN, NO_CREDENTIALS, NOT_FOUND, PENDING, PROVIDER_ERROR
 from shared.duration_status import LIVE as LIVE_STATUS
+from shared.hooks import analytics_written
 from shared.settings import Settings
 from shared.store import bump_analytics_version, mark_for_rollup, now
 from worker.providers import build_clients, new_http_session
@@ -267,6 +268,8 @@ async def _write_answers(
         await mark_for_rollup(db, event_id, session_ids)
     if changed:
         await bump_analytics_version(db, changed)
+    for event_id, session_ids in changed.items():
+        await analytics_written(db, settings, event_id, session_ids, kind="durations")
     metrics.changed += sum(len(ids) for ids in changed.values())
 
 

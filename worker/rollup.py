@@ -50,6 +50,7 @@ from shared.attendees import row_id
 from shared.audience import RowView, peak
 from shared.db import UNAVAILABLE_ERRORS, Database, bulk_write, dates_as_ms
 from shared.documents import RollupLeaseDoc, SessionDoc
+from shared.hooks import analytics_written
 from shared.identities import identities_of
 from shared.inbox import QueuedItem, batch_items, consume, settle_intents
 from shared.jobs import (
@@ -364,6 +365,7 @@ async def _rollup_batch(db: Database, settings: Settings, lease: EventLease) -> 
         _clear_flags(db, settings, [w.session for w in writes if w.session["_id"] in written]),
         bump_analytics_version(db, [event_id] if written else []),
     )
+    await analytics_written(db, settings, event_id, sorted(written), kind="rollup")
     # Last: a crash before this leaves the batches to be folded again, which changes nothing.
     await consume(db, settings, event_id, [batch.id for batch in taken])
     await journal.done(db)
@@ -729,6 +731,7 @@ async def _rebuild_event(
     ids = [doc["_id"] for doc in queued]
     await consume(db, settings, event_id, ids)
     await bump_analytics_version(db, [event_id])
+    await analytics_written(db, settings, event_id, [doc["_id"] for doc in sessions], kind="recompute")
     await _settle_caches(settings)
     return {"sessions": len(sessions), "durations": durations}
 

@@ -31,6 +31,13 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "schedule": settings.task_sweep_interval_s,
             "options": {"expires": settings.task_sweep_interval_s},
         },
+        # Webhook deliveries due whose signal was lost, and retries too far off for a countdown
+        # (worker/tasks.py); finished deliveries leave the log after WEBHOOK_LOG_RETENTION_S.
+        "sweep-webhooks": {
+            "task": TaskName.SWEEP_WEBHOOKS.value,
+            "schedule": settings.webhook_sweep_interval_s,
+            "options": {"expires": settings.webhook_sweep_interval_s},
+        },
         # Expired tokens, login-throttle windows: there are no TTL indexes (DESIGN §6).
         "cleanup-expired": {
             "task": TaskName.CLEANUP_EXPIRED.value,

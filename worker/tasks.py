@@ -23,12 +23,13 @@ from shared.inbox import settle_intents
 from shared.jobs import Begin, Start, begin_recompute, sweep_recomputes
 from shared.logs import task_id_var
 from shared.settings import get_settings
-from shared.tasks import SIGNAL_HOLD_S, TaskKwargs, TaskName, rollup_signal_key
+from shared.tasks import SIGNAL_HOLD_S, TaskKwargs, TaskName, rollup_signal_key, webhook_signal_key
 from worker import app, metrics
 from worker.cleanup import cleanup_expired
 from worker.durations import sync_durations, sync_event_durations
 from worker.rollup import events_with_work, recompute_event, rollup_event
 from worker.runtime import WorkerRuntime, run, runtime
+from worker.webhooks import deliver_webhook, endpoints_due, forget_old_deliveries
 
 log = logging.getLogger(__name__)
 
@@ -218,3 +219,39 @@ def sweep_recomputes_task() -> dict[str, list[str]]:
         return {"restarted": report.restarted, "resent": report.resent, "failed": report.failed}
 
     return run(body)
+
+
+# A delivery run due later than this is left to the sweep: a countdown past the Redis visibility
+# timeout would be handed out more than once.
+WEBHOOK_COUNTDOWN_MAX_S = 600.0
+
+
+@app.task(name=TaskName.DELIVER_WEBHOOKS.value, **RETRY)
+def deliver_webhooks_task(webhook_id: str) -> dict[str, Any]:
+    """One delivery run of an endpoint (worker/webhooks.py); sends the next one when it is soon."""
+    try:
+        _signal_client().delete(webhook_signal_key(webhook_id))
+    except redis.RedisError as err:  # the key expires by itself
+        log.warning("could not clear the delivery signal of %s: %s", webhook_id, type(err).__name__)
+
+    async def body(rt: WorkerRuntime) -> dict[str, Any]:
+        return (await deliver_webhook(rt.db, rt.settings, webhook_id)).as_dict()
+
+    result: dict[str, Any] = run(body)
+    wait = result["nextInS"]
+    if wait is not None and wait <= WEBHOOK_COUNTDOWN_MAX_S:
+        deliver_webhooks_task.apply_async(kwargs={"webhook_id": webhook_id}, countdown=wait)
+    return result
+
+
+@app.task(name=TaskName.SWEEP_WEBHOOKS.value, **RETRY)
+def sweep_webhooks_task() -> dict[str, int]:
+    """Send a delivery run to every endpoint with work whose signal was lost; trim the log."""
+
+    async def body(rt: WorkerRuntime) -> tuple[list[str], int]:
+        return await endpoints_due(rt.db), await forget_old_deliveries(rt.db, rt.settings)
+
+    endpoints, forgotten = run(body)
+    for webhook_id in endpoints:
+        deliver_webhooks_task.apply_async(kwargs={"webhook_id": webhook_id})
+    return {"endpoints": len(endpoints), "forgotten": forgotten}

@@ -22,7 +22,14 @@ HEADERS = {  # answer headers: the component is named by the wire name without "
     "Allow": "The methods this path takes.",
     "Content-Disposition": "`attachment; filename=...csv`.",
     "Content-Security-Policy": "Only this server's own assets and requests.",
+    "RateLimit-Policy": "On answers to a `/rest/` request carrying a token or ingest key: its limit, "
+    '`"host";q=1200;w=60` (user tokens) or `"ingest";q=6000;w=60` (ingest keys), per moving 60 s '
+    "(RATE_LIMIT_HOST_PER_MINUTE, RATE_LIMIT_INGEST_PER_MINUTE).",
+    "RateLimit": 'Where the credential stands: `"host";r=<requests left>;t=<seconds until one more is '
+    "allowed>` (IETF draft-ietf-httpapi-ratelimit-headers). Over the limit: 429 with Retry-After.",
 }
+# Answer headers that only some answers of an operation carry.
+OPTIONAL_HEADERS = frozenset({"RateLimit-Policy", "RateLimit"})
 DESCRIPTION = """\
 Session analytics of a virtual-event platform for the event's hosts, and attendance ingestion.
 Times are ISO 8601 in UTC with `Z`; durations are seconds. Host routes take a user token from

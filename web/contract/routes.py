@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from shared import errors as e
 from shared.models import LoginIn, SessionIn
-from web.contract import attendees, audience, auth, events, health, ingest, sessions, tasks
+from web.contract import attendees, audience, auth, events, health, ingest, sessions, tasks, webhooks
 from web.contract.common import OpenAPIDocument, Query
 from web.contract.docs import DocsAssetPath
 from web.dashboard import HostAssetPath
@@ -23,7 +23,7 @@ class Who(Enum):
 
 
 # What any route a kind of caller may call can answer, besides the route's own errors.
-CREDENTIALS = (e.Unauthorized, e.NotEventHost, e.WrongCredentialKind, e.Unavailable)
+CREDENTIALS = (e.Unauthorized, e.NotEventHost, e.WrongCredentialKind, e.TooManyRequests, e.Unavailable)
 CALLER_ERRORS: dict[Who, tuple[type[e.ServiceError], ...]] = {
     Who.ANYONE: (), Who.HOST: CREDENTIALS, Who.INGEST: (e.BadRequest, e.EventNotFound, *CREDENTIALS)
 }  # fmt: skip
@@ -144,6 +144,48 @@ OPERATIONS: tuple[Operation, ...] = (
               body=ingest.RegistrationBatch, example={"eventId": "ev1"}),
     Operation("GET", "/rest/host/events", "hostEvents", "dashboard", "The events the user may host", Who.HOST,
               {200: Reply("The events, by name.", events.HostEvents)}),
+    Operation("POST", "/rest/host/webhooks", "createWebhook", "webhooks", "Register a webhook endpoint",
+              Who.HOST, {201: Reply("The endpoint, with its signing secret (shown this once).",
+                                    webhooks.NewWebhook, headers=("Location",))},
+              EVENT_ERRORS, body=webhooks.WebhookIn,
+              description="For one event (`eventId`) or every event of an organizer (`organizerId`). "
+              "Deliveries follow the Standard Webhooks specification (`webhook-id`, `webhook-timestamp`, "
+              "`webhook-signature`: HMAC-SHA256 with the secret); bursts are coalesced, retries keep "
+              "their `webhook-id`. The URL must be https; a name resolving to a loopback, private, "
+              "link-local or metadata address is refused (400) now and at every delivery."),
+    Operation("GET", "/rest/host/webhooks", "listWebhooks", "webhooks", "An event's or organizer's endpoints",
+              Who.HOST, {200: Reply("The endpoints (no secrets).", webhooks.Webhooks)}, EVENT_ERRORS,
+              query=webhooks.WebhookScope, example={"eventId": "ev1"},
+              description="Exactly one of `eventId` and `organizerId`."),
+    Operation("GET", "/rest/host/webhooks/{webhookId}", "readWebhook", "webhooks", "One endpoint", Who.HOST,
+              {200: Reply("The endpoint; `disabled` says whether it gave up, and why.", webhooks.Webhook)},
+              (e.NotFound, e.EventNotFound), example={"webhookId": "wh_0123456789abcdef01234567"}),
+    Operation("DELETE", "/rest/host/webhooks/{webhookId}", "deleteWebhook", "webhooks", "Delete an endpoint",
+              Who.HOST, {204: Reply("Deleted with its delivery log; nothing more is sent.")},
+              (e.NotFound, e.EventNotFound), example={"webhookId": "wh_0123456789abcdef01234567"}),
+    Operation("GET", "/rest/host/webhooks/{webhookId}/deliveries", "webhookDeliveries", "webhooks",
+              "An endpoint's delivery log", Who.HOST, {200: Reply("Newest first.", webhooks.Deliveries)},
+              (e.BadRequest, e.NotFound, e.EventNotFound), query=webhooks.DeliveryQuery,
+              example={"webhookId": "wh_0123456789abcdef01234567"}),
+    Operation("POST", "/rest/host/webhooks/{webhookId}/deliveries/{deliveryId}/redeliver", "redeliver",
+              "webhooks", "Send a message again", Who.HOST,
+              {202: Reply("Queued: the same message, `webhook-id` and numbers.", webhooks.Delivery)},
+              (e.BadRequest, e.NotFound, e.EventNotFound),
+              example={"webhookId": "wh_0123456789abcdef01234567",
+                       "deliveryId": "msg_0123456789abcdef01234567"},
+              description="Only the newest message of its subject (400 otherwise: an older one would "
+              "bring older numbers after newer ones). Enables a disabled endpoint again."),
+    Operation("GET", "/rest/host/event/{eventId}/stream", "eventStream", "dashboard",
+              "The event's changes as they land (Server-Sent Events)", Who.HOST,
+              {200: Reply("`text/event-stream`: `ready` (id: where the stream starts), `sessions` "
+                          "(data: {eventId, items: the changed sessions as the list shows them, with "
+                          "duration and watchTime}), `summary` (data: the event summary), `reset` (changes "
+                          "were missed: read everything again); comments as heartbeats.",
+                          media="text/event-stream", headers=("Cache-Control",))},
+              EVENT_ERRORS, example={"eventId": "ev1"},
+              description="Send `Last-Event-ID` to resume after the last event seen: nothing is missed "
+              "within the replay log. A stream ends after STREAM_MAX_S (an hour by default); reconnect "
+              "with Last-Event-ID. Authenticate with the Authorization header (a fetch-based reader)."),
     Operation("GET", "/host/", "dashboard", "dashboard", "The host dashboard page", Who.ANYONE,
               {200: Reply("The page; its data comes from the routes above.", media="text/html",
                           headers=("Content-Security-Policy",))}),

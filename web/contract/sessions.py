@@ -4,20 +4,20 @@ answer (attendees: web/contract/attendees.py)."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from datetime import date as CalendarDate
-from functools import cached_property, lru_cache
+from functools import cached_property
 from typing import Annotated, ClassVar, Literal, Self
-from zoneinfo import ZoneInfo
 
 from pydantic import BeforeValidator, Field
 
 from shared.db import SORT_FIELDS
 from shared.documents import SessionDoc
-from shared.duration_status import DURATION_STATUSES, duration_status
+from shared.duration_status import DURATION_STATUSES
 from shared.models import SessionFormat, StreamProvider
 from shared.rules import analytics_available
-from shared.store import session_duration
+from shared.session_items import format_local as format_local  # web/sessions.py reads these here
+from shared.session_items import item_fields
+from shared.session_items import time_zone as time_zone
 from web.contract.common import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE,
@@ -119,34 +119,6 @@ LOCAL_PATTERN = (
 LocalTime = Annotated[str, Field(pattern=LOCAL_PATTERN)]
 
 
-@lru_cache(maxsize=256)
-def time_zone(name: str | None) -> ZoneInfo:
-    """An event's IANA zone (create-event checked it); UTC when it has none."""
-    try:
-        return ZoneInfo(name or "UTC")
-    except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError
-        return ZoneInfo("UTC")
-
-
-def format_local(value: datetime | None, zone: ZoneInfo) -> str | None:
-    """A stored UTC time in the event's zone: `2024-05-01T11:00:00+02:00`, milliseconds only
-    when there are some (as the UTC times)."""
-    if value is None:
-        return None
-    local = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(zone)
-    text = (
-        f"{local.year:04d}-{local.month:02d}-{local.day:02d}"
-        f"T{local.hour:02d}:{local.minute:02d}:{local.second:02d}"
-    )
-    if local.microsecond:
-        text += f".{local.microsecond // 1000:03d}"
-    delta = local.utcoffset()
-    offset = int(delta.total_seconds()) if delta else 0
-    sign, offset = ("-" if offset < 0 else "+"), abs(offset)
-    text += f"{sign}{offset // 3600:02d}:{offset % 3600 // 60:02d}"
-    return text + (f":{offset % 60:02d}" if offset % 60 else "")
-
-
 class WatchTime(Answer):
     """Watched seconds of a session."""
 
@@ -186,43 +158,7 @@ class SessionItem(Answer):
     @classmethod
     def of(cls, doc: SessionDoc, expand: frozenset[str] = frozenset(), zone: str | None = None) -> Self:
         """A stored session as the list shows it; `zone`: its event's IANA time zone."""
-        return cls.model_validate(_item_fields(doc, expand, zone))
-
-
-def _numbers(doc: SessionDoc, available: bool) -> dict[str, float | int | None]:
-    """DESIGN §4 rule 7: without analytics from the provider, these numbers are null."""
-    return {
-        "avgAttendedDuration": doc.get("avgAttendedDuration", 0.0) if available else None,
-        "recordingViews": doc.get("recordingViews", 0) if available else None,
-        "liveViews": doc.get("liveViews", 0) if available else None,
-    }
-
-
-def _item_fields(doc: SessionDoc, expand: frozenset[str], zone_name: str | None) -> dict[str, object]:
-    available = analytics_available(doc.get("streamProvider"))
-    zone = time_zone(zone_name)
-    fields = {
-        "sessionId": doc["_id"],
-        "title": doc["title"],
-        **{name: doc.get(name) for name in ("startTime", "endTime", "streamProvider", "analyticsUpdatedAt")},
-        "format": doc["format"],
-        "registeredUserCount": doc.get("registeredUserCount", 0),
-        "attendeeCount": doc.get("attendeeCount", 0),
-        "analyticsAvailable": available,
-        **_numbers(doc, available),
-        "durationStatus": duration_status(doc),
-        "timeZone": zone.key,
-        "startTimeLocal": format_local(doc.get("startTime"), zone),
-        "endTimeLocal": format_local(doc.get("endTime"), zone),
-    }
-    if "duration" in expand:
-        fields["duration"] = session_duration(doc)  # rule 8
-    if "watchTime" in expand:
-        watch = doc.get("watchTime")
-        fields["watchTime"] = {
-            key: watch.get(key, 0.0) if watch else 0.0 for key in ("total", "live", "recording")
-        }
-    return fields
+        return cls.model_validate(item_fields(doc, expand, zone))
 
 
 class SessionList(Answer):
@@ -259,7 +195,7 @@ class SessionDetail(SessionItem):
             "liveEngagement": doc.get("engagementLive") if available else None,
             "recordingEngagement": doc.get("engagementRecording") if available else None,
         }
-        fields = _item_fields(doc, expand, zone) | {"eventId": doc["eventId"], "videoId": doc.get("videoId")}
+        fields = item_fields(doc, expand, zone) | {"eventId": doc["eventId"], "videoId": doc.get("videoId")}
         return cls.model_validate(fields | split)
 
 

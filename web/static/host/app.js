@@ -232,6 +232,7 @@
     if (token && !message) {
       fetch("/rest/u/logout", { method: "POST", headers: { Authorization: `Bearer ${token}` } }).catch(() => {});
     }
+    if (window.liveUpdates) window.liveUpdates.stop();
     state.events = [];
     state.event = null;
     $("who").textContent = "";
@@ -277,6 +278,7 @@
       $("event-zone").textContent = `Times in ${state.event.timeZone}`;
     }
     const sessionId = params.get("session");
+    if (state.event) followLive();
     if (state.event && sessionId) {
       show("session-view");
       await openSession(sessionId);
@@ -626,6 +628,34 @@
   function sessionQueryChanged(changes) {
     Object.assign(state.sessionQuery, changes, { page: changes.page ?? 0 });
     loadSessions();
+  }
+
+  // ---- live updates (live.js): changed sessions replace their rows, cards and chart ------
+
+  function followLive() {
+    if (!window.liveUpdates) return;
+    window.liveUpdates.follow(state.event.eventId, {
+      sessions(items) {
+        const changed = new Map(items.map((item) => [item.sessionId, item]));
+        const page = state.sessionPage;
+        if (page && page.data.some((item) => changed.has(item.sessionId))) {
+          state.sessionPage = { ...page, data: page.data.map((item) => changed.get(item.sessionId) || item) };
+          renderSessions(state.sessionPage);
+        }
+        loadTotals();
+        if (state.session && changed.has(state.session.sessionId)) refreshSession(state.session.sessionId);
+      },
+      reset: () => route(),
+    });
+  }
+
+  async function refreshSession(sessionId) {
+    const detail = await getJson(`/rest/host/session/${encodeURIComponent(sessionId)}/analytics`);
+    if (!state.session || state.session.sessionId !== sessionId) return;
+    state.session = detail;
+    renderDetail(detail);
+    destroyCharts();
+    await loadViewers(detail);
   }
 
   // ---- one session -----------------------------------------------------------------------
