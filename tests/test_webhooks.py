@@ -33,7 +33,18 @@ from shared.hooks import analytics_written
 from shared.settings import Settings
 from shared.store import now
 from tests.conftest import Client, RecordingTaskQueue
-from tests.seed import add_session, app_client, database_state, error_of, found, login, seed_world
+from tests.seed import (
+    add_session,
+    app_client,
+    database_state,
+    error_of,
+    found,
+    ingest_headers,
+    login,
+    seed_world,
+    watch_segment,
+)
+from worker.rollup import rollup_event
 from worker.webhooks import deliver_webhook
 
 HOOKS = "/rest/host/webhooks"
@@ -436,3 +447,28 @@ async def test_the_delivery_log_and_a_redelivery_of_the_same_message(
     assert await error_of(stale) == (400, "400")
     assert len(receiver.got) == 3
     found(await database.webhooks.find_one({"_id": created["webhookId"]}))
+
+
+async def test_event_topic_sends_the_summary_the_route_answers_after_a_rollup(
+    hosts: Client, database: Database, hook_settings: Settings, receiver: Receiver
+) -> None:
+    """A real rollup of posted attendance calls the hook; the `event.analytics.updated` message
+    is the event summary as GET /rest/host/event/{eventId}/analytics answers it then."""
+    host = await login(hosts, "organizer")
+    created = await register(hosts, host, receiver.url, topics=["event.analytics.updated"])
+    key = await ingest_headers(database, ["ev1"])
+    segments = [watch_segment(f"e{n}", "s1", f"u{n}", seconds=60 * (n + 1)) for n in range(3)]
+    assert (await hosts.post("/rest/events/ev1/watch-segments", json=segments, headers=key)).status == 200
+    await rollup_event(database, hook_settings, "ev1")
+    result = await deliver_webhook(database, hook_settings, created["webhookId"])
+
+    assert result.delivered == 1
+    (payload,) = receiver.payloads()
+    assert payload["type"] == "event.analytics.updated"
+    summary = await (await hosts.get("/rest/host/event/ev1/analytics", headers=host)).json()
+    assert payload["data"] == summary
+    assert (summary["uniqueAttendees"], summary["peakConcurrent"], summary["watchTime"]["total"]) == (
+        3,
+        3,
+        360,
+    )
