@@ -53,16 +53,19 @@ class Totals:
     recording_capped_ms: int = 0
 
     def add(self, other: Totals, sign: int = 1) -> None:
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + sign * getattr(other, f.name))
+        for name in _TOTALS:
+            setattr(self, name, getattr(self, name) + sign * getattr(other, name))
 
     def doc(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in _TOTALS}
 
     @classmethod
     def of_doc(cls, doc: Mapping[str, Any] | None) -> Totals:
         doc = doc or {}
-        return cls(**{f.name: int(doc.get(f.name, 0)) for f in fields(cls)})
+        return cls(**{name: int(doc.get(name, 0)) for name in _TOTALS})
+
+
+_TOTALS = tuple(f.name for f in fields(Totals))
 
 
 def contribution(

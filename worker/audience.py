@@ -35,7 +35,7 @@ from shared.db import Database, bulk_write, dates_as_ms
 from shared.identities import identities_of
 from shared.settings import Settings
 from shared.store import epoch_ms, from_epoch_ms, now
-from worker.journal import clear_pending, op
+from worker.journal import clear_pending, insert, op
 
 JOURNAL_PART_BYTES = 4 * 1024 * 1024  # pending writes inline up to this, well under 16 MB
 _PERSON_FIELDS = {
@@ -205,8 +205,15 @@ async def plan_people(
         if after.empty:
             ops.append(op("people", key, None))
         else:
-            identity = None if user in old else identity_fields(identities.get(user) or found.get(user))
-            ops.append(op("people", key, person_fields(event_id, user, after), identity))
+            fields = person_fields(event_id, user, after)
+            if user in old:
+                ops.append(op("people", key, fields))
+            else:
+                ops.append(
+                    insert(
+                        "people", key, {**identity_fields(identities.get(user) or found.get(user)), **fields}
+                    )
+                )
     return PeoplePlan(summary, ops, edge_total)
 
 

@@ -23,10 +23,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import bson
-from pymongo import DeleteOne, UpdateOne
+from bson.raw_bson import RawBSONDocument
+from pymongo import DeleteOne, InsertOne, UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.db import Database, bulk_write
 from shared.documents import EventSummaryDoc
+from shared.inbox import DUPLICATE_KEY
 from shared.settings import Settings
 
 PART_BYTES = 4 * 1024 * 1024  # writes inline in the summary up to this, well under 16 MB
@@ -52,7 +55,14 @@ def op(
     return written
 
 
-def _pymongo(written: Mapping[str, Any]) -> UpdateOne | DeleteOne:
+def insert(collection: str, doc_id: str, doc: dict[str, Any]) -> dict[str, Any]:
+    """An operation inserting a new document whole (applied again, it finds the document there)."""
+    return {"c": collection, "id": doc_id, "doc": doc}
+
+
+def _pymongo(written: Mapping[str, Any]) -> InsertOne[Any] | UpdateOne | DeleteOne:
+    if "doc" in written:
+        return InsertOne({"_id": written["id"], **written["doc"]})
     if "set" not in written:
         return DeleteOne({"_id": written["id"]})
     update: dict[str, Any] = {"$set": written["set"]}
@@ -61,30 +71,45 @@ def _pymongo(written: Mapping[str, Any]) -> UpdateOne | DeleteOne:
     return UpdateOne({"_id": written["id"]}, update, upsert=written.get("upsert", True))
 
 
-async def apply_ops(db: Database, settings: Settings, ops: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    """The operations, a collection at a time in ORDER; the documents matched per collection."""
-    by_collection: dict[str, list[UpdateOne | DeleteOne]] = defaultdict(list)
+async def apply_ops(
+    db: Database, settings: Settings, ops: Iterable[Mapping[str, Any]], *, again: bool = False
+) -> dict[str, int]:
+    """The operations, a collection at a time in ORDER; the documents matched per collection.
+    `again`: a committed journal applied once more, whose inserts may have landed already."""
+    by_collection: dict[str, list[InsertOne[Any] | UpdateOne | DeleteOne]] = defaultdict(list)
     for written in ops:
         by_collection[written["c"]].append(_pymongo(written))
     matched = {}
     for name in ORDER:
         if by_collection.get(name):
-            matched[name] = await bulk_write(settings, getattr(db, name), by_collection[name])
+            try:
+                matched[name] = await bulk_write(settings, getattr(db, name), by_collection[name])
+            except (BulkWriteError, DuplicateKeyError) as err:
+                if not (again and _only_duplicates(err)):
+                    raise
     return matched
 
 
-def _parts(ops: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    if len(bson.encode({"ops": ops})) <= PART_BYTES:  # the usual case: one encoding, one part
-        return [ops]
-    parts: list[list[dict[str, Any]]] = [[]]
+def _only_duplicates(err: BulkWriteError | DuplicateKeyError) -> bool:
+    if isinstance(err, DuplicateKeyError):
+        return True
+    errors = err.details.get("writeErrors", [])
+    return bool(errors) and all(e.get("code") == DUPLICATE_KEY for e in errors)
+
+
+def _parts(ops: list[dict[str, Any]], raw: bool) -> list[list[Any]]:
+    """The operations encoded once, in parts of at most PART_BYTES (an operation larger than
+    that alone in its part); `raw`: as the encoded documents, which the driver sends as they are
+    (the embedded store takes the plain ones)."""
+    parts: list[list[Any]] = [[]]
     size = 0
     for written in ops:
-        length = len(bson.encode(written))
-        if parts[-1] and size + length > PART_BYTES:
+        encoded = bson.encode(written)
+        if parts[-1] and size + len(encoded) > PART_BYTES:
             parts.append([])
             size = 0
-        parts[-1].append(written)
-        size += length
+        parts[-1].append(RawBSONDocument(encoded) if raw else written)
+        size += len(encoded)
     return parts
 
 
@@ -98,8 +123,8 @@ class Journal:
     summary: dict[str, Any] | None
     pending: dict[str, Any] = field(default_factory=dict)
 
-    async def commit(self, db: Database) -> None:
-        parts = _parts(self.ops)
+    async def commit(self, db: Database, settings: Settings) -> None:
+        parts = _parts(self.ops, raw=not settings.embedded)
         if len(parts) == 1:
             self.pending = {"ops": parts[0]}
         else:
@@ -135,6 +160,6 @@ async def settled_summary(db: Database, settings: Settings, event_id: str) -> Ev
     for part_id in pending.get("parts") or ():
         part = await db.rollup_journal.find_one({"_id": part_id})
         ops += part.get("ops", []) if part else []
-    await apply_ops(db, settings, ops)
+    await apply_ops(db, settings, ops, again=True)
     await clear_pending(db, event_id, pending)
     return doc

@@ -392,8 +392,11 @@ async def _fold(
     rebuilding = bool(summary and summary.get("rebuilding"))
     new = _new_items([s["_id"] for s in sessions], taken)
     full = {s["_id"] for s in sessions if rebuilding or s.get("rollupPending")}
-    # A session without totals has no rows yet (they land together): nothing to read for it.
-    every_row = [s["_id"] for s in sessions if s["_id"] in full and (s.get("totals") or {}).get("rows")]
+    # A session without totals has no rows yet (a rollup writes them together): nothing to read
+    # for it — unless a recompute that died left rows ahead of their session's numbers.
+    every_row = [
+        s["_id"] for s in sessions if s["_id"] in full and (rebuilding or (s.get("totals") or {}).get("rows"))
+    ]
     stored = await _read_rows(db, settings, every_row, new)
     first_rows = sorted({u for s, users in new.items() for u in users if u not in stored[s]})
     found = await identities_of(db, settings, lease.event_id, first_rows) if first_rows else {}
@@ -416,7 +419,7 @@ async def _fold(
             writes.append(cast(SessionWrite, write))  # a full fold always fits its bucket
     journal = await _journal(db, settings, lease.event_id, writes, time_zone, identities, summary)
     await lease.renew()  # still ours: no other rollup or recompute writes these sessions
-    await journal.commit(db)
+    await journal.commit(db, settings)
     return writes, await _write_rows_and_sessions(db, settings, journal, writes), journal
 
 

@@ -24,6 +24,7 @@ from shared.documents import SessionDoc
 from shared.rules import LIVE, Interval, UserWatch, analytics_available, attendee_row, merge_intervals
 from shared.session_totals import Totals, ViewersState, contribution, numbers_of
 from shared.store import epoch_ms, from_epoch_ms, numbers_fields, session_duration
+from worker.journal import insert
 
 # What a rollup reads of a row: the user's state, and the numbers to tell whether it changed.
 ROW_FIELDS = {
@@ -100,9 +101,11 @@ class UserState:
             "joins": len(both),
         }
 
-    def numbers(self, user_id: str, duration: float | None, available: bool) -> dict[str, Any]:
-        """The row's fields other than ids and identity (rules 1, 6, 11)."""
-        live, recording, attended = self.lengths()
+    def numbers(
+        self, user_id: str, duration: float | None, available: bool, lengths: tuple[int, int, int]
+    ) -> dict[str, Any]:
+        """The row's fields other than ids and identity (rules 1, 6, 11); `lengths`: lengths()."""
+        live, recording, attended = lengths
         watch = UserWatch(user_id, live / 1000, recording / 1000, attended / 1000)
         row = attendee_row(user_id, watch if attended else None, self.registered_at, duration, available)
         return {
@@ -230,8 +233,9 @@ def fold_session(
             edges[ms] = edges.get(ms, 0) + n
         if not full and old is not None:
             totals.add(old.totals(duration), -1)
-        totals.add(now_state.totals(duration))
-        numbers = now_state.numbers(user, duration, available)
+        lengths = now_state.lengths()
+        totals.add(contribution(now_state.registered_at is not None, *lengths, duration))
+        numbers = now_state.numbers(user, duration, available, lengths)
         key = row_id(session["_id"], user)
         if replace:
             rows.append(
@@ -239,7 +243,11 @@ def fold_session(
             )
         elif user not in stored:
             rows.append(
-                _row_op(key, numbers, {**_ids(session, user), **identity_fields(identities.get(user))})
+                insert(
+                    "attendees",
+                    key,
+                    {**_ids(session, user), **identity_fields(identities.get(user)), **numbers},
+                )
             )
         elif not _same(stored[user], numbers):
             rows.append(_row_op(key, numbers))
