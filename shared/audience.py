@@ -26,6 +26,7 @@ land all or none — worker/audience.py journals them.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -92,7 +93,13 @@ class Person:
     last: Ms | None = None
     live: list[MsInterval] = field(default_factory=list)  # LIVE union over every session
     days: list[str] = field(default_factory=list)
-    completion: float | None = None  # mean of the sessions' completions that are known
+    completion_sum: float = 0.0  # of the sessions' completions that are known
+    completion_count: int = 0
+
+    @property
+    def completion(self) -> float | None:
+        """The mean of the sessions' known completions."""
+        return self.completion_sum / self.completion_count if self.completion_count else None
 
     @property
     def attendee(self) -> bool:
@@ -132,8 +139,56 @@ def person_of(rows: Iterable[RowView], zone: ZoneInfo) -> Person:
             completions.append(row.completion)
     person.live = [(int(s), int(e)) for s, e in merge_intervals(live)]
     person.days = _days(merge_intervals(attended), zone)
-    person.completion = sum(completions) / len(completions) if completions else None
+    person.completion_sum, person.completion_count = sum(completions), len(completions)
     return person
+
+
+def moved(person: Person, old: RowView | None, new: RowView, zone: ZoneInfo) -> Person:
+    """The person once one of its rows changed from `old` (None: the row is new) to `new`.
+
+    Between recomputes a row's unions only grow (segments are added, never taken away), so the
+    person's LIVE union, its dates and its first and last instants take the new row in, and
+    its counts and sums move the old row out and the new one in: no other row is read."""
+    after = Person(
+        sessions=list(person.sessions),
+        registered=person.registered,
+        attended_sessions=person.attended_sessions,
+        attended_ms=person.attended_ms,
+        live_ms=person.live_ms,
+        recording_ms=person.recording_ms,
+        first=person.first,
+        last=person.last,
+        live=person.live,
+        days=person.days,
+        completion_sum=person.completion_sum,
+        completion_count=person.completion_count,
+    )
+    if new.session_id not in after.sessions:
+        bisect.insort(after.sessions, new.session_id)
+    for sign, row in ((-1, old), (1, new)):
+        if row is None:
+            continue
+        union = merge_intervals([*row.live, *row.recording])
+        length = _length(union)
+        after.registered += sign * row.registered
+        after.attended_sessions += sign * (length > 0)
+        after.attended_ms += sign * length
+        after.live_ms += sign * _length(row.live)
+        after.recording_ms += sign * _length(row.recording)
+        if row.completion is not None:
+            after.completion_sum += sign * row.completion
+            after.completion_count += sign
+    union = merge_intervals([*new.live, *new.recording])
+    if union:
+        first, last = int(union[0][0]), int(union[-1][1])
+        after.first = first if after.first is None else min(after.first, first)
+        after.last = last if after.last is None else max(after.last, last)
+        after.days = sorted(set(after.days) | set(_days(union, zone)))
+    if new.live:
+        after.live = [(int(s), int(e)) for s, e in merge_intervals([*after.live, *new.live])]
+    if not after.completion_count:
+        after.completion_sum = 0.0
+    return after
 
 
 # --- the summary ------------------------------------------------------------------------------

@@ -226,6 +226,8 @@ class PersonDoc(TypedDict, total=False):
     firstJoinedAt: datetime | None
     lastLeftAt: datetime | None
     completion: float | None
+    completionSum: float  # of the sessions' known completions, and how many (the mean's parts)
+    completionSessions: int
     live: list[list[datetime]]
     days: list[str]
     rebuild: str  # the recompute that wrote it last (the ones it did not write are deleted)

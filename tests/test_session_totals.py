@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shared.audience import Person, RowView, moved, person_of
 from shared.rules import UserWatch, merge_intervals, session_numbers, union_length
 from shared.session_totals import Totals, ViewersState, contribution, numbers_of
 from shared.viewers import recording_days, viewers_summary
@@ -110,3 +111,56 @@ def test_viewers_counts_moved_as_unions_grow_give_the_series_of_all_unions(
     got = state.summary(START, "America/New_York", (want["peak"], want["peakAt"]))
     assert got == want
     assert len(got["days"]) == len(recording_days(recording, "America/New_York"))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["s1", "s2", "s3"]),
+            st.booleans(),
+            intervals,
+            intervals,
+            st.one_of(st.none(), st.floats(0, 100)),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_a_person_moved_row_by_row_is_the_person_of_all_its_rows(
+    steps: list[tuple[str, bool, list[tuple[int, int]], list[tuple[int, int]], float | None]],
+) -> None:
+    """Rows only grow between recomputes: each step adds segments (and maybe a registration) to
+    one session's row; moving the person by the old and new row equals rule 13 over every row."""
+    zone = ZoneInfo("Asia/Tokyo")
+    rows: dict[str, RowView] = {}
+    person = Person()
+    for session, registers, live, recording, completion in steps:
+        old = rows.get(session)
+        new = RowView(
+            session,
+            registers or bool(old and old.registered),
+            tuple(_ints(merge_intervals([*(old.live if old else ()), *live]))),
+            tuple(_ints(merge_intervals([*(old.recording if old else ()), *recording]))),
+            completion,
+        )
+        rows[session] = new
+        person = moved(person, old, new, zone)
+    want = person_of(rows.values(), zone)
+    assert (person.sessions, person.registered, person.attended_sessions) == (
+        want.sessions,
+        want.registered,
+        want.attended_sessions,
+    )
+    assert (person.attended_ms, person.live_ms, person.recording_ms) == (
+        want.attended_ms,
+        want.live_ms,
+        want.recording_ms,
+    )
+    assert (person.first, person.last, person.live, person.days) == (
+        want.first,
+        want.last,
+        want.live,
+        want.days,
+    )
+    assert person.completion == pytest.approx(want.completion)

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from pymongo import ReplaceOne
 
-from shared.attendees import identity_fields, row_id
+from shared.attendees import identity_fields
 from shared.audience import (
     Chunk,
     Person,
@@ -28,6 +28,7 @@ from shared.audience import (
     chunks_of,
     edge_changes,
     edges_id,
+    moved,
     person_id,
     person_of,
 )
@@ -51,19 +52,11 @@ _PERSON_FIELDS = {
     "lastLeftAt": 1,
     "live": 1,
     "days": 1,
-    "completion": 1,
+    "completionSum": 1,
+    "completionSessions": 1,
 }
-_ROW_FIELDS = {
-    "_id": 0,
-    "sessionId": 1,
-    "userId": 1,
-    "live": 1,
-    "recording": 1,
-    "registeredAt": 1,
-    "completion": 1,
-}
-
-Changes = Mapping[str, Mapping[str, RowView]]  # userId → sessionId → the row just written
+# userId → sessionId → (the row as it was, None when new; the row about to be written)
+Changes = Mapping[str, Mapping[str, tuple[RowView | None, RowView]]]
 
 
 def _ms_or_none(moment: Any) -> int | None:
@@ -89,7 +82,8 @@ def person_from_doc(doc: Mapping[str, Any] | None) -> Person:
         last=_ms_or_none(doc.get("lastLeftAt")),
         live=[(epoch_ms(s), epoch_ms(e)) for s, e in doc.get("live") or ()],
         days=list(doc.get("days") or ()),
-        completion=doc.get("completion"),
+        completion_sum=float(doc.get("completionSum") or 0.0),
+        completion_count=int(doc.get("completionSessions") or 0),
     )
 
 
@@ -113,6 +107,9 @@ def person_fields(event_id: str, user_id: str, person: Person) -> dict[str, Any]
         "firstJoinedAt": _date(person.first),
         "lastLeftAt": _date(person.last),
         "completion": person.completion,
+        # What the mean is of, so a changed session moves its part out and in again.
+        "completionSum": person.completion_sum,
+        "completionSessions": person.completion_count,
         "live": [[from_epoch_ms(s), from_epoch_ms(e)] for s, e in person.live],
         "days": person.days,
     }
@@ -145,16 +142,6 @@ async def _by_id(
     return found
 
 
-def _view(doc: Mapping[str, Any]) -> RowView:
-    return RowView(
-        doc["sessionId"],
-        doc.get("registeredAt") is not None,
-        tuple((epoch_ms(s), epoch_ms(e)) for s, e in doc.get("live") or ()),
-        tuple((epoch_ms(s), epoch_ms(e)) for s, e in doc.get("recording") or ()),
-        doc.get("completion"),
-    )
-
-
 @dataclass(slots=True)
 class PeoplePlan:
     """The people writes of one rollup, the summary they move, and the event's LIVE edge changes."""
@@ -174,29 +161,24 @@ async def plan_people(
     stored_summary: Mapping[str, Any] | None,
 ) -> PeoplePlan:
     """What brings the people of these users and the summary up to the rows about to be written
-    (`stored_summary`: the settled summary; the edges' counts come with edge_ops)."""
+    (`stored_summary`: the settled summary; the edges' counts come with edge_ops). A person moves
+    by its changed rows alone (shared/audience.moved): no other row of it is read."""
     summary = Summary.of_doc(stored_summary)
     if not changes:
         return PeoplePlan(summary, [], {})
     users = sorted(changes)
     docs = await _by_id(db, settings, "people", [person_id(event_id, u) for u in users], _PERSON_FIELDS)
     old = {doc["userId"]: person_from_doc(doc) for doc in docs}
-    wanted = [
-        row_id(session, user)
-        for user in users
-        for session in old.get(user, Person()).sessions
-        if session not in changes[user]
-    ]
-    views: dict[str, list[RowView]] = {user: list(changes[user].values()) for user in users}
-    for doc in await _by_id(db, settings, "attendees", wanted, _ROW_FIELDS):
-        views[doc["userId"]].append(_view(doc))
     zone = ZoneInfo(time_zone)
     edge_total: dict[int, int] = {}
     ops: list[dict[str, Any]] = []
     missing = [user for user in users if user not in old and user not in identities]
     found = await identities_of(db, settings, event_id, missing) if missing else {}
     for user in users:
-        before, after = old.get(user, Person()), person_of(views[user], zone)
+        before = after = old.get(user, Person())
+        for session_id in sorted(changes[user]):
+            was, now = changes[user][session_id]
+            after = moved(after, was, now, zone)
         summary.count(before, -1)
         summary.count(after, 1)
         for ms, n in edge_changes(before.live, after.live).items():

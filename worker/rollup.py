@@ -434,10 +434,10 @@ async def _journal(
 ) -> Journal:
     """Every write of one fold: rows, sessions, people, edges, and the summary's new fields
     (left alone while a recompute rebuilds them)."""
-    changes: dict[str, dict[str, RowView]] = defaultdict(dict)
+    changes: dict[str, dict[str, tuple[RowView | None, RowView]]] = defaultdict(dict)
     for write in writes:
-        for user_id, view in write.changed.items():
-            changes[user_id][write.session["_id"]] = view
+        for user_id, views in write.changed.items():
+            changes[user_id][write.session["_id"]] = views
     rebuilding = bool(summary and summary.get("rebuilding"))
     people = await plan_people(
         db, settings, event_id, time_zone, {} if rebuilding else changes, identities, summary
@@ -713,7 +713,7 @@ async def _rebuild_event(
             state = states.pop(session["_id"], {})
             write = fold_session(session, {}, state, identities, time_zone, full=True, replace=True)
             assert write is not None  # a full fold always fits its bucket
-            for user_id, view in write.changed.items():
+            for user_id, (_, view) in write.changed.items():
                 views[user_id].append(view)
             chunk.append(write)
             rows += len(write.rows)

@@ -167,7 +167,7 @@ class SessionWrite:
     viewers: ViewersState
     edges: dict[int, int]  # LIVE edge changes (full: the whole set)
     full: bool
-    changed: dict[str, RowView]  # by userId: what each written row gives its person
+    changed: dict[str, tuple[RowView | None, RowView]]  # by userId: its person's part, was and now
 
     def fields(self, time_zone: str, peak: tuple[int, int | None], at: datetime) -> dict[str, Any]:
         """The session document's new numbers, series and bookkeeping."""
@@ -222,7 +222,7 @@ def fold_session(
         return None
     edges: dict[int, int] = {}
     rows: list[dict[str, Any]] = []
-    changed: dict[str, RowView] = {}
+    changed: dict[str, tuple[RowView | None, RowView]] = {}
     for user in users:
         old, now_state = before.get(user), after[user]
         old_live = [] if full or old is None else _ints(old.live)
@@ -253,7 +253,8 @@ def fold_session(
             rows.append(_row_op(key, numbers))
         else:
             continue
-        changed[user] = now_state.view(session["_id"], numbers["completion"])
+        was = None if old is None else old.view(session["_id"], stored[user].get("completion"))
+        changed[user] = (was, now_state.view(session["_id"], numbers["completion"]))
     return SessionWrite(session, rows, totals, viewers, {k: n for k, n in edges.items() if n}, full, changed)
 
 
