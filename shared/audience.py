@@ -5,9 +5,9 @@ Three collections, each document plain and readable:
 
 - `people`: one document per (event, user), `_id` = `eventId:userId`, for everyone registered
   or attending in some session: the identity copies an attendee row keeps (shared/attendees.py),
-  the ids of the person's `sessions` (a rollup reads the person's rows by `_id`, never by a
-  scan), the sums over those sessions, the LIVE union over all of them (`live`) and the dates
-  with attended time (`days`). Bounded by the event's sessions: a person in 1,000 sessions is a
+  how many sessions it has a row in (`sessionRows`), the sums over those sessions, the LIVE
+  union over all of them (`live`) and the dates with attended time (`days`); a rollup moves it
+  by its changed rows alone. Bounded by the person's watching: 1,000 separate live intervals are a
   few hundred KB.
 - `audience_edges`: the event's LIVE concurrency as edge counts, one document per
   CHUNK_MS of time (`_id` = `eventId:chunkStartMs`): `edges` maps a millisecond offset in the
@@ -26,7 +26,6 @@ land all or none — worker/audience.py journals them.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -83,7 +82,7 @@ class Person:
     """One person's part of the event: the `people` document's numbers, and the contribution
     the summary counts."""
 
-    sessions: list[str] = field(default_factory=list)
+    rows: int = 0  # sessions with a row of the person
     registered: int = 0  # sessions registered for
     attended_sessions: int = 0
     attended_ms: Ms = 0  # summed over sessions (rule 13), not the union over them
@@ -111,7 +110,7 @@ class Person:
 
     @property
     def empty(self) -> bool:
-        return not self.sessions
+        return not self.rows
 
 
 def person_of(rows: Iterable[RowView], zone: ZoneInfo) -> Person:
@@ -121,7 +120,7 @@ def person_of(rows: Iterable[RowView], zone: ZoneInfo) -> Person:
     attended: list[Interval] = []
     completions: list[float] = []
     for row in sorted(rows, key=lambda r: r.session_id):
-        person.sessions.append(row.session_id)
+        person.rows += 1
         person.registered += row.registered
         union = merge_intervals([*row.live, *row.recording])
         length = _length(union)
@@ -150,7 +149,7 @@ def moved(person: Person, old: RowView | None, new: RowView, zone: ZoneInfo) -> 
     person's LIVE union, its dates and its first and last instants take the new row in, and
     its counts and sums move the old row out and the new one in: no other row is read."""
     after = Person(
-        sessions=list(person.sessions),
+        rows=person.rows + (old is None),
         registered=person.registered,
         attended_sessions=person.attended_sessions,
         attended_ms=person.attended_ms,
@@ -163,8 +162,6 @@ def moved(person: Person, old: RowView | None, new: RowView, zone: ZoneInfo) -> 
         completion_sum=person.completion_sum,
         completion_count=person.completion_count,
     )
-    if new.session_id not in after.sessions:
-        bisect.insort(after.sessions, new.session_id)
     for sign, row in ((-1, old), (1, new)):
         if row is None:
             continue

@@ -215,7 +215,7 @@ class PersonDoc(TypedDict, total=False):
     ticketId: str | None
     sortName: str | None
     searchText: str
-    sessions: list[str]
+    sessionRows: int  # sessions with a row of the person
     sessionsRegistered: int
     sessionsAttended: int
     attended: bool

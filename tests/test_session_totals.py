@@ -147,8 +147,8 @@ def test_a_person_moved_row_by_row_is_the_person_of_all_its_rows(
         rows[session] = new
         person = moved(person, old, new, zone)
     want = person_of(rows.values(), zone)
-    assert (person.sessions, person.registered, person.attended_sessions) == (
-        want.sessions,
+    assert (person.rows, person.registered, person.attended_sessions) == (
+        want.rows,
         want.registered,
         want.attended_sessions,
     )

@@ -42,7 +42,7 @@ JOURNAL_PART_BYTES = 4 * 1024 * 1024  # pending writes inline up to this, well u
 _PERSON_FIELDS = {
     "_id": 0,
     "userId": 1,
-    "sessions": 1,
+    "sessionRows": 1,
     "sessionsRegistered": 1,
     "sessionsAttended": 1,
     "attendedSeconds": 1,
@@ -72,7 +72,7 @@ def person_from_doc(doc: Mapping[str, Any] | None) -> Person:
     if not doc:
         return Person()
     return Person(
-        sessions=list(doc.get("sessions") or ()),
+        rows=int(doc.get("sessionRows") or 0),
         registered=doc.get("sessionsRegistered", 0),
         attended_sessions=doc.get("sessionsAttended", 0),
         attended_ms=_seconds_ms(doc.get("attendedSeconds")),
@@ -96,7 +96,7 @@ def person_fields(event_id: str, user_id: str, person: Person) -> dict[str, Any]
     return {
         "eventId": event_id,
         "userId": user_id,
-        "sessions": person.sessions,
+        "sessionRows": person.rows,
         "sessionsRegistered": person.registered,
         "sessionsAttended": person.attended_sessions,
         "attended": person.attendee,
