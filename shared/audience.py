@@ -28,11 +28,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from shared.rules import Interval, merge_intervals
+from shared.viewers import dates_of, days_between, shift
 
 CHUNK_MS = 10 * 60 * 1000  # the span of time one `audience_edges` document counts
 Ms = int
@@ -58,23 +59,9 @@ class RowView:
     completion: float | None  # the row's min(attended / duration, 1) × 100, or None
 
 
-def _length(intervals: Iterable[Interval]) -> Ms:
+def length_ms(intervals: Iterable[Interval]) -> Ms:
+    """The length of merged intervals (a union), in milliseconds."""
     return int(sum(end - start for start, end in intervals))
-
-
-def _local_date(moment: Ms, zone: ZoneInfo) -> date:
-    return datetime.fromtimestamp(moment / 1000, tz=UTC).astimezone(zone).date()
-
-
-def _days(union: Iterable[Interval], zone: ZoneInfo) -> list[str]:
-    """The calendar dates of the zone on which the union holds time (half-open intervals)."""
-    days: set[date] = set()
-    for start, end in union:
-        day, last = _local_date(int(start), zone), _local_date(int(end) - 1, zone)
-        while day <= last:
-            days.add(day)
-            day += timedelta(days=1)
-    return sorted(d.isoformat() for d in days)
 
 
 @dataclass(slots=True)
@@ -123,11 +110,11 @@ def person_of(rows: Iterable[RowView], zone: ZoneInfo) -> Person:
         person.rows += 1
         person.registered += row.registered
         union = merge_intervals([*row.live, *row.recording])
-        length = _length(union)
+        length = length_ms(union)
         person.attended_sessions += length > 0
         person.attended_ms += length
-        person.live_ms += _length(row.live)
-        person.recording_ms += _length(row.recording)
+        person.live_ms += length_ms(row.live)
+        person.recording_ms += length_ms(row.recording)
         if union:
             first, last = int(union[0][0]), int(union[-1][1])
             person.first = first if person.first is None else min(person.first, first)
@@ -137,7 +124,7 @@ def person_of(rows: Iterable[RowView], zone: ZoneInfo) -> Person:
         if row.completion is not None:
             completions.append(row.completion)
     person.live = [(int(s), int(e)) for s, e in merge_intervals(live)]
-    person.days = _days(merge_intervals(attended), zone)
+    person.days = sorted(dates_of(merge_intervals(attended), zone))
     person.completion_sum, person.completion_count = sum(completions), len(completions)
     return person
 
@@ -166,12 +153,12 @@ def moved(person: Person, old: RowView | None, new: RowView, zone: ZoneInfo) -> 
         if row is None:
             continue
         union = merge_intervals([*row.live, *row.recording])
-        length = _length(union)
+        length = length_ms(union)
         after.registered += sign * row.registered
         after.attended_sessions += sign * (length > 0)
         after.attended_ms += sign * length
-        after.live_ms += sign * _length(row.live)
-        after.recording_ms += sign * _length(row.recording)
+        after.live_ms += sign * length_ms(row.live)
+        after.recording_ms += sign * length_ms(row.recording)
         if row.completion is not None:
             after.completion_sum += sign * row.completion
             after.completion_count += sign
@@ -180,7 +167,7 @@ def moved(person: Person, old: RowView | None, new: RowView, zone: ZoneInfo) -> 
         first, last = int(union[0][0]), int(union[-1][1])
         after.first = first if after.first is None else min(after.first, first)
         after.last = last if after.last is None else max(after.last, last)
-        after.days = sorted(set(after.days) | set(_days(union, zone)))
+        after.days = sorted(set(after.days) | dates_of(union, zone))
     if new.live:
         after.live = [(int(s), int(e)) for s, e in merge_intervals([*after.live, *new.live])]
     if not after.completion_count:
@@ -257,12 +244,7 @@ class Summary:
         for i, ms in enumerate((person.attended_ms, person.live_ms, person.recording_ms)):
             self.watch_ms[i] += sign * ms
         if person.attendee:
-            for day in person.days:
-                left = self.per_day.get(day, 0) + sign
-                if left:
-                    self.per_day[day] = left
-                else:
-                    self.per_day.pop(day, None)
+            shift(self.per_day, person.days, sign)
 
     def fields(self) -> dict[str, Any]:
         """The summary document's numbers."""
@@ -312,24 +294,8 @@ def chunks_of(changes: Mapping[Ms, int]) -> dict[Ms, dict[Ms, int]]:
 def add_edges(stored: Mapping[Ms, int], changes: Mapping[Ms, int]) -> dict[Ms, int]:
     edges = dict(stored)
     for offset, n in changes.items():
-        left = edges.get(offset, 0) + n
-        if left:
-            edges[offset] = left
-        else:
-            edges.pop(offset, None)
+        shift(edges, (offset,), n)
     return edges
-
-
-def days_between(per_day: Mapping[str, int]) -> list[tuple[str, int]]:
-    """Every date from the first to the last with attendees (0 included), as the chart shows."""
-    if not per_day:
-        return []
-    first, last = date.fromisoformat(min(per_day)), date.fromisoformat(max(per_day))
-    out = []
-    while first <= last:
-        out.append((first.isoformat(), per_day.get(first.isoformat(), 0)))
-        first += timedelta(days=1)
-    return out
 
 
 # --- the answer ---------------------------------------------------------------------------------

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from shared.rules import SessionNumbers, analytics_available, view_threshold
-from shared.viewers import MINUTE_MS, bucket_ms
+from shared.viewers import MINUTE_MS, bucket_ms, dates_of, days_between, shift
 
 MsInterval = tuple[int, int]
 
@@ -125,20 +124,6 @@ def numbers_of(totals: Totals, duration: float | None, stream_provider: str | No
 # --- viewers (rule 9) ---------------------------------------------------------------------------
 
 
-def _local_date(moment: int, zone: ZoneInfo) -> date:
-    return datetime.fromtimestamp(moment / 1000, tz=UTC).astimezone(zone).date()
-
-
-def dates_of(union: Iterable[MsInterval], zone: ZoneInfo) -> set[str]:
-    days: set[str] = set()
-    for start, end in union:
-        day, last = _local_date(start, zone), _local_date(end - 1, zone)
-        while day <= last:
-            days.add(day.isoformat())
-            day += timedelta(days=1)
-    return days
-
-
 @dataclass(slots=True)
 class ViewersState:
     """Distinct live users per bucket and recording users per date, as counts a rollup moves
@@ -183,11 +168,11 @@ class ViewersState:
     ) -> None:
         """One user's (live, recording) unions changed from `old` to `new`."""
         before, after = self.buckets(start_time, old[0]), self.buckets(start_time, new[0])
-        _shift(self.live, after - before, 1)
-        _shift(self.live, before - after, -1)
+        shift(self.live, after - before, 1)
+        shift(self.live, before - after, -1)
         days_before, days_after = dates_of(old[1], zone), dates_of(new[1], zone)
-        _shift(self.days, days_after - days_before, 1)
-        _shift(self.days, days_before - days_after, -1)
+        shift(self.days, days_after - days_before, 1)
+        shift(self.days, days_before - days_after, -1)
 
     def doc(self) -> dict[str, Any]:
         return {
@@ -223,30 +208,14 @@ class ViewersState:
             last = (self.latest - 1 - start_time) // self.bucket
             live = [self.live.get(k, 0) for k in range(first, last + 1)]
             first_at = start_time + first * self.bucket
-        days: list[int] = []
-        first_day = None
-        if self.days:
-            day, end = date.fromisoformat(min(self.days)), date.fromisoformat(max(self.days))
-            first_day = day.isoformat()
-            while day <= end:
-                days.append(self.days.get(day.isoformat(), 0))
-                day += timedelta(days=1)
+        days = days_between(self.days)
         return {
             "bucketMs": self.bucket,
             "firstAt": first_at,
             "live": live,
             "peak": peak[0],
             "peakAt": peak[1],
-            "firstDay": first_day,
-            "days": days,
+            "firstDay": days[0][0] if days else None,
+            "days": [n for _, n in days],
             "timeZone": time_zone,
         }
-
-
-def _shift(counts: dict[Any, int], keys: Iterable[Any], sign: int) -> None:
-    for key in keys:
-        left = counts.get(key, 0) + sign
-        if left:
-            counts[key] = left
-        else:
-            counts.pop(key, None)

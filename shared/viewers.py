@@ -31,9 +31,12 @@ __all__ = [
     "MAX_POINTS",
     "LiveSeries",
     "bucket_ms",
+    "dates_of",
+    "days_between",
     "live_series",
     "peak_concurrent",
     "recording_days",
+    "shift",
     "stored_summary",
     "summary_answer",
     "viewers_answer",
@@ -135,6 +138,39 @@ def live_series(start_time: int, live: UserIntervals) -> LiveSeries:
 
 def _local_date(moment_ms: int, zone: ZoneInfo) -> date:
     return datetime.fromtimestamp(moment_ms / 1000, tz=UTC).astimezone(zone).date()
+
+
+def dates_of(union: Iterable[tuple[float, float]], zone: ZoneInfo) -> set[str]:
+    """The calendar dates of the zone on which a union (half-open intervals) holds time."""
+    days: set[str] = set()
+    for start, end in union:
+        day, last = _local_date(int(start), zone), _local_date(int(end) - 1, zone)
+        while day <= last:
+            days.add(day.isoformat())
+            day += timedelta(days=1)
+    return days
+
+
+def days_between(per_day: Mapping[str, int]) -> list[tuple[str, int]]:
+    """Every date from the first to the last counted (0 included), as the charts show them."""
+    if not per_day:
+        return []
+    first, last = date.fromisoformat(min(per_day)), date.fromisoformat(max(per_day))
+    out = []
+    while first <= last:
+        out.append((first.isoformat(), per_day.get(first.isoformat(), 0)))
+        first += timedelta(days=1)
+    return out
+
+
+def shift(counts: dict[Any, int], keys: Iterable[Any], n: int) -> None:
+    """Add `n` to the count of each key; a count that reaches 0 is dropped (sparse counts)."""
+    for key in keys:
+        left = counts.get(key, 0) + n
+        if left:
+            counts[key] = left
+        else:
+            counts.pop(key, None)
 
 
 def recording_days(recording: UserIntervals, time_zone: str) -> list[tuple[date, int]]:

@@ -18,6 +18,7 @@ from shared.duration_status import duration_status
 from shared.errors import ServiceError, SessionNotFound, Unavailable
 from shared.models import SessionIn
 from shared.rules import analytics_available
+from shared.session_items import ITEM_FIELDS
 from shared.store import session_duration, upsert_session
 from shared.viewers import stored_summary, summary_answer
 from web.auth import authenticate_host, bearer_token, hosted_event
@@ -39,26 +40,6 @@ from web.keys import DB, EVENTS, HTTP_METRICS, LIST_CACHE, PRINCIPALS, SETTINGS
 from web.middleware import credential_id_var
 
 routes = web.RouteTableDef()
-
-_LIST_FIELDS = {
-    "_id": 1,
-    "title": 1,
-    "startTime": 1,
-    "endTime": 1,
-    "format": 1,
-    "streamProvider": 1,
-    "registeredUserCount": 1,
-    "attendeeCount": 1,
-    "avgAttendedDuration": 1,
-    "recordingViews": 1,
-    "liveViews": 1,
-    "analyticsUpdatedAt": 1,
-    "duration": 1,
-    "watchTime": 1,
-    # durationStatus (rule 10) reads these besides streamProvider, format and duration.
-    "videoId": 1,
-    "durationStatus": 1,
-}
 
 
 def event_zone(event: EventDoc) -> str:
@@ -227,7 +208,7 @@ def _list_order(query: SessionFilterQuery) -> list[tuple[str, int]]:
 
 async def _session_page(request: web.Request, query: SessionListQuery, zone: str) -> SessionList:
     sessions, filtered = request.app[DB].sessions, _list_filter(query)
-    cursor = sessions.find(filtered, _LIST_FIELDS).sort(_list_order(query)).skip(query.skip).limit(query.size)
+    cursor = sessions.find(filtered, ITEM_FIELDS).sort(_list_order(query)).skip(query.skip).limit(query.size)
     docs = await cursor.to_list(length=query.size)
     total = await sessions.count_documents({"eventId": query.eventId})
     matching = total if len(filtered) == 1 else await sessions.count_documents(filtered)

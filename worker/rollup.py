@@ -94,20 +94,6 @@ _SESSION_FIELDS = {
     "totals": 1,  # the sums and counts this rollup moves its users in and out of
     "viewersState": 1,
 }
-# What a rollup reads of a row: the user's state, and the numbers to tell whether it changed.
-_ROW_FIELDS = {
-    "_id": 0,
-    "sessionId": 1,
-    "userId": 1,
-    "live": 1,
-    "recording": 1,
-    "registeredAt": 1,
-    "attendedSeconds": 1,
-    "liveSeconds": 1,
-    "recordingSeconds": 1,
-    "engagement": 1,
-    "completion": 1,
-}
 
 
 async def event_time_zone(db: Database, event_id: str) -> str:

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from bson import DatetimeMS
 
 from shared.attendees import identity_fields, row_id
-from shared.audience import RowView, edge_changes
+from shared.audience import RowView, edge_changes, length_ms
 from shared.documents import SessionDoc
 from shared.rules import LIVE, Interval, UserWatch, analytics_available, attendee_row, merge_intervals
 from shared.session_totals import Totals, ViewersState, contribution, numbers_of
@@ -44,10 +44,6 @@ ROW_FIELDS = {
 
 def _ms(moment: datetime | DatetimeMS | None) -> int | None:
     return None if moment is None else epoch_ms(moment)
-
-
-def _length(intervals: Iterable[Interval]) -> int:
-    return int(sum(end - start for start, end in intervals))
 
 
 @dataclass(slots=True)
@@ -81,9 +77,9 @@ class UserState:
     def lengths(self) -> tuple[int, int, int]:
         """(live, recording, attended) milliseconds; the intervals are merged per mode."""
         return (
-            _length(self.live),
-            _length(self.recording),
-            _length(merge_intervals([*self.live, *self.recording])),
+            length_ms(self.live),
+            length_ms(self.recording),
+            length_ms(merge_intervals([*self.live, *self.recording])),
         )
 
     def totals(self, duration: float | None) -> Totals:

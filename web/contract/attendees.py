@@ -71,14 +71,19 @@ def _identity(text: str) -> Any:
     return Field(description=f"{text}; null when unknown or erased.")
 
 
-class Attendee(Answer):
-    """One registered or attending user of a session, with the identity its registrations gave."""
+class Identified(Answer):
+    """A user with the identity its registrations gave (a session's attendee, an event's person)."""
 
     userId: Id
     email: str | None = _identity("Email address")
     firstName: str | None = _identity("First name")
     lastName: str | None = _identity("Last name")
     ticketId: str | None = _identity("Ticket id")
+
+
+class Attendee(Identified):
+    """One registered or attending user of a session, with the identity its registrations gave."""
+
     attended: bool = Field(description="Whether attended time > 0.")
     attendedSeconds: Seconds = Field(description="Union of the user's segments over both modes.")
     liveSeconds: Seconds

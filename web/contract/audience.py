@@ -7,7 +7,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from web.contract.attendees import RowFilter
+from web.contract.attendees import Identified, RowFilter
 from web.contract.common import (
     MAX_PAGE_SIZE,
     Answer,
@@ -84,14 +84,9 @@ class PeopleQuery(PeopleOrder, PageQuery):
     """The people list's query: search, filters, sort and paging."""
 
 
-class Person(Answer):
+class Person(Identified):
     """One person of the event: registered for or attending at least one of its sessions."""
 
-    userId: Id
-    email: str | None = Field(description="Email address; null when unknown or erased.")
-    firstName: str | None = Field(description="First name; null when unknown or erased.")
-    lastName: str | None = Field(description="Last name; null when unknown or erased.")
-    ticketId: str | None = Field(description="Ticket id; null when unknown or erased.")
     sessionsRegistered: Count = Field(description="Sessions the person registered for.")
     sessionsAttended: Count = Field(description="Sessions with attended time > 0.")
     attended: bool = Field(description="Whether the person attended any session.")
